@@ -1,0 +1,508 @@
+"""Real labelled image sets: Omniglot, the MNIST test set, scikit-learn digits.
+
+Introduced in notebook 00 (Omniglot) and notebook 01 (MNIST). Each loader
+returns a :class:`LabelledImages`: one float tensor of images in [0, 1]
+(ink is bright, background is 0), integer labels, and the class names.
+
+Files come from, in this order:
+
+1. the folder named by ``COURSE_DATA_DIR`` (same file names as the official
+   downloads, e.g. ``$COURSE_DATA_DIR/omniglot/images_background.zip``);
+2. the download folder in :func:`course_lib.runtime.cache_dir`;
+3. the official URLs, downloaded once into that folder.
+
+Every archive is checked against known checksums before it is used, and the
+converted arrays are written atomically (to a temporary file, then renamed),
+so an interrupted or failed run never leaves a half-written cache behind.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from .runtime import DATA_DIR_VARIABLE, cache_dir, local_data_dir
+
+CACHE_FORMAT_VERSION = 1
+
+
+class DataUnavailableError(RuntimeError):
+    """The data can neither be read locally nor downloaded."""
+
+
+class ChecksumError(RuntimeError):
+    """A data file does not match any known checksum (corrupt or truncated)."""
+
+
+# --------------------------------------------------------------------------
+# The container every loader returns
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class LabelledImages:
+    """Images ``[n, channels, height, width]`` in [0, 1] with labels ``[n]``.
+
+    ``labels[i]`` indexes ``class_names``; ``class_groups`` optionally names a
+    group for every class (the alphabet, for Omniglot).
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    class_names: list[str]
+    class_groups: list[str] | None = None
+    name: str = "images"
+    _class_index: list[torch.Tensor] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 4:
+            raise ValueError(f"images must be [n, c, h, w], got shape {tuple(self.images.shape)}")
+        if self.labels.shape != (self.images.shape[0],):
+            raise ValueError(
+                f"labels must be [n] with n={self.images.shape[0]}, got {tuple(self.labels.shape)}"
+            )
+        if self.class_groups is not None and len(self.class_groups) != len(self.class_names):
+            raise ValueError("class_groups needs one entry per class")
+        if len(self.labels) and int(self.labels.max()) >= len(self.class_names):
+            raise ValueError("a label is larger than the number of class names")
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    def indices_of_class(self, label: int) -> torch.Tensor:
+        """Indices of all examples of one class (computed once, then cached)."""
+        if self._class_index is None:
+            order = torch.argsort(self.labels, stable=True)
+            counts = torch.bincount(self.labels, minlength=self.num_classes).tolist()
+            self._class_index = list(torch.split(order, counts))
+        return self._class_index[label]
+
+    def examples_per_class(self) -> torch.Tensor:
+        return torch.bincount(self.labels, minlength=self.num_classes)
+
+    def subset_classes(self, classes: Sequence[int], name: str | None = None) -> "LabelledImages":
+        """Keep only ``classes`` and relabel them 0..len(classes)-1 in that order."""
+        classes = torch.as_tensor(list(classes), dtype=torch.long)
+        if classes.numel() != classes.unique().numel():
+            raise ValueError("subset_classes got a class twice")
+        new_label = torch.full((self.num_classes,), -1, dtype=torch.long)
+        new_label[classes] = torch.arange(len(classes))
+        keep = new_label[self.labels] >= 0
+        groups = None if self.class_groups is None else [self.class_groups[c] for c in classes.tolist()]
+        return LabelledImages(
+            images=self.images[keep],
+            labels=new_label[self.labels[keep]],
+            class_names=[self.class_names[c] for c in classes.tolist()],
+            class_groups=groups,
+            name=name or self.name,
+        )
+
+    def with_rotations(self, name: str | None = None) -> "LabelledImages":
+        """Each class rotated by 0, 90, 180 and 270 degrees becomes 4 classes.
+
+        The standard Omniglot augmentation (Santoro et al. 2016, Vinyals et al.
+        2016). New class ``4 * c + r`` is class ``c`` rotated by ``r * 90``
+        degrees, so all four rotations of a character stay on the same side of
+        a class split made before this call.
+        """
+        k = 4
+        rotated = torch.stack([torch.rot90(self.images, r, dims=(2, 3)) for r in range(k)], dim=1)
+        labels = (self.labels[:, None] * k + torch.arange(k)[None, :]).reshape(-1)
+        names = [f"{n} rot{90 * r}" for n in self.class_names for r in range(k)]
+        groups = None if self.class_groups is None else [g for g in self.class_groups for _ in range(k)]
+        return LabelledImages(
+            images=rotated.reshape(-1, *self.image_shape),
+            labels=labels,
+            class_names=names,
+            class_groups=groups,
+            name=name or f"{self.name} (+rotations)",
+        )
+
+    def to(self, device: torch.device | str) -> "LabelledImages":
+        """A copy with images and labels on ``device`` (keep data on the GPU once)."""
+        return LabelledImages(
+            self.images.to(device), self.labels.to(device), self.class_names, self.class_groups, self.name
+        )
+
+    def __repr__(self) -> str:
+        counts = self.examples_per_class()
+        return (
+            f"LabelledImages({self.name!r}: {len(self)} images of shape {self.image_shape}, "
+            f"{self.num_classes} classes, {int(counts.min())}-{int(counts.max())} per class)"
+        )
+
+
+# --------------------------------------------------------------------------
+# Files: checksums, downloads, atomic writes
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A file of an official data set: where it is and what it must hash to.
+
+    ``checksums`` holds ``"algorithm:hexdigest"`` strings; a file passes if it
+    matches any of them (the official bytes, or a known re-packed copy).
+    """
+
+    folder: str  # sub-folder under COURSE_DATA_DIR and the download cache
+    filename: str
+    urls: tuple[str, ...]
+    checksums: tuple[str, ...]
+
+
+def file_digest(path: Path, algorithm: str) -> str:
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_checksum(path: Path, checksums: Iterable[str]) -> None:
+    """Raise :class:`ChecksumError` unless ``path`` matches one of ``checksums``."""
+    checksums = tuple(checksums)
+    seen = {}
+    for entry in checksums:
+        algorithm, _, expected = entry.partition(":")
+        if algorithm not in seen:
+            seen[algorithm] = file_digest(path, algorithm)
+        if seen[algorithm] == expected.lower():
+            return
+    found = ", ".join(f"{a}:{d}" for a, d in seen.items())
+    raise ChecksumError(
+        f"{path} does not match any known checksum (found {found}; expected one of "
+        f"{', '.join(checksums)}). The file is corrupt or truncated: delete it and "
+        "download it again."
+    )
+
+
+def _atomic_target(path: Path):
+    """A temporary file next to ``path``; rename it onto ``path`` when complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(handle)
+    return Path(temporary)
+
+
+def _download(url: str, destination: Path) -> None:
+    temporary = _atomic_target(destination)
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(temporary, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            from tqdm.auto import tqdm
+
+            with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {destination.name}") as bar:
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    out.write(block)
+                    bar.update(len(block))
+        os.replace(temporary, destination)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def fetch(remote: RemoteFile) -> Path:
+    """A verified local path to ``remote``: from COURSE_DATA_DIR, the cache, or a download."""
+    local = local_data_dir()
+    if local is not None:
+        path = local / remote.folder / remote.filename
+        if not path.is_file():
+            raise DataUnavailableError(
+                f"{DATA_DIR_VARIABLE} is set to {str(local)!r} but {path} does not exist. "
+                f"Put {remote.filename} there (official source: {remote.urls[0]}), "
+                f"or unset {DATA_DIR_VARIABLE} to download it."
+            )
+        verify_checksum(path, remote.checksums)
+        return path
+
+    path = cache_dir() / "downloads" / remote.folder / remote.filename
+    if path.is_file():
+        try:
+            verify_checksum(path, remote.checksums)
+            return path
+        except ChecksumError:
+            path.unlink()  # ours to replace: we downloaded it
+    errors = []
+    for url in remote.urls:
+        try:
+            _download(url, path)
+        except (urllib.error.URLError, OSError, TimeoutError) as error:
+            errors.append(f"{url}: {error}")
+            continue
+        try:
+            verify_checksum(path, remote.checksums)
+        except ChecksumError:
+            path.unlink(missing_ok=True)
+            raise
+        return path
+    raise DataUnavailableError(
+        f"Could not download {remote.filename} ({'; '.join(errors)}). Without network "
+        f"access, download it elsewhere from {' or '.join(remote.urls)} and set "
+        f"{DATA_DIR_VARIABLE} to a folder that holds {remote.folder}/{remote.filename}."
+    )
+
+
+def _save_npz_atomic(path: Path, **arrays) -> None:
+    temporary = _atomic_target(path)
+    try:
+        with open(temporary, "wb") as handle:
+            np.savez(handle, **arrays)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------
+# Omniglot (Lake, Salakhutdinov & Tenenbaum 2015)
+# --------------------------------------------------------------------------
+
+OMNIGLOT_URL = "https://github.com/brendenlake/omniglot/raw/master/python/"
+
+OMNIGLOT_FILES = {
+    # md5: the official archives; sha256: the re-packed copies used offline in CI.
+    "background": RemoteFile(
+        "omniglot",
+        "images_background.zip",
+        (OMNIGLOT_URL + "images_background.zip",),
+        (
+            "md5:68d2efa1b9178cc56df9314c21c6e718",
+            "sha256:21728bfcdc210947c722d44ae000cdbdf63d31646bc08d04bda4563b59c1655f",
+        ),
+    ),
+    "evaluation": RemoteFile(
+        "omniglot",
+        "images_evaluation.zip",
+        (OMNIGLOT_URL + "images_evaluation.zip",),
+        (
+            "md5:6b91aef0f799c5bb55b94e3f2daec811",
+            "sha256:68f6c3fc25d7410405d198228f483e02d6f1ab18badc6f7ce3aa06b58c7d2faf",
+        ),
+    ),
+}
+
+OMNIGLOT_VINYALS_TRAIN_CLASSES = 1200  # of 1623; the other 423 are test classes
+OMNIGLOT_SPLIT_SEED = 0
+
+
+def read_omniglot_archive(archive: Path, image_size: int) -> dict[str, np.ndarray]:
+    """Decode one official Omniglot zip into arrays (sorted, deterministic order).
+
+    Layout inside: ``images_<set>/<Alphabet>/characterNN/<id>_<drawer>.png``.
+    Images are resized to ``image_size`` with antialiasing and inverted so that
+    ink is 255 and the background 0.
+    """
+    from PIL import Image
+
+    images, labels, names = [], [], []
+    with zipfile.ZipFile(archive) as bundle:
+        members = sorted(m for m in bundle.namelist() if m.lower().endswith(".png"))
+        if not members:
+            raise ChecksumError(f"{archive} holds no PNG images; it is not an Omniglot archive.")
+        class_of: dict[str, int] = {}
+        for member in members:
+            parts = member.split("/")
+            if len(parts) < 4:
+                raise ValueError(f"{archive}: unexpected path {member!r} (want set/alphabet/character/file.png)")
+            character = f"{parts[-3]}/{parts[-2]}"
+            if character not in class_of:
+                class_of[character] = len(names)
+                names.append(character)
+            with Image.open(io.BytesIO(bundle.read(member))) as picture:
+                picture = picture.convert("L")
+                if picture.size != (image_size, image_size):
+                    picture = picture.resize((image_size, image_size), Image.LANCZOS)
+                images.append(255 - np.asarray(picture, dtype=np.uint8))
+            labels.append(class_of[character])
+    return {
+        "images": np.stack(images),
+        "labels": np.asarray(labels, dtype=np.int64),
+        "class_names": np.asarray(names),
+    }
+
+
+def load_omniglot(image_size: int = 28) -> LabelledImages:
+    """All 1623 Omniglot characters (background set first, then evaluation set).
+
+    ``class_groups`` holds each character's alphabet; the attribute
+    ``num_background_classes`` says how many classes come from
+    ``images_background.zip`` (964 for the official archives).
+    Converted once to ``omniglot-<size>px-v<version>.npz`` in the cache folder.
+    """
+    if not 8 <= image_size <= 105:
+        raise ValueError(f"image_size must be in [8, 105] (the originals are 105x105), got {image_size}")
+    cached = cache_dir() / f"omniglot-{image_size}px-v{CACHE_FORMAT_VERSION}.npz"
+    if not cached.is_file():
+        parts = {}
+        for part, remote in OMNIGLOT_FILES.items():
+            archive = fetch(remote)
+            parts[part] = read_omniglot_archive(archive, image_size)
+        background, evaluation = parts["background"], parts["evaluation"]
+        _save_npz_atomic(
+            cached,
+            images=np.concatenate([background["images"], evaluation["images"]]),
+            labels=np.concatenate(
+                [background["labels"], evaluation["labels"] + len(background["class_names"])]
+            ),
+            class_names=np.concatenate([background["class_names"], evaluation["class_names"]]),
+            num_background_classes=np.asarray(len(background["class_names"])),
+        )
+    with np.load(cached) as arrays:
+        names = [str(n) for n in arrays["class_names"]]
+        data = LabelledImages(
+            images=torch.from_numpy(arrays["images"]).float().div_(255).unsqueeze(1),
+            labels=torch.from_numpy(arrays["labels"]),
+            class_names=names,
+            class_groups=[n.split("/")[0] for n in names],
+            name="Omniglot",
+        )
+        data.num_background_classes = int(arrays["num_background_classes"])  # type: ignore[attr-defined]
+    return data
+
+
+def omniglot_splits(
+    protocol: str = "vinyals", rotations: bool | None = None, image_size: int = 28
+) -> dict[str, LabelledImages]:
+    """Class-disjoint meta-training and meta-test sets, ``{"train": ..., "test": ...}``.
+
+    ``protocol="lake"``: the 30 background alphabets (964 characters) for
+    training, the 20 evaluation alphabets (659 characters) for testing: test
+    characters come from alphabets never seen in training.
+
+    ``protocol="vinyals"``: 1200 characters for training and 423 for testing,
+    drawn from all 50 alphabets (a fixed seeded permutation; the list files of
+    Vinyals et al. are not published with the data, so ours is a permutation of
+    the same sizes). With ``rotations`` (default for this protocol), every
+    character gives 4 classes (0, 90, 180, 270 degrees): 4800 / 1692 classes.
+    """
+    if protocol not in ("lake", "vinyals"):
+        raise ValueError(f"protocol must be 'lake' or 'vinyals', got {protocol!r}")
+    if rotations is None:
+        rotations = protocol == "vinyals"
+    data = load_omniglot(image_size)
+    if protocol == "lake":
+        n = data.num_background_classes  # type: ignore[attr-defined]
+        train_classes = list(range(n))
+        test_classes = list(range(n, data.num_classes))
+    else:
+        order = torch.randperm(data.num_classes, generator=torch.Generator().manual_seed(OMNIGLOT_SPLIT_SEED))
+        train_classes = sorted(order[:OMNIGLOT_VINYALS_TRAIN_CLASSES].tolist())
+        test_classes = sorted(order[OMNIGLOT_VINYALS_TRAIN_CLASSES:].tolist())
+    splits = {
+        "train": data.subset_classes(train_classes, name=f"Omniglot {protocol} train"),
+        "test": data.subset_classes(test_classes, name=f"Omniglot {protocol} test"),
+    }
+    if rotations:
+        splits = {key: value.with_rotations() for key, value in splits.items()}
+    return splits
+
+
+# --------------------------------------------------------------------------
+# MNIST test set (LeCun, Cortes & Burges) and scikit-learn digits
+# --------------------------------------------------------------------------
+
+_MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
+
+MNIST_TEST_FILES = {
+    # Archive checksums: md5 of the official .gz, sha256 of the re-compressed copies
+    # used offline in CI. Content checksum: md5 of the decompressed IDX file.
+    "images": (
+        RemoteFile(
+            "mnist",
+            "t10k-images-idx3-ubyte.gz",
+            tuple(m + "t10k-images-idx3-ubyte.gz" for m in _MNIST_MIRRORS),
+            (
+                "md5:9fb629c4189551a2d022fa330f9573f3",
+                "sha256:167310007f03058885c7e95e6c0b19c20de5c7fd3031f4cbdadc9014a523d80b",
+            ),
+        ),
+        "md5:2646ac647ad5339dbf082846283269ea",
+    ),
+    "labels": (
+        RemoteFile(
+            "mnist",
+            "t10k-labels-idx1-ubyte.gz",
+            tuple(m + "t10k-labels-idx1-ubyte.gz" for m in _MNIST_MIRRORS),
+            (
+                "md5:ec29112dd5afa0611ce80d1b7f02629c",
+                "sha256:fc607395669ec21321ea83e4b82c0544b7e8e63ff5b34337c06bc0a17cc0da3c",
+            ),
+        ),
+        "md5:27ae3e4e09519cfbb04c329615203637",
+    ),
+}
+
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(raw: bytes) -> np.ndarray:
+    """Parse the IDX format of MNIST: magic (0, 0, dtype, ndim), dims, data."""
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise ValueError("not an IDX file (bad magic number)")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    expected = int(np.prod(dims)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise ValueError(f"IDX file is truncated or padded: {len(raw) - header} data bytes, expected {expected}")
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+
+
+def _read_verified_gzip(remote: RemoteFile, checksum: str) -> bytes:
+    path = fetch(remote)
+    try:
+        raw = gzip.decompress(path.read_bytes())
+    except (OSError, EOFError) as error:
+        raise ChecksumError(f"{path} is not a valid gzip file ({error}); delete it and download again.") from error
+    algorithm, _, expected = checksum.partition(":")
+    if hashlib.new(algorithm, raw).hexdigest() != expected:
+        raise ChecksumError(f"{path}: decompressed content does not match {checksum}; the file is corrupt.")
+    return raw
+
+
+def load_mnist_test() -> LabelledImages:
+    """The 10,000 MNIST test digits, 28x28 (the only MNIST part this course uses)."""
+    images = read_idx(_read_verified_gzip(*MNIST_TEST_FILES["images"]))
+    labels = read_idx(_read_verified_gzip(*MNIST_TEST_FILES["labels"]))
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(f"MNIST: {images.shape[0]} images but {labels.shape[0]} labels")
+    return LabelledImages(
+        images=torch.from_numpy(images.copy()).float().div_(255).unsqueeze(1),
+        labels=torch.from_numpy(labels.astype(np.int64)),
+        class_names=[str(d) for d in range(10)],
+        name="MNIST test set",
+    )
+
+
+def load_digits() -> LabelledImages:
+    """scikit-learn's 1,797 8x8 digits (shipped inside scikit-learn: no download)."""
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    bunch = sklearn_digits()
+    images = torch.from_numpy(bunch.images).float().div_(16).unsqueeze(1)  # pixel values are 0..16
+    return LabelledImages(
+        images=images,
+        labels=torch.from_numpy(bunch.target.astype(np.int64)),
+        class_names=[str(d) for d in range(10)],
+        name="sklearn digits",
+    )

@@ -1,0 +1,182 @@
+"""Where and how the course runs: mode (smoke/full), device, seeding, folders.
+
+Introduced in notebook 00 ("How to run this course"). Every notebook starts
+with :func:`notebook_setup`, which calls the three pieces below and prints
+what it chose, so that a reader always knows which numbers they are looking at.
+
+Environment variables (all optional):
+
+``COURSE_MODE``
+    ``smoke`` (tiny budgets: seconds on a laptop CPU, used by tests and CI) or
+    ``full`` (the budgets the text talks about; meant for a GPU where it says
+    so). Default: ``full``.
+``COURSE_DEVICE``
+    ``cuda``, ``cuda:1``, ``mps`` or ``cpu``; overrides the automatic choice
+    (cuda, then mps, then cpu).
+``COURSE_DATA_DIR``
+    A folder holding the official data archives (``omniglot/*.zip``,
+    ``mnist/*.gz``); when set, nothing is downloaded.
+``COURSE_CACHE_DIR``
+    Where downloads and converted arrays are kept. Default: ``data/cache`` in
+    a checkout of the course, else ``~/.cache/meta-learning-course``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+MODE_VARIABLE = "COURSE_MODE"
+DEVICE_VARIABLE = "COURSE_DEVICE"
+DATA_DIR_VARIABLE = "COURSE_DATA_DIR"
+CACHE_DIR_VARIABLE = "COURSE_CACHE_DIR"
+
+MODES = ("smoke", "full")
+DEFAULT_MODE = "full"
+
+T = TypeVar("T")
+
+
+def get_mode() -> str:
+    """The budget mode, ``"smoke"`` or ``"full"``, read from ``COURSE_MODE``."""
+    mode = os.environ.get(MODE_VARIABLE, DEFAULT_MODE).strip().lower()
+    if mode not in MODES:
+        raise ValueError(
+            f"{MODE_VARIABLE}={os.environ[MODE_VARIABLE]!r} is not a mode; "
+            f"use one of {MODES} (e.g. `export {MODE_VARIABLE}=smoke`)."
+        )
+    return mode
+
+
+def is_smoke() -> bool:
+    return get_mode() == "smoke"
+
+
+def by_mode(*, smoke: T, full: T) -> T:
+    """Pick a budget by mode: ``steps = by_mode(smoke=20, full=5000)``.
+
+    Both modes run the same code; only numbers chosen through this function
+    differ, so a passing smoke test exercises the full-mode code path.
+    """
+    return smoke if is_smoke() else full
+
+
+def _device_available(device: torch.device) -> bool:
+    if device.type == "cpu":
+        return True
+    if device.type == "cuda":
+        index = device.index or 0
+        return torch.cuda.is_available() and index < torch.cuda.device_count()
+    if device.type == "mps":
+        return torch.backends.mps.is_available()
+    return False
+
+
+def get_device(preferred: str | torch.device | None = None) -> torch.device:
+    """Choose the device: ``preferred``, else ``COURSE_DEVICE``, else cuda > mps > cpu.
+
+    A device that was asked for but is not available raises an error rather
+    than silently falling back, so that a "GPU run" is never a CPU run.
+    """
+    requested = preferred if preferred is not None else os.environ.get(DEVICE_VARIABLE)
+    if requested:
+        try:
+            device = torch.device(requested)
+        except RuntimeError as error:
+            raise ValueError(
+                f"Unknown device {str(requested)!r} (from {DEVICE_VARIABLE} or the "
+                "argument): use cpu, cuda, cuda:N or mps."
+            ) from error
+        if not _device_available(device):
+            raise RuntimeError(
+                f"Device {device} was requested but is not available on this machine. "
+                f"Unset {DEVICE_VARIABLE} (or pass another device) to choose automatically."
+            )
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed python's ``random``, numpy and torch (CPU and all GPUs) in one call.
+
+    Returns a ``torch.Generator`` seeded the same way, for code that wants its
+    own stream of random numbers (the episode samplers take one).
+    Same seed, same numbers on the CPU; GPU kernels may still differ in the
+    last bits because some of them are not deterministic.
+    """
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    return torch.Generator().manual_seed(seed)
+
+
+def repo_root() -> Path | None:
+    """The course checkout this package lives in, or None for a plain install."""
+    candidate = Path(__file__).resolve().parent.parent
+    if (candidate / "pyproject.toml").is_file() and (candidate / "notebooks").is_dir():
+        return candidate
+    return None
+
+
+def cache_dir() -> Path:
+    """Folder for downloads and converted arrays (created on first use)."""
+    configured = os.environ.get(CACHE_DIR_VARIABLE)
+    if configured:
+        path = Path(configured).expanduser()
+    elif (root := repo_root()) is not None:
+        path = root / "data" / "cache"
+    else:
+        path = Path.home() / ".cache" / "meta-learning-course"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def local_data_dir() -> Path | None:
+    """The folder named by ``COURSE_DATA_DIR``, if set (it must exist)."""
+    configured = os.environ.get(DATA_DIR_VARIABLE)
+    if not configured:
+        return None
+    path = Path(configured).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"{DATA_DIR_VARIABLE}={configured!r} is not a folder. Point it at a folder "
+            "with omniglot/images_background.zip etc., or unset it to download."
+        )
+    return path
+
+
+def describe_runtime(device: torch.device | None = None) -> str:
+    device = device or get_device()
+    mode = get_mode()
+    meaning = (
+        "tiny budgets, numbers are NOT meaningful"
+        if mode == "smoke"
+        else "the budgets the text describes"
+    )
+    return (
+        f"mode: {mode} ({meaning}; set {MODE_VARIABLE}=smoke|full) | "
+        f"device: {device} | torch {torch.__version__}"
+    )
+
+
+def notebook_setup(seed: int = 0) -> tuple[str, torch.device]:
+    """The one setup call at the top of every notebook.
+
+    Seeds everything, chooses the device, prints mode and device, and returns
+    ``(mode, device)``.
+    """
+    seed_everything(seed)
+    device = get_device()
+    print(describe_runtime(device))
+    return get_mode(), device
