@@ -23,7 +23,6 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10 or newer is needed (3.11 recommended); run: make PYTHON=python3.11")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -c $(PIP_CONSTRAINTS) -e '.[test]'
 	$(PY) -m ipykernel install --user --name meta-learning-course --display-name "Python (meta-learning course)"
 	touch $(STAMP)
