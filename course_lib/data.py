@@ -105,8 +105,9 @@ class LabelledImages:
         classes = torch.as_tensor(list(classes), dtype=torch.long)
         if classes.numel() != classes.unique().numel():
             raise ValueError("subset_classes got a class twice")
-        new_label = torch.full((self.num_classes,), -1, dtype=torch.long)
-        new_label[classes] = torch.arange(len(classes))
+        device = self.labels.device  # index on the labels' device (CPU or GPU)
+        new_label = torch.full((self.num_classes,), -1, dtype=torch.long, device=device)
+        new_label[classes.to(device)] = torch.arange(len(classes), device=device)
         keep = new_label[self.labels] >= 0
         groups = None if self.class_groups is None else [self.class_groups[c] for c in classes.tolist()]
         return LabelledImages(
@@ -127,7 +128,7 @@ class LabelledImages:
         """
         k = 4
         rotated = torch.stack([torch.rot90(self.images, r, dims=(2, 3)) for r in range(k)], dim=1)
-        labels = (self.labels[:, None] * k + torch.arange(k)[None, :]).reshape(-1)
+        labels = (self.labels[:, None] * k + torch.arange(k, device=self.labels.device)[None, :]).reshape(-1)
         names = [f"{n} rot{90 * r}" for n in self.class_names for r in range(k)]
         groups = None if self.class_groups is None else [g for g in self.class_groups for _ in range(k)]
         return LabelledImages(
@@ -205,6 +206,12 @@ def _atomic_target(path: Path):
     return Path(temporary)
 
 
+def _publish(temporary: Path, destination: Path) -> None:
+    """Make a finished temporary file readable like any other file, then rename it."""
+    os.chmod(temporary, 0o644)  # mkstemp creates files readable by their owner only
+    os.replace(temporary, destination)
+
+
 def _download(url: str, destination: Path) -> None:
     temporary = _atomic_target(destination)
     try:
@@ -216,7 +223,7 @@ def _download(url: str, destination: Path) -> None:
                 for block in iter(lambda: response.read(1 << 20), b""):
                     out.write(block)
                     bar.update(len(block))
-        os.replace(temporary, destination)
+        _publish(temporary, destination)
     finally:
         temporary.unlink(missing_ok=True)
 
@@ -242,8 +249,8 @@ def fetch(remote: RemoteFile) -> Path:
             return path
         except ChecksumError:
             path.unlink()  # ours to replace: we downloaded it
-    errors = []
-    for url in remote.urls:
+    errors, corrupt = [], []
+    for url in remote.urls:  # each source in turn
         try:
             _download(url, path)
         except (urllib.error.URLError, OSError, TimeoutError) as error:
@@ -251,10 +258,13 @@ def fetch(remote: RemoteFile) -> Path:
             continue
         try:
             verify_checksum(path, remote.checksums)
-        except ChecksumError:
-            path.unlink(missing_ok=True)
-            raise
+        except ChecksumError as error:
+            path.unlink(missing_ok=True)  # never keep a corrupt download
+            corrupt.append(f"{url}: {error}")
+            continue
         return path
+    if corrupt:
+        raise ChecksumError(f"Every download of {remote.filename} was corrupt: {'; '.join(corrupt)}")
     raise DataUnavailableError(
         f"Could not download {remote.filename} ({'; '.join(errors)}). Without network "
         f"access, download it elsewhere from {' or '.join(remote.urls)} and set "
@@ -267,7 +277,7 @@ def _save_npz_atomic(path: Path, **arrays) -> None:
     try:
         with open(temporary, "wb") as handle:
             np.savez(handle, **arrays)
-        os.replace(temporary, path)
+        _publish(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
 

@@ -130,7 +130,7 @@ class EpisodeSampler(TaskDistribution[Episode]):
                 f"{ways}-way episodes need {ways} classes but {dataset.name} has only "
                 f"{len(self.classes)} to choose from: use ways <= {len(self.classes)}."
             )
-        per_class = dataset.examples_per_class()[self.classes]
+        per_class = dataset.examples_per_class().cpu()[self.classes]
         # Only classes with enough examples can be drawn.
         enough = per_class >= shots + queries
         if int(enough.sum()) < ways:

@@ -43,7 +43,9 @@ def show_images(
 
 
 def _as_picture(image: torch.Tensor):
-    return image[0] if image.shape[0] == 1 else image.permute(1, 2, 0)
+    """[C, H, W] tensor -> [H, W] or [H, W, C] numpy array for imshow."""
+    picture = image[0] if image.shape[0] == 1 else image.permute(1, 2, 0)
+    return picture.numpy()
 
 
 def plot_episode(

@@ -44,7 +44,7 @@ T = TypeVar("T")
 
 def get_mode() -> str:
     """The budget mode, ``"smoke"`` or ``"full"``, read from ``COURSE_MODE``."""
-    mode = os.environ.get(MODE_VARIABLE, DEFAULT_MODE).strip().lower()
+    mode = os.environ.get(MODE_VARIABLE, "").strip().lower() or DEFAULT_MODE
     if mode not in MODES:
         raise ValueError(
             f"{MODE_VARIABLE}={os.environ[MODE_VARIABLE]!r} is not a mode; "

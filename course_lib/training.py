@@ -210,6 +210,7 @@ def save_checkpoint(
     os.close(handle)
     try:
         torch.save(payload, temporary)
+        os.chmod(temporary, 0o644)  # mkstemp makes owner-only files; checkpoints are shared
         os.replace(temporary, path)
     finally:
         Path(temporary).unlink(missing_ok=True)
