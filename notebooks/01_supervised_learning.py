@@ -1,0 +1,257 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · Supervised learning: a learning algorithm designed by people
+#
+# Before we learn learning algorithms, let us look closely at one that people
+# designed, and find where it breaks.
+#
+# ## Notation (used in every later notebook)
+#
+# * A **dataset** $\mathcal{D} = \{(x_i, y_i)\}_{i=1}^{n}$ of inputs $x_i$
+#   (images) and labels $y_i \in \{0, \dots, C-1\}$.
+# * A **model** $f_\theta$ with **parameters** $\theta$ maps an input to $C$
+#   logits; $p_\theta(y \mid x) = \mathrm{softmax}(f_\theta(x))_y$.
+# * The **loss** on a dataset is the mean cross-entropy
+#   $$\mathcal{L}(\theta; \mathcal{D}) = \frac{1}{|\mathcal{D}|}\sum_{(x, y) \in \mathcal{D}} -\log p_\theta(y \mid x).$$
+# * **Stochastic gradient descent** (SGD) repeats, for a minibatch
+#   $\mathcal{B} \subset \mathcal{D}$ and a learning rate $\alpha$,
+#   $$\theta \leftarrow \theta - \alpha \, \nabla_\theta \mathcal{L}(\theta; \mathcal{B}).$$
+#
+# The **learning algorithm** is the map $\mathcal{A}: \mathcal{D} \mapsto
+# \theta_T$, "run $T$ steps of SGD from an initialisation $\theta_0$". Every
+# piece of it (the architecture of $f$, $\theta_0$, $\alpha$, $T$, the
+# loss) was chosen by a person. Meta-learning, from notebook 02 on, learns
+# some of these pieces from other tasks.
+
+# %%
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+
+import course_lib as cl
+from course_lib import data, episodes, evaluation, models, plots, training
+
+MODE, DEVICE = cl.notebook_setup(seed=0)
+
+# %% [markdown]
+# ## A real dataset
+#
+# We use the 10,000 handwritten digits of the official MNIST test set as our
+# whole dataset $\mathcal{D}$ and split it once at random: 8,000 images to
+# train on and 2,000 **held out** to measure generalisation. (The MNIST
+# training set is not needed to make this notebook's point, and leaving it out
+# keeps the download small.)
+
+# %%
+mnist = data.load_mnist_test()
+order = torch.randperm(len(mnist), generator=torch.Generator().manual_seed(0))
+train_idx, held_out_idx = order[:8000], order[8000:]
+train_set = data.LabelledImages(mnist.images[train_idx], mnist.labels[train_idx], mnist.class_names, name="MNIST train part")
+held_out = data.LabelledImages(mnist.images[held_out_idx], mnist.labels[held_out_idx], mnist.class_names, name="MNIST held-out part")
+print(train_set, held_out, sep="\n")
+plots.show_images(train_set.images[:20], titles=[str(int(y)) for y in train_set.labels[:20]], ncols=10)
+plt.show()
+
+# %% [markdown]
+# ## One step of SGD, by hand
+#
+# The model is `Conv4`, the four-block convolutional network that most
+# few-shot papers use (and that later notebooks reuse), with a linear layer
+# giving $C = 10$ logits. One SGD step is four lines: loss on a minibatch,
+# gradient, and $\theta \leftarrow \theta - \alpha \nabla_\theta
+# \mathcal{L}$ for every parameter tensor.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+model = models.Conv4(num_classes=10)
+print(f"Conv4 with a 10-way head: {models.count_parameters(model):,} parameters")
+
+x, y = train_set.images[:64], train_set.labels[:64]
+alpha = 0.1
+theta = dict(model.named_parameters())
+
+loss = F.cross_entropy(model(x), y)                          # L(theta; B)
+grads = torch.autograd.grad(loss, list(theta.values()))      # grad_theta L
+by_hand = {name: p - alpha * g for (name, p), g in zip(theta.items(), grads)}  # theta - alpha * grad
+
+# torch.optim.SGD does exactly this update:
+optimizer = torch.optim.SGD(model.parameters(), lr=alpha)
+optimizer.zero_grad()
+F.cross_entropy(model(x), y).backward()
+optimizer.step()
+assert all(torch.allclose(by_hand[name], p, atol=1e-6) for name, p in model.named_parameters())
+print("hand-written update == torch.optim.SGD update")
+
+# %% [markdown]
+# ## Training: learning curves
+#
+# `course_lib.training.train_classifier` runs that step in a loop on random
+# minibatches, with a progress bar, and records a history: the minibatch
+# loss at every step and the held-out accuracy now and then.
+
+# %%
+TRAIN_STEPS = cl.by_mode(smoke=30, full=1500)
+model = models.Conv4(num_classes=10)
+history = training.train_classifier(
+    model, train_set, steps=TRAIN_STEPS, device=DEVICE, lr=0.1, batch_size=64,
+    held_out=held_out, eval_every=max(TRAIN_STEPS // 10, 1), generator=torch.Generator().manual_seed(0),
+)
+fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.2))
+plots.plot_history(history, ["loss"], ax=ax_loss, labels=["minibatch loss"], logy=True, title="training loss")
+plots.plot_history(history, ["train_accuracy", "held_out_accuracy"], ax=ax_acc,
+                   labels=["minibatch accuracy", "held-out accuracy"], title="accuracy")
+plt.show()
+full_data_accuracy = history.last("held_out_accuracy")
+print(f"held-out accuracy after {TRAIN_STEPS} steps on 8,000 images: {100 * full_data_accuracy:.1f} %")
+first_loss, last_loss = history["loss"][1][0], sum(history["loss"][1][-10:]) / len(history["loss"][1][-10:])
+assert last_loss < first_loss, "training should lower the loss"
+
+# %% [markdown]
+# With 800 examples per class, the learning algorithm people designed works
+# very well: the held-out accuracy is close to the training accuracy.
+#
+# ## The same algorithm with a handful of examples
+#
+# Now give $\mathcal{A}$ only $k$ examples per class, for $k$ from 1 to 100,
+# and measure held-out accuracy (several random draws of the $k$ examples
+# each, mean ± 95% confidence interval). The budget is the same number of
+# SGD steps, so any drop is the data's fault, not the optimiser's.
+
+# %%
+SHOTS = cl.by_mode(smoke=[1, 10], full=[1, 2, 5, 10, 20, 50, 100])
+DRAWS = cl.by_mode(smoke=2, full=3)
+FEW_STEPS = cl.by_mode(smoke=10, full=200)
+
+
+def k_per_class(dataset, k, generator):
+    """A random subset with exactly k examples of every class."""
+    chosen = torch.cat([
+        dataset.indices_of_class(c)[torch.randperm(len(dataset.indices_of_class(c)), generator=generator)[:k]]
+        for c in range(dataset.num_classes)
+    ])
+    return data.LabelledImages(dataset.images[chosen], dataset.labels[chosen], dataset.class_names)
+
+
+few_shot_curve = {}
+for k in SHOTS:
+    accuracies = []
+    for draw in range(DRAWS):
+        generator = torch.Generator().manual_seed(1000 * k + draw)
+        subset = k_per_class(train_set, k, generator)
+        small_model = models.Conv4(num_classes=10)
+        training.train_classifier(small_model, subset, steps=FEW_STEPS, device=DEVICE, lr=0.1,
+                                  batch_size=64, generator=generator, progress=False)
+        accuracies.append(training.classification_accuracy(small_model, held_out, DEVICE))
+    few_shot_curve[k] = evaluation.mean_confidence_interval(accuracies)
+    print(f"k = {k:3d} per class: held-out accuracy {evaluation.format_accuracy(*few_shot_curve[k])}")
+
+# %%
+ks = list(few_shot_curve)
+means = [100 * few_shot_curve[k][0] for k in ks]
+errors = [100 * few_shot_curve[k][1] for k in ks]
+fig, ax = plt.subplots(figsize=(5.5, 3.5))
+ax.errorbar(ks, means, yerr=errors, marker="o", capsize=3, label=f"SGD from scratch, {FEW_STEPS} steps")
+ax.axhline(100 * full_data_accuracy, color="gray", ls="--", label="800 per class (above)")
+ax.axhline(10, color="red", ls=":", label="chance (10 classes)")
+ax.set_xscale("log")
+ax.set_xlabel("training examples per class, k")
+ax.set_ylabel("held-out accuracy (%)")
+ax.set_title("MNIST: the designed algorithm needs data")
+ax.legend(fontsize=8)
+ax.grid(alpha=0.3)
+plt.show()
+
+# %% [markdown]
+# ## New classes, one example each: a few-shot task
+#
+# Now the setting the rest of the course is about. Take **characters the
+# model has never seen** (the Omniglot evaluation alphabets) and build an
+# *episode*: a 5-way task with a **support set** of $K$ labelled drawings per
+# character (here $\mathcal{D}^{tr}$, the task's training data) and a
+# **query set** of new drawings of the same characters ($\mathcal{D}^{ts}$,
+# its test data). Run the designed learning algorithm, SGD from a random
+# initialisation, on the support set and score it on the query set; average
+# over many episodes.
+#
+# This is `predict(support_x, support_y, query_x)`, the interface every
+# few-shot method in the course implements; `course_lib.evaluation.evaluate_few_shot`
+# scores any such function on the same test episodes.
+
+# %%
+FINETUNE_STEPS = cl.by_mode(smoke=10, full=100)
+EPISODES = cl.by_mode(smoke=3, full=100)
+
+
+def sgd_from_scratch(support_x, support_y, query_x):
+    """The designed learning algorithm A: a fresh Conv4, SGD on the support set."""
+    learner = models.Conv4(num_classes=int(support_y.max()) + 1).to(support_x.device)
+    optimizer = torch.optim.SGD(learner.parameters(), lr=0.1)
+    for _ in range(FINETUNE_STEPS):
+        loss = F.cross_entropy(learner(support_x), support_y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    learner.eval()  # batch-norm statistics from training, not from the query set
+    with torch.no_grad():
+        return learner(query_x)
+
+
+omniglot_test = data.omniglot_splits("lake")["test"]
+scratch_results = {}
+for shots in (1, 5):
+    tasks = episodes.EpisodeSampler(omniglot_test, ways=5, shots=shots, queries=15, device=DEVICE)
+    scratch_results[shots] = evaluation.evaluate_few_shot(sgd_from_scratch, tasks, episodes=EPISODES, seed=0)
+    print(f"5-way {shots}-shot, SGD from scratch ({FINETUNE_STEPS} steps), "
+          f"{EPISODES} test episodes: {scratch_results[shots]}   (chance: 20.0 %)")
+
+# %% [markdown]
+# Let us look at one of those episodes and what the learner predicted
+# (green frame: right, red: wrong).
+
+# %%
+tasks = episodes.EpisodeSampler(omniglot_test, ways=5, shots=1, queries=5, device=DEVICE)
+episode = tasks.sample(torch.Generator().manual_seed(7))
+predicted = sgd_from_scratch(episode.support_x, episode.support_y, episode.query_x).argmax(-1)
+accuracy = (predicted == episode.query_y).float().mean().item()
+plots.plot_episode(episode, class_names=omniglot_test.class_names, predictions=predicted,
+                   title=f"SGD from scratch on one 5-way 1-shot episode: {100 * accuracy:.0f} % of queries right")
+plt.show()
+
+# %% [markdown]
+# ## What we learned
+#
+# * With 800 examples per class, SGD on cross-entropy reaches high held-out
+#   accuracy. With a handful per class the same algorithm loses a large part
+#   of it (read the curve above: the left end is far below the dashed line).
+#   It starts from a random $\theta_0$ and knows nothing about digits or pen
+#   strokes before it sees the data.
+# * On new characters with one drawing each, SGD from scratch is well above
+#   chance on 5-way tasks but leaves a large share of the queries wrong.
+#   For comparison, published meta-learned methods reach 98-99 % on 5-way
+#   1-shot Omniglot (Prototypical Networks, Snell et al. 2017: 98.8 %; MAML,
+#   Finn et al. 2017: 98.7 %), and people are better still. Notebooks 03 and
+#   04 reproduce those methods and measure them on the same kind of episodes.
+# * What people and those methods bring is **prior knowledge from other
+#   tasks**: they have seen many alphabets before. The learning algorithm
+#   $\mathcal{A}$ itself, not only $\theta$, should come from experience.
+#   That is **meta-learning**: treat each task as a dataset
+#   $\mathcal{D}_j \sim p(\mathcal{D})$ and optimise the learning algorithm so
+#   that $\mathcal{A}(\mathcal{D}^{tr}_j)$ does well on $\mathcal{D}^{ts}_j$,
+#   averaged over tasks never seen in training.
+#
+# **Next:** 02 · Few-shot classification: tasks as datasets, and the
+# baselines every meta-learner must beat.
