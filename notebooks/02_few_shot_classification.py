@@ -17,7 +17,7 @@
 # # 02 · Few-shot classification: learning to learn, made concrete
 #
 # Notebook 01 ended with a designed learning algorithm, SGD from scratch,
-# failing on five new characters with one drawing each. This notebook sets up
+# getting many queries wrong on five new characters with one drawing each. This notebook sets up
 # the problem that the rest of the course solves:
 #
 # 1. **tasks as datasets**: every task is a small dataset with its own
