@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PIP_CONSTRAINTS ?= constraints.txt
 
-.PHONY: course test install notebooks sync clean-cache
+.PHONY: course test install notebooks sync site clean-cache
 
 course: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/00_welcome.ipynb
@@ -40,6 +40,10 @@ notebooks: $(STAMP)
 # After editing a notebook's .py source (or its .ipynb in JupyterLab).
 sync: $(STAMP)
 	$(VENV)/bin/jupytext --sync notebooks/[0-9][0-9]_*.py
+
+# The executed course as a static website in site/ (fails on broken links or images).
+site: $(STAMP)
+	$(PY) -m course_lib.site build --notebooks notebooks --out site
 
 clean-cache:
 	rm -rf data/cache
