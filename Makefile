@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PIP_CONSTRAINTS ?= constraints.txt
 
-.PHONY: course test install notebooks sync site clean-cache
+.PHONY: course test install notebooks sync site student clean-cache
 
 course: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/00_welcome.ipynb
@@ -44,6 +44,10 @@ sync: $(STAMP)
 # The executed course as a static website in site/ (fails on broken links or images).
 site: $(STAMP)
 	$(PY) -m course_lib.site build --notebooks notebooks --out site
+
+# Student copies of the notebooks with exercises: solutions replaced by placeholders.
+student: $(STAMP)
+	$(PY) -m course_lib.exercises --notebooks notebooks --out student
 
 clean-cache:
 	rm -rf data/cache

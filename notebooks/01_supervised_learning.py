@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 import course_lib as cl
-from course_lib import data, episodes, evaluation, models, plots, training
+from course_lib import checks, data, episodes, evaluation, models, plots, training
 
 MODE, DEVICE = cl.notebook_setup(seed=0)
 
@@ -252,6 +252,71 @@ plt.show()
 #   $\mathcal{D}_j \sim p(\mathcal{D})$ and optimise the learning algorithm so
 #   that $\mathcal{A}(\mathcal{D}^{tr}_j)$ does well on $\mathcal{D}^{ts}_j$,
 #   averaged over tasks never seen in training.
+
+# %% [markdown]
+# ## Exercises
 #
-# **Next:** 02 · Few-shot classification: tasks as datasets, and the
-# baselines every meta-learner must beat.
+# Write the core of this notebook yourself. Each exercise is one function;
+# the cell after it calls a check that runs your function on small cases with
+# known answers and says in plain words what is wrong. (The student copies in
+# `student/`, made by `make student`, have `raise NotImplementedError` where
+# the solutions are.)
+#
+# **Exercise 1 · Cross-entropy.** For logits $z \in \mathbb{R}^{B \times C}$
+# and labels $y \in \{0..C-1\}^B$ return
+# $\frac{1}{B}\sum_i -\log \operatorname{softmax}(z_i)_{y_i}$. Compute it
+# stably: $\log \operatorname{softmax}(z)_y = z_y - \log \sum_c e^{z_c}$,
+# and `torch.logsumexp` never overflows.
+
+# %%
+def cross_entropy(logits, labels):
+    # BEGIN SOLUTION: the mean over the batch of -log softmax(logits)[i, labels[i]], via torch.logsumexp
+    log_probabilities = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    return -log_probabilities[torch.arange(len(labels)), labels].mean()
+    # END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+checks.check_cross_entropy(cross_entropy)
+
+# %% [markdown]
+# **Exercise 2 · One SGD step.** Given lists of parameter tensors and their
+# gradients, return the new parameters $\theta - \alpha \nabla_\theta
+# \mathcal{L}$, leaving the inputs unchanged.
+
+# %%
+def sgd_step(params, grads, lr):
+    # BEGIN SOLUTION: one new tensor per parameter, p - lr * g
+    return [p - lr * g for p, g in zip(params, grads)]
+    # END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+checks.check_sgd_step(sgd_step)
+
+# %% [markdown]
+# **Exercise 3 · $k$ examples per class.** The experiment above trained on
+# exactly $k$ randomly chosen examples of every class. Given the label
+# vector of a dataset, return the indices of such a subset (no example twice,
+# random choices from `generator`).
+
+# %%
+def k_per_class_indices(labels, k, generator):
+    # BEGIN SOLUTION: for each class, a random permutation of its indices, first k of them
+    chosen = []
+    for c in labels.unique():
+        members = (labels == c).nonzero().flatten()
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:k]])
+    return torch.cat(chosen)
+    # END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+checks.check_k_per_class(k_per_class_indices)
+
+# %% [markdown]
+# **Next:** [02 · Few-shot classification](02_few_shot_classification.ipynb):
+# tasks as datasets, and the baselines every meta-learner must beat.

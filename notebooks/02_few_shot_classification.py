@@ -43,7 +43,7 @@ from IPython.display import HTML, display
 from tqdm.auto import tqdm
 
 import course_lib as cl
-from course_lib import baselines, data, episodes, evaluation, explorer, models, plots, runtime
+from course_lib import baselines, checks, data, episodes, evaluation, explorer, models, plots, runtime
 
 MODE, DEVICE = cl.notebook_setup(seed=0)
 
@@ -515,7 +515,75 @@ mnist_app
 # fine-tuned head gets wrong and read its probabilities; switch the split to
 # meta-train and compare. Change `HEAD_STEPS` or `PRETRAIN_STEPS` and rerun
 # the table.
+
+# %% [markdown]
+# ## Exercises
 #
+# Write the core of this notebook yourself; the cell after each exercise
+# checks your function on cases with known answers and says what is wrong.
+# (The student copies in `student/`, made by `make student`, have
+# `raise NotImplementedError` where the solutions are.)
+#
+# **Exercise 1 · An episode sampler.** Given the label vector of a dataset,
+# choose `ways` distinct classes at random, then `shots + queries` distinct
+# examples of each; return the dataset indices of the support and query
+# examples and their episode labels $0..N-1$, both sorted by label.
+
+# %%
+def sample_episode(labels, ways, shots, queries, generator):
+    # BEGIN SOLUTION: random classes, then shots + queries distinct examples of each, relabelled 0..ways-1
+    classes = labels.unique()
+    classes = classes[torch.randperm(len(classes), generator=generator)[:ways]]
+    support, query = [], []
+    for c in classes:
+        members = (labels == c).nonzero().flatten()
+        chosen = members[torch.randperm(len(members), generator=generator)[: shots + queries]]
+        support.append(chosen[:shots])
+        query.append(chosen[shots:])
+    episode_labels = torch.arange(ways)
+    return (torch.cat(support), episode_labels.repeat_interleave(shots),
+            torch.cat(query), episode_labels.repeat_interleave(queries))
+    # END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+checks.check_sample_episode(sample_episode)
+
+# %% [markdown]
+# **Exercise 2 · Nearest neighbour in pixel space.** Return the predicted
+# label of every query: the label of the support image at the smallest
+# Euclidean distance (`torch.cdist` on flattened images helps).
+
+# %%
+def pixel_nearest_neighbour(support_x, support_y, query_x):
+    # BEGIN SOLUTION: distances [queries, support] between flattened images, label of the argmin
+    distances = torch.cdist(query_x.flatten(1), support_x.flatten(1))
+    return support_y[distances.argmin(dim=1)]
+    # END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+checks.check_pixel_nearest_neighbour(pixel_nearest_neighbour)
+
+# %% [markdown]
+# **Exercise 3 · Class centroids.** The nearest-centroid rule needs
+# $c_k = \frac{1}{|\{j: y_j = k\}|}\sum_{j:\, y_j = k} f(x_j)$ for every class
+# $k$: return them as a `[ways, d]` tensor (the labels need not be sorted).
+
+# %%
+def class_centroids(features, labels, ways):
+    # BEGIN SOLUTION: row k is the mean of the features whose label is k
+    return torch.stack([features[labels == k].mean(dim=0) for k in range(ways)])
+    # END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+checks.check_class_centroids(class_centroids)
+
+# %% [markdown]
 # **Next:** 03 · Metric-based meta-learning. The nearest-centroid rule above
 # used features trained for something else (964-way classification).
 # Prototypical Networks train the features *for* the nearest-centroid rule,
