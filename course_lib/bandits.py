@@ -1,0 +1,654 @@
+"""Bernoulli bandits, classic bandit algorithms, and RL² (a meta-learned GRU policy).
+
+Introduced in notebook 05 (black-box meta-learning). A *task* is a K-armed
+Bernoulli bandit: arm k pays reward 1 with probability p_k and 0 otherwise.
+A task distribution p(T) is a distribution over the vector p:
+
+* :class:`IndependentBandits`: p_k ~ U[0, 1] independently (Duan et al. 2016);
+* :class:`DependentBandits`: two arms with p_2 = 1 - p_1, p_1 ~ U[0, 1]
+  (Wang et al. 2016): one pull of either arm says something about both.
+
+An agent plays one task for ``horizon`` pulls. Its **(pseudo-)regret** after
+T pulls is the expected reward it missed by not always pulling the best arm:
+
+    regret_T = sum_{t=1..T} (max_k p_k - p_{a_t})
+
+(the expectation over the rewards; ``rollout`` records it per pull, so its mean
+over tasks estimates the expected regret without the noise of the rewards).
+
+Policies share one small interface (``reset`` / ``act`` / ``observe``), all
+vectorised over a batch of tasks: :class:`RandomPolicy`, :class:`FixedArmPolicy`,
+:class:`OraclePolicy`, :class:`GreedyPolicy`, :class:`UCB1`,
+:class:`ThompsonSampling`, and :class:`RL2Policy` around a trained
+:class:`RL2Agent`: a GRU that reads (previous action, previous reward, time)
+and whose hidden state is the only thing that changes while it learns a task.
+:func:`train_rl2` meta-trains it with advantage actor-critic (REINFORCE with a
+learned value baseline and an entropy bonus) over many tasks at once.
+
+Command line (resumable; what made the checkpoints in ``data/black_box/``)::
+
+    python -m course_lib.bandits --task independent --arms 5 --horizon 10 \\
+        --iterations 3000 --checkpoint data/black_box/rl2_independent5_T10.pt
+
+``--init-from`` starts from another checkpoint's weights (a curriculum over
+horizons) and ``--value-scale`` / ``--gae-lambda`` tune the critic; in our
+runs, fine-tuning at T = 100 did not beat the T = 10 agent run for 100 pulls
+(:meth:`RL2Agent.with_horizon`), which is what notebook 05 uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .episodes import TaskDistribution
+from .runtime import repo_root
+from .training import History, load_checkpoint, save_checkpoint, train_loop
+
+# --------------------------------------------------------------------------
+# Tasks
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class BanditTask:
+    """The arm probabilities of one bandit, ``probs: [arms]`` (or ``[batch, arms]``)."""
+
+    probs: torch.Tensor
+
+    @property
+    def arms(self) -> int:
+        return self.probs.shape[-1]
+
+
+class IndependentBandits(TaskDistribution[BanditTask]):
+    """K arms, p_k ~ U[low, high] independently."""
+
+    def __init__(self, arms: int = 5, low: float = 0.0, high: float = 1.0) -> None:
+        if arms < 2:
+            raise ValueError(f"a bandit needs at least 2 arms, got {arms}")
+        if not 0.0 <= low <= high <= 1.0:
+            raise ValueError(f"need 0 <= low <= high <= 1, got {low}, {high}")
+        self.arms, self.low, self.high = arms, low, high
+
+    def sample(self, generator: torch.Generator | None = None) -> BanditTask:
+        return BanditTask(self.sample_batch(1, generator).probs[0])
+
+    def sample_batch(self, batch_size: int, generator: torch.Generator | None = None) -> BanditTask:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        u = torch.rand(batch_size, self.arms, generator=generator)
+        return BanditTask(self.low + (self.high - self.low) * u)
+
+    def __repr__(self) -> str:
+        return f"IndependentBandits(arms={self.arms}, p ~ U[{self.low}, {self.high}])"
+
+
+class DependentBandits(TaskDistribution[BanditTask]):
+    """Two arms with p_1 ~ U[0, 1] and p_2 = 1 - p_1 (Wang et al. 2016, "dependent bandits")."""
+
+    arms = 2
+
+    def sample(self, generator: torch.Generator | None = None) -> BanditTask:
+        return BanditTask(self.sample_batch(1, generator).probs[0])
+
+    def sample_batch(self, batch_size: int, generator: torch.Generator | None = None) -> BanditTask:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        p = torch.rand(batch_size, 1, generator=generator)
+        return BanditTask(torch.cat([p, 1 - p], dim=1))
+
+    def __repr__(self) -> str:
+        return "DependentBandits(arms=2, p_1 ~ U[0, 1], p_2 = 1 - p_1)"
+
+
+def expected_step_regret(probs: torch.Tensor, action_probs: torch.Tensor) -> torch.Tensor:
+    """Closed form: E[max_k p_k - p_a] for a ~ action_probs, per task (``[B, K] -> [B]``)."""
+    return probs.max(-1).values - (probs * action_probs).sum(-1)
+
+
+# Closed forms used by the tests and the notebook (expected over tasks AND actions).
+def random_policy_expected_regret(arms: int, horizon: int) -> float:
+    """Uniform random policy on IndependentBandits(arms) (U[0, 1]): T (E max p - E mean p) = T (K/(K+1) - 1/2)."""
+    return horizon * (arms / (arms + 1) - 0.5)
+
+
+def fixed_arm_dependent_expected_regret(horizon: int) -> float:
+    """Always pulling arm 0 on DependentBandits: E max(0, 1 - 2 p) = 1/4 per pull."""
+    return horizon / 4
+
+
+# --------------------------------------------------------------------------
+# A vectorised environment and rollouts
+# --------------------------------------------------------------------------
+
+
+class BanditEnv:
+    """A batch of Bernoulli bandits: ``pull(actions [B]) -> rewards [B]`` (0. or 1.)."""
+
+    def __init__(self, probs: torch.Tensor, generator: torch.Generator | None = None) -> None:
+        if probs.ndim != 2:
+            raise ValueError(f"probs must be [batch, arms], got shape {tuple(probs.shape)}")
+        self.probs = probs
+        self.generator = generator
+        self.best = probs.max(-1).values
+
+    @property
+    def batch_size(self) -> int:
+        return self.probs.shape[0]
+
+    @property
+    def arms(self) -> int:
+        return self.probs.shape[1]
+
+    def pull(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rewards and the per-task pseudo-regret ``max p - p_a`` of these actions."""
+        p = self.probs.gather(1, actions.view(-1, 1)).squeeze(1)
+        u = torch.rand(self.batch_size, generator=self.generator, device=self.probs.device)
+        return (u < p).float(), self.best - p
+
+
+@dataclass
+class Rollout:
+    """``actions``, ``rewards``, ``regret`` (pseudo-regret per pull): ``[batch, horizon]``;
+    ``action_probs``: ``[batch, horizon, arms]`` where the policy exposes them."""
+
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    regret: torch.Tensor
+    action_probs: torch.Tensor | None = None
+
+    def total_reward(self) -> torch.Tensor:
+        return self.rewards.sum(1)
+
+    def cumulative_regret(self) -> torch.Tensor:
+        return self.regret.cumsum(1)
+
+
+class BanditPolicy:
+    """Vectorised policy: ``reset(batch, arms, horizon)``, ``act(t) -> actions [B]``, ``observe(a, r)``.
+
+    ``probs(t)`` (optional) returns the action distribution ``[B, K]`` before acting.
+    """
+
+    name = "policy"
+
+    def reset(self, batch_size: int, arms: int, horizon: int, generator: torch.Generator | None = None) -> None:
+        self.batch_size, self.arms, self.horizon, self.generator = batch_size, arms, horizon, generator
+        self.counts = torch.zeros(batch_size, arms)
+        self.successes = torch.zeros(batch_size, arms)
+
+    def probs(self, t: int) -> torch.Tensor | None:
+        return None
+
+    def act(self, t: int) -> torch.Tensor:
+        p = self.probs(t)
+        return torch.multinomial(p, 1, generator=self.generator).squeeze(1)
+
+    def observe(self, actions: torch.Tensor, rewards: torch.Tensor) -> None:
+        self.counts[torch.arange(self.batch_size), actions] += 1
+        self.successes[torch.arange(self.batch_size), actions] += rewards
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+class RandomPolicy(BanditPolicy):
+    name = "random"
+
+    def probs(self, t: int) -> torch.Tensor:
+        return torch.full((self.batch_size, self.arms), 1.0 / self.arms)
+
+
+class FixedArmPolicy(BanditPolicy):
+    """Always the same arm (a reference point for closed-form tests)."""
+
+    def __init__(self, arm: int = 0) -> None:
+        self.arm = arm
+        self.name = f"always arm {arm}"
+
+    def probs(self, t: int) -> torch.Tensor:
+        return F.one_hot(torch.full((self.batch_size,), self.arm), self.arms).float()
+
+
+class OraclePolicy(BanditPolicy):
+    """Knows p and pulls the best arm: regret 0 (an upper bound on reward, not a learner)."""
+
+    name = "oracle"
+
+    def __init__(self, task_probs: torch.Tensor) -> None:
+        self.task_probs = task_probs
+
+    def probs(self, t: int) -> torch.Tensor:
+        return F.one_hot(self.task_probs.argmax(-1), self.arms).float()
+
+
+def _argmax_random_ties(scores: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    noise = torch.rand(scores.shape, generator=generator) * 1e-6
+    return (scores + noise).argmax(-1)
+
+
+class GreedyPolicy(BanditPolicy):
+    """Pull each arm once, then the arm with the best empirical mean (epsilon-greedy with epsilon > 0)."""
+
+    def __init__(self, epsilon: float = 0.0) -> None:
+        self.epsilon = epsilon
+        self.name = "greedy" if epsilon == 0 else f"{epsilon}-greedy"
+
+    def act(self, t: int) -> torch.Tensor:
+        means = self.successes / self.counts.clamp(min=1)
+        scores = torch.where(self.counts == 0, torch.full_like(means, math.inf), means)
+        actions = _argmax_random_ties(scores, self.generator)
+        if self.epsilon > 0:
+            explore = torch.rand(self.batch_size, generator=self.generator) < self.epsilon
+            random = torch.randint(self.arms, (self.batch_size,), generator=self.generator)
+            actions = torch.where(explore, random, actions)
+        return actions
+
+
+class UCB1(BanditPolicy):
+    """Auer et al. (2002): pull each arm once, then argmax_k mean_k + sqrt(c ln t / n_k) (c = 2)."""
+
+    def __init__(self, c: float = 2.0) -> None:
+        self.c = c
+        self.name = "UCB1" if c == 2.0 else f"UCB1 (c={c})"
+
+    def act(self, t: int) -> torch.Tensor:
+        n = self.counts.clamp(min=1)
+        bonus = torch.sqrt(self.c * math.log(max(t, 1)) / n)
+        scores = self.successes / n + bonus
+        scores = torch.where(self.counts == 0, torch.full_like(scores, math.inf), scores)
+        return _argmax_random_ties(scores, self.generator)
+
+
+class ThompsonSampling(BanditPolicy):
+    """Thompson (1933) with Beta(1, 1) priors: sample p_k ~ Beta(1 + s_k, 1 + f_k), pull the argmax."""
+
+    name = "Thompson sampling"
+
+    def reset(self, batch_size, arms, horizon, generator=None) -> None:
+        super().reset(batch_size, arms, horizon, generator)
+        seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
+        self.rng = np.random.default_rng(seed)  # numpy: Beta draws from a seeded stream
+
+    def act(self, t: int) -> torch.Tensor:
+        a = (1 + self.successes).numpy()
+        b = (1 + self.counts - self.successes).numpy()
+        return torch.from_numpy(self.rng.beta(a, b)).argmax(-1)
+
+
+def rollout(
+    policy: BanditPolicy,
+    probs: torch.Tensor,
+    horizon: int,
+    generator: torch.Generator | None = None,
+) -> Rollout:
+    """Play ``policy`` on the bandits ``probs [B, K]`` for ``horizon`` pulls (no gradients)."""
+    env = BanditEnv(probs, generator)
+    policy.reset(env.batch_size, env.arms, horizon, generator)
+    actions, rewards, regret, action_probs = [], [], [], []
+    with torch.no_grad():
+        for t in range(horizon):
+            p = policy.probs(t)
+            if p is not None:
+                action_probs.append(p)
+            a = policy.act(t)
+            r, g = env.pull(a)
+            policy.observe(a, r)
+            actions.append(a), rewards.append(r), regret.append(g)
+    return Rollout(
+        torch.stack(actions, 1),
+        torch.stack(rewards, 1),
+        torch.stack(regret, 1),
+        torch.stack(action_probs, 1) if len(action_probs) == horizon else None,
+    )
+
+
+# --------------------------------------------------------------------------
+# RL²: a recurrent policy whose hidden state is the learner
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class RL2Config:
+    arms: int = 5
+    horizon: int = 100
+    hidden: int = 48
+    task: str = "independent"  # or "dependent"
+    batch_size: int = 256
+    lr: float = 3e-3
+    gamma: float = 0.99  # within one task; the hidden state is reset between tasks
+    gae_lambda: float = 0.3
+    entropy_start: float = 0.05
+    entropy_end: float = 0.0
+    value_coef: float = 0.5
+    iterations: int = 1000
+    seed: int = 0
+    timestep_input: bool = True
+    value_scale: float = 1.0  # the value head predicts return / value_scale (keeps its loss O(1) for long T)
+    init_from: str = ""  # curriculum: start from the weights of this checkpoint (e.g. trained on a shorter horizon)
+
+
+def task_distribution(config: RL2Config) -> TaskDistribution[BanditTask]:
+    if config.task == "independent":
+        return IndependentBandits(config.arms)
+    if config.task == "dependent":
+        if config.arms != 2:
+            raise ValueError("dependent bandits have 2 arms")
+        return DependentBandits()
+    raise ValueError(f"task must be 'independent' or 'dependent', got {config.task!r}")
+
+
+class RL2Agent(nn.Module):
+    """GRU policy for RL²: input (one-hot previous action, previous reward, t/T), output logits and V.
+
+    The weights are the meta-parameters (trained across tasks); the hidden
+    state h_t is the learned variable: all it knows about the current task.
+    """
+
+    def __init__(self, config: RL2Config) -> None:
+        super().__init__()
+        self.config = config
+        self.input_size = config.arms + 1 + int(config.timestep_input)
+        self.cell = nn.GRUCell(self.input_size, config.hidden)
+        self.policy_head = nn.Linear(config.hidden, config.arms)
+        self.value_head = nn.Linear(config.hidden, 1)
+
+    def initial_state(self, batch_size: int) -> torch.Tensor:
+        return torch.zeros(batch_size, self.config.hidden, device=self.policy_head.weight.device)
+
+    def make_input(self, prev_action: torch.Tensor | None, prev_reward: torch.Tensor | None, t: int, batch_size: int):
+        """Step t's input. At t = 0 there is no previous pull: zeros."""
+        device = self.policy_head.weight.device
+        x = torch.zeros(batch_size, self.input_size, device=device)
+        if prev_action is not None:
+            x[:, : self.config.arms] = F.one_hot(prev_action, self.config.arms).float()
+            x[:, self.config.arms] = prev_reward
+        if self.config.timestep_input:
+            x[:, -1] = t / self.config.horizon
+        return x
+
+    def step(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        h = self.cell(x, h)
+        return self.policy_head(h), self.value_head(h).squeeze(-1), h
+
+    def learned_variables(self) -> int:
+        """Numbers that change while the agent learns a task: the hidden state."""
+        return self.config.hidden
+
+    def with_horizon(self, horizon: int) -> "RL2Agent":
+        """The same weights, run for ``horizon`` pulls (its time input becomes t / horizon)."""
+        agent = RL2Agent(dataclasses.replace(self.config, horizon=horizon))
+        agent.load_state_dict(self.state_dict())
+        return agent.train(self.training)
+
+
+class RL2Policy(BanditPolicy):
+    """A trained :class:`RL2Agent` as a :class:`BanditPolicy` (fixed weights; samples its actions)."""
+
+    def __init__(self, agent: RL2Agent, greedy: bool = False) -> None:
+        self.agent = agent
+        self.greedy = greedy
+        self.name = "RL²"
+
+    def reset(self, batch_size, arms, horizon, generator=None) -> None:
+        super().reset(batch_size, arms, horizon, generator)
+        if arms != self.agent.config.arms:
+            raise ValueError(f"the agent was trained on {self.agent.config.arms} arms, not {arms}")
+        self.h = self.agent.initial_state(batch_size)
+        self.prev = None
+        self._probs_t = None
+        self.hidden_states = []
+
+    def probs(self, t: int) -> torch.Tensor:
+        if self._probs_t is None or self._probs_t[0] != t:
+            prev_a, prev_r = self.prev if self.prev is not None else (None, None)
+            x = self.agent.make_input(prev_a, prev_r, t, self.batch_size)
+            logits, _, self.h = self.agent.step(x, self.h)
+            self.hidden_states.append(self.h)
+            self._probs_t = (t, logits.softmax(-1))
+        return self._probs_t[1]
+
+    def act(self, t: int) -> torch.Tensor:
+        p = self.probs(t)
+        if self.greedy:
+            return p.argmax(-1)
+        return torch.multinomial(p, 1, generator=self.generator).squeeze(1)
+
+    def observe(self, actions, rewards) -> None:
+        super().observe(actions, rewards)
+        self.prev = (actions, rewards)
+
+
+def _discounted_advantages(rewards, values, gamma: float, lam: float):
+    """GAE(gamma, lambda) with V = 0 after the last pull. ``[B, T]`` in, ``(advantages, returns)`` out."""
+    B, T = rewards.shape
+    advantages = torch.zeros_like(rewards)
+    running = torch.zeros(B)
+    next_value = torch.zeros(B)
+    for t in reversed(range(T)):
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        running = delta + gamma * lam * running
+        advantages[:, t] = running
+        next_value = values[:, t]
+    return advantages, advantages + values
+
+
+def rl2_update(agent: RL2Agent, optimizer, tasks: TaskDistribution, entropy_coef: float, generator) -> dict:
+    """One A2C update on a fresh batch of tasks, one episode (= one task, ``horizon`` pulls) each.
+
+    loss = - mean_t [ A_t log pi(a_t | h_t) ] + value_coef mean_t (V(h_t) - R_t)^2 - entropy_coef mean_t H(pi(. | h_t))
+    """
+    config = agent.config
+    probs = tasks.sample_batch(config.batch_size, generator).probs
+    env = BanditEnv(probs, generator)
+    h = agent.initial_state(config.batch_size)
+    prev_a = prev_r = None
+    logps, values, entropies, rewards, regrets = [], [], [], [], []
+    for t in range(config.horizon):
+        x = agent.make_input(prev_a, prev_r, t, config.batch_size)
+        logits, value, h = agent.step(x, h)
+        log_pi = logits.log_softmax(-1)
+        a = torch.multinomial(log_pi.exp().detach(), 1, generator=generator).squeeze(1)
+        r, g = env.pull(a)
+        logps.append(log_pi.gather(1, a.view(-1, 1)).squeeze(1))
+        entropies.append(-(log_pi.exp() * log_pi).sum(-1))
+        values.append(value * config.value_scale)
+        rewards.append(r), regrets.append(g)
+        prev_a, prev_r = a, r
+    logps, values, entropies = torch.stack(logps, 1), torch.stack(values, 1), torch.stack(entropies, 1)
+    rewards, regrets = torch.stack(rewards, 1), torch.stack(regrets, 1)
+    advantages, returns = _discounted_advantages(rewards, values.detach(), config.gamma, config.gae_lambda)
+    advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    policy_loss = -(advantages * logps).mean()
+    value_loss = ((values - returns) / config.value_scale).pow(2).mean()
+    entropy = entropies.mean()
+    loss = policy_loss + config.value_coef * value_loss - entropy_coef * entropy
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(agent.parameters(), 1.0)
+    optimizer.step()
+    return {
+        "total_reward": rewards.sum(1).mean().item(),
+        "regret": regrets.sum(1).mean().item(),
+        "entropy": entropy.item(),
+        "value_loss": value_loss.item(),
+    }
+
+
+def _resolve(path: str) -> Path:
+    """A relative path as given, else relative to the course checkout (notebooks run in notebooks/)."""
+    candidate = Path(path)
+    root = repo_root()
+    if not candidate.is_file() and not candidate.is_absolute() and root is not None:
+        candidate = root / candidate
+    return candidate
+
+
+def train_rl2(
+    config: RL2Config,
+    *,
+    checkpoint=None,
+    progress: bool = True,
+    agent: RL2Agent | None = None,
+) -> tuple[RL2Agent, History]:
+    """Meta-train an RL² agent; with ``checkpoint``, resume from it and save to it at the end."""
+    if agent is None:
+        torch.manual_seed(config.seed)  # the initial weights too
+        agent = RL2Agent(config)
+        if config.init_from:
+            payload = torch.load(_resolve(config.init_from), map_location="cpu", weights_only=True)
+            agent.load_state_dict(payload["state_dict"])
+    optimizer = torch.optim.Adam(agent.parameters(), lr=config.lr)
+    history, start = History(), 0
+    if checkpoint is not None:
+        if Path(checkpoint).is_file():
+            payload = load_checkpoint(checkpoint, agent, config, optimizer=optimizer)
+            history, start = payload["history"], int(payload["step"] or 0)
+    generator = torch.Generator().manual_seed(config.seed + start)  # resumed runs get a fresh stream
+    torch.manual_seed(config.seed + start)
+    tasks = task_distribution(config)
+
+    def step(i: int) -> dict:
+        fraction = i / max(config.iterations - 1, 1)
+        coef = config.entropy_start + (config.entropy_end - config.entropy_start) * fraction
+        return rl2_update(agent, optimizer, tasks, coef, generator)
+
+    if start < config.iterations:
+        history = train_loop(step, config.iterations, history=history, start_step=start,
+                             desc=f"RL² ({config.task}, T={config.horizon})", progress=progress)
+    if checkpoint is not None and start < config.iterations:
+        save_checkpoint(checkpoint, agent, config, history=history, optimizer=optimizer, step=config.iterations)
+    return agent, history
+
+
+def load_rl2(path, config: RL2Config) -> tuple[RL2Agent, dict]:
+    agent = RL2Agent(config)
+    payload = load_checkpoint(path, agent, config)
+    agent.eval()
+    return agent, payload
+
+
+# --------------------------------------------------------------------------
+# Comparing policies
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class PolicyResult:
+    """Total reward and regret per test task, for one policy."""
+
+    name: str
+    total_reward: torch.Tensor
+    cumulative_regret: torch.Tensor  # [tasks, horizon]
+    extra: dict = field(default_factory=dict)
+
+    def reward_ci(self) -> tuple[float, float]:
+        from .evaluation import mean_confidence_interval
+
+        return mean_confidence_interval(self.total_reward)
+
+    def regret_ci(self) -> tuple[float, float]:
+        from .evaluation import mean_confidence_interval
+
+        return mean_confidence_interval(self.cumulative_regret[:, -1])
+
+
+def compare_policies(policies: dict, probs: torch.Tensor, horizon: int, seed: int = 0) -> dict[str, PolicyResult]:
+    """Every policy on the same test bandits ``probs [N, K]``, each with the same seed for its rewards."""
+    results = {}
+    for name, policy in policies.items():
+        out = rollout(policy, probs, horizon, torch.Generator().manual_seed(seed))
+        results[name] = PolicyResult(name, out.total_reward(), out.cumulative_regret())
+    return results
+
+
+def tune_ucb_constant(tasks: TaskDistribution, horizon: int, constants=(0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
+                      bandits: int = 2000, seed: int = 12345) -> tuple[float, dict[float, float]]:
+    """The exploration constant c of UCB1 with the highest mean total reward on *training* bandits."""
+    probs = tasks.sample_batch(bandits, torch.Generator().manual_seed(seed)).probs
+    scores = {c: rollout(UCB1(c), probs, horizon, torch.Generator().manual_seed(seed)).total_reward().mean().item()
+              for c in constants}
+    return max(scores, key=scores.get), scores
+
+
+# --------------------------------------------------------------------------
+# Stepping through one bandit task (the pure function behind the notebook's widget)
+# --------------------------------------------------------------------------
+
+
+def policy_trace(agent: RL2Agent, probs: torch.Tensor, seed: int = 0) -> Rollout:
+    """One task ``probs [K]`` played by the RL² agent for its horizon: actions, rewards, arm probabilities."""
+    return rollout(RL2Policy(agent), probs.view(1, -1), agent.config.horizon, torch.Generator().manual_seed(seed))
+
+
+def trace_figure(probs: torch.Tensor, trace: Rollout, step: int, title: str | None = None):
+    """Arm probabilities of the policy up to ``step`` (lines), pulls and rewards (dots), and the
+    probabilities at ``step`` next to the true p (bars)."""
+    import matplotlib.pyplot as plt
+
+    probs = probs.view(-1)
+    T, K = trace.action_probs.shape[1:]
+    step = max(0, min(step, T - 1))
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.2), gridspec_kw={"width_ratios": [3, 1]})
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    pi = trace.action_probs[0, : step + 1]
+    for k in range(K):
+        ax.plot(range(step + 1), pi[:, k].numpy(), color=colours[k % len(colours)], label=f"arm {k} (p={probs[k]:.2f})")
+        pulled = (trace.actions[0, : step + 1] == k).nonzero().flatten()
+        won = trace.rewards[0, pulled] > 0
+        ax.scatter(pulled[won].numpy(), [1.04] * int(won.sum()), color=colours[k % len(colours)], marker="o", s=12)
+        ax.scatter(pulled[~won].numpy(), [1.04] * int((~won).sum()), color=colours[k % len(colours)], marker="x", s=12)
+    ax.set_xlim(-0.5, T - 0.5)
+    ax.set_ylim(0, 1.1)
+    ax.set_xlabel("pull t")
+    ax.set_ylabel("pi(arm | h_t)")
+    ax.legend(fontsize=7, loc="center right")
+    ax.set_title(title or "RL² policy (dots at the top: pulls; o = reward 1, x = reward 0)", fontsize=9)
+    x = torch.arange(K)
+    bx.bar(x - 0.2, trace.action_probs[0, step].numpy(), 0.4, label="pi at t")
+    bx.bar(x + 0.2, probs.numpy(), 0.4, label="true p")
+    bx.set_xticks(x.tolist())
+    bx.set_ylim(0, 1)
+    bx.legend(fontsize=7)
+    bx.set_title(f"t = {step}: reward so far {int(trace.rewards[0, : step + 1].sum())}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _main(argv=None) -> None:  # pragma: no cover - exercised by hand
+    parser = argparse.ArgumentParser(prog="python -m course_lib.bandits",
+                                     description="Meta-train an RL² GRU policy on Bernoulli bandits (resumable).")
+    parser.add_argument("--task", default="independent", choices=["independent", "dependent"])
+    parser.add_argument("--arms", type=int, default=5)
+    parser.add_argument("--horizon", type=int, default=100)
+    parser.add_argument("--iterations", type=int, default=1000)
+    parser.add_argument("--hidden", type=int, default=48)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--entropy", type=float, default=0.05, help="entropy bonus at the start (annealed to 0)")
+    parser.add_argument("--gae-lambda", type=float, default=0.3)
+    parser.add_argument("--value-scale", type=float, default=1.0, help="value head predicts return / this")
+    parser.add_argument("--init-from", default="", help="checkpoint whose weights to start from (curriculum)")
+    parser.add_argument("--checkpoint", required=True)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    config = RL2Config(arms=args.arms, horizon=args.horizon, hidden=args.hidden, task=args.task,
+                       batch_size=args.batch_size, iterations=args.iterations, seed=args.seed, lr=args.lr,
+                       entropy_start=args.entropy, init_from=args.init_from,
+                       value_scale=args.value_scale, gae_lambda=args.gae_lambda)
+    agent, history = train_rl2(config, checkpoint=args.checkpoint)
+    print(f"saved {args.checkpoint}: last total reward {history.last('total_reward'):.2f}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _main()

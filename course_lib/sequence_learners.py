@@ -1,0 +1,497 @@
+"""Black-box meta-learners for few-shot classification: the learner is a sequence model.
+
+Introduced in notebook 05. An episode becomes one sequence (Santoro et al.
+2016; the Stanford CS330 homework 1 protocol): the support examples in a
+random order, then the queries, each step an image together with the label
+of the *previous* step,
+
+    input_t = (x_t, onehot(y_{t-1}))        target_t = y_t
+
+so the model must guess y_t before it is told, and "learning" the task is
+whatever its state keeps from (x_{t-1}, y_{t-1}) pairs. A query's label is
+never given: the label slot after a query position is all zeros (as is the
+one at t = 0), and the loss on the queries is the meta-learning objective.
+:func:`make_sequence` builds these inputs; a test checks that changing the
+query labels changes no input.
+
+Two models read the same sequences:
+
+* :class:`LSTMLearner`: a small convolutional encoder and an LSTM (its
+  hidden and cell state are the learned variables);
+* :class:`InContextTransformer`: the same encoder, a causal convolution of
+  width 2 (which puts (x_{t-1}, y_{t-1}) and x_t in one token, as SNAIL's
+  temporal convolutions do) and causal self-attention (its key/value cache
+  is the learned variable, and it grows with the sequence).
+
+Command line (resumable; what made the checkpoints in ``data/black_box/``)::
+
+    python -m course_lib.sequence_learners --model lstm --ways 2 --shots 1 \\
+        --steps 3000 --checkpoint data/black_box/lstm_2way_1shot.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .episodes import Episode, EpisodeSampler
+from .evaluation import AccuracyResult, mean_confidence_interval
+from .training import History, load_checkpoint, save_checkpoint, train_loop
+
+# --------------------------------------------------------------------------
+# Episodes as sequences
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class LabelSequence:
+    """One episode as a sequence (or a batch of them, with a leading batch dim).
+
+    ``images``: ``[L, C, H, W]``; ``label_inputs``: ``[L, ways]`` (one-hot of
+    the previous step's label, zeros at t = 0 and after a query);
+    ``targets``: ``[L]``; ``is_query``: ``[L]`` bool; ``instance``: ``[L]``,
+    for a support step how many earlier support examples of its class the
+    sequence holds (0 = first time this class appears), -1 for queries.
+    """
+
+    images: torch.Tensor
+    label_inputs: torch.Tensor
+    targets: torch.Tensor
+    is_query: torch.Tensor
+    instance: torch.Tensor
+
+    @property
+    def ways(self) -> int:
+        return self.label_inputs.shape[-1]
+
+    def to(self, device) -> "LabelSequence":
+        return LabelSequence(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
+
+
+def shifted_label_inputs(labels: torch.Tensor, is_query: torch.Tensor, ways: int) -> torch.Tensor:
+    """``[L] -> [L, ways]``: row t is onehot(labels[t-1]) if step t-1 is a support step, else zeros."""
+    inputs = torch.zeros(len(labels), ways, device=labels.device)
+    visible = ~is_query[:-1]
+    previous = F.one_hot(labels[:-1], ways).float() * visible.unsqueeze(1).float()
+    inputs[1:] = previous
+    return inputs
+
+
+def make_sequence(
+    episode: Episode, generator: torch.Generator | None = None, shuffle_queries: bool = True
+) -> LabelSequence:
+    """Support examples in a random order, then the queries (shuffled unless told otherwise).
+
+    Returns a :class:`LabelSequence`; ``order`` of the queries can be recovered
+    from ``targets`` at the query steps.
+    """
+    n_support, n_query = len(episode.support_y), len(episode.query_y)
+    ways = episode.ways
+    support_order = torch.randperm(n_support, generator=generator)
+    query_order = torch.randperm(n_query, generator=generator) if shuffle_queries else torch.arange(n_query)
+    device = episode.support_x.device
+    support_order, query_order = support_order.to(device), query_order.to(device)
+    images = torch.cat([episode.support_x[support_order], episode.query_x[query_order]])
+    targets = torch.cat([episode.support_y[support_order], episode.query_y[query_order]])
+    is_query = torch.cat([torch.zeros(n_support, dtype=torch.bool), torch.ones(n_query, dtype=torch.bool)]).to(device)
+    support_labels = targets[:n_support]
+    seen = F.one_hot(support_labels, ways).cumsum(0) - F.one_hot(support_labels, ways)
+    instance = torch.cat([seen.gather(1, support_labels.view(-1, 1)).squeeze(1),
+                          torch.full((n_query,), -1, device=device, dtype=torch.long)])
+    return LabelSequence(images, shifted_label_inputs(targets, is_query, ways), targets, is_query, instance)
+
+
+def stack_sequences(sequences: list[LabelSequence]) -> LabelSequence:
+    return LabelSequence(*(torch.stack([getattr(s, f) for s in sequences]) for f in LabelSequence.__dataclass_fields__))
+
+
+def sample_sequences(sampler: EpisodeSampler, batch_size: int, generator: torch.Generator | None = None) -> LabelSequence:
+    return stack_sequences([make_sequence(sampler.sample(generator), generator) for _ in range(batch_size)])
+
+
+# --------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------
+
+
+class SmallConvEncoder(nn.Module):
+    """Three stride-2 3x3 convolutions (16, 32, 32 channels) and a linear layer: [B, 1, 28, 28] -> [B, dim].
+
+    Group norm (one group: each image normalised on its own) instead of batch
+    norm: every example is encoded on its own, so nothing flows between the
+    steps of a sequence except through the sequence model.
+    """
+
+    def __init__(self, dim: int = 64, in_channels: int = 1, image_size: int = 28) -> None:
+        super().__init__()
+        self.convs = nn.Sequential(
+            nn.Conv2d(in_channels, 16, 3, stride=2, padding=1), nn.GroupNorm(1, 16), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.GroupNorm(1, 32), nn.ReLU(),
+            nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.GroupNorm(1, 32), nn.ReLU(),
+        )
+        side = image_size
+        for _ in range(3):
+            side = (side + 1) // 2
+        self.linear = nn.Linear(32 * side * side, dim)
+        self.norm = nn.LayerNorm(dim)
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.linear(self.convs(x).flatten(1)))
+
+
+def _encode(encoder: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """``[B, L, C, H, W] -> [B, L, dim]``."""
+    B, L = images.shape[:2]
+    return encoder(images.reshape(B * L, *images.shape[2:])).view(B, L, -1)
+
+
+@dataclass
+class SequenceConfig:
+    model: str = "lstm"  # or "transformer"
+    ways: int = 2
+    shots: int = 1
+    queries: int = 1  # per class, at the end of each training sequence
+    embed: int = 64
+    hidden: int = 128  # LSTM hidden size / transformer width
+    layers: int = 1  # LSTM layers / transformer blocks
+    heads: int = 4
+    batch_size: int = 32
+    lr: float = 1e-3
+    steps: int = 3000
+    seed: int = 0
+    protocol: str = "lake"
+
+
+class LSTMLearner(nn.Module):
+    """Memory = LSTM state: logits_t = W h_t, (h_t, c_t) = LSTM([enc(x_t), onehot(y_{t-1})], h_{t-1}, c_{t-1})."""
+
+    def __init__(self, config: SequenceConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = SmallConvEncoder(config.embed)
+        self.lstm = nn.LSTM(config.embed + config.ways, config.hidden, num_layers=config.layers, batch_first=True)
+        self.head = nn.Linear(config.hidden, config.ways)
+
+    def forward(self, images: torch.Tensor, label_inputs: torch.Tensor) -> torch.Tensor:
+        tokens = torch.cat([_encode(self.encoder, images), label_inputs], dim=-1)
+        out, _ = self.lstm(tokens)
+        return self.head(out)
+
+    def learned_variables(self, length: int) -> int:
+        """h and c of every layer: fixed, whatever the sequence length."""
+        return 2 * self.config.layers * self.config.hidden
+
+
+class InContextTransformer(nn.Module):
+    """Causal transformer in-context classifier (SNAIL / GPICL style), pre-norm blocks, no positions.
+
+    token_t = W_0 [e_t, e_{t-1}] with e_t = [enc(x_t), onehot(y_{t-1})]  (a causal convolution of width 2)
+    then ``layers`` causal self-attention blocks and a linear head.
+    """
+
+    def __init__(self, config: SequenceConfig) -> None:
+        super().__init__()
+        self.config = config
+        width = config.hidden
+        self.encoder = SmallConvEncoder(config.embed)
+        self.token = nn.Linear(2 * (config.embed + config.ways), width)
+        block = nn.TransformerEncoderLayer(width, config.heads, dim_feedforward=2 * width, dropout=0.0,
+                                           batch_first=True, norm_first=True)
+        self.blocks = nn.TransformerEncoder(block, config.layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, config.ways)
+
+    def forward(self, images: torch.Tensor, label_inputs: torch.Tensor) -> torch.Tensor:
+        e = torch.cat([_encode(self.encoder, images), label_inputs], dim=-1)
+        previous = F.pad(e, (0, 0, 1, 0))[:, :-1]  # e_{t-1}, zeros at t = 0
+        h = self.token(torch.cat([e, previous], dim=-1))
+        L = h.shape[1]
+        mask = torch.triu(torch.full((L, L), float("-inf"), device=h.device), diagonal=1)
+        h = self.blocks(h, mask=mask, is_causal=True)
+        return self.head(self.norm(h))
+
+    def learned_variables(self, length: int) -> int:
+        """The key/value cache after ``length`` steps: 2 x layers x width numbers per step."""
+        return 2 * self.config.layers * self.config.hidden * length
+
+
+class MemoryAugmentedLSTM(nn.Module):
+    """An LSTM with an external memory of (key, label) pairs, a simplified MANN (Santoro et al. 2016).
+
+    At step t the pair of the previous step is written, key k_{t-1} = W_k enc(x_{t-1}) with value
+    v_{t-1} = onehot(y_{t-1}) (the label slot of step t: zeros after a query, so nothing is written),
+    and the memory is read with the current image's key by content:
+
+        w_{t,s} = softmax_s( beta * cos(W_k enc(x_t), k_s) ),  s < t with a label,
+        r_t = sum_s w_{t,s} v_s,     logits_t = W_o h_t + beta r_t
+
+    where h_t is the state of an LSTM reading the same inputs as :class:`LSTMLearner`. The memory
+    only grows (no least-recently-used overwriting: the sequences are short).
+    """
+
+    def __init__(self, config: SequenceConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = SmallConvEncoder(config.embed)
+        self.lstm = nn.LSTM(config.embed + config.ways, config.hidden, num_layers=config.layers, batch_first=True)
+        self.key = nn.Linear(config.embed, config.embed)
+        self.log_beta = nn.Parameter(torch.tensor(2.0))
+        self.head = nn.Linear(config.hidden, config.ways)
+
+    def read_weights(self, images: torch.Tensor, label_inputs: torch.Tensor) -> torch.Tensor:
+        """``[B, L, L]``: row t is the read distribution over the slots of earlier steps (zeros if none)."""
+        keys = F.normalize(self.key(_encode(self.encoder, images)), dim=-1)
+        scores = self.log_beta.exp() * keys @ keys.transpose(1, 2)  # [B, t, s]
+        L = images.shape[1]
+        # slot s holds (k_s, v_s = label_inputs[s + 1]); readable at t if s < t and v_s is a label
+        written = F.pad(label_inputs[:, 1:].sum(-1) > 0, (0, 1), value=False)  # [B, L]
+        allowed = torch.ones(L, L, dtype=torch.bool, device=images.device).tril(-1).unsqueeze(0) & written.unsqueeze(1)
+        weights = scores.masked_fill(~allowed, float("-inf")).softmax(-1)
+        return torch.nan_to_num(weights, nan=0.0)
+
+    def forward(self, images: torch.Tensor, label_inputs: torch.Tensor) -> torch.Tensor:
+        embedded = _encode(self.encoder, images)
+        h, _ = self.lstm(torch.cat([embedded, label_inputs], dim=-1))
+        values = F.pad(label_inputs[:, 1:], (0, 0, 0, 1))  # v_s = label slot of step s + 1
+        read = self.read_weights(images, label_inputs) @ values
+        return self.head(h) + self.log_beta.exp() * read
+
+    def learned_variables(self, length: int) -> int:
+        """LSTM state plus the memory: (key + label) numbers for each of the ``length - 1`` written slots."""
+        return 2 * self.config.layers * self.config.hidden + (self.config.embed + self.config.ways) * (length - 1)
+
+
+MODELS = {"lstm": LSTMLearner, "mann": MemoryAugmentedLSTM, "transformer": InContextTransformer}
+
+
+def build_model(config: SequenceConfig) -> nn.Module:
+    if config.model not in MODELS:
+        raise ValueError(f"model must be one of {sorted(MODELS)}, got {config.model!r}")
+    return MODELS[config.model](config)
+
+
+def sequence_logits(model: nn.Module, sequence: LabelSequence) -> torch.Tensor:
+    """Logits ``[B, L, ways]`` (a batched sequence) or ``[L, ways]`` (one sequence)."""
+    if sequence.images.ndim == 4:
+        return model(sequence.images.unsqueeze(0), sequence.label_inputs.unsqueeze(0))[0]
+    return model(sequence.images, sequence.label_inputs)
+
+
+# --------------------------------------------------------------------------
+# Training and evaluation
+# --------------------------------------------------------------------------
+
+
+def sequence_loss(model: nn.Module, batch: LabelSequence) -> tuple[torch.Tensor, dict]:
+    """Cross-entropy at every step (support steps teach the model to use each label as soon as it is
+    given; the first occurrence of a class can only be guessed). Reports query accuracy."""
+    logits = sequence_logits(model, batch)
+    loss = F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten())
+    correct = logits.argmax(-1) == batch.targets
+    query_accuracy = correct[batch.is_query].float().mean()
+    return loss, {"loss": loss.item(), "query_accuracy": query_accuracy.item()}
+
+
+def train_sequence_learner(
+    config: SequenceConfig,
+    train_split,
+    *,
+    checkpoint: str | Path | None = None,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+    save_every: int = 500,
+) -> tuple[nn.Module, History]:
+    """Meta-train on episodes from ``train_split``; resumes from ``checkpoint`` and saves to it."""
+    device = torch.device(device)
+    torch.manual_seed(config.seed)
+    model = build_model(config).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    history, start = History(), 0
+    if checkpoint is not None and Path(checkpoint).is_file():
+        payload = load_checkpoint(checkpoint, model, config, optimizer=optimizer, map_location=device)
+        history, start = payload["history"], int(payload["step"] or 0)
+    sampler = EpisodeSampler(train_split, config.ways, config.shots, config.queries)
+    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + start)
+
+    def step(i: int) -> dict:
+        batch = sample_sequences(sampler, config.batch_size, generator).to(device)
+        loss, metrics = sequence_loss(model, batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        if checkpoint is not None and (i + 1) % save_every == 0 and i + 1 < config.steps:
+            save_checkpoint(checkpoint, model, config, history=history, optimizer=optimizer, step=i + 1)
+        return metrics
+
+    if start < config.steps:
+        history = train_loop(step, config.steps, history=history, start_step=start, progress=progress,
+                             desc=f"{config.model} {config.ways}-way {config.shots}-shot")
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, model, config, history=history, optimizer=optimizer, step=config.steps)
+    model.eval()
+    return model, history
+
+
+def load_sequence_learner(path: str | Path, config: SequenceConfig, device="cpu") -> tuple[nn.Module, dict]:
+    model = build_model(config).to(device)
+    payload = load_checkpoint(path, model, config, map_location=device)
+    model.eval()
+    return model, payload
+
+
+class SequenceClassifier:
+    """A trained sequence model as a few-shot classifier ``(support_x, support_y, query_x) -> logits``.
+
+    Builds the sequence (support, then queries, each in a random order drawn
+    from ``seed``, as in training: the order in which the queries are passed,
+    sorted by class in an :class:`Episode`, must not be a clue) and returns
+    the logits at the query steps in the order of ``query_x``, so
+    :func:`course_lib.evaluation.evaluate_few_shot` scores it on exactly the
+    test episodes every other method sees.
+    """
+
+    def __init__(self, model: nn.Module, seed: int = 0, name: str | None = None) -> None:
+        self.model, self.seed = model, seed
+        self.name = name or type(model).__name__
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, support_x, support_y, query_x) -> torch.Tensor:
+        ways = int(support_y.max()) + 1
+        order = torch.randperm(len(query_x), generator=self.generator).to(query_x.device)
+        unknown = torch.zeros(len(query_x), dtype=torch.long, device=query_x.device)  # never an input
+        episode = Episode(support_x, support_y, query_x[order], unknown, torch.arange(ways))
+        sequence = make_sequence(episode, self.generator, shuffle_queries=False)
+        with torch.no_grad():
+            logits = sequence_logits(self.model, sequence)[sequence.is_query]
+        result = torch.empty_like(logits)
+        result[order] = logits
+        return result
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def accuracy_by_instance(
+    model: nn.Module, sampler: EpisodeSampler, episodes: int = 500, seed: int = 0, batch_size: int = 100
+) -> dict[str, AccuracyResult]:
+    """Accuracy at support steps by how often the class was seen before (``"1st"``, ``"2nd"``...)
+    and at the query steps (``"query"``), each with a 95% CI over episodes."""
+    generator = torch.Generator().manual_seed(seed)
+    per_episode: dict[str, list[float]] = {}
+    device = next(model.parameters()).device
+    done = 0
+    with torch.no_grad():
+        while done < episodes:
+            n = min(batch_size, episodes - done)
+            batch = sample_sequences(sampler, n, generator).to(device)
+            correct = (sequence_logits(model, batch).argmax(-1) == batch.targets).float()
+            for b in range(n):
+                for k in range(int(batch.instance[b].max()) + 1):
+                    where = batch.instance[b] == k
+                    per_episode.setdefault(_ordinal(k + 1), []).append(correct[b][where].mean().item())
+                per_episode.setdefault("query", []).append(correct[b][batch.is_query[b]].mean().item())
+            done += n
+    return {key: AccuracyResult(*mean_confidence_interval(v), len(v)) for key, v in per_episode.items()}
+
+
+def _ordinal(n: int) -> str:
+    return {1: "1st", 2: "2nd", 3: "3rd"}.get(n, f"{n}th")
+
+
+# --------------------------------------------------------------------------
+# Stepping through one sequence (the pure function behind the notebook's widget)
+# --------------------------------------------------------------------------
+
+
+def prediction_trace(model: nn.Module, sequence: LabelSequence) -> torch.Tensor:
+    """Class probabilities ``[L, ways]`` at every step of one sequence (causal: row t uses steps <= t)."""
+    with torch.no_grad():
+        return sequence_logits(model, sequence).softmax(-1)
+
+
+def trace_figure(sequence: LabelSequence, probabilities: torch.Tensor, step: int, title: str | None = None):
+    """The sequence up to ``step`` (image, label given with it) and the prediction at ``step``."""
+    import matplotlib.pyplot as plt
+
+    L, ways = probabilities.shape
+    step = max(0, min(step, L - 1))
+    fig = plt.figure(figsize=(max(6, 0.9 * L), 3.2))
+    grid = fig.add_gridspec(2, L, height_ratios=[1, 1.1])
+    for t in range(L):
+        ax = fig.add_subplot(grid[0, t])
+        ax.axis("off")
+        if t > step:
+            continue
+        ax.imshow(sequence.images[t, 0].cpu().numpy(), cmap="gray_r")
+        given = sequence.label_inputs[t]
+        prev = f"prev y={int(given.argmax())}" if given.any() else "prev y=–"
+        kind = "query" if bool(sequence.is_query[t]) else "support"
+        right = int(probabilities[t].argmax()) == int(sequence.targets[t])
+        ax.set_title(f"t={t} {kind}\n{prev}\ny={int(sequence.targets[t])}", fontsize=7,
+                     color="green" if right else "red")
+    ax = fig.add_subplot(grid[1, :])
+    colours = ["tab:green" if k == int(sequence.targets[step]) else "tab:gray" for k in range(ways)]
+    ax.bar(range(ways), probabilities[step].cpu().numpy(), color=colours)
+    ax.set_ylim(0, 1)
+    ax.set_xticks(range(ways))
+    ax.set_xlabel("class")
+    ax.set_ylabel("p(y_t = class)")
+    ax.set_title(title or f"prediction at step {step} (true class in green)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def step_widget(render, steps: int, description: str = "step t"):
+    """A slider over ``0..steps-1`` that shows ``render(t)`` (a matplotlib figure) below it."""
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    slider = widgets.IntSlider(value=0, min=0, max=steps - 1, description=description, continuous_update=False)
+    output = widgets.Output()
+
+    def show(_change=None) -> None:
+        with output:
+            output.clear_output(wait=True)
+            fig = render(slider.value)
+            display(fig)
+            plt.close(fig)
+
+    slider.observe(show, names="value")
+    show()
+    return widgets.VBox([slider, output])
+
+
+def _main(argv=None) -> None:  # pragma: no cover - exercised by hand
+    from .data import omniglot_splits
+
+    parser = argparse.ArgumentParser(prog="python -m course_lib.sequence_learners",
+                                     description="Meta-train a label-as-input sequence learner on Omniglot (resumable).")
+    parser.add_argument("--model", default="lstm", choices=sorted(MODELS))
+    parser.add_argument("--ways", type=int, default=2)
+    parser.add_argument("--shots", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--layers", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--checkpoint", required=True)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    config = SequenceConfig(model=args.model, ways=args.ways, shots=args.shots, steps=args.steps, hidden=args.hidden,
+                            layers=args.layers, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    splits = omniglot_splits(config.protocol, rotations=False)
+    model, history = train_sequence_learner(config, splits["train"], checkpoint=args.checkpoint)
+    print(f"saved {args.checkpoint}: last query accuracy {history.last('query_accuracy'):.3f}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _main()

@@ -1,0 +1,155 @@
+"""Bandit tasks, environment, baseline policies and RL² (course_lib.bandits, notebook 05)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from course_lib import bandits as B
+from course_lib.episodes import TaskDistribution
+
+
+def _tolerance(values: torch.Tensor, z: float = 5.0) -> float:
+    """z standard errors of the mean of ``values`` (a loose, practically never flaky bound)."""
+    return z * values.float().std().item() / math.sqrt(values.numel()) + 1e-9
+
+
+def test_task_distributions_are_task_distributions_with_right_ranges():
+    for tasks in (B.IndependentBandits(5), B.DependentBandits()):
+        assert isinstance(tasks, TaskDistribution)
+    g = torch.Generator().manual_seed(0)
+    probs = B.IndependentBandits(5).sample_batch(1000, g).probs
+    assert probs.shape == (1000, 5) and probs.min() >= 0 and probs.max() <= 1
+    assert abs(probs.mean().item() - 0.5) < 0.03
+    dep = B.DependentBandits().sample_batch(100, g).probs
+    assert dep.shape == (100, 2)
+    assert torch.allclose(dep.sum(1), torch.ones(100))
+    one = B.IndependentBandits(3).sample(g)
+    assert one.probs.shape == (3,) and one.arms == 3
+    with pytest.raises(ValueError):
+        B.IndependentBandits(1)
+
+
+def test_seeded_sampling_and_rollouts_are_deterministic():
+    tasks = B.IndependentBandits(4)
+    a = tasks.sample_batch(8, torch.Generator().manual_seed(3)).probs
+    b = tasks.sample_batch(8, torch.Generator().manual_seed(3)).probs
+    assert torch.equal(a, b)
+    assert [t.probs for t in tasks.fixed_tasks(2, seed=1)][0].equal(tasks.fixed_tasks(2, seed=1)[0].probs)
+    for policy in (B.RandomPolicy(), B.UCB1(), B.ThompsonSampling(), B.GreedyPolicy(0.1)):
+        r1 = B.rollout(policy, a, 20, torch.Generator().manual_seed(5))
+        r2 = B.rollout(policy, a, 20, torch.Generator().manual_seed(5))
+        assert torch.equal(r1.actions, r2.actions) and torch.equal(r1.rewards, r2.rewards), policy
+
+
+def test_environment_shapes_and_rewards():
+    probs = torch.tensor([[0.0, 1.0, 0.5], [1.0, 0.0, 0.0]])
+    env = B.BanditEnv(probs, torch.Generator().manual_seed(0))
+    assert env.batch_size == 2 and env.arms == 3
+    rewards, regret = env.pull(torch.tensor([1, 1]))
+    assert rewards.tolist() == [1.0, 0.0]  # p = 1 always pays, p = 0 never does
+    assert regret.tolist() == [0.0, 1.0]
+    out = B.rollout(B.RandomPolicy(), probs, 7, torch.Generator().manual_seed(0))
+    assert out.actions.shape == out.rewards.shape == out.regret.shape == (2, 7)
+    assert out.action_probs.shape == (2, 7, 3)
+    assert torch.equal(out.cumulative_regret()[:, -1], out.regret.sum(1))
+    with pytest.raises(ValueError):
+        B.BanditEnv(torch.rand(3))
+
+
+def test_bernoulli_reward_frequencies_match_probabilities():
+    probs = torch.tensor([[0.2, 0.7]]).expand(20000, 2)
+    env = B.BanditEnv(probs, torch.Generator().manual_seed(1))
+    rewards, _ = env.pull(torch.ones(20000, dtype=torch.long))
+    assert abs(rewards.mean().item() - 0.7) < 0.02
+
+
+def test_oracle_has_zero_regret_and_expected_step_regret_closed_form():
+    probs = B.IndependentBandits(5).sample_batch(200, torch.Generator().manual_seed(2)).probs
+    out = B.rollout(B.OraclePolicy(probs), probs, 30, torch.Generator().manual_seed(0))
+    assert out.regret.abs().max().item() == 0.0
+    uniform = torch.full_like(probs, 0.2)
+    expected = B.expected_step_regret(probs, uniform)
+    assert torch.allclose(expected, probs.max(1).values - probs.mean(1))
+
+
+def test_random_policy_expected_regret_matches_closed_form():
+    # Random policy: E regret_T = T (E max p - E mean p) = T (K/(K+1) - 1/2) for p_k ~ U[0, 1].
+    arms, horizon = 5, 10
+    probs = B.IndependentBandits(arms).sample_batch(20000, torch.Generator().manual_seed(0)).probs
+    out = B.rollout(B.RandomPolicy(), probs, horizon, torch.Generator().manual_seed(1))
+    total = out.regret.sum(1)
+    closed = B.random_policy_expected_regret(arms, horizon)
+    assert closed == pytest.approx(10 * (5 / 6 - 0.5))
+    assert abs(total.mean().item() - closed) < _tolerance(total)
+    # and per task, conditional on p: T (max p - mean p) (averaging out only the actions)
+    per_task = horizon * (probs.max(1).values - probs.mean(1))
+    assert abs((total - per_task).mean().item()) < _tolerance(total - per_task)
+    # the expected total reward of a random policy is T/2
+    assert abs(out.total_reward().mean().item() - horizon / 2) < _tolerance(out.total_reward())
+
+
+def test_fixed_arm_on_dependent_bandit_has_regret_a_quarter_per_pull():
+    horizon = 8
+    probs = B.DependentBandits().sample_batch(20000, torch.Generator().manual_seed(0)).probs
+    out = B.rollout(B.FixedArmPolicy(0), probs, horizon, torch.Generator().manual_seed(1))
+    assert (out.actions == 0).all()
+    total = out.regret.sum(1)
+    # exactly T max(0, 1 - 2 p_1) per task, deterministic given p
+    assert torch.allclose(total, horizon * (1 - 2 * probs[:, 0]).clamp(min=0))
+    assert abs(total.mean().item() - B.fixed_arm_dependent_expected_regret(horizon)) < _tolerance(total)
+
+
+def test_classic_algorithms_beat_random_and_ucb_tries_every_arm_first():
+    probs = B.IndependentBandits(5).sample_batch(500, torch.Generator().manual_seed(4)).probs
+    random = B.rollout(B.RandomPolicy(), probs, 100, torch.Generator().manual_seed(0)).regret.sum(1).mean()
+    for policy in (B.UCB1(), B.ThompsonSampling(), B.GreedyPolicy()):
+        regret = B.rollout(policy, probs, 100, torch.Generator().manual_seed(0)).regret.sum(1).mean()
+        assert regret < 0.7 * random, policy
+    first = B.rollout(B.UCB1(), probs, 5, torch.Generator().manual_seed(0)).actions
+    assert (first.sort(1).values == torch.arange(5)).all()
+
+
+def test_rl2_agent_input_shapes_and_a_short_training_run(tmp_path):
+    config = B.RL2Config(arms=3, horizon=6, hidden=8, batch_size=16, iterations=3)
+    agent = B.RL2Agent(config)
+    x0 = agent.make_input(None, None, 0, 4)
+    assert x0.shape == (4, 3 + 1 + 1) and x0[:, :4].abs().sum() == 0  # no previous pull at t = 0
+    x = agent.make_input(torch.tensor([2, 0, 1, 2]), torch.tensor([1.0, 0, 1, 0]), 3, 4)
+    assert x[0].tolist()[:4] == [0, 0, 1, 1] and x[0, -1].item() == pytest.approx(0.5)
+    path = tmp_path / "rl2.pt"
+    agent, history = B.train_rl2(config, checkpoint=path, progress=False)
+    assert path.is_file() and len(history["total_reward"][1]) == 3
+    # resuming a finished run changes nothing; a longer config continues from step 3
+    again, _ = B.load_rl2(path, config)
+    for p, q in zip(agent.parameters(), again.parameters()):
+        assert torch.equal(p, q)
+    probs = B.IndependentBandits(3).sample_batch(5, torch.Generator().manual_seed(0)).probs
+    out = B.rollout(B.RL2Policy(again), probs, 6, torch.Generator().manual_seed(0))
+    assert out.action_probs.shape == (5, 6, 3)
+    assert torch.allclose(out.action_probs.sum(-1), torch.ones(5, 6))
+
+
+def test_rl2_training_is_seeded():
+    config = B.RL2Config(arms=2, task="dependent", horizon=5, hidden=8, batch_size=8, iterations=2)
+    a, _ = B.train_rl2(config, progress=False)
+    b, _ = B.train_rl2(config, progress=False)
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_with_horizon_shares_weights_and_changes_only_the_time_input():
+    agent = B.RL2Agent(B.RL2Config(arms=3, horizon=10, hidden=8))
+    longer = agent.with_horizon(100)
+    assert longer.config.horizon == 100 and agent.config.horizon == 10
+    for p, q in zip(agent.parameters(), longer.parameters()):
+        assert torch.equal(p, q)
+    assert longer.make_input(None, None, 50, 1)[0, -1].item() == pytest.approx(0.5)
+    assert agent.learned_variables() == 8
+
+
+def test_tuned_ucb_constant_is_one_of_the_grid():
+    c, scores = B.tune_ucb_constant(B.IndependentBandits(3), 10, constants=(0.1, 2.0), bandits=50)
+    assert c in (0.1, 2.0) and set(scores) == {0.1, 2.0}

@@ -1,0 +1,185 @@
+"""Label-as-input sequences and the black-box sequence learners (course_lib.sequence_learners, notebook 05)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from course_lib import sequence_learners as S
+from course_lib.data import LabelledImages
+from course_lib.episodes import Episode, EpisodeSampler
+from course_lib.evaluation import evaluate_few_shot
+
+
+def _episode(ways=3, shots=2, queries=2, seed=0) -> Episode:
+    g = torch.Generator().manual_seed(seed)
+    return Episode(
+        support_x=torch.rand(ways * shots, 1, 28, 28, generator=g),
+        support_y=torch.arange(ways).repeat_interleave(shots),
+        query_x=torch.rand(ways * queries, 1, 28, 28, generator=g),
+        query_y=torch.arange(ways).repeat_interleave(queries),
+        classes=torch.arange(ways),
+    )
+
+
+def _tiny_dataset(classes=6, per_class=5) -> LabelledImages:
+    g = torch.Generator().manual_seed(0)
+    # each class a distinct bright square, plus noise: learnable in a few steps
+    images = 0.1 * torch.rand(classes * per_class, 1, 28, 28, generator=g)
+    labels = torch.arange(classes).repeat_interleave(per_class)
+    for c in range(classes):
+        images[labels == c, 0, 4 * c : 4 * c + 4, 4 * c : 4 * c + 4] = 1.0
+    return LabelledImages(images=images, labels=labels, class_names=[f"c{c}" for c in range(classes)],
+                          class_groups=["g"] * classes, name="tiny")
+
+
+def _config(model, ways=3, shots=2, **kw):
+    return S.SequenceConfig(model=model, ways=ways, shots=shots, embed=8, hidden=16, heads=2, batch_size=4, **kw)
+
+
+def test_sequence_layout_support_then_queries_with_shifted_labels():
+    episode = _episode(ways=3, shots=2, queries=2)
+    seq = S.make_sequence(episode, torch.Generator().manual_seed(1))
+    L = 3 * 2 + 3 * 2
+    assert seq.images.shape == (L, 1, 28, 28) and seq.label_inputs.shape == (L, 3)
+    assert seq.is_query.tolist() == [False] * 6 + [True] * 6
+    assert sorted(seq.targets[:6].tolist()) == [0, 0, 1, 1, 2, 2]
+    assert sorted(seq.targets[6:].tolist()) == [0, 0, 1, 1, 2, 2]
+    # every image is the one of its target, support from the support set, queries from the query set
+    for t in range(L):
+        pool_x, pool_y = (episode.query_x, episode.query_y) if seq.is_query[t] else (episode.support_x, episode.support_y)
+        match = [i for i in range(len(pool_x)) if torch.equal(pool_x[i], seq.images[t])]
+        assert len(match) == 1 and pool_y[match[0]] == seq.targets[t]
+    # step 0 has no label; step t (1..6) carries the label of support step t-1
+    assert seq.label_inputs[0].abs().sum() == 0
+    for t in range(1, 7):
+        assert seq.label_inputs[t].argmax() == seq.targets[t - 1] and seq.label_inputs[t].sum() == 1
+    # after a query step the label slot is empty
+    assert seq.label_inputs[7:].abs().sum() == 0
+    # instance numbers: 0, 1 for the two support examples of each class, -1 for queries
+    for c in range(3):
+        assert sorted(seq.instance[:6][seq.targets[:6] == c].tolist()) == [0, 1]
+    assert (seq.instance[6:] == -1).all()
+
+
+def test_no_query_label_leaks_into_any_input():
+    """Changing the query labels (and nothing else) must not change any model input or output.
+
+    A sequence construction that fed query labels forward (e.g. the label slot after a query
+    holding that query's label) would fail here."""
+    episode = _episode(ways=3, shots=1, queries=3)
+    relabelled = dataclasses.replace(episode, query_y=torch.roll(episode.query_y, 1))
+    a = S.make_sequence(episode, torch.Generator().manual_seed(0))
+    b = S.make_sequence(relabelled, torch.Generator().manual_seed(0))
+    assert not torch.equal(a.targets, b.targets)  # the targets did change...
+    assert torch.equal(a.images, b.images)  # ...but no input did
+    assert torch.equal(a.label_inputs, b.label_inputs)
+    for model_name in ("lstm", "mann", "transformer"):
+        torch.manual_seed(0)
+        model = S.build_model(_config(model_name, ways=3, shots=1)).eval()
+        assert torch.equal(S.sequence_logits(model, a), S.sequence_logits(model, b)), model_name
+
+
+def test_the_leak_test_would_catch_a_leak():
+    """Sanity check of the test above: a construction that shows every label (unshifted, queries
+    included) changes the inputs when only the query labels change."""
+    episode = _episode(ways=3, shots=1, queries=3)
+    relabelled = dataclasses.replace(episode, query_y=torch.roll(episode.query_y, 1))
+
+    def leaky(ep):
+        seq = S.make_sequence(ep, torch.Generator().manual_seed(0))
+        return torch.nn.functional.one_hot(seq.targets, 3).float()
+
+    assert not torch.equal(leaky(episode), leaky(relabelled))
+
+
+def test_shifted_label_inputs_hide_labels_after_queries():
+    labels = torch.tensor([1, 0, 1, 0])
+    is_query = torch.tensor([False, False, True, True])
+    inputs = S.shifted_label_inputs(labels, is_query, 2)
+    assert inputs.tolist() == [[0, 0], [0, 1], [1, 0], [0, 0]]
+
+
+@pytest.mark.parametrize("model_name", ["lstm", "mann", "transformer"])
+def test_models_are_causal_and_have_the_right_shapes(model_name):
+    torch.manual_seed(0)
+    model = S.build_model(_config(model_name, ways=3, shots=2)).eval()
+    batch = S.stack_sequences([S.make_sequence(_episode(seed=s), torch.Generator().manual_seed(s)) for s in range(2)])
+    logits = model(batch.images, batch.label_inputs)
+    assert logits.shape == (2, 12, 3)
+    # change step 7 (image and label slot): steps 0..6 must not change, step 7 must
+    images, labels = batch.images.clone(), batch.label_inputs.clone()
+    images[:, 7] = torch.rand_like(images[:, 7])
+    labels[:, 7] = torch.tensor([0.0, 0.0, 1.0])
+    changed = model(images, labels)
+    assert torch.allclose(changed[:, :7], logits[:, :7], atol=1e-6)
+    assert not torch.allclose(changed[:, 7], logits[:, 7])
+
+
+def test_learned_variable_counts():
+    lstm = S.build_model(_config("lstm", layers=2))
+    assert lstm.learned_variables(10) == 2 * 2 * 16 == lstm.learned_variables(100)
+    transformer = S.build_model(_config("transformer", layers=2))
+    assert transformer.learned_variables(10) == 2 * 2 * 16 * 10
+    mann = S.build_model(_config("mann", ways=3))
+    assert mann.learned_variables(10) == 2 * 16 + (8 + 3) * 9  # LSTM state + 9 written (key, label) slots
+    with pytest.raises(ValueError):
+        S.build_model(_config("gru"))
+
+
+def test_training_checkpoint_resume_and_evaluation(tmp_path):
+    data = _tiny_dataset()
+    config = _config("lstm", ways=2, shots=1, steps=4, lr=3e-3)
+    path = tmp_path / "lstm.pt"
+    model, history = S.train_sequence_learner(config, data, checkpoint=path, progress=False)
+    assert path.is_file() and len(history["loss"][1]) == 4
+    loaded, payload = S.load_sequence_learner(path, config)
+    assert payload["step"] == 4
+    for p, q in zip(model.parameters(), loaded.parameters()):
+        assert torch.equal(p, q)
+    longer = dataclasses.replace(config, steps=6)
+    with pytest.raises(ValueError):  # a checkpoint of another config is refused, not silently reused
+        S.load_sequence_learner(path, longer)
+    sampler = EpisodeSampler(data, ways=2, shots=1, queries=1)
+    result = evaluate_few_shot(S.SequenceClassifier(loaded), sampler, episodes=5, progress=False)
+    assert result.episodes == 5 and 0 <= result.mean <= 1
+    by_instance = S.accuracy_by_instance(loaded, sampler, episodes=6, batch_size=4)
+    assert set(by_instance) == {"1st", "query"} and by_instance["query"].episodes == 6
+
+
+class _PixelLogits(torch.nn.Module):
+    """A stand-in model whose logits at step t are the first pixels of image t (to track the order)."""
+
+    def __init__(self, ways):
+        super().__init__()
+        self.ways = ways
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, images, label_inputs):
+        return images[:, :, 0, 0, : self.ways] + 0 * self.dummy
+
+
+def test_sequence_classifier_returns_query_logits_in_query_order():
+    episode = _episode(ways=3, shots=2, queries=2)
+    classify = S.SequenceClassifier(_PixelLogits(3), seed=0)
+    for _ in range(3):  # whatever internal order it draws, row i belongs to query_x[i]
+        logits = classify(episode.support_x, episode.support_y, episode.query_x)
+        assert torch.equal(logits, episode.query_x[:, 0, 0, :3])
+    torch.manual_seed(0)
+    model = S.build_model(_config("transformer", ways=3, shots=2)).eval()
+    assert S.SequenceClassifier(model)(episode.support_x, episode.support_y, episode.query_x).shape == (6, 3)
+
+
+def test_trace_is_a_probability_per_step_and_figure_renders():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    torch.manual_seed(0)
+    model = S.build_model(_config("lstm", ways=3, shots=1)).eval()
+    seq = S.make_sequence(_episode(ways=3, shots=1, queries=1), torch.Generator().manual_seed(0))
+    probs = S.prediction_trace(model, seq)
+    assert probs.shape == (6, 3) and torch.allclose(probs.sum(-1), torch.ones(6))
+    fig = S.trace_figure(seq, probs, step=3)
+    assert len(fig.axes) == 7
