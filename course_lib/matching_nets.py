@@ -29,6 +29,7 @@ from torch import nn
 
 from .episodes import Episode
 from .models import Conv4
+from .protonet import FewShotModel
 
 
 @dataclass
@@ -72,7 +73,7 @@ def label_probabilities(a: torch.Tensor, support_y: torch.Tensor, ways: int) -> 
     return a @ F.one_hot(support_y, ways).to(a.dtype)
 
 
-class MatchingNet(nn.Module):
+class MatchingNet(FewShotModel):
     """A few-shot classifier: ``predict(support_x, support_y, query_x) -> log p(y | x, S)``."""
 
     score_kind = "logits"
@@ -100,14 +101,6 @@ class MatchingNet(nn.Module):
         p = label_probabilities(self.attention(support_x, query_x), support_y, ways)
         return torch.log(p.clamp_min(1e-12))  # log-probabilities: the argmax is the prediction
 
-    @torch.no_grad()
-    def predict(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
-        was_training = self.training
-        self.eval()
-        try:
-            return self(support_x, support_y, query_x).to(query_x.device)
-        finally:
-            self.train(was_training)
 
 
 def episode_loss(model: nn.Module, episode: Episode) -> tuple[torch.Tensor, torch.Tensor]:

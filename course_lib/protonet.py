@@ -179,7 +179,21 @@ def prototype_linear_layer(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     return 2 * c, -c.pow(2).sum(1)
 
 
-class ProtoNet(nn.Module):
+class FewShotModel(nn.Module):
+    """A model called as ``model(support_x, support_y, query_x) -> scores``, with ``predict`` for tests."""
+
+    @torch.no_grad()
+    def predict(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
+        """Scores for a test episode: eval mode, no gradients, on the caller's device."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self(support_x, support_y, query_x).to(query_x.device)
+        finally:
+            self.train(was_training)
+
+
+class ProtoNet(FewShotModel):
     """A few-shot classifier: ``predict(support_x, support_y, query_x) -> logits``.
 
     ``logits[q, k] = -||f(x_q) - c_k||^2`` (Euclidean) or
@@ -215,15 +229,6 @@ class ProtoNet(nn.Module):
         z_support, z_query = z[: len(support_x)], z[len(support_x):]
         return self.scores(z_query, prototypes(z_support, support_y, ways))
 
-    @torch.no_grad()
-    def predict(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
-        """Logits for a test episode: eval mode, no gradients, on the caller's device."""
-        was_training = self.training
-        self.eval()
-        try:
-            return self(support_x, support_y, query_x).to(query_x.device)
-        finally:
-            self.train(was_training)
 
 
 def episode_loss(model: nn.Module, episode: Episode) -> tuple[torch.Tensor, torch.Tensor]:
