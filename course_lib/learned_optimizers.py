@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .episodes import TaskDistribution, stack_tasks
+from .plots import show_in_output
 from .training import History, load_checkpoint, save_checkpoint, train_loop
 
 
@@ -664,8 +665,6 @@ def trajectory_explorer(settings: dict[str, Setting], horizons: tuple[int, int, 
     Returns the widget box; ``box.last_result`` holds the latest result.
     """
     import ipywidgets as widgets
-    import matplotlib.pyplot as plt
-    from IPython.display import display
 
     dropdown = widgets.Dropdown(options=list(settings), description="optimizee")
     slider = widgets.IntSlider(value=value, min=horizons[0], max=horizons[1], step=horizons[2],
@@ -675,11 +674,7 @@ def trajectory_explorer(settings: dict[str, Setting], horizons: tuple[int, int, 
 
     def refresh(*_):
         box.last_result = compare_trajectories(settings, dropdown.value, slider.value, instances=instances)
-        with output:
-            output.clear_output(wait=True)
-            fig = plot_trajectories(box.last_result)
-            display(fig)
-            plt.close(fig)
+        show_in_output(output, plot_trajectories(box.last_result))
 
     dropdown.observe(refresh, names="value")
     slider.observe(refresh, names="value")

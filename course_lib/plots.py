@@ -117,3 +117,17 @@ def plot_history(
     ax.legend()
     ax.grid(alpha=0.3)
     return ax
+
+
+def show_in_output(output, fig) -> None:
+    """Replace what an ipywidgets ``Output`` shows with ``fig``, then close ``fig``.
+
+    The widgets of later notebooks redraw through this; closing the figure
+    keeps matplotlib from drawing it a second time below the cell.
+    """
+    from IPython.display import display
+
+    with output:
+        output.clear_output(wait=True)
+        display(fig)
+    plt.close(fig)

@@ -41,6 +41,7 @@ from torch import nn
 
 from .episodes import Episode, EpisodeSampler
 from .evaluation import AccuracyResult, mean_confidence_interval
+from .plots import show_in_output
 from .training import History, load_checkpoint, save_checkpoint, train_loop
 
 # --------------------------------------------------------------------------
@@ -451,18 +452,12 @@ def trace_figure(sequence: LabelSequence, probabilities: torch.Tensor, step: int
 def step_widget(render, steps: int, description: str = "step t"):
     """A slider over ``0..steps-1`` that shows ``render(t)`` (a matplotlib figure) below it."""
     import ipywidgets as widgets
-    import matplotlib.pyplot as plt
-    from IPython.display import display
 
     slider = widgets.IntSlider(value=0, min=0, max=steps - 1, description=description, continuous_update=False)
     output = widgets.Output()
 
     def show(_change=None) -> None:
-        with output:
-            output.clear_output(wait=True)
-            fig = render(slider.value)
-            display(fig)
-            plt.close(fig)
+        show_in_output(output, render(slider.value))
 
     slider.observe(show, names="value")
     show()

@@ -122,3 +122,15 @@ def test_plot_history_makes_its_own_axes():
     assert len(ax.get_lines()) == 1 and ax.get_lines()[0].get_label() == "loss"
     with pytest.raises(KeyError):
         plots.plot_history(history, ["missing"])
+
+
+def test_show_in_output_replaces_the_figure_and_closes_it():
+    """A widget redraw leaves exactly the new figure in the Output, and no open matplotlib figure."""
+    import ipywidgets as widgets
+
+    output = widgets.Output()
+    for _ in range(2):
+        fig = plt.figure()
+        plots.show_in_output(output, fig)
+        assert not plt.fignum_exists(fig.number)
+    assert len(output.outputs) <= 1
