@@ -499,8 +499,10 @@ def train_rl2(
     checkpoint=None,
     progress: bool = True,
     agent: RL2Agent | None = None,
+    max_seconds: float | None = None,
 ) -> tuple[RL2Agent, History]:
-    """Meta-train an RL² agent; with ``checkpoint``, resume from it and save to it at the end."""
+    """Meta-train an RL² agent; with ``checkpoint``, resume from it and save to it at the end
+    (or when ``max_seconds`` is used up: run again to continue)."""
     if agent is None:
         torch.manual_seed(config.seed)  # the initial weights too
         agent = RL2Agent(config)
@@ -524,9 +526,10 @@ def train_rl2(
 
     if start < config.iterations:
         history = train_loop(step, config.iterations, history=history, start_step=start,
-                             desc=f"RL² ({config.task}, T={config.horizon})", progress=progress)
+                             desc=f"RL² ({config.task}, T={config.horizon})", progress=progress,
+                             max_seconds=max_seconds)
     if checkpoint is not None and start < config.iterations:
-        save_checkpoint(checkpoint, agent, config, history=history, optimizer=optimizer, step=config.iterations)
+        save_checkpoint(checkpoint, agent, config, history=history, optimizer=optimizer, step=history.steps_done)
     return agent, history
 
 
@@ -640,14 +643,18 @@ def _main(argv=None) -> None:  # pragma: no cover - exercised by hand
     parser.add_argument("--value-scale", type=float, default=1.0, help="value head predicts return / this")
     parser.add_argument("--init-from", default="", help="checkpoint whose weights to start from (curriculum)")
     parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--max-minutes", type=float, help="stop (checkpointed) after this long; run again to continue")
+    parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     config = RL2Config(arms=args.arms, horizon=args.horizon, hidden=args.hidden, task=args.task,
                        batch_size=args.batch_size, iterations=args.iterations, seed=args.seed, lr=args.lr,
                        entropy_start=args.entropy, init_from=args.init_from,
                        value_scale=args.value_scale, gae_lambda=args.gae_lambda)
-    agent, history = train_rl2(config, checkpoint=args.checkpoint)
-    print(f"saved {args.checkpoint}: last total reward {history.last('total_reward'):.2f}")
+    agent, history = train_rl2(config, checkpoint=args.checkpoint, progress=not args.no_progress,
+                               max_seconds=None if args.max_minutes is None else 60 * args.max_minutes)
+    print(f"saved {args.checkpoint} at iteration {history.steps_done}: "
+          f"last total reward {history.last('total_reward'):.2f}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -223,3 +223,168 @@ def check_class_centroids(class_centroids: Callable[[torch.Tensor, torch.Tensor,
         _fail(name, f"row k must be the mean of the features with label k; expected {expected.tolist()}, "
                     f"got {centroids.tolist()}")
     _passed(name, 1)
+
+
+# --------------------------------------------------------------------------
+# Notebook 03: metric-based meta-learning
+# --------------------------------------------------------------------------
+
+
+def _prototypical_reference(z_support, support_y, z_query, query_y, ways):
+    one_hot = F.one_hot(support_y, ways).to(z_support.dtype)
+    centroids = one_hot.T @ z_support / one_hot.sum(0)[:, None]
+    logits = -torch.cdist(z_query, centroids).pow(2)
+    return F.cross_entropy(logits, query_y)
+
+
+def check_prototypical_loss(prototypical_loss: Callable) -> None:
+    """``prototypical_loss(z_support [n_s, d], support_y, z_query [n_q, d], query_y, ways) -> loss``:
+    cross-entropy of the logits ``-||z_q - c_k||^2`` with ``c_k`` the mean support embedding of class k."""
+    name = "check_prototypical_loss"
+    generator = torch.Generator().manual_seed(3)
+    z_support = torch.randn(6, 4, generator=generator, dtype=torch.float64)
+    support_y = torch.tensor([1, 0, 2, 1, 0, 2])  # 3-way 2-shot, not sorted
+    z_query = torch.randn(5, 4, generator=generator, dtype=torch.float64)
+    query_y = torch.tensor([0, 2, 1, 1, 0])
+    value = torch.as_tensor(_run(name, prototypical_loss, z_support, support_y, z_query, query_y, 3))
+    if value.shape != ():
+        _fail(name, f"return one number (the mean over the queries), not shape {tuple(value.shape)}")
+    expected = _prototypical_reference(z_support, support_y, z_query, query_y, 3)
+    if _close(value, expected):
+        # Shift every embedding by the same vector: distances, hence the loss, must not change.
+        shift = torch.randn(1, 4, generator=generator, dtype=torch.float64) * 3
+        shifted = torch.as_tensor(_run(name, prototypical_loss, z_support + shift, support_y, z_query + shift, query_y, 3))
+        if not _close(shifted, expected, 1e-4):
+            _fail(name, "the loss changed when every embedding moved by the same vector: use distances only")
+        _passed(name, 2)
+        return
+    one_hot = F.one_hot(support_y, 3).to(z_support.dtype)
+    means = one_hot.T @ z_support / 2
+    sums = one_hot.T @ z_support
+    distances = torch.cdist(z_query, means)
+    guesses = [
+        (F.cross_entropy(-distances, query_y), "the logits must be minus the SQUARED Euclidean distance "
+                                               "(you used the distance itself)"),
+        (F.cross_entropy(distances.pow(2), query_y), "wrong sign: a nearer prototype must get a larger logit, "
+                                                     "so logits = -distance^2"),
+        (F.cross_entropy(-torch.cdist(z_query, sums).pow(2), query_y), "a prototype is the MEAN of its class's "
+                                                                       "support embeddings, not their sum"),
+        (F.cross_entropy(-torch.cdist(z_query, z_support[[1, 0, 2]]).pow(2), query_y),
+         "a prototype averages all shots of a class, not only the first one"),
+        (F.cross_entropy(-distances.pow(2), query_y, reduction="sum"), "take the mean over the queries, not the sum"),
+    ]
+    query_means = F.one_hot(query_y, 3).to(z_query.dtype)
+    query_means = query_means.T @ z_query / query_means.sum(0)[:, None]
+    guesses.append((F.cross_entropy(-torch.cdist(z_query, query_means).pow(2), query_y),
+                    "the prototypes must come from the SUPPORT set: averaging the queries uses their labels, "
+                    "which a few-shot learner never sees (a label leak)"))
+    for guess, message in guesses:
+        if _close(value, guess):
+            _fail(name, message)
+    _fail(name, f"expected {float(expected):.5f}, got {float(value):.5f}: compute c_k = mean of z_support[support_y == k], "
+                "logits[q, k] = -||z_query[q] - c_k||^2, then the mean cross-entropy with query_y")
+
+
+def check_matching_probabilities(matching_probabilities: Callable) -> None:
+    """``matching_probabilities(z_support [n_s, d], support_y, z_query [n_q, d], ways) -> p [n_q, ways]``:
+    ``p[q, k] = sum_j softmax_j(cos(z_q, z_j)) [y_j = k]``."""
+    name = "check_matching_probabilities"
+    generator = torch.Generator().manual_seed(4)
+    z_support = torch.randn(6, 5, generator=generator, dtype=torch.float64)
+    support_y = torch.tensor([2, 0, 1, 1, 0, 2])
+    z_query = torch.randn(4, 5, generator=generator, dtype=torch.float64)
+    p = torch.as_tensor(_run(name, matching_probabilities, z_support, support_y, z_query, 3))
+    if p.shape != (4, 3):
+        if p.shape == (4, 6):
+            _fail(name, "you returned the attention over support examples [n_query, n_support]: add up the "
+                        "attention on the examples of each class to get [n_query, ways]")
+        _fail(name, f"return one probability per query and class, shape (4, 3), got {tuple(p.shape)}")
+    cosine = F.normalize(z_query, dim=1) @ F.normalize(z_support, dim=1).T
+    one_hot = F.one_hot(support_y, 3).to(p.dtype)
+    expected = torch.softmax(cosine, 1) @ one_hot
+    if _close(p, expected):
+        scaled = torch.as_tensor(_run(name, matching_probabilities, 7 * z_support, support_y, 0.1 * z_query, 3))
+        if not _close(scaled, expected, 1e-4):
+            _fail(name, "the probabilities changed when embeddings were rescaled: the cosine similarity ignores lengths")
+        _passed(name, 2)
+        return
+    if not _close(p.sum(1), torch.ones(4), 1e-4):
+        if _close(p, cosine @ one_hot):
+            _fail(name, "each row must sum to one: apply a softmax over the support examples before adding them up")
+        _fail(name, "each row of p must sum to one (a distribution over the classes)")
+    if _close(p, torch.softmax(z_query @ z_support.T, 1) @ one_hot):
+        _fail(name, "use the cosine similarity (normalise both embeddings), not the plain dot product")
+    if _close(p, torch.softmax(-torch.cdist(z_query, z_support).pow(2), 1) @ one_hot):
+        _fail(name, "Matching Networks use the cosine similarity here, not minus the squared distance")
+    if _close(p, torch.softmax(cosine @ one_hot, 1)):
+        _fail(name, "take the softmax over support EXAMPLES first, then sum per class "
+                    "(a softmax over summed similarities favours classes with more shots)")
+    _fail(name, "expected p[q, k] = sum over support examples j of class k of softmax_j(cos(z_q, z_j))")
+
+
+# --------------------------------------------------------------------------
+# Notebook 05: black-box meta-learning
+# --------------------------------------------------------------------------
+
+
+def check_shifted_label_inputs(shifted_label_inputs: Callable) -> None:
+    """``shifted_label_inputs(labels [L], is_query [L] bool, ways) -> [L, ways]``: row t is
+    onehot(labels[t-1]) when step t-1 is a support step, zeros at t = 0 and after a query."""
+    name = "check_shifted_label_inputs"
+    labels = torch.tensor([1, 0, 2, 2, 0, 1, 2])
+    is_query = torch.tensor([False, False, False, False, True, True, True])
+    out = torch.as_tensor(_run(name, shifted_label_inputs, labels, is_query, 3)).float()
+    if out.shape != (7, 3):
+        _fail(name, f"return one row of length ways per step, shape (7, 3), got {tuple(out.shape)}")
+    one_hot = F.one_hot(labels, 3).float()
+    expected = torch.zeros(7, 3)
+    expected[1:5] = one_hot[:4]
+    if torch.equal(out, expected):
+        # A sequence that ends on a support step: nothing may wrap around to t = 0.
+        tail = torch.as_tensor(_run(name, shifted_label_inputs, torch.tensor([0, 1, 1]),
+                                    torch.zeros(3, dtype=torch.bool), 2)).float()
+        if tail.shape == (3, 2) and tail[0].abs().sum() > 0:
+            _fail(name, "row 0 holds the last label (torch.roll wraps around): at t = 0 no label has been seen, "
+                        "use zeros")
+        if not torch.equal(tail, torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])):
+            _fail(name, f"for labels [0, 1, 1] (all support) expected [[0, 0], [1, 0], [0, 1]], got {tail.tolist()}")
+        _passed(name, 2)
+        return
+    if torch.equal(out, one_hot) or torch.equal(out, one_hot * (~is_query).float()[:, None]):
+        _fail(name, "row t holds the label of step t itself: the model would read the answer it must predict. "
+                    "Shift by one: row t = onehot(labels[t-1])")
+    if torch.equal(out[0], one_hot[-1]):
+        _fail(name, "row 0 holds the last label (torch.roll wraps around): at t = 0 no label has been seen, use zeros")
+    if torch.equal(out[:-1], one_hot[1:]):
+        _fail(name, "shifted the wrong way: row t must hold the PREVIOUS step's label, not the next one's")
+    if (out[5:] != 0).any():
+        _fail(name, "a query's label is given to the next step: after a query step the label input must be zeros, "
+                    "else the model is told the answers of the queries")
+    _fail(name, f"expected {expected.int().tolist()}, got {out.int().tolist()}")
+
+
+def check_ucb1_scores(ucb1_scores: Callable) -> None:
+    """``ucb1_scores(successes [K], counts [K], t, c=2.0) -> [K]``: mean + sqrt(c ln t / n), inf for untried arms."""
+    name = "check_ucb1_scores"
+    successes, counts = torch.tensor([3.0, 1.0, 0.0, 0.0]), torch.tensor([4.0, 2.0, 1.0, 0.0])
+    t = 7
+    scores = torch.as_tensor(_run(name, ucb1_scores, successes, counts, t, 2.0)).double()
+    if scores.shape != (4,):
+        _fail(name, f"return one score per arm, shape (4,), got {tuple(scores.shape)}")
+    if not torch.isinf(scores[3]) or scores[3] < 0:
+        _fail(name, "an arm never pulled must get score +inf, so that every arm is tried once")
+    n = counts[:3].double()
+    means = successes[:3].double() / n
+    expected = means + torch.sqrt(2.0 * math.log(t) / n)
+    if _close(scores[:3], expected):
+        _passed(name, 1)
+        return
+    if _close(scores[:3], means):
+        _fail(name, "no exploration bonus: add sqrt(c ln t / n_k) to each arm's mean reward")
+    if _close(scores[:3], means + 2.0 * math.log(t) / n):
+        _fail(name, "take the square root of the bonus: sqrt(c ln t / n_k)")
+    if _close(scores[:3], means + torch.sqrt(2.0 * t / n)):
+        _fail(name, "the bonus grows with the LOG of t: sqrt(c ln t / n_k)")
+    if _close(scores[:3], successes[:3].double() + torch.sqrt(2.0 * math.log(t) / n)):
+        _fail(name, "use the MEAN reward of each arm (successes / pulls), not the number of successes")
+    _fail(name, f"expected {expected.tolist()} for the tried arms, got {scores[:3].tolist()}")

@@ -42,6 +42,7 @@ from torch import nn
 from .episodes import Episode, EpisodeSampler
 from .evaluation import AccuracyResult, mean_confidence_interval
 from .plots import show_in_output
+from .runtime import get_device
 from .training import History, load_checkpoint, save_checkpoint, train_loop
 
 # --------------------------------------------------------------------------
@@ -307,8 +308,12 @@ def train_sequence_learner(
     device: torch.device | str = "cpu",
     progress: bool = True,
     save_every: int = 500,
+    max_seconds: float | None = None,
 ) -> tuple[nn.Module, History]:
-    """Meta-train on episodes from ``train_split``; resumes from ``checkpoint`` and saves to it."""
+    """Meta-train on episodes from ``train_split``; resumes from ``checkpoint`` and saves to it.
+
+    ``max_seconds`` stops early (checkpointed at the step reached; run again to continue).
+    """
     device = torch.device(device)
     torch.manual_seed(config.seed)
     model = build_model(config).to(device)
@@ -333,9 +338,9 @@ def train_sequence_learner(
 
     if start < config.steps:
         history = train_loop(step, config.steps, history=history, start_step=start, progress=progress,
-                             desc=f"{config.model} {config.ways}-way {config.shots}-shot")
+                             desc=f"{config.model} {config.ways}-way {config.shots}-shot", max_seconds=max_seconds)
         if checkpoint is not None:
-            save_checkpoint(checkpoint, model, config, history=history, optimizer=optimizer, step=config.steps)
+            save_checkpoint(checkpoint, model, config, history=history, optimizer=optimizer, step=history.steps_done)
     model.eval()
     return model, history
 
@@ -479,13 +484,19 @@ def _main(argv=None) -> None:  # pragma: no cover - exercised by hand
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--device", help="cpu, cuda, mps (default: automatic)")
+    parser.add_argument("--max-minutes", type=float, help="stop (checkpointed) after this long; run again to continue")
+    parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     config = SequenceConfig(model=args.model, ways=args.ways, shots=args.shots, steps=args.steps, hidden=args.hidden,
                             layers=args.layers, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     splits = omniglot_splits(config.protocol, rotations=False)
-    model, history = train_sequence_learner(config, splits["train"], checkpoint=args.checkpoint)
-    print(f"saved {args.checkpoint}: last query accuracy {history.last('query_accuracy'):.3f}")
+    model, history = train_sequence_learner(
+        config, splits["train"], checkpoint=args.checkpoint, device=get_device(args.device),
+        progress=not args.no_progress, max_seconds=None if args.max_minutes is None else 60 * args.max_minutes)
+    print(f"saved {args.checkpoint} at step {history.steps_done}: "
+          f"last query accuracy {history.last('query_accuracy'):.3f}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,6 +38,7 @@ class History:
         self.records: dict[str, list[tuple[int, float]]] = {
             k: [tuple(p) for p in v] for k, v in (records or {}).items()
         }
+        self.steps_done: int | None = None  # set by train_loop: where the last run of it stopped
 
     def log(self, step: int, **metrics: float) -> None:
         for name, value in metrics.items():
@@ -78,6 +80,7 @@ def train_loop(
     start_step: int = 0,
     desc: str = "train",
     progress: bool = True,
+    max_seconds: float | None = None,
 ) -> History:
     """Run ``step(i)`` for ``i = start_step .. steps-1``, logging what it returns.
 
@@ -85,12 +88,19 @@ def train_loop(
     ``{"loss": 0.3}``. ``evaluate()`` (optional) runs every ``eval_every``
     steps and after the last one; its metrics are logged at that step.
     ``start_step`` and ``history`` let an interrupted run resume.
+    ``max_seconds`` stops the loop early (before starting a step once that
+    much wall time has passed); ``history.steps_done`` says where it stopped.
     """
     if steps < 0 or start_step < 0:
         raise ValueError("steps and start_step must be >= 0")
     history = history if history is not None else History()
+    history.steps_done = start_step
+    started = time.monotonic()
     bar = tqdm(range(start_step, steps), desc=desc, disable=not progress, initial=start_step, total=steps)
     for i in bar:
+        if max_seconds is not None and time.monotonic() - started > max_seconds:
+            bar.close()
+            break
         metrics = step(i)
         history.log(i, **metrics)
         is_last = i == steps - 1
@@ -99,6 +109,7 @@ def train_loop(
             history.log(i, **eval_metrics)
             metrics = {**metrics, **eval_metrics}
         bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items()}, refresh=False)
+        history.steps_done = i + 1
     return history
 
 

@@ -165,3 +165,101 @@ def test_a_crash_names_the_exception():
     """A function that crashes is reported with its exception type."""
     with pytest.raises(ExerciseError, match="IndexError"):
         checks.check_class_centroids(lambda f, y, w: f[100])
+
+
+# ---------------------------------------------------------------- notebooks 03 and 05
+
+
+def proto_reference(z_s, y_s, z_q, y_q, ways):
+    one_hot = F.one_hot(y_s, ways).to(z_s.dtype)
+    centroids = one_hot.T @ z_s / one_hot.sum(0)[:, None]
+    return F.cross_entropy(-((z_q[:, None] - centroids[None]) ** 2).sum(-1), y_q)
+
+
+def proto_with(distance=None, centroid="mean", reduction="mean", sign=-1.0, support_from_query=False):
+    def loss(z_s, y_s, z_q, y_q, ways):
+        source, labels = (z_q, y_q) if support_from_query else (z_s, y_s)
+        one_hot = F.one_hot(labels, ways).to(z_s.dtype)
+        if centroid == "mean":
+            c = one_hot.T @ source / one_hot.sum(0)[:, None]
+        elif centroid == "sum":
+            c = one_hot.T @ source
+        else:  # the first shot of each class
+            c = torch.stack([source[labels == k][0] for k in range(ways)])
+        d = torch.cdist(z_q, c)
+        d = d if distance == "plain" else d.pow(2)
+        return F.cross_entropy(sign * d, y_q, reduction=reduction)
+    return loss
+
+
+def matching_reference(z_s, y_s, z_q, ways):
+    a = torch.softmax(F.normalize(z_q, dim=1) @ F.normalize(z_s, dim=1).T, dim=1)
+    return a @ F.one_hot(y_s, ways).to(a.dtype)
+
+
+def shifted_reference(labels, is_query, ways):
+    out = torch.zeros(len(labels), ways)
+    out[1:] = F.one_hot(labels[:-1], ways).float() * (~is_query[:-1]).float()[:, None]
+    return out
+
+
+def ucb_reference(successes, counts, t, c=2.0):
+    n = counts.clamp(min=1)
+    return torch.where(counts == 0, torch.tensor(math.inf), successes / n + torch.sqrt(c * math.log(t) / n))
+
+
+import math  # noqa: E402  (used by the references above)
+
+WRONG_03_05 = [
+    (checks.check_prototypical_loss, proto_with(distance="plain"), "SQUARED"),
+    (checks.check_prototypical_loss, proto_with(sign=1.0), "sign"),
+    (checks.check_prototypical_loss, proto_with(centroid="sum"), "MEAN"),
+    (checks.check_prototypical_loss, proto_with(centroid="first"), "first one"),
+    (checks.check_prototypical_loss, proto_with(reduction="sum"), "not the sum"),
+    (checks.check_prototypical_loss, proto_with(support_from_query=True), "label leak"),
+    (checks.check_prototypical_loss, lambda z_s, y_s, z_q, y_q, w: F.cross_entropy(-(z_q @ z_s[:w].T), y_q), "expected"),
+    (checks.check_matching_probabilities, lambda z_s, y_s, z_q, w: torch.softmax(F.normalize(z_q, dim=1) @ F.normalize(z_s, dim=1).T, 1), "add up"),
+    (checks.check_matching_probabilities, lambda z_s, y_s, z_q, w: (F.normalize(z_q, dim=1) @ F.normalize(z_s, dim=1).T) @ F.one_hot(y_s, w).double(), "softmax"),
+    (checks.check_matching_probabilities, lambda z_s, y_s, z_q, w: torch.softmax(z_q @ z_s.T, 1) @ F.one_hot(y_s, w).double(), "cosine"),
+    (checks.check_matching_probabilities, lambda z_s, y_s, z_q, w: torch.softmax(-torch.cdist(z_q, z_s).pow(2), 1) @ F.one_hot(y_s, w).double(), "squared distance"),
+    (checks.check_matching_probabilities, lambda z_s, y_s, z_q, w: torch.softmax((F.normalize(z_q, dim=1) @ F.normalize(z_s, dim=1).T) @ F.one_hot(y_s, w).double(), 1), "EXAMPLES first"),
+    (checks.check_shifted_label_inputs, lambda y, q, w: F.one_hot(y, w).float(), "answer"),
+    (checks.check_shifted_label_inputs, lambda y, q, w: torch.roll(F.one_hot(y, w).float() * (~q).float()[:, None], 1, 0), "wraps"),
+    (checks.check_shifted_label_inputs, lambda y, q, w: torch.cat([torch.zeros(1, w), F.one_hot(y[:-1], w).float()]), "query"),
+    (checks.check_shifted_label_inputs, lambda y, q, w: torch.cat([F.one_hot(y[1:], w).float(), torch.zeros(1, w)]), "wrong way"),
+    (checks.check_ucb1_scores, lambda s, n, t, c=2.0: s / n.clamp(min=1) + torch.sqrt(c * math.log(t) / n.clamp(min=1)), "never pulled"),
+    (checks.check_ucb1_scores, lambda s, n, t, c=2.0: torch.where(n == 0, torch.tensor(math.inf), s / n.clamp(min=1)), "exploration bonus"),
+    (checks.check_ucb1_scores, lambda s, n, t, c=2.0: torch.where(n == 0, torch.tensor(math.inf), s / n.clamp(min=1) + c * math.log(t) / n.clamp(min=1)), "square root"),
+    (checks.check_ucb1_scores, lambda s, n, t, c=2.0: torch.where(n == 0, torch.tensor(math.inf), s / n.clamp(min=1) + torch.sqrt(c * t / n.clamp(min=1))), "LOG"),
+    (checks.check_ucb1_scores, lambda s, n, t, c=2.0: torch.where(n == 0, torch.tensor(math.inf), s + torch.sqrt(c * math.log(t) / n.clamp(min=1))), "MEAN"),
+]
+
+
+@pytest.mark.parametrize(
+    "check, solution",
+    [(checks.check_prototypical_loss, proto_reference), (checks.check_matching_probabilities, matching_reference),
+     (checks.check_shifted_label_inputs, shifted_reference), (checks.check_ucb1_scores, ucb_reference)],
+    ids=["prototypical_loss", "matching_probabilities", "shifted_label_inputs", "ucb1_scores"],
+)
+def test_notebooks_03_05_reference_solutions_pass(check, solution, capsys):
+    """The reference solution of each notebook-03/05 exercise passes its check."""
+    check(solution)
+    assert "✓" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("check, wrong, words", WRONG_03_05, ids=[f"{c.__name__}-{i}" for i, (c, _, _) in enumerate(WRONG_03_05)])
+def test_notebooks_03_05_typical_mistakes_are_rejected_in_plain_words(check, wrong, words):
+    """Each typical mistake is rejected, and the message names the mistake."""
+    with pytest.raises(ExerciseError, match=words):
+        check(wrong)
+
+
+def test_checks_agree_with_the_library():
+    """The library's own functions pass the checks (the notebook's solutions call the same maths)."""
+    from course_lib import matching_nets, protonet, sequence_learners
+
+    checks.check_prototypical_loss(lambda z_s, y_s, z_q, y_q, w: F.cross_entropy(
+        -protonet.squared_euclidean(z_q, protonet.prototypes(z_s, y_s, w)), y_q))
+    checks.check_matching_probabilities(lambda z_s, y_s, z_q, w: matching_nets.label_probabilities(
+        matching_nets.attention(z_q, z_s), y_s, w))
+    checks.check_shifted_label_inputs(sequence_learners.shifted_label_inputs)

@@ -121,6 +121,25 @@ def test_train_loop_resumes_from_start_step():
     assert history["loss"][0] == [0, 1, 2, 3, 4, 5]
 
 
+def test_train_loop_stops_when_max_seconds_is_used_up():
+    """With a time budget the loop stops before the step that would start late, and says where."""
+    import time
+
+    calls = []
+
+    def slow_step(i):
+        calls.append(i)
+        time.sleep(0.05)
+        return {"loss": 1.0}
+
+    history = training.train_loop(slow_step, 1000, start_step=3, progress=False, max_seconds=0.12)
+    assert 2 <= len(calls) <= 5, calls
+    assert calls == list(range(3, 3 + len(calls)))
+    assert history.steps_done == 3 + len(calls)
+    full = training.train_loop(lambda i: {"loss": 0.0}, 4, progress=False, max_seconds=60)
+    assert full.steps_done == 4
+
+
 def test_train_loop_zero_steps_and_invalid_arguments():
     """steps=0 runs nothing; negative steps or start_step are ValueErrors."""
     calls = []
