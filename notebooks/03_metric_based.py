@@ -52,7 +52,7 @@ import torch
 from IPython.display import HTML, Markdown, display
 
 import course_lib as cl
-from course_lib import baselines, data, evaluation, explorer, matching_nets, models, plots, protonet, runtime
+from course_lib import baselines, checks, data, evaluation, explorer, matching_nets, models, plots, protonet, runtime
 
 MODE, DEVICE = cl.notebook_setup(seed=0)
 
@@ -93,6 +93,28 @@ print(f"Conv4-64 embedding network: {models.count_parameters(protonet.ProtoNet()
 for function in (protonet.prototypes, protonet.squared_euclidean, protonet.ProtoNet.forward,
                  protonet.episode_loss):
     print(inspect.getsource(function))
+
+# %% [markdown]
+# **Exercise 1: the prototypical loss.** Write the loss of one episode from
+# embeddings: prototypes $c_k$ from the support set, logits
+# $-\lVert z_q - c_k \rVert^2$, mean cross-entropy over the queries. (The
+# student copy of this notebook, made by `python -m course_lib.exercises`, has
+# `raise NotImplementedError` where the solution is.)
+
+# %%
+import torch.nn.functional as F
+
+
+def prototypical_loss(z_support, support_y, z_query, query_y, ways):
+    # BEGIN SOLUTION: prototypes = class means of z_support; logits = -squared distances; mean cross-entropy
+    one_hot = F.one_hot(support_y, ways).to(z_support.dtype)  # [n_support, ways]
+    centroids = one_hot.T @ z_support / one_hot.sum(0)[:, None]
+    logits = -((z_query[:, None, :] - centroids[None, :, :]) ** 2).sum(-1)
+    return F.cross_entropy(logits, query_y)
+    # END SOLUTION
+
+
+checks.check_prototypical_loss(prototypical_loss)
 
 # %% [markdown]
 # **Why this is a linear classifier.** Expand the square:
@@ -138,6 +160,22 @@ for function in (matching_nets.attention, matching_nets.label_probabilities, mat
 # NBVAL_CHECK_OUTPUT
 a = matching_nets.attention(torch.randn(4, 64, generator=g), torch.randn(10, 64, generator=g))
 print("attention", tuple(a.shape), "| each row sums to one:", torch.allclose(a.sum(1), torch.ones(4)))
+
+# %% [markdown]
+# **Exercise 2: the Matching Networks prediction.** From embeddings, return
+# $p(y = k \mid x_q, \mathcal{S}) = \sum_j a(x_q, x_j)\, \mathbb{1}[y_j = k]$
+# with $a$ the softmax over support examples of the cosine similarity.
+
+# %%
+def matching_probabilities(z_support, support_y, z_query, ways):
+    # BEGIN SOLUTION: cosine similarities [n_query, n_support], softmax over the support, attention mass per class
+    cosine = F.normalize(z_query, dim=1) @ F.normalize(z_support, dim=1).T
+    attention = torch.softmax(cosine, dim=1)
+    return attention @ F.one_hot(support_y, ways).to(attention.dtype)
+    # END SOLUTION
+
+
+checks.check_matching_probabilities(matching_probabilities)
 
 # %% [markdown]
 # ## 4. Episodic training, live
@@ -358,8 +396,7 @@ effect_table
 # ## 9. The shipped checkpoint against the papers
 #
 # The command line's own evaluation of the shipped checkpoint, over 1,000
-# test episodes per setting (15 queries per class for 5-way, 5 for 20-way),
-# X
+# test episodes per setting (15 queries per class for 5-way, 5 for 20-way).
 # `data/protonet/README.md` has the full story: how many of the planned
 # episodes were trained, on which machine, and the command that continues.
 

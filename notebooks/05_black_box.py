@@ -103,6 +103,29 @@ print("changing the query labels changes no input: no label leaks into the query
 # construction would fail.
 
 # %% [markdown]
+# **Exercise 1: the label-shifted inputs.** Write the label slot of every
+# step: row $t$ is $\text{onehot}(y_{t-1})$ when step $t-1$ is a support step,
+# zeros at $t = 0$ and after a query. The check tries the two leaks that
+# matter (the label of step $t$ itself, and the labels of the queries).
+
+# %%
+import torch.nn.functional as F
+
+from course_lib import checks
+
+
+def shifted_label_inputs(labels, is_query, ways):
+    # BEGIN SOLUTION: one-hot of the previous label, zeroed where the previous step is a query; zeros at t = 0
+    inputs = torch.zeros(len(labels), ways)
+    previous_is_support = (~is_query[:-1]).float()[:, None]
+    inputs[1:] = F.one_hot(labels[:-1], ways).float() * previous_is_support
+    return inputs
+    # END SOLUTION
+
+
+checks.check_shifted_label_inputs(shifted_label_inputs)
+
+# %% [markdown]
 # ## 2. A meta-RNN: LSTM and memory-augmented LSTM
 #
 # Both models encode each image with a small convolutional network
@@ -383,6 +406,25 @@ print(f"\nsaved to results/{results_path.name} in the cache folder; {EPISODES} t
 # the options, `--init-from`, `--value-scale`, `--gae-lambda`, for you to
 # try). Full mode loads the shipped checkpoints (the commands are printed);
 # smoke mode trains a few updates.
+
+# %% [markdown]
+# **Exercise 2: UCB1's scores.** For one bandit, given the successes and
+# pulls of each arm and the time $t$, return
+# $\hat\mu_k + \sqrt{c \ln t / n_k}$, and $+\infty$ for an arm never pulled.
+
+# %%
+import math
+
+
+def ucb1_scores(successes, counts, t, c=2.0):
+    # BEGIN SOLUTION: mean reward plus the exploration bonus; +inf where counts == 0
+    n = counts.clamp(min=1)
+    scores = successes / n + torch.sqrt(c * math.log(t) / n)
+    return torch.where(counts == 0, torch.full_like(scores, math.inf), scores)
+    # END SOLUTION
+
+
+checks.check_ucb1_scores(ucb1_scores)
 
 # %%
 RL2_RUNS = {
