@@ -388,3 +388,495 @@ def check_ucb1_scores(ucb1_scores: Callable) -> None:
     if _close(scores[:3], successes[:3].double() + torch.sqrt(2.0 * math.log(t) / n)):
         _fail(name, "use the MEAN reward of each arm (successes / pulls), not the number of successes")
     _fail(name, f"expected {expected.tolist()} for the tried arms, got {scores[:3].tolist()}")
+
+
+# --------------------------------------------------------------------------
+# Notebook 04: optimization-based meta-learning
+# --------------------------------------------------------------------------
+
+
+def _quadratic_problem():
+    """Two parameter tensors and a support loss with a non-zero Hessian that couples them (float64)."""
+    generator = torch.Generator().manual_seed(40)
+    w = torch.randn(3, generator=generator, dtype=torch.float64)
+    v = torch.randn(2, generator=generator, dtype=torch.float64)
+    A = torch.randn(3, 3, generator=generator, dtype=torch.float64)
+    A = A @ A.T + torch.eye(3, dtype=torch.float64)
+    M = torch.randn(3, 2, generator=generator, dtype=torch.float64)
+    target = torch.randn(5, generator=generator, dtype=torch.float64)
+
+    def support_loss(p):
+        return 0.5 * p["w"] @ A @ p["w"] + (p["w"] @ M @ p["v"]) ** 2 + (p["v"] ** 3).sum() / 3
+
+    def query_loss(p):
+        return ((torch.cat([p["w"], p["v"]]) - target) ** 2).sum()
+
+    return {"w": w, "v": v}, support_loss, query_loss
+
+
+def _inner_update_reference(params, loss, lr, first_order):
+    grads = torch.autograd.grad(loss, list(params.values()), create_graph=not first_order)
+    return {k: p - lr * (g.detach() if first_order else g) for (k, p), g in zip(params.items(), grads)}
+
+
+def check_inner_update(inner_update: Callable) -> None:
+    """``inner_update(params: dict, loss, lr, first_order) -> dict``: one inner step phi = theta - lr * grad,
+    differentiable with respect to theta; with ``first_order=False`` the graph of the gradient is kept
+    (``create_graph=True``) so that the meta-gradient has the Hessian term, with ``first_order=True`` it is not."""
+    name = "check_inner_update"
+    start, support_loss, query_loss = _quadratic_problem()
+    lr = 0.1
+    for first_order in (False, True):
+        params = {k: v.clone().requires_grad_() for k, v in start.items()}
+        kept = {k: v.detach().clone() for k, v in params.items()}
+        phi = _run(name, inner_update, params, support_loss(params), lr, first_order)
+        if not all(torch.equal(params[k].detach(), kept[k]) for k in kept):
+            _fail(name, "you changed the parameters in place: return a new dict and leave theta as it was "
+                        "(the meta-gradient is taken with respect to the unchanged theta)")
+        if not isinstance(phi, dict) or set(phi) != set(params):
+            _fail(name, f"return a dict with the same keys as params ({sorted(params)}), one new tensor per "
+                        "parameter")
+        for k in params:
+            if tuple(phi[k].shape) != tuple(params[k].shape):
+                _fail(name, f"phi[{k!r}] has shape {tuple(phi[k].shape)}, theta[{k!r}] {tuple(params[k].shape)}")
+        fresh = {k: v.clone().requires_grad_() for k, v in start.items()}
+        grads = dict(zip(fresh, torch.autograd.grad(support_loss(fresh), list(fresh.values()))))
+        value = {k: phi[k].detach() for k in phi}
+        if all(_close(value[k], start[k] + lr * grads[k]) for k in value):
+            _fail(name, "wrong sign: the inner step goes against the gradient, phi = theta - lr * grad")
+        if all(_close(value[k], start[k] - grads[k]) for k in value):
+            _fail(name, "multiply the gradient by the inner learning rate lr")
+        if all(_close(value[k], -lr * grads[k]) or _close(value[k], grads[k]) for k in value):
+            _fail(name, "return the adapted parameters phi = theta - lr * grad, not the update or the gradient")
+        if not all(_close(value[k], start[k] - lr * grads[k]) for k in value):
+            _fail(name, "the adapted parameters must be phi = theta - lr * grad(loss)(theta)")
+        if not all(phi[k].requires_grad for k in phi):
+            _fail(name, "phi is cut off from theta (detached, or built from .data): the meta-gradient cannot flow "
+                        "back to theta. Detach only the inner GRADIENT (first order), never phi itself")
+        meta = torch.autograd.grad(query_loss(phi), list(params.values()), allow_unused=True)
+        if any(g is None for g in meta):
+            _fail(name, "phi is cut off from theta (detached, or a new leaf tensor): the meta-gradient cannot "
+                        "flow back to theta. Compute phi[k] = params[k] - lr * grad and detach only the gradient")
+        meta = torch.cat([g.reshape(-1) for g in meta])
+        reference = {k: v.clone().requires_grad_() for k, v in start.items()}
+        second = torch.autograd.grad(query_loss(_inner_update_reference(reference, support_loss(reference), lr, False)),
+                                     list(reference.values()))
+        second = torch.cat([g.reshape(-1) for g in second])
+        reference = {k: v.clone().requires_grad_() for k, v in start.items()}
+        first = torch.autograd.grad(query_loss(_inner_update_reference(reference, support_loss(reference), lr, True)),
+                                    list(reference.values()))
+        first = torch.cat([g.reshape(-1) for g in first])
+        if not first_order and not _close(meta, second):
+            if _close(meta, first):
+                _fail(name, "no create_graph: the meta-gradient loses the second-order term. With first_order=False "
+                            "compute the gradient with torch.autograd.grad(loss, ..., create_graph=True), so that "
+                            "d phi / d theta = I - lr * Hessian")
+            _fail(name, "with first_order=False the meta-gradient through phi is not (I - lr H) grad L_query(phi)")
+        if first_order and not _close(meta, first):
+            if _close(meta, second):
+                _fail(name, "first_order=True must drop the Hessian term: detach the inner gradient (or compute it "
+                            "without create_graph), so that d phi / d theta = I")
+            _fail(name, "with first_order=True the meta-gradient through phi must be grad L_query(phi) itself")
+    _passed(name, 2)
+
+
+def check_reptile_update(reptile_update: Callable) -> None:
+    """``reptile_update(theta: dict, adapted: list of dicts, epsilon) -> dict``:
+    theta + epsilon * (mean over tasks of phi_i - theta), leaving theta unchanged."""
+    name = "check_reptile_update"
+    generator = torch.Generator().manual_seed(41)
+    theta = {"w": torch.randn(2, 3, generator=generator, dtype=torch.float64),
+             "b": torch.randn(3, generator=generator, dtype=torch.float64)}
+    adapted = [{k: v + torch.randn(v.shape, generator=generator, dtype=torch.float64) for k, v in theta.items()}
+               for _ in range(3)]
+    kept = {k: v.clone() for k, v in theta.items()}
+    kept_adapted = [{k: v.clone() for k, v in phi.items()} for phi in adapted]
+    epsilon = 0.25
+    new = _run(name, reptile_update, theta, adapted, epsilon)
+    if not all(torch.equal(theta[k], kept[k]) for k in theta) or not all(
+            torch.equal(phi[k], old[k]) for phi, old in zip(adapted, kept_adapted) for k in phi):
+        _fail(name, "you changed theta (or the adapted weights) in place: return a new dict")
+    if not isinstance(new, dict) or set(new) != set(theta):
+        _fail(name, f"return a dict with the same keys as theta ({sorted(theta)})")
+    mean = {k: torch.stack([phi[k] for phi in adapted]).mean(0) for k in theta}
+    expected = {k: theta[k] + epsilon * (mean[k] - theta[k]) for k in theta}
+
+    def matches(candidate):
+        return all(torch.as_tensor(new[k]).shape == candidate[k].shape and _close(new[k], candidate[k])
+                   for k in theta)
+
+    if matches(expected):
+        _passed(name, 1)
+        return
+    total = {k: torch.stack([phi[k] for phi in adapted]).sum(0) for k in theta}
+    guesses = [
+        ({k: theta[k] - epsilon * (mean[k] - theta[k]) for k in theta},
+         "wrong sign: Reptile moves theta TOWARDS the adapted weights, theta + epsilon * (mean phi - theta)"),
+        (mean, "you jumped all the way to the mean of the adapted weights: take a step of size epsilon towards it"),
+        ({k: theta[k] + epsilon * (adapted[-1][k] - theta[k]) for k in theta},
+         "average the adapted weights of ALL tasks, not only the last one"),
+        ({k: theta[k] + epsilon * (adapted[0][k] - theta[k]) for k in theta},
+         "average the adapted weights of ALL tasks, not only the first one"),
+        ({k: theta[k] + epsilon * (total[k] - theta[k]) for k in theta},
+         "take the MEAN of the adapted weights over the tasks, not their sum"),
+        ({k: theta[k] + epsilon * (total[k] - len(adapted) * theta[k]) for k in theta},
+         "take the MEAN of (phi_i - theta) over the tasks, not the sum (the step grows with the meta-batch)"),
+        ({k: epsilon * (mean[k] - theta[k]) for k in theta},
+         "return the new parameters theta + epsilon * (mean phi - theta), not the update alone"),
+        ({k: mean[k] - theta[k] for k in theta}, "return the new parameters, not the direction mean phi - theta"),
+    ]
+    for guess, message in guesses:
+        if matches(guess):
+            _fail(name, message)
+    _fail(name, "expected theta + epsilon * (mean over tasks of phi_i - theta) for every parameter")
+
+
+def _tiny_regression_problem():
+    generator = torch.Generator().manual_seed(42)
+    params = {"fc0_weight": torch.randn(5, 1, generator=generator, dtype=torch.float64),
+              "fc0_bias": torch.randn(5, generator=generator, dtype=torch.float64),
+              "fc1_weight": torch.randn(1, 5, generator=generator, dtype=torch.float64) * 0.5,
+              "fc1_bias": torch.zeros(1, dtype=torch.float64)}
+    tasks, shots, queries = 3, 4, 6
+    amplitude = 1 + 2 * torch.rand(tasks, 1, 1, generator=generator, dtype=torch.float64)
+    x = 4 * torch.rand(tasks, shots + queries, 1, generator=generator, dtype=torch.float64) - 2
+    y = amplitude * torch.sin(x)
+    batch = (x[:, :shots], y[:, :shots], x[:, shots:], y[:, shots:])
+
+    def loss_fn(p, xs, ys):
+        hidden = torch.tanh(xs @ p["fc0_weight"].T + p["fc0_bias"])
+        return ((hidden @ p["fc1_weight"].T + p["fc1_bias"] - ys) ** 2).mean()
+
+    return params, batch, loss_fn
+
+
+def _meta_gradient_reference(params, batch, loss_fn, inner_lr, steps, first_order=True, outer="query",
+                             adapt=True, tasks=None, reduce="mean"):
+    sx, sy, qx, qy = batch
+    indices = range(len(sx)) if tasks is None else tasks
+    theta = {k: v.clone().requires_grad_() for k, v in params.items()}
+    losses = []
+    for i in indices:
+        phi = theta
+        for _ in range(steps if adapt else 0):
+            grads = torch.autograd.grad(loss_fn(phi, sx[i], sy[i]), list(phi.values()), create_graph=not first_order)
+            phi = {k: v - inner_lr * (g.detach() if first_order else g) for (k, v), g in zip(phi.items(), grads)}
+        if first_order:
+            phi = {k: v.detach().requires_grad_() for k, v in phi.items()}
+        x, y = (qx[i], qy[i]) if outer == "query" else (sx[i], sy[i])
+        losses.append((phi, loss_fn(phi, x, y)))
+    total = {k: torch.zeros_like(v) for k, v in params.items()}
+    for phi, loss in losses:
+        wrt = phi if first_order else theta
+        for k, g in zip(wrt, torch.autograd.grad(loss, list(wrt.values()))):
+            total[k] = total[k] + g
+    scale = 1 / len(losses) if reduce == "mean" else 1.0
+    return {k: v * scale for k, v in total.items()}
+
+
+def check_first_order_meta_gradient(first_order_meta_gradient: Callable) -> None:
+    """``first_order_meta_gradient(params, batch, loss_fn, inner_lr, steps) -> dict``: the FOMAML
+    meta-gradient, 1/T sum_i grad L(phi_i; query_i) at the adapted phi_i (``steps`` plain SGD steps on
+    support_i), with the Hessian terms dropped. ``batch = (sx, sy, qx, qy)`` with a leading task dimension."""
+    name = "check_first_order_meta_gradient"
+    params, batch, loss_fn = _tiny_regression_problem()
+    inner_lr, steps = 0.3, 2
+    kept = {k: v.clone() for k, v in params.items()}
+    given = {k: v.clone() for k, v in params.items()}
+    result = _run(name, first_order_meta_gradient, given, batch, loss_fn, inner_lr, steps)
+    if not all(torch.equal(given[k], kept[k]) for k in kept):
+        _fail(name, "you changed the parameters in place: compute the gradient and leave theta as it was")
+    if not isinstance(result, dict) or set(result) != set(params):
+        _fail(name, f"return a dict of gradients with the same keys as params ({sorted(params)})")
+    for k in params:
+        if tuple(torch.as_tensor(result[k]).shape) != tuple(params[k].shape):
+            _fail(name, f"the gradient for {k!r} has shape {tuple(torch.as_tensor(result[k]).shape)}, "
+                        f"the parameter {tuple(params[k].shape)}")
+    result = {k: torch.as_tensor(v).detach() for k, v in result.items()}
+
+    def matches(candidate):
+        return all(_close(result[k], candidate[k], 1e-6) for k in params)
+
+    def reference(**changes):
+        return _meta_gradient_reference(params, batch, loss_fn, **{"inner_lr": inner_lr, "steps": steps, **changes})
+
+    if matches(reference()):
+        # One more case, one step: catches a loop that ignores `steps`.
+        other = _run(name, first_order_meta_gradient, {k: v.clone() for k, v in params.items()}, batch, loss_fn,
+                     inner_lr, 1)
+        if not all(_close(torch.as_tensor(other[k]).detach(), v, 1e-6) for k, v in reference(steps=1).items()):
+            _fail(name, "with steps=1 the answer is wrong: take exactly `steps` inner steps")
+        _passed(name, 2)
+        return
+    guesses = [
+        (reference(first_order=False), "that is the second-order (MAML) meta-gradient: first order drops the "
+                                       "Hessian terms, so detach the inner gradients (no create_graph) and take "
+                                       "the query gradient at phi_i"),
+        (reference(adapt=False), "the gradient is taken at theta: the first-order meta-gradient is the query "
+                                 "gradient at the ADAPTED parameters phi_i (run the inner loop first)"),
+        (reference(outer="support"), "the outer gradient must use the QUERY set of each task, not the support set "
+                                     "it was adapted on"),
+        (reference(reduce="sum"), "average the tasks' gradients (the meta-objective is the MEAN over the "
+                                  "meta-batch), not their sum"),
+        (reference(tasks=[len(batch[0]) - 1]), "use every task of the meta-batch, not only the last one"),
+        (reference(tasks=[0]), "use every task of the meta-batch, not only the first one"),
+        (reference(steps=1), "take `steps` inner steps, not one"),
+        ({k: -v for k, v in reference().items()}, "wrong sign: return the gradient of the query loss (the "
+                                                  "outer optimizer subtracts it), not minus it"),
+    ]
+    for guess, message in guesses:
+        if matches(guess):
+            _fail(name, message)
+    _fail(name, "expected 1/T sum_i grad L(phi_i; query set i) with phi_i = theta after `steps` first-order SGD "
+                "steps of size inner_lr on support set i")
+
+
+# --------------------------------------------------------------------------
+# Notebook 08: general-purpose in-context learning (GPICL)
+# --------------------------------------------------------------------------
+
+
+def check_task_batch(make_task_batch: Callable) -> None:
+    """``make_task_batch(x [L, d], classes [L], W [d, k], perm [C]) -> (inputs [L, k], labels [L])``:
+    ``inputs = x @ W`` (the task's projection of every example) and ``labels[t] = perm[classes[t]]``."""
+    name = "check_task_batch"
+    generator = torch.Generator().manual_seed(8)
+    perm = torch.tensor([2, 0, 3, 1])  # class 0 -> label 2, class 1 -> label 0, ...
+    cases = []
+    for d, k in ((6, 3), (5, 5)):  # the square case catches W.T
+        x = torch.randn(7, d, generator=generator)
+        classes = torch.tensor([0, 1, 2, 3, 1, 0, 2])
+        W = torch.randn(d, k, generator=generator)
+        cases.append((x, classes, W))
+    for x, classes, W in cases:
+        out = _run(name, make_task_batch, x, classes, W, perm)
+        if not isinstance(out, (tuple, list)) or len(out) != 2:
+            _fail(name, "return two things: (inputs, labels)")
+        inputs, labels = (torch.as_tensor(v) for v in out)
+        L, d, k = len(x), *W.shape
+        if inputs.shape == x.shape and d != k and torch.allclose(inputs.float(), x):
+            _fail(name, "the inputs are not projected: every task sees x through its own matrix, inputs = x @ W")
+        if inputs.shape != (L, k):
+            _fail(name, f"inputs must have one row of k = {k} numbers per example, shape ({L}, {k}); got "
+                        f"{tuple(inputs.shape)}. Project with x @ W ([L, d] @ [d, k])")
+        if d == k and torch.allclose(inputs.float(), x @ W.T, atol=1e-5) and not torch.allclose(x @ W, x @ W.T):
+            _fail(name, "you multiplied by W transposed: the projection is x @ W (W has shape [d, k], one column "
+                        "per output number)")
+        if not torch.allclose(inputs.float(), x @ W, atol=1e-5):
+            _fail(name, "inputs differ from x @ W: project every example with the same matrix W")
+        if labels.shape != (L,):
+            _fail(name, f"labels must have one entry per example, shape ({L},), got {tuple(labels.shape)}")
+        labels = labels.long()
+        if torch.equal(labels, classes):
+            _fail(name, "the labels are not permuted: in this task class c is called perm[c]")
+        if torch.equal(labels, torch.argsort(perm)[classes]):
+            _fail(name, "you applied the inverse permutation: the label of class c is perm[c] (index perm BY the "
+                        "class), not the position of c in perm")
+        if not torch.equal(labels, perm[classes]):
+            _fail(name, f"expected labels {perm[classes].tolist()} (perm[classes]), got {labels.tolist()}")
+    _passed(name, len(cases))
+
+
+def _pair_tokens_reference(inputs: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    previous_label = F.pad(F.one_hot(labels[:-1], num_classes).float(), (0, 0, 1, 0))
+    previous_input = F.pad(inputs[:-1], (0, 0, 1, 0))
+    return torch.cat([inputs, previous_label, previous_input], dim=-1)
+
+
+def check_pair_tokens(pair_tokens: Callable) -> None:
+    """``pair_tokens(inputs [L, k], labels [L], num_classes) -> [L, k + C + k]``: row t is
+    ``[x_t, onehot(y_{t-1}), x_{t-1}]``, with zeros in both "previous" parts at t = 0."""
+    name = "check_pair_tokens"
+    generator = torch.Generator().manual_seed(80)
+    L, k, C = 6, 3, 4
+    inputs = torch.randn(L, k, generator=generator)
+    labels = torch.tensor([1, 3, 0, 0, 2, 1])
+    out = torch.as_tensor(_run(name, pair_tokens, inputs, labels, C)).float()
+    expected = _pair_tokens_reference(inputs, labels, C)
+    if out.shape == (L, k + C):
+        _fail(name, f"shape ({L}, {k + C}) is the paper's token [x_t, onehot(y_(t-1))]: append the previous input "
+                    f"x_(t-1) too, shape ({L}, {2 * k + C})")
+    if out.shape != expected.shape:
+        _fail(name, f"expected shape ({L}, {2 * k + C}) = [x_t (k), onehot(y_(t-1)) (C), x_(t-1) (k)], "
+                    f"got {tuple(out.shape)}")
+    if torch.allclose(out, expected, atol=1e-6):
+        _passed(name, 1)
+        return
+    x_part, y_part, prev_part = out[:, :k], out[:, k:k + C], out[:, k + C:]
+    one_hot = F.one_hot(labels, C).float()
+    if not torch.allclose(x_part, inputs, atol=1e-6):
+        if torch.allclose(out[:, :k], expected[:, k + C:], atol=1e-6) or torch.allclose(out[:, C:C + k], inputs):
+            _fail(name, "the parts are in another order: row t must be [x_t, onehot(y_(t-1)), x_(t-1)]")
+        _fail(name, "the first k numbers of row t must be the input x_t of the same step")
+    if torch.allclose(y_part, one_hot):
+        _fail(name, "row t holds the label y_t of the same step: the model would read the answer it must predict. "
+                    "Shift by one: onehot(y_(t-1))")
+    if torch.allclose(y_part[0], one_hot[-1]) and y_part[0].abs().sum() > 0:
+        _fail(name, "row 0 holds the LAST label (torch.roll wraps around): at t = 0 nothing has been seen, use zeros")
+    if torch.allclose(y_part[:-1], one_hot[1:]):
+        _fail(name, "shifted the wrong way: row t must hold the PREVIOUS step's label y_(t-1), not the next one's")
+    if not torch.allclose(y_part, expected[:, k:k + C]):
+        _fail(name, f"the label part should be {expected[:, k:k + C].int().tolist()}, got {y_part.tolist()}")
+    if torch.allclose(prev_part, inputs, atol=1e-6):
+        _fail(name, "the last part repeats x_t: it must be the PREVIOUS input x_(t-1), the one whose label "
+                    "y_(t-1) sits in the same token")
+    if torch.allclose(prev_part[0], inputs[-1], atol=1e-6):
+        _fail(name, "row 0 holds the last input (torch.roll wraps around): at t = 0 there is no previous input, "
+                    "use zeros")
+    if torch.allclose(prev_part[:-1], inputs[1:], atol=1e-6):
+        _fail(name, "the input part is shifted the wrong way: use x_(t-1), not x_(t+1)")
+    _fail(name, "the last k numbers of row t must be x_(t-1) (zeros at t = 0)")
+
+
+def check_accuracy_by_position(accuracy_by_position: Callable) -> None:
+    """``accuracy_by_position(logits [S, L, C], targets [S, L]) -> [L]``: at every position t, the fraction of
+    the S sequences whose prediction (argmax over classes) equals the target."""
+    name = "check_accuracy_by_position"
+    S, L, C = 5, 4, 3
+    targets = torch.tensor([[0, 1, 2, 0], [1, 1, 2, 2], [2, 1, 0, 0], [0, 0, 0, 1], [1, 2, 2, 2]])
+    predicted = torch.tensor([[0, 1, 2, 0], [0, 1, 2, 2], [1, 1, 0, 2], [2, 0, 1, 1], [0, 2, 2, 2]])
+    logits = torch.full((S, L, C), -1.0).scatter(2, predicted.unsqueeze(-1), 2.0)
+    logits[0, 0] = torch.tensor([1.5, 1.0, -1.0])  # a confident-ish right answer, not exactly one-hot
+    correct = (predicted == targets).float()
+    expected = correct.mean(0)
+    out = torch.as_tensor(_run(name, accuracy_by_position, logits, targets)).float()
+    if out.shape == (S,):
+        _fail(name, f"you averaged over positions (one number per sequence): average over the S sequences "
+                    f"(dim 0) instead, to get one accuracy per position, shape ({L},)")
+    if out.shape != (L,):
+        _fail(name, f"return one accuracy per position, shape ({L},), got {tuple(out.shape)}")
+    if torch.allclose(out, expected):
+        _passed(name, 1)
+        return
+    if torch.allclose(out, 100 * expected):
+        _fail(name, "return fractions in [0, 1], not percentages")
+    if torch.allclose(out, correct.sum(0)):
+        _fail(name, "these are counts of right answers: divide by the number of sequences (take the mean)")
+    if torch.allclose(out, correct.mean(0).cumsum(0) / torch.arange(1, L + 1)):
+        _fail(name, "this is the running accuracy up to t: return the accuracy AT each position t")
+    probs = logits.softmax(-1)
+    if torch.allclose(out, probs.gather(2, targets.unsqueeze(-1)).squeeze(-1).mean(0), atol=1e-4) or \
+            torch.allclose(out, probs.max(-1).values.mean(0), atol=1e-4):
+        _fail(name, "these are probabilities: count the predictions that are right, "
+                    "(logits.argmax(-1) == targets), and average those")
+    _fail(name, f"expected {expected.tolist()}, got {out.tolist()}")
+
+
+# --------------------------------------------------------------------------
+# Notebook 07: VSML (variable-shared meta learning)
+# --------------------------------------------------------------------------
+
+
+def check_vsml_messages(messages: Callable) -> None:
+    """``messages(h [T, A, B, H], w_out [H, M], w_back [H, M]) -> (forward [T, B, M], backward [T, A, M])``:
+    output unit b sends mean_a h_ab W_out, input unit a sends mean_b h_ab W_back."""
+    name = "check_vsml_messages"
+    g = torch.Generator().manual_seed(7)
+    tasks, inputs, outputs, hidden, size = 2, 4, 3, 5, 6
+    h = torch.randn(tasks, inputs, outputs, hidden, generator=g, dtype=torch.float64)
+    w_out = torch.randn(hidden, size, generator=g, dtype=torch.float64)
+    w_back = torch.randn(hidden, size, generator=g, dtype=torch.float64)
+    result = _run(name, messages, h, w_out, w_back)
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        _fail(name, "return two things: (forward messages out of the output units, backward messages out of "
+                    "the input units)")
+    forward, backward = (torch.as_tensor(r).double() for r in result)
+    expected_f, expected_b = h.mean(dim=1) @ w_out, h.mean(dim=2) @ w_back
+    if forward.shape == (tasks, inputs, size) and backward.shape == (tasks, outputs, size):
+        _fail(name, "the axes are swapped: output unit b's forward message averages over the INPUT units a "
+                    "(dim 1 of h), input unit a's backward message over the OUTPUT units b (dim 2)")
+    if forward.shape != (tasks, outputs, size) or backward.shape != (tasks, inputs, size):
+        if forward.shape[-1] == hidden or backward.shape[-1] == hidden:
+            _fail(name, "the cell states are not projected: multiply the averaged h by W_out (forward) and "
+                        "W_back (backward) to get messages of size M")
+        _fail(name, f"expected shapes {(tasks, outputs, size)} and {(tasks, inputs, size)}, got "
+                    f"{tuple(forward.shape)} and {tuple(backward.shape)}")
+    if _close(forward, expected_f) and _close(backward, expected_b):
+        _passed(name, 2)
+        return
+    if _close(forward, expected_f * inputs) or _close(backward, expected_b * outputs):
+        _fail(name, "summed over the cells instead of averaging: use the MEAN, so that the same meta-parameters "
+                    "work for any number of inputs and outputs")
+    if _close(forward, h.mean(dim=(0, 1)) @ w_out * torch.ones_like(forward)):
+        _fail(name, "averaged over the tasks too: each task (dim 0) is a separate learner, average only over "
+                    "the cells of a unit")
+    if _close(backward, h.mean(dim=2) @ w_out):
+        _fail(name, "the backward message uses W_out: it has its own projection W_back")
+    if _close(forward, h.mean(dim=1) @ w_back):
+        _fail(name, "the forward message uses W_back: it has its own projection W_out")
+    if _close(forward, expected_f):
+        _fail(name, "the forward messages are right, the backward ones are not: mean over the output units b "
+                    "(dim 2), then multiply by W_back")
+    _fail(name, "the forward messages are wrong: mean of h over the input units a (dim 1), then multiply by W_out")
+
+
+def check_feedback_message(feedback_message: Callable) -> None:
+    """``feedback_message(previous_logits [T, B], previous_labels [T], ways) -> [T, B, 2]``: component 0 is
+    onehot(y_{t-1}), component 1 the error softmax(z_{t-1}) - onehot(y_{t-1}); all zeros where the label is -1."""
+    name = "check_feedback_message"
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0], [1.0, -2.0, 0.0], [0.0, 1.0, 0.0]],
+                          dtype=torch.float64)
+    labels = torch.tensor([0, 1, -1, 2])
+    out = torch.as_tensor(_run(name, feedback_message, logits, labels, 3)).double()
+    if out.shape != (4, 3, 2):
+        _fail(name, f"return two numbers per output unit, shape (T, ways, 2) = (4, 3, 2), got {tuple(out.shape)}")
+    given = (labels >= 0).double()[:, None]
+    onehot = F.one_hot(labels.clamp(min=0), 3).double() * given
+    error = (torch.softmax(logits, -1) - onehot) * given
+    if _close(out[..., 0], onehot) and _close(out[..., 1], error):
+        _passed(name, 4)
+        return
+    if _close(out[..., 0], error) and _close(out[..., 1], onehot):
+        _fail(name, "the components are swapped: component 0 is the label onehot(y), component 1 the error")
+    if out[2].abs().sum() > 0 and _close(out[[0, 1, 3]], torch.stack([onehot, error], -1)[[0, 1, 3]]):
+        _fail(name, "no feedback where the label is -1 (step t = 0: no earlier example): that row must be all "
+                    "zeros")
+    if not _close(out[..., 0], onehot):
+        _fail(name, "component 0 must be onehot(y_{t-1}), the label of the previous example")
+    if _close(out[..., 1], -error):
+        _fail(name, "the error has the wrong sign: softmax(z) - onehot(y), the gradient of the cross-entropy "
+                    "with respect to the logits (what backprop sends back)")
+    if _close(out[..., 1], (logits - onehot) * given):
+        _fail(name, "the error uses the raw logits: turn them into probabilities with softmax first")
+    if _close(out[..., 1], (torch.sigmoid(logits) - onehot) * given):
+        _fail(name, "the error uses a sigmoid per class: the classifier's probabilities are softmax(z) over "
+                    "the classes")
+    _fail(name, f"component 1 should be softmax(z) - onehot(y), e.g. {error[0].tolist()} for the first row, "
+                f"got {out[0, :, 1].tolist()}")
+
+
+def check_vsml_variable_count(count_variables: Callable) -> None:
+    """``count_variables(inputs, outputs, message_size, hidden) -> (meta_parameters, learned_variables)`` of one
+    VSML layer: W_forward, W_backward [M, 4H], W_hidden [H, 4H], bias [4H], W_out, W_back [H, M]; a state
+    (h, c) of 2H values per connection."""
+    name = "check_vsml_variable_count"
+
+    def reference(a, b, m, h):
+        return 2 * m * 4 * h + h * 4 * h + 4 * h + 2 * h * m, a * b * 2 * h
+
+    cases = [(16, 5, 8, 16), (784, 10, 8, 16), (3, 2, 4, 5)]
+    for a, b, m, h in cases:
+        result = _run(name, count_variables, a, b, m, h)
+        if not isinstance(result, (tuple, list)) or len(result) != 2:
+            _fail(name, "return two numbers: (meta-parameters, learned variables)")
+        meta, learned = (int(v) for v in result)
+        want_meta, want_learned = reference(a, b, m, h)
+        if (meta, learned) == (want_meta, want_learned):
+            continue
+        if meta != want_meta:
+            if meta % (a * b) == 0 and meta // (a * b) == want_meta:
+                _fail(name, "the meta-parameters are SHARED by all cells: they must not grow with the number of "
+                            "inputs and outputs")
+            if meta == want_meta - 4 * h:
+                _fail(name, "the LSTM bias (4H numbers) is missing from the meta-parameters")
+            if meta == want_meta - 2 * h * m:
+                _fail(name, "the output projections W_out and W_back (H x M each) are missing")
+            if meta == 2 * m * h + h * h + h + 2 * h * m:
+                _fail(name, "an LSTM has FOUR gates: W_forward, W_backward, W_hidden and the bias have 4H columns")
+            _fail(name, f"for {a} inputs, {b} outputs, M={m}, H={h}: expected {want_meta} meta-parameters, got {meta}")
+        if learned == a * b * h:
+            _fail(name, "the state of a cell is (h, c): 2H learned variables per connection, not H")
+        if learned == (a + b) * 2 * h:
+            _fail(name, "there is one cell per CONNECTION (a, b): A x B cells, not A + B")
+        _fail(name, f"for {a} inputs, {b} outputs, H={h}: expected {want_learned} learned variables, got {learned}")
+    _passed(name, len(cases))

@@ -1,0 +1,311 @@
+"""Tests for course_lib.vsml: invariances, gradients, backprop cloning, the command line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch.func import functional_call
+
+from course_lib import vsml
+
+
+def tiny_config(**overrides) -> vsml.VSMLConfig:
+    base = dict(input_size=4, ways=3, stream_length=6, message_size=4, hidden=5, ticks=2, metarnn_hidden=8)
+    base.update(overrides)
+    return vsml.VSMLConfig(**base)
+
+
+def random_state(model, tasks, inputs, outputs, generator):
+    h, c = model.initial_state(tasks, inputs, outputs)
+    return torch.randn(h.shape, generator=generator).tanh(), torch.randn(c.shape, generator=generator)
+
+
+def test_permuting_inputs_and_their_cells_changes_nothing():
+    torch.manual_seed(0)
+    model = vsml.VSMLLearner(tiny_config())
+    g = torch.Generator().manual_seed(1)
+    state = random_state(model, 2, 7, 3, g)
+    x = torch.randn(2, 7, generator=g)
+    previous = (torch.randn(2, 3, generator=g), torch.tensor([0, 2]))
+    perm = torch.randperm(7, generator=g)
+    logits, (h, c) = model.step(state, x, *previous)
+    logits_p, (h_p, c_p) = model.step((state[0][:, perm], state[1][:, perm]), x[:, perm], *previous)
+    torch.testing.assert_close(logits_p, logits)
+    torch.testing.assert_close(h_p, h[:, perm])
+    torch.testing.assert_close(c_p, c[:, perm])
+    # Whole streams from the zero state: permuting the input features gives the same predictions.
+    xs, ys = torch.randn(2, 9, 7, generator=g), torch.randint(0, 3, (2, 9), generator=g)
+    torch.testing.assert_close(vsml.run_stream(model, xs[:, :, perm], ys)[0], vsml.run_stream(model, xs, ys)[0])
+    # ...while permuting inputs WITHOUT their cells does change the output (the check can fail).
+    assert not torch.allclose(model.step(state, x[:, perm], *previous)[0], logits)
+
+
+def test_permuting_outputs_and_labels_permutes_predictions():
+    torch.manual_seed(0)
+    model = vsml.VSMLLearner(tiny_config())
+    g = torch.Generator().manual_seed(2)
+    xs, ys = torch.randn(3, 8, 4, generator=g), torch.randint(0, 3, (3, 8), generator=g)
+    perm = torch.tensor([2, 0, 1])
+    inverse = torch.argsort(perm)
+    logits = vsml.run_stream(model, xs, ys)[0]
+    logits_p = vsml.run_stream(model, xs, inverse[ys])[0]  # class k is now called inverse[k]
+    torch.testing.assert_close(logits_p[..., inverse], logits)
+
+
+def test_same_meta_parameters_run_two_input_sizes_on_both_devices():
+    torch.manual_seed(0)
+    model = vsml.VSMLLearner(tiny_config())
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for device in devices:
+        model.to(device)
+        for inputs, ways in ((4, 3), (11, 3), (6, 5)):
+            xs = torch.randn(2, 5, inputs, device=device)
+            ys = torch.randint(0, ways, (2, 5), device=device)
+            logits = vsml.stream_logits(model, xs, ys, ways)
+            assert logits.shape == (2, 5, ways) and logits.device.type == device
+            assert torch.isfinite(logits).all()
+    # The Meta-RNN, by contrast, has a fixed input size and says so.
+    rnn = vsml.MetaRNN(tiny_config(model="metarnn"))
+    with pytest.raises(ValueError, match="built for 4 inputs"):
+        vsml.stream_logits(rnn, torch.randn(2, 5, 11), torch.zeros(2, 5, dtype=torch.long), 3)
+
+
+@pytest.mark.parametrize("mode", ["scratch", "clone"])
+def test_meta_gradient_matches_finite_differences(mode):
+    torch.manual_seed(0)
+    config = tiny_config(mode=mode, input_size=2, ways=2, message_size=2, hidden=2, stream_length=3)
+    model = vsml.VSMLLearner(config).double()
+    names = [n for n, _ in model.named_parameters()]
+    params = tuple(p.detach().clone().requires_grad_(True) for _, p in model.named_parameters())
+    g = torch.Generator().manual_seed(3)
+    xs = torch.randn(2, 3, 2, generator=g, dtype=torch.float64)
+    ys = torch.randint(0, 2, (2, 3), generator=g)
+
+    wrapper = _LossModule(model, mode)
+
+    def loss(*values):  # the meta-loss as a function of the meta-parameters
+        return functional_call(wrapper, {f"model.{n}": v for n, v in zip(names, values)}, (xs, ys))
+
+    assert torch.autograd.gradcheck(loss, params, eps=1e-6, atol=1e-5)
+
+
+class _LossModule(torch.nn.Module):
+    def __init__(self, model, mode):
+        super().__init__()
+        self.model, self.mode = model, mode
+
+    def forward(self, xs, ys):
+        if self.mode == "clone":
+            return vsml.clone_loss(self.model, xs, ys, 0.5, backward=False)
+        return vsml.scratch_loss(self.model, xs, ys, backward=False)[0]
+
+
+def test_truncated_bptt_gives_the_same_loss_as_full():
+    torch.manual_seed(0)
+    model = vsml.VSMLLearner(tiny_config())
+    xs, ys = torch.randn(3, 10, 4), torch.randint(0, 3, (3, 10))
+    full, acc_full = vsml.scratch_loss(model, xs, ys, truncation=None)
+    model.zero_grad()
+    chunked, acc_chunked = vsml.scratch_loss(model, xs, ys, truncation=3)
+    torch.testing.assert_close(chunked, full)
+    assert acc_full == acc_chunked
+
+
+def test_backprop_cloning_tracks_true_sgd():
+    """A tiny clone trained for a few hundred steps follows SGD closed-loop on new streams."""
+    torch.manual_seed(0)
+    config = vsml.VSMLConfig(mode="clone", input_size=4, ways=3, stream_length=20, message_size=4, hidden=8,
+                             clone_lr=0.3, lr=1e-2)
+    model = vsml.VSMLLearner(config)
+    g = torch.Generator().manual_seed(0)
+
+    def streams(n, generator):
+        return (torch.randn(n, config.stream_length, config.input_size, generator=generator),
+                torch.randint(0, config.ways, (n, config.stream_length), generator=generator))
+
+    test_xs, test_ys = streams(64, torch.Generator().manual_seed(99))
+    untrained = vsml.compare_clone_to_sgd(model, test_xs, test_ys, config.clone_lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    for _ in range(400):
+        xs, ys = streams(32, g)
+        vsml.meta_step(model, optimizer, config, xs, ys)
+    trained = vsml.compare_clone_to_sgd(model, test_xs, test_ys, config.clone_lr)
+    assert untrained["relative_weight_error_final"] > 0.9
+    assert trained["relative_weight_error_final"] < 0.45, trained
+    assert trained["logit_correlation"] > 0.8, trained
+
+
+def _reference_online(xs, ys, ways, optimizer_class, lr, bias):
+    """Online batch-1 training with torch.nn / torch.optim, one stream at a time."""
+    out = []
+    for x_stream, y_stream in zip(xs, ys):
+        layer = torch.nn.Linear(xs.shape[-1], ways, bias=bias, dtype=xs.dtype)
+        torch.nn.init.zeros_(layer.weight)
+        if bias:
+            torch.nn.init.zeros_(layer.bias)
+        optimizer = optimizer_class(layer.parameters(), lr=lr)
+        logits = []
+        for x, y in zip(x_stream, y_stream):
+            z = layer(x[None])
+            logits.append(z.detach()[0])
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(z, y[None]).backward()
+            optimizer.step()
+        out.append(torch.stack(logits))
+    return torch.stack(out)
+
+
+def test_sgd_teacher_and_baselines_match_torch_optim():
+    g = torch.Generator().manual_seed(5)
+    xs, ys = torch.randn(3, 12, 4, generator=g, dtype=torch.float64), torch.randint(0, 3, (3, 12), generator=g)
+    _, teacher_logits = vsml.sgd_trajectory(xs, ys, 3, 0.3)
+    torch.testing.assert_close(teacher_logits, _reference_online(xs, ys, 3, torch.optim.SGD, 0.3, bias=False))
+    torch.testing.assert_close(vsml.linear_online_logits(xs, ys, 3, "sgd", 0.3),
+                               _reference_online(xs, ys, 3, torch.optim.SGD, 0.3, bias=True))
+    torch.testing.assert_close(vsml.linear_online_logits(xs, ys, 3, "adam", 0.05),
+                               _reference_online(xs, ys, 3, torch.optim.Adam, 0.05, bias=True))
+
+
+def test_online_baselines_learn_a_separable_task():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(3, 8, generator=g) * 3
+    ys = torch.randint(0, 3, (16, 60), generator=g)
+    xs = centres[ys] + torch.randn(16, 60, 8, generator=g)
+    for optimizer, lr in (("sgd", 0.1), ("adam", 0.1)):
+        correct = vsml.linear_online_logits(xs, ys, 3, optimizer, lr).argmax(-1) == ys
+        assert correct[:, 30:].float().mean() > 0.9
+
+
+def test_count_variables_inverts_the_ratio():
+    config = vsml.VSMLConfig()
+    table = vsml.count_variables(config)
+    assert table["vsml"]["learned_variables"] == config.input_size * config.ways * 2 * config.hidden
+    assert 1000 < table["vsml"]["meta_parameters"] < 10000
+    assert table["vsml"]["ratio_learned_per_meta"] > 1 > table["metarnn"]["ratio_learned_per_meta"]
+    assert table["metarnn"]["learned_variables"] == 2 * config.metarnn_hidden
+    assert table["fastweight"]["learned_variables"] == config.fastweight_size * (config.fastweight_size + 1)
+    bigger = vsml.count_variables(config, inputs=64)  # VSML's state grows with the layer, its theta does not
+    assert bigger["vsml"]["meta_parameters"] == table["vsml"]["meta_parameters"]
+    assert bigger["vsml"]["learned_variables"] == 4 * table["vsml"]["learned_variables"]
+
+
+def test_streams_are_seeded_and_label_permuted():
+    source = vsml.StreamSource(torch.randn(60, 10), torch.arange(60) % 6, "toy")
+    a = vsml.sample_streams(source, 4, 12, 3, 5, torch.Generator().manual_seed(0), "cpu")
+    b = vsml.sample_streams(source, 4, 12, 3, 5, torch.Generator().manual_seed(0), "cpu")
+    torch.testing.assert_close(a[0], b[0])
+    assert a[0].shape == (4, 12, 5) and a[1].shape == (4, 12) and int(a[1].max()) < 3
+
+
+def _cli(tmp_path, *extra):
+    out = tmp_path / "run"
+    args = ["train", "--out", str(out), "--device", "cpu", "--smoke-data", "--no-progress", "--meta-batch", "4",
+            "--stream-length", "8", "--input-size", "6", "--eval-input-size", "9", "--hidden", "4",
+            "--metarnn-hidden", "8", "--eval-streams", "8", "--eval-datasets", "digits,mnist", *extra]
+    return out, args
+
+
+@pytest.mark.parametrize("model", ["vsml", "metarnn", "fastweight"])
+def test_cli_trains_writes_everything_and_resumes(tmp_path, model):
+    out, args = _cli(tmp_path, "--model", model)
+    vsml.main(args + ["--steps", "3"])
+    for name in ("config.json", "checkpoint.pt", "history.json", "results.json", "results.md"):
+        assert (out / name).is_file(), name
+    results = json.loads((out / "results.json").read_text())
+    assert results["steps_done"] == 3
+    rows = results["evaluation"]
+    assert any("input size 6" in r for r in rows)
+    assert any("input size 9" in r for r in rows) == (model == "vsml")
+    assert any(k.startswith("sgd") for k in next(iter(rows.values())))
+    vsml.main(["train", "--out", str(out), "--resume", "--steps", "5", "--device", "cpu", "--smoke-data",
+               "--no-progress", "--eval-streams", "4", "--eval-datasets", "digits"])
+    assert json.loads((out / "results.json").read_text())["steps_done"] == 5
+    history = json.loads((out / "history.json").read_text())
+    assert history["step"][-1] == 5
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["model"] == model and len(config["later_commands"]) == 1
+    before = (out / "checkpoint.pt").read_bytes()
+    with pytest.raises(SystemExit):  # a finished run is never overwritten by a fresh one
+        vsml.main(args + ["--steps", "3"])
+    assert (out / "checkpoint.pt").read_bytes() == before
+    vsml.main(["train", "--out", str(out), "--eval-only", "--device", "cpu", "--smoke-data", "--no-progress",
+               "--eval-streams", "4", "--eval-datasets", "digits"])
+    assert json.loads((out / "results.json").read_text())["steps_done"] == 5
+    assert (out / "checkpoint.pt").read_bytes() == before  # evaluation does not touch the checkpoint
+    with pytest.raises(SystemExit):  # the architecture cannot change on resume
+        vsml.main(["train", "--out", str(out), "--resume", "--ways", "4", "--device", "cpu", "--smoke-data"])
+
+
+def test_cli_clone_mode(tmp_path):
+    out, args = _cli(tmp_path, "--mode", "clone", "--eval-datasets", "digits")
+    vsml.main(args + ["--steps", "2"])
+    results = json.loads((out / "results.json").read_text())
+    assert "relative_weight_error_final" in next(iter(results["clone"].values()))
+
+
+@pytest.mark.parametrize("bad", [["--ways", "1"], ["--dataset", "cifar"], ["--resume"], ["--input-size", "0"],
+                                 ["--mode", "clone", "--model", "metarnn"], ["--eval-datasets", "svhn"],
+                                 ["--max-minutes", "-1"]])
+def test_cli_bad_input_fails_clearly_and_writes_nothing(tmp_path, capsys, bad):
+    out, args = _cli(tmp_path, *bad)
+    with pytest.raises(SystemExit) as error:
+        vsml.main(args)
+    assert error.value.code == 2
+    assert "error" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_stream_trace_and_figure_headless():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(4)
+    for mode in ("scratch", "clone"):
+        model = vsml.VSMLLearner(tiny_config(mode=mode))
+        xs, ys = torch.randn(9, 7, generator=g), torch.randint(0, 3, (9,), generator=g)
+        trace = vsml.stream_trace(model, xs, ys)
+        assert trace["probabilities"].shape == (9, 3) and trace["weights"].shape == (9, 7, 3)
+        torch.testing.assert_close(trace["probabilities"].sum(-1), torch.ones(9))
+        # The trace is the batched stream, step for step.
+        logits, _, _, states = vsml.run_stream(model, xs[None], ys[None], return_states=True)
+        torch.testing.assert_close(trace["probabilities"], logits[0].softmax(-1))
+        torch.testing.assert_close(trace["weights"][4], vsml.effective_weights(model, states[4])[0])
+        if mode == "clone":
+            torch.testing.assert_close(trace["weights"][4], model.weights(states[4])[0])
+        else:  # the cell contributions average to the logit
+            torch.testing.assert_close(trace["weights"].mean(1), logits[0], atol=1e-5, rtol=1e-5)
+        for step in (0, 8):
+            fig = vsml.trace_figure(trace, step, title="t")
+            assert len(fig.axes) >= 3
+            plt.close(fig)
+        with pytest.raises(ValueError, match="step must be in 0..8"):
+            vsml.trace_figure(trace, 9)
+    with pytest.raises(ValueError, match="one stream"):
+        vsml.stream_trace(model, xs[None], ys[None])
+    with pytest.raises(TypeError, match="VSML learners only"):
+        vsml.effective_weights(vsml.MetaRNN(tiny_config(model="metarnn")), None)
+
+
+def test_meta_step_cost_measures_time_and_saved_memory():
+    small = vsml.meta_step_cost(tiny_config(meta_batch=2), repeats=1)
+    wide = vsml.meta_step_cost(tiny_config(meta_batch=2, input_size=16), repeats=1)
+    assert small["seconds"] > 0 and small["saved_for_backward_mb"] > 0
+    assert small["meta_parameters"] == wide["meta_parameters"]  # theta does not grow with the layer
+    assert wide["saved_for_backward_mb"] > 2 * small["saved_for_backward_mb"]  # the cell grid does
+    rnn = vsml.meta_step_cost(tiny_config(model="metarnn", meta_batch=2), repeats=1)
+    assert rnn["peak_gpu_mb"] is None and rnn["meta_parameters"] > 0
+
+
+def test_load_run_restores_the_trained_learner(tmp_path):
+    out, args = _cli(tmp_path, "--eval-datasets", "digits")
+    vsml.main(args + ["--steps", "2"])
+    model, results = vsml.load_run(out)
+    assert results["steps_done"] == 2 and not model.training
+    payload = torch.load(out / "checkpoint.pt", weights_only=True)
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, payload["state_dict"][name])
