@@ -10,3 +10,17 @@ job reptile_5w1s "${MAML[@]}" --variant reptile --ways 5  --shots 1 --steps $S2 
 job maml_20w1s   "${MAML[@]}" --variant maml    --ways 20 --shots 1 --steps $S1 --test-settings 20x1,5x1 --out "$ROOT/maml/maml_20w1s"
 job maml_sinusoid $PY -m course_lib.maml --task sinusoid --steps $([ "$SMOKE" = 1 ] && echo 20 || echo 70000) \
     --device cpu --threads 1 --max-minutes $TRAIN_MIN --no-progress --out "$ROOT/maml/sinusoid"
+
+# --- issue 8: VSML and its baselines (course_lib/vsml.py); each run folder must be new ---
+VS=($PY -m course_lib.vsml train --mode scratch --dataset digits --device $DEVICE --max-minutes $TRAIN_MIN --threads 1 --no-progress)
+[ "$SMOKE" = 1 ] && VS+=(--meta-batch 8) || VS+=(--meta-batch 256)
+job vsml_scratch  "${VS[@]}" --model vsml    --out "$ROOT/vsml_gpu/scratch"
+job vsml_metarnn  "${VS[@]}" --model metarnn --out "$ROOT/vsml_gpu/metarnn"
+job vsml_clone    $PY -m course_lib.vsml train --mode clone --model vsml --dataset digits --device $DEVICE \
+    --max-minutes $TRAIN_MIN --threads 1 --no-progress $([ "$SMOKE" = 1 ] && echo "--meta-batch 8" || echo "--meta-batch 256") \
+    --out "$ROOT/vsml_gpu/clone"
+
+# --- issue 9: the GPICL phase diagram (all num_tasks in one process, stacked weights) ---
+job gpicl_sweep $PY -m course_lib.gpicl sweep --num-tasks 16,256,1024,4096,16384,65536,inf --pair-tokens \
+    --steps 100000 --batch-size 128 --out "$ROOT/gpicl/sweep_gpu" --checkpoint-dir /tmp/gpicl_ckpt/pair \
+    --device $DEVICE --max-minutes $TRAIN_MIN --keep-weights inf --no-progress
