@@ -1,0 +1,95 @@
+"""The static site as a reader sees it: every page opened in headless Chromium.
+
+Builds the site from the committed notebooks (``python -m course_lib.site
+build`` does the same), opens the index and every notebook page from disk in
+Debian's ``chromium`` driven by Playwright, and checks what a link checker
+cannot: each page renders a title, every image has been decoded by the
+browser (``naturalWidth > 0``: not just present on disk), and the index links
+to every page. Screenshots of the index and of every page's top are saved to
+``test-artifacts/site/`` to look at.
+
+Skipped without Chromium or Playwright, except under ``CI=true``, where it
+fails (CI must run it). MathJax comes from a CDN when a reader opens the site;
+CI has no internet, so the test does not wait for typeset equations.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+from course_lib import site
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO_ROOT / "test-artifacts" / "site"
+CHROMIUM = Path("/usr/bin/chromium")
+
+pytestmark = pytest.mark.browser
+
+
+def _missing() -> list[str]:
+    missing = []
+    if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
+        missing.append(f"{CHROMIUM} is missing (apt-get install -y chromium)")
+    if importlib.util.find_spec("playwright") is None:
+        missing.append("playwright is not installed (pip install playwright)")
+    return missing
+
+
+@pytest.fixture(scope="module")
+def built_site(tmp_path_factory):
+    missing = _missing()
+    if missing:
+        message = "; ".join(missing)
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI must run the site browser test: {message}")
+        pytest.skip(message)
+    out = tmp_path_factory.mktemp("site")
+    pages = site.build(REPO_ROOT / "notebooks", out, repo_files=REPO_ROOT)
+    assert site.broken_references(out) == []
+    return out, pages
+
+
+def test_every_page_renders_with_its_title_and_decoded_images(built_site):
+    from playwright.sync_api import sync_playwright
+
+    out, pages = built_site
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    problems = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
+                                             args=["--no-sandbox", "--disable-gpu", "--headless"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            # No network: a CDN script must not hang the load event.
+            page.route("http*://**", lambda route: route.abort())
+            for path in pages:
+                page.goto(path.as_uri(), wait_until="load", timeout=60_000)
+                title = page.locator("h1").first.inner_text(timeout=10_000).strip()
+                if not title:
+                    problems.append(f"{path.name}: no title")
+                images = page.eval_on_selector_all(
+                    "img", "els => els.map(e => [e.getAttribute('src') ? e.getAttribute('src').slice(0, 40) : '',"
+                           " e.complete && e.naturalWidth > 0])")
+                broken = [src for src, ok in images if not ok]
+                if broken:
+                    problems.append(f"{path.name}: {len(broken)} of {len(images)} images not decoded: {broken[:3]}")
+                page.screenshot(path=str(ARTIFACTS / f"{path.stem}.png"))
+            page.goto((out / "index.html").as_uri())
+            links = page.eval_on_selector_all("ol a", "els => els.map(e => e.getAttribute('href'))")
+        finally:
+            browser.close()
+    assert problems == []
+    assert links == [p.name for p in pages[1:]], "the index must link to every notebook page, in course order"
+
+
+def test_notebook_pages_show_their_figures(built_site):
+    """The notebooks' plots are in the pages (as inline PNGs), so a reader sees the executed course."""
+    _, pages = built_site
+    for path in pages[1:]:
+        text = path.read_text(encoding="utf-8")
+        if "matplotlib" in text or "plt." in text:
+            assert "data:image/png;base64" in text, f"{path.name} plots but shows no figure"
