@@ -37,7 +37,10 @@ class Run:
 RUNS = (
     Run("ProtoNet", "data/protonet", "Omniglot Vinyals split, rotations, Conv4-64, 60-way 5-shot training"),
     Run("Matching Networks", "data/matching_nets/5way_1shot", "same data, cosine attention, 5-way 1-shot training"),
+    Run("Matching Networks, cosine / 0.1", "data/matching_nets/5way_1shot_scaled",
+        "same data, cosine attention with temperature 0.1 (not in the paper), 5-way 1-shot training"),
     Run("Matching Networks", "data/matching_nets/20way_1shot", "same data, 20-way 1-shot training"),
+    Run("Matching Networks, cosine / 0.1", "data/matching_nets/20way_1shot_scaled", "same data, 20-way 1-shot training"),
     Run("MAML (second order)", "data/maml/maml_5w1s", "same data, 5-way 1-shot, transductive batch norm"),
     Run("first-order MAML", "data/maml/fomaml_5w1s", "same data, 5-way 1-shot"),
     Run("Reptile", "data/maml/reptile_5w1s", "same data, 5-way 1-shot"),
@@ -79,7 +82,9 @@ def rows(root: Path) -> list[str]:
             if "bn=" in setting:  # the non-transductive variants are in the run's own results.md
                 continue
             reference = f"{100 * paper[setting]:.1f} %" if setting in paper else ""
-            details = (f"{run.protocol} | {_steps(results)} | {_hardware(results)} | `{command}`" if first
+            meta_batch = results.get("config", {}).get("meta_batch")
+            trained_on = run.protocol + (f", meta-batch {meta_batch}" if meta_batch else "")
+            details = (f"{trained_on} | {_steps(results)} | {_hardware(results)} | `{command}`" if first
                        else "same checkpoint | | | same")
             out.append(f"| {run.method} | {setting} ({entry['episodes']:,} episodes) | "
                        f"{format_accuracy(entry['mean'], entry['ci95'])} | {reference} | {details} |")

@@ -55,6 +55,7 @@ OPTION_NAMES = {  # command-line option -> config field
     "protocol": "protocol", "rotations": "rotations", "image_size": "image_size", "hidden": "hidden",
     "distance": "distance", "ways": "ways", "shots": "shots", "queries": "queries", "steps": "steps",
     "lr": "lr", "halve_every": "lr_halve_every", "seed": "seed", "channels_last": "channels_last",
+    "temperature": "temperature",
 }
 
 
@@ -71,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image-size", type=int)
     parser.add_argument("--hidden", type=int, help="channels of the Conv4 (64 in the papers)")
     parser.add_argument("--distance", choices=("euclidean", "cosine"))
+    parser.add_argument("--temperature", type=float,
+                        help="matching: softmax over cosine / temperature (the paper: 1.0)")
     parser.add_argument("--ways", type=int, help="training ways (ProtoNet paper: 60)")
     parser.add_argument("--shots", type=int, help="training shots")
     parser.add_argument("--queries", type=int, help="training queries per class")
@@ -107,6 +110,10 @@ def config_from_args(args, config_class):
     if "protocol" in base and base["protocol"] == "lake" and args.rotations is None and "rotations" not in base:
         base["rotations"] = False
     known = {f.name for f in dataclasses.fields(config_class)}
+    for option, field in OPTION_NAMES.items():
+        if getattr(args, option) is not None and field not in known:
+            raise SystemExit(f"--{option.replace('_', '-')} does not apply to {args.method} "
+                             f"(its settings: {', '.join(sorted(known))})")
     return config_class(**{k: v for k, v in base.items() if k in known})
 
 

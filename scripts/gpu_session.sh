@@ -44,10 +44,11 @@ else
   job protonet $PY -m course_lib.train protonet --out data/protonet --resume --device $DEVICE \
       --max-minutes $TRAIN_MIN --test-episodes $TEST_EP "${EXTRA[@]}"
 fi
-for setting in 5x1 20x1; do
-  ways=${setting%x*}; shots=${setting#*x}
-  job matching_${ways}w${shots}s $PY -m course_lib.train matching --ways $ways --shots $shots \
-      --queries $([ $ways = 5 ] && echo 15 || echo 5) --steps $STEPS_BIG --out "$ROOT/matching_nets/${ways}way_${shots}shot" \
+# 5-way 1-shot Matching nets are shipped (data/matching_nets, trained on a CPU); the paper's 20-way ones are not.
+for temperature in 1.0 0.1; do
+  job matching_20w1s_t$temperature $PY -m course_lib.train matching --ways 20 --shots 1 --queries 5 \
+      --temperature $temperature --steps $STEPS_BIG \
+      --out "$ROOT/matching_nets/20way_1shot$([ $temperature = 0.1 ] && echo _scaled)" \
       --device $DEVICE --max-minutes $TRAIN_MIN --test-episodes $TEST_EP "${EXTRA[@]}"
 done
 ABL="$ROOT/protonet_ablations"

@@ -31,3 +31,10 @@ def test_cli_writes_a_resumable_run_folder(tmp_path, method, capsys):
     assert "--steps 3" in config["command"] and len(config["later_commands"]) == 1
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 5
     assert len(json.loads((out / "history.json").read_text())["loss"]) == 5
+
+
+def test_an_option_of_another_method_is_a_clear_error_and_writes_nothing(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit, match="--temperature does not apply to protonet"):
+        train.main(["protonet", "--out", str(out), "--temperature", "0.1"])
+    assert not out.exists()
