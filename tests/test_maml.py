@@ -1,0 +1,478 @@
+"""MAML and its family: oracle checks of the meta-gradients, the variants, and the command line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from course_lib import maml
+from course_lib.data import LabelledImages
+from course_lib.maml import (BN_MODES, MetaLearner, conv4_forward, conv4_init, default_config, inner_adapt,
+                             meta_loss, meta_loss_loop, mlp_forward, mlp_init)
+
+TOL = 1e-8
+
+
+def regression_batch(tasks=3, shots=5, queries=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    (sx, sy, qx, qy), _ = maml.sinusoid_batch(g, tasks, shots, queries, torch.device("cpu"))
+    return tuple(v.double() for v in (sx, sy, qx, qy))
+
+
+def image_batch(tasks=3, ways=3, shots=2, queries=2, side=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    sx = torch.randn(tasks, ways * shots, 1, side, side, generator=g, dtype=torch.float64)
+    qx = torch.randn(tasks, ways * queries, 1, side, side, generator=g, dtype=torch.float64)
+    sy = torch.arange(ways).repeat_interleave(shots).expand(tasks, -1)
+    qy = torch.arange(ways).repeat_interleave(queries).expand(tasks, -1)
+    return sx, sy, qx, qy
+
+
+def small_mlp(seed=0):
+    params = mlp_init((1, 6, 6, 1), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return {k: v.requires_grad_() for k, v in params.items()}
+
+
+def small_conv(ways=3, seed=0):
+    params = conv4_init(ways, hidden=4, image_size=16, generator=torch.Generator().manual_seed(seed),
+                        dtype=torch.float64)
+    return {k: v.requires_grad_() for k, v in params.items()}
+
+
+def mlp_kw(variant="maml", steps=2, lr=0.05):
+    return dict(variant=variant, steps=steps, inner_lr=lr, forward=mlp_forward, regression=True)
+
+
+def flat(grads):
+    return torch.cat([g.reshape(-1) for g in grads])
+
+
+def relative(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+# --------------------------------------------------------------------------
+# Meta-gradients against oracles
+# --------------------------------------------------------------------------
+
+
+def test_second_order_meta_gradient_matches_finite_differences():
+    params, batch = small_mlp(), regression_batch()
+    loss, _ = meta_loss(params, batch, **mlp_kw("maml", steps=2, lr=0.05))
+    gradient = flat(torch.autograd.grad(loss, list(params.values())))
+    names, shapes = list(params), [v.shape for v in params.values()]
+    base = flat([v.detach() for v in params.values()])
+
+    def J(vector):
+        pieces = torch.split(vector, [s.numel() for s in shapes])
+        p = {n: piece.reshape(s) for n, piece, s in zip(names, pieces, shapes)}
+        with torch.no_grad():
+            return float(meta_loss(p, batch, **mlp_kw("maml", steps=2, lr=0.05))[0])
+
+    g = torch.Generator().manual_seed(1)
+    eps = 1e-5
+    first_order = flat(torch.autograd.grad(meta_loss(params, batch, **mlp_kw("fomaml", steps=2, lr=0.05))[0],
+                                           list(params.values())))
+    for _ in range(4):
+        direction = torch.randn(base.shape, generator=g, dtype=torch.float64)
+        numeric = (J(base + eps * direction) - J(base - eps * direction)) / (2 * eps)
+        analytic = float(gradient @ direction)
+        assert abs(numeric - analytic) < 1e-6 * max(1.0, abs(numeric)), (numeric, analytic)
+        # The first-order approximation is measurably different from the true derivative here.
+        assert abs(float(first_order @ direction) - numeric) > 1e-4 * max(1.0, abs(numeric))
+
+
+def test_first_order_meta_gradient_is_the_query_gradient_at_the_adapted_parameters():
+    params, (sx, sy, qx, qy) = small_mlp(), regression_batch()
+    loss, _ = meta_loss(params, (sx, sy, qx, qy), **mlp_kw("fomaml", steps=3))
+    gradient = flat(torch.autograd.grad(loss, list(params.values())))
+    expected = 0
+    for i in range(len(sx)):  # by hand: plain SGD on detached copies, then the query gradient there
+        phi = {k: v.detach().clone().requires_grad_() for k, v in params.items()}
+        for _ in range(3):
+            grads = torch.autograd.grad(F.mse_loss(mlp_forward(phi, sx[i]), sy[i]), list(phi.values()))
+            phi = {k: (v - 0.05 * g).detach().requires_grad_() for (k, v), g in zip(phi.items(), grads)}
+        expected = expected + flat(torch.autograd.grad(F.mse_loss(mlp_forward(phi, qx[i]), qy[i]),
+                                                       list(phi.values()))) / len(sx)
+    assert relative(gradient, expected) < TOL
+
+
+@pytest.mark.parametrize("bn", BN_MODES)
+@pytest.mark.parametrize("variant", ["maml", "fomaml", "anil", "metasgd"])
+def test_vmap_and_per_task_loop_give_the_same_meta_gradient(variant, bn):
+    params, batch = small_conv(), image_batch()
+    lrs = {k: torch.full_like(v, 0.3).requires_grad_() for k, v in params.items()} if variant == "metasgd" else None
+    kw = dict(variant=variant, steps=2, inner_lr=0.3, forward=conv4_forward, bn=bn, lrs=lrs)
+    leaves = list(params.values()) + (list(lrs.values()) if lrs else [])
+    batched = flat(torch.autograd.grad(meta_loss(params, batch, **kw)[0], leaves))
+    looped = flat(torch.autograd.grad(meta_loss_loop(params, batch, **kw)[0], leaves))
+    assert relative(batched, looped) < TOL
+    if variant == "maml":  # the tolerance is tight enough to see the Hessian terms that FOMAML drops
+        fomaml = flat(torch.autograd.grad(meta_loss(params, batch, **{**kw, "variant": "fomaml"})[0], leaves))
+        assert relative(fomaml, looped) > 1e3 * TOL
+
+
+def test_functional_batch_norm_matches_torch_and_support_statistics_are_not_transductive():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 3, 5, 5, generator=g, dtype=torch.float64)
+    w, b = torch.rand(3, generator=g, dtype=torch.float64), torch.rand(3, generator=g, dtype=torch.float64)
+    expected = F.batch_norm(x, None, None, w, b, training=True, eps=1e-5)
+    assert torch.allclose(maml.batch_norm(x, w, b), expected, atol=1e-12)
+    params = {k: v.detach() for k, v in small_conv().items()}
+    sx, _, qx, _ = (v[0] for v in image_batch())
+    changed = qx.clone()
+    changed[1:] = changed[1:] * 3 + 1  # change every query but the first
+    for bn, depends in (("query", True), ("joint", True), ("support", False)):
+        a = maml.query_outputs(conv4_forward, params, sx, qx, bn)[0]
+        b = maml.query_outputs(conv4_forward, params, sx, changed, bn)[0]
+        assert (not torch.allclose(a, b, atol=1e-9)) == depends, bn
+
+
+# --------------------------------------------------------------------------
+# The variants
+# --------------------------------------------------------------------------
+
+
+def test_reptile_direction_is_initial_minus_mean_adapted():
+    params, (sx, sy, qx, qy) = small_mlp(), regression_batch()
+    direction, _ = maml.reptile_direction(params, (sx, sy, qx, qy), steps=3, inner_lr=0.05, forward=mlp_forward,
+                                          regression=True)
+    adapted = []
+    for i in range(len(sx)):  # by hand, on support + query (Reptile uses all of a task's data)
+        x, y = torch.cat([sx[i], qx[i]]), torch.cat([sy[i], qy[i]])
+        phi = {k: v.detach().clone().requires_grad_() for k, v in params.items()}
+        for _ in range(3):
+            grads = torch.autograd.grad(F.mse_loss(mlp_forward(phi, x), y), list(phi.values()))
+            phi = {k: (v - 0.05 * g).detach().requires_grad_() for (k, v), g in zip(phi.items(), grads)}
+        adapted.append(phi)
+    for k, v in params.items():
+        mean = torch.stack([phi[k] for phi in adapted]).mean(0)
+        assert torch.allclose(direction[k], v.detach() - mean, atol=1e-12, rtol=0)
+        assert direction[k].abs().max() > 0
+    looped, _ = maml.reptile_direction(params, (sx, sy, qx, qy), steps=3, inner_lr=0.05, forward=mlp_forward,
+                                       regression=True, batched=False)
+    assert all(torch.allclose(direction[k], looped[k], atol=1e-12) for k in params)
+
+
+def test_anil_adapts_only_the_head():
+    params, (sx, sy, _, _) = small_conv(), image_batch()
+    loss_fn = lambda p, x, y: F.cross_entropy(conv4_forward(p, x), y)  # noqa: E731
+    fast = inner_adapt(params, sx[0], sy[0], 2, 0.3, loss_fn, first_order=False,
+                       adapt_keys=maml.head_keys(params))
+    for k in params:
+        moved = not torch.equal(fast[k], params[k])
+        assert moved == k.startswith("head"), k
+    full = inner_adapt(params, sx[0], sy[0], 1, 0.3, loss_fn, first_order=False)
+    assert not torch.equal(full["conv0_weight"], params["conv0_weight"])
+    # The "anil" variant of the meta-objective is exactly this head-only inner loop.
+    batch = image_batch()
+    anil = meta_loss(params, batch, variant="anil", steps=2, inner_lr=0.3, forward=conv4_forward)[0]
+    by_hand = torch.stack([F.cross_entropy(conv4_forward(inner_adapt(
+        params, batch[0][i], batch[1][i], 2, 0.3, loss_fn, first_order=False, adapt_keys=maml.head_keys(params)),
+        batch[2][i]), batch[3][i]) for i in range(3)]).mean()
+    assert abs((anil - by_hand).item()) < 1e-12
+    everything = meta_loss(params, batch, variant="maml", steps=2, inner_lr=0.3, forward=conv4_forward)[0]
+    assert abs((anil - everything).item()) > 1e-6
+
+
+def test_metasgd_learning_rates_get_meta_gradients_and_are_trained():
+    config = default_config("sinusoid", "metasgd", hidden=8, meta_batch=4, steps=2)
+    module = MetaLearner(config, generator=torch.Generator().manual_seed(0))
+    before = {k: v.detach().clone() for k, v in module.lrs.items()}
+    optimizer = torch.optim.Adam(module.parameters(), lr=1e-3)
+    (batch, _) = maml.sinusoid_batch(torch.Generator().manual_seed(0), 4, 10, 10, torch.device("cpu"))
+    loss, _ = maml.meta_loss(module.theta(), batch, **module.objective_kwargs())
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in module.lrs.values())
+    optimizer.zero_grad()
+    maml.meta_step(module, optimizer, batch)
+    assert any(not torch.equal(before[k], v) for k, v in module.lrs.items())
+
+
+def test_inner_adapt_first_order_has_identity_jacobian_and_second_order_does_not():
+    params, (sx, sy, _, _) = small_mlp(), regression_batch()
+    loss_fn = lambda p, x, y: F.mse_loss(mlp_forward(p, x), y)  # noqa: E731
+    for first_order in (True, False):
+        fast = inner_adapt(params, sx[0], sy[0], 2, 0.1, loss_fn, first_order=first_order)
+        (jac,) = torch.autograd.grad(fast["fc2_bias"].sum(), [params["fc2_bias"]])
+        if first_order:
+            assert torch.equal(jac, torch.ones_like(jac))
+        else:
+            assert not torch.allclose(jac, torch.ones_like(jac))
+
+
+# --------------------------------------------------------------------------
+# Episodes, training, evaluation
+# --------------------------------------------------------------------------
+
+
+def tiny_images(classes=12, per_class=20, side=16):
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(classes * per_class, 1, side, side, generator=g)
+    labels = torch.arange(classes).repeat_interleave(per_class)
+    return LabelledImages(images, labels, [str(c) for c in range(classes)], name="tiny")
+
+
+def test_test_episodes_are_those_of_the_protonet_sampler():
+    from course_lib.protonet import FastEpisodeSampler
+
+    data = tiny_images()
+    episodes = maml.BatchedEpisodes(data, torch.device("cpu"))
+    sx, sy, qx, qy = episodes.gather(*maml.episode_indices(torch.Generator().manual_seed(3), 12, 20, 5, 4), 1, 15)
+    sampler, g = FastEpisodeSampler(data, 5, 1, 15), torch.Generator().manual_seed(3)
+    for i in range(4):
+        e = sampler.sample(g)
+        assert torch.equal(sx[i], e.support_x) and torch.equal(qx[i], e.query_x)
+        assert torch.equal(sy[i], e.support_y) and torch.equal(qy[i], e.query_y)
+
+
+def test_training_learns_sinusoids_and_interrupt_checkpoints(tmp_path):
+    config = default_config("sinusoid", "maml", hidden=20, meta_batch=10, steps=200, log_every=50)
+    module = MetaLearner(config, generator=torch.Generator().manual_seed(0))
+    before = maml.evaluate_regression(module.theta(), config, tasks=50, steps_list=(1,))["1 steps"].mean
+
+    def sample(step):
+        return maml.sinusoid_batch(maml.step_generator(0, step), 10, 10, 10, torch.device("cpu"))[0]
+
+    outcome = maml.train(module, sample, device=torch.device("cpu"), run_dir=tmp_path, progress=False)
+    after = maml.evaluate_regression(module.theta(), config, tasks=50, steps_list=(1,))["1 steps"].mean
+    assert outcome["step"] == 200 and len(outcome["history"]["loss"][0]) == 4 and after < 0.8 * before
+
+    def interrupted(step):
+        if step == 2:
+            raise KeyboardInterrupt
+        return sample(step)
+
+    fresh = MetaLearner(config, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(KeyboardInterrupt):
+        maml.train(fresh, interrupted, device=torch.device("cpu"), run_dir=tmp_path / "cut", progress=False)
+    assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["step"] == 2
+
+
+def test_evaluation_is_reproducible_and_batching_does_not_matter():
+    data = tiny_images()
+    config = default_config(hidden=4, image_size=16, ways=5)
+    module = MetaLearner(config, generator=torch.Generator().manual_seed(0))
+    episodes = maml.BatchedEpisodes(data, torch.device("cpu"))
+    a = maml.evaluate_classification(module, episodes, 5, 1, 15, count=6, max_images=80)  # one task per chunk
+    b = maml.evaluate_classification(module, episodes, 5, 1, 15, count=6)
+    assert a.episodes == 6 and abs(a.mean - b.mean) < 1e-6 and abs(a.ci95 - b.ci95) < 1e-6
+    # Oracle: the same episodes through the training objective (3 steps, no curve) give the same accuracy.
+    c, curve = maml.evaluate_classification(module, episodes, 5, 1, 15, count=6, return_curve=True)
+    batch = episodes.gather(*maml.episode_indices(torch.Generator().manual_seed(0), 12, 20, 5, 6), 1, 15)
+    with torch.no_grad():
+        _, accuracy = maml.meta_loss(module.theta(), batch, **module.objective_kwargs(steps=3))
+    assert len(curve) == 4 and abs(curve[-1] - c.mean) < 1e-6 and abs(float(accuracy) - c.mean) < 1e-6
+    with pytest.raises(ValueError, match="5-way head"):
+        maml.evaluate_classification(module, episodes, 10, 1, 5, count=2)
+
+
+# --------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------
+
+COMMON = ["--smoke-data", "--hidden", "8", "--meta-batch", "2", "--queries", "2", "--test-episodes", "4",
+          "--no-progress", "--device", "cpu"]
+
+
+@pytest.mark.real_data("omniglot")
+@pytest.mark.parametrize("variant", ["maml", "reptile"])
+def test_cli_writes_a_resumable_run_folder(tmp_path, variant):
+    out = tmp_path / variant
+    maml.main(["--variant", variant, "--ways", "5", "--shots", "1", "--steps", "3", "--out", str(out), *COMMON])
+    for name in ("config.json", "checkpoint.pt", "history.json", "results.json", "results.md"):
+        assert (out / name).is_file(), name
+    results = json.loads((out / "results.json").read_text())
+    assert results["steps_done"] == 3 and results["stopped"] == "finished" and results["ms_per_step"] > 0
+    assert set(results["results"]) == {"5-way 1-shot", "5-way 1-shot bn=support"}
+    assert results["results"]["5-way 1-shot"]["episodes"] == 4 and results["machine"]["device"] == "cpu"
+    assert "5-way 1-shot" in (out / "results.md").read_text()
+
+    maml.main(["--out", str(out), "--resume", "--steps", "5", "--test-episodes", "3", "--no-progress",
+               "--smoke-data", "--device", "cpu"])
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["steps"] == 5 and config["config"]["hidden"] == 8 and config["config"]["variant"] == variant
+    assert "--steps 3" in config["command"] and len(config["later_commands"]) == 1
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 5
+    assert json.loads((out / "results.json").read_text())["steps_done"] == 5
+
+
+@pytest.mark.real_data("omniglot")
+def test_cli_time_budget_stops_early_and_still_writes_results(tmp_path):
+    out = tmp_path / "budget"
+    maml.main(["--variant", "fomaml", "--steps", "1000", "--max-minutes", "0.0001", "--out", str(out), *COMMON])
+    results = json.loads((out / "results.json").read_text())
+    assert results["stopped"] == "time budget" and 1 <= results["steps_done"] < 1000
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == results["steps_done"]
+
+
+def test_cli_sinusoid(tmp_path):
+    out = tmp_path / "sine"
+    maml.main(["--task", "sinusoid", "--steps", "20", "--joint-steps", "20", "--hidden", "10", "--test-episodes",
+               "20", "--out", str(out), "--no-progress", "--device", "cpu"])
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["results"]) == {"maml", "joint pretraining"}
+    assert set(results["results"]["maml"]) == {"0 steps", "1 steps", "10 steps"}
+    assert (out / "joint.pt").is_file() and "MSE" in (out / "results.md").read_text()
+
+
+@pytest.mark.parametrize("bad", [["--ways", "0"], ["--variant", "protomaml"], ["--inner-lr", "-1"],
+                                 ["--shots", "10", "--queries", "15"], ["--test-settings", "20x1"],
+                                 ["--eval-only"]])
+def test_cli_rejects_bad_input_and_writes_nothing(tmp_path, bad, capsys):
+    out = tmp_path / "never"
+    with pytest.raises(SystemExit) as raised:
+        maml.main(["--out", str(out), "--steps", "3", *COMMON, *bad])
+    assert raised.value.code == 2 and not out.exists()
+    assert "error" in capsys.readouterr().err
+
+
+def test_batching_by_vmap_or_loop_trains_the_same_and_auto_picks_one():
+    config = default_config("sinusoid", "maml", hidden=16, meta_batch=5, steps=8, log_every=4)
+
+    def sample(step):
+        return maml.sinusoid_batch(maml.step_generator(0, step), 5, 10, 10, torch.device("cpu"))[0]
+
+    trained = {}
+    for batching in ("vmap", "loop", "auto"):
+        module = MetaLearner(config, generator=torch.Generator().manual_seed(0))
+        outcome = maml.train(module, sample, device=torch.device("cpu"), run_dir=None, progress=False,
+                             batching=batching)
+        trained[batching] = flat([v.detach() for v in module.theta().values()])
+        assert outcome["batching"] == (batching if batching != "auto" else outcome["batching"])
+    assert outcome["batching"] in ("vmap", "loop") and set(outcome["batching_trial_ms"]) == {"vmap", "loop"}
+    assert relative(trained["vmap"], trained["loop"]) < 1e-5 and relative(trained["auto"], trained["loop"]) < 1e-5
+
+
+# --------------------------------------------------------------------------
+# Notebook 04's helpers: shipped runs, costs, the inner-loop widget
+# --------------------------------------------------------------------------
+
+
+def test_evaluation_by_loop_and_by_vmap_agree():
+    data = tiny_images()
+    config = default_config(hidden=4, image_size=16, ways=5, test_inner_steps=2)
+    module = MetaLearner(config, generator=torch.Generator().manual_seed(0))
+    episodes = maml.BatchedEpisodes(data, torch.device("cpu"))
+    looped, curve_loop = maml.evaluate_classification(module, episodes, 5, 1, 15, count=5, batching="loop",
+                                                      return_curve=True)
+    batched, curve_vmap = maml.evaluate_classification(module, episodes, 5, 1, 15, count=5, batching="vmap",
+                                                       return_curve=True)
+    plain = maml.evaluate_classification(module, episodes, 5, 1, 15, count=5)  # auto, last step only
+    assert abs(looped.mean - batched.mean) < 1e-6 and abs(plain.mean - looped.mean) < 1e-6
+    assert curve_loop == pytest.approx(curve_vmap, abs=1e-6) and len(curve_loop) == 3
+    with pytest.raises(ValueError, match="batching"):
+        maml.evaluate_classification(module, episodes, 5, 1, 15, count=2, batching="threads")
+
+
+def test_inner_loop_trace_records_each_step_of_the_inner_loop():
+    params = {k: v.detach() for k, v in small_conv().items()}
+    sx, sy, qx, qy = (v[0] for v in image_batch())
+    trace = maml.inner_loop_trace(params, sx, sy, qx, qy, steps=3, inner_lr=0.3, forward=conv4_forward)
+    assert trace.steps == 3 and len(trace.query_loss) == 4 and len(trace.support_loss) == 4
+    assert trace.query_outputs.shape == (4, len(qx), 3)
+    assert torch.allclose(trace.query_outputs.sum(-1), torch.ones(4, len(qx), dtype=torch.float64))
+    loss_fn = lambda p, x, y: F.cross_entropy(conv4_forward(p, x), y)  # noqa: E731
+    for s in (0, 2, 3):  # oracle: s steps of the library's inner loop, then the query pass
+        fast = inner_adapt(params, sx, sy, s, 0.3, loss_fn, first_order=True)
+        logits = conv4_forward(fast, qx)
+        assert torch.allclose(trace.query_outputs[s], logits.softmax(-1), atol=1e-10)
+        assert trace.query_loss[s] == pytest.approx(float(F.cross_entropy(logits, qy)), abs=1e-10)
+        assert trace.query_accuracy[s] == pytest.approx(float((logits.argmax(-1) == qy).double().mean()))
+        assert trace.support_loss[s] == pytest.approx(float(loss_fn(fast, sx, sy)), abs=1e-10)
+        assert torch.equal(trace.predictions(s), logits.argmax(-1))
+    assert trace.support_loss[-1] < trace.support_loss[0]  # it is gradient descent on the support loss
+    # The same inputs give the same trace (a pure function), and theta is untouched.
+    again = maml.inner_loop_trace(params, sx, sy, qx, qy, steps=3, inner_lr=0.3, forward=conv4_forward)
+    assert again.query_loss == trace.query_loss
+    # Regression: predictions instead of probabilities, no accuracy.
+    mlp = {k: v.detach() for k, v in small_mlp().items()}
+    rsx, rsy, rqx, rqy = (v[0] for v in regression_batch())
+    sine = maml.inner_loop_trace(mlp, rsx, rsy, rqx, rqy, steps=2, inner_lr=0.05, forward=mlp_forward,
+                                 regression=True)
+    assert sine.query_accuracy is None and sine.query_outputs.shape == (3, len(rqx), 1)
+
+
+def test_inner_loop_figure_and_widget_render_headlessly(monkeypatch):
+    import matplotlib
+
+    from course_lib import plots
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    params = {k: v.detach() for k, v in small_conv().items()}
+    other = {k: v.detach() for k, v in small_conv(seed=1).items()}
+    sx, sy, qx, qy = (v[0] for v in image_batch())
+    traces = {"MAML": maml.inner_loop_trace(params, sx, sy, qx, qy, 3, 0.3),
+              "random init": maml.inner_loop_trace(other, sx, sy, qx, qy, 2, 0.3)}
+    fig = maml.inner_loop_figure(sx, sy, qx, qy, traces, step=99, per_class=1)  # the step is clamped
+    images = len(sx) + 2 * 3  # support row + one query per class per model
+    assert len(fig.axes) == images + 2 and "after 3 inner steps" in fig._suptitle.get_text()
+    plt.close(fig)
+    shown = []  # (output widget, suptitle) of every redraw; the real show_in_output needs a kernel
+
+    def record(output, figure):
+        shown.append((output, figure._suptitle.get_text()))
+        plt.close(figure)
+
+    monkeypatch.setattr(plots, "show_in_output", record)
+    widget = maml.inner_loop_widget(sx, sy, qx, qy, traces, per_class=1)
+    assert widget.slider.max == 3 and widget.slider.value == 0
+    widget.slider.value = 2
+    assert [title for _, title in shown] == ["after 0 inner steps", "after 2 inner steps"]
+    assert all(output is widget.children[1] for output, _ in shown)
+    assert not plt.get_fignums()
+
+
+def test_sinusoid_figure_draws_one_panel_per_task_and_model():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    (sx, sy, _, _), ap = maml.sinusoid_batch(torch.Generator().manual_seed(0), 2, 5, 1, torch.device("cpu"))
+    tasks = [(float(ap[i, 0]), float(ap[i, 1]), sx[i], sy[i]) for i in range(2)]
+    models = {"a": mlp_init((1, 8, 8, 1)), "b": mlp_init((1, 8, 8, 1))}
+    fig = maml.sinusoid_figure(tasks, models, steps_list=(0, 1), inner_lr=0.01, grid_points=20)
+    assert len(fig.axes) == 4
+    plt.close(fig)
+
+
+def test_meta_gradient_cost_grows_with_inner_steps_only_for_second_order():
+    batch = tuple(v.float() if v.is_floating_point() else v for v in image_batch(tasks=2, side=16))
+    costs = {}
+    for variant in ("maml", "fomaml", "reptile"):
+        for steps in (1, 4):
+            config = default_config(variant=variant, hidden=4, image_size=16, ways=3, inner_steps=steps)
+            module = MetaLearner(config, generator=torch.Generator().manual_seed(0))
+            costs[variant, steps] = maml.measure_meta_gradient(module, batch, repeats=1)
+            assert costs[variant, steps]["ms"] > 0 and costs[variant, steps]["gpu_peak_mb"] is None
+            assert all(p.grad is None for p in module.parameters())  # nothing left behind
+    assert costs["maml", 4]["graph_mb"] > 1.3 * costs["maml", 1]["graph_mb"]
+    assert costs["fomaml", 4]["graph_mb"] == pytest.approx(costs["fomaml", 1]["graph_mb"], rel=0.05)
+    assert costs["maml", 4]["graph_mb"] > costs["fomaml", 4]["graph_mb"]
+    assert costs["reptile", 1]["graph_mb"] == 0
+
+
+def test_saved_tensor_meter_counts_what_the_graph_keeps():
+    x = torch.randn(1000, requires_grad=True)  # 4,000 bytes
+    with maml.SavedTensorMeter() as meter:
+        y = (x * x).sum()  # mul saves x (once, though twice referenced)
+    assert meter.peak == 4000 and meter.current == 4000
+    del y
+    assert meter.current == 0  # released with the graph
+
+
+def test_load_run_reads_a_run_folder_of_the_command_line(tmp_path):
+    out = tmp_path / "sine"
+    maml.main(["--task", "sinusoid", "--steps", "5", "--joint-steps", "5", "--hidden", "10", "--test-episodes",
+               "5", "--out", str(out), "--no-progress", "--device", "cpu"])
+    module, payload, results = maml.load_run(out)
+    assert module.config.hidden == 10 and payload["step"] == 5 and not module.training
+    assert results["steps_done"] == 5 and "maml" in results["results"]
+    joint = maml.load_joint(out)
+    assert set(joint) == set(module.theta()) and maml.load_joint(tmp_path) is None
