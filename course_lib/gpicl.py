@@ -100,6 +100,7 @@ from tqdm.auto import tqdm
 
 from .evaluation import format_accuracy, mean_confidence_interval
 from .runtime import get_device
+from .training import write_json, write_text
 
 INF = "inf"
 UNSEEN_TASK_OFFSET = 2**50  # ids of evaluation tasks no pool contains
@@ -687,17 +688,8 @@ def evaluate_models(model, data: dict[str, ProjectedTasks], config: GPICLConfig,
 # --------------------------------------------------------------------------
 
 
-def write_json(path: Path, value) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.part")
-    temporary.write_text(json.dumps(value, indent=1) + "\n")
-    os.replace(temporary, path)
 
 
-def write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.part")
-    temporary.write_text(text)
-    os.replace(temporary, path)
 
 
 def _model_history(history: dict, m: int) -> dict:

@@ -91,7 +91,8 @@ from torch.func import vmap
 from tqdm.auto import tqdm
 
 from .evaluation import AccuracyResult, format_accuracy, mean_confidence_interval
-from .training import History, load_checkpoint, save_checkpoint
+from .runtime import machine_description
+from .training import History, load_checkpoint, save_checkpoint, write_json, write_text
 
 # --------------------------------------------------------------------------
 # Config
@@ -1181,22 +1182,10 @@ def config_from_args(args) -> MAMLConfig:
     return default_config(args.task or "omniglot", given.pop("variant", "maml"), ways, **given)
 
 
-def machine_description(device: torch.device) -> dict:
-    from .train import machine_description as describe  # one definition for all command lines
-
-    return describe(device)
 
 
-def write_json(path: Path, value) -> None:
-    temporary = path.with_suffix(path.suffix + ".part")
-    temporary.write_text(json.dumps(value, indent=2) + "\n")
-    os.replace(temporary, path)
 
 
-def write_text(path: Path, text: str) -> None:
-    temporary = path.with_suffix(path.suffix + ".part")
-    temporary.write_text(text)
-    os.replace(temporary, path)
 
 
 def parse_settings(text: str) -> list[tuple[int, int]]:

@@ -24,6 +24,7 @@ Environment variables (all optional):
 from __future__ import annotations
 
 import os
+import platform
 import random
 from pathlib import Path
 from typing import TypeVar
@@ -180,3 +181,26 @@ def notebook_setup(seed: int = 0) -> tuple[str, torch.device]:
     device = get_device()
     print(describe_runtime(device))
     return get_mode(), device
+
+
+def machine_description(device: torch.device) -> dict:
+    """What a results file records about where it was made: device, GPU, versions, CPU, threads."""
+    info = {
+        "device": str(device),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "hostname_hash": hash(platform.node()) % 10**6,
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as handle:
+            names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
+        info["cpu"] = names[0] if names else None
+    except OSError:
+        pass
+    return info

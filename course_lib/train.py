@@ -26,8 +26,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
 import signal
 import sys
 import time
@@ -39,7 +37,8 @@ import torch
 from . import matching_nets, protonet
 from .data import omniglot_splits
 from .evaluation import format_accuracy
-from .runtime import get_device, seed_everything
+from .runtime import get_device, machine_description, seed_everything
+from .training import write_json
 
 METHODS = {
     "protonet": (protonet.ProtoNet, protonet.ProtoNetConfig, protonet.episode_loss),
@@ -117,36 +116,12 @@ def config_from_args(args, config_class):
     return config_class(**{k: v for k, v in base.items() if k in known})
 
 
-def machine_description(device: torch.device) -> dict:
-    info = {
-        "device": str(device),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or None,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "hostname_hash": hash(platform.node()) % 10**6,
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as handle:
-            names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
-        info["cpu"] = names[0] if names else None
-    except OSError:
-        pass
-    return info
 
 
 def parse_settings(text: str) -> tuple[tuple[int, int], ...]:
     return tuple(tuple(int(v) for v in item.split("x")) for item in text.split(",") if item)
 
 
-def write_json(path: Path, value) -> None:
-    temporary = path.with_suffix(path.suffix + ".part")
-    temporary.write_text(json.dumps(value, indent=2) + "\n")
-    os.replace(temporary, path)
 
 
 def results_markdown(method: str, results: dict, config, meta: dict) -> str:

@@ -16,6 +16,7 @@ Introduced in notebook 01. Three small pieces that every notebook shares:
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tempfile
 import time
@@ -290,3 +291,22 @@ def load_checkpoint(
         optimizer.load_state_dict(payload["optimizer"])
     payload["history"] = History.from_state_dict(payload.get("history", {}))
     return payload
+
+
+# --------------------------------------------------------------------------
+# Run folders: every command line writes its JSON and Markdown through these
+# --------------------------------------------------------------------------
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` atomically: a half-written file never replaces a good one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.part")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def write_json(path: str | Path, value) -> None:
+    """``value`` as indented JSON, atomically (numbers JSON does not know, e.g. numpy floats, as floats)."""
+    write_text(path, json.dumps(value, indent=2, default=float) + "\n")

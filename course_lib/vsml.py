@@ -84,7 +84,6 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import signal
 import sys
 import tempfile
@@ -97,6 +96,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
+
+from .runtime import machine_description
+from .training import write_json
 
 # --------------------------------------------------------------------------
 # Configuration
@@ -878,10 +880,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _write_json(path: Path, value) -> None:
-    temporary = path.with_suffix(path.suffix + ".part")
-    temporary.write_text(json.dumps(value, indent=2, default=float) + "\n")
-    os.replace(temporary, path)
 
 
 def _save_atomic(payload: dict, path: Path) -> None:
@@ -930,12 +928,6 @@ def _validate(args) -> VSMLConfig:
     return config
 
 
-def _machine(device) -> dict:
-    info = {"device": str(device), "torch": torch.__version__, "python": platform.python_version(),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
 
 
 def _results_markdown(config, results: dict, meta: dict) -> str:
@@ -1011,7 +1003,7 @@ def main(argv: list[str] | None = None) -> dict:
         previous = json.loads((args.out / "config.json").read_text())
         record["command"] = previous.get("command", command)
         record["later_commands"] = previous.get("later_commands", []) + [command]
-    _write_json(args.out / "config.json", record)
+    write_json(args.out / "config.json", record)
 
     model = build_model(config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -1035,7 +1027,7 @@ def main(argv: list[str] | None = None) -> dict:
                       "optimizer": optimizer.state_dict(), "history": history, "step": step,
                       "train_seconds": seconds,
                       "generator": generator.get_state() if device.type == "cpu" else None}, checkpoint_path)
-        _write_json(args.out / "history.json", history)
+        write_json(args.out / "history.json", history)
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -1110,9 +1102,9 @@ def main(argv: list[str] | None = None) -> dict:
             "seconds_per_meta_step": None if seconds_per_step is None else round(seconds_per_step, 4),
             "peak_memory_mb": None if peak_mb is None else round(peak_mb, 1),
             "eval_streams": args.eval_streams, "eval_length": length, "skipped_datasets": skipped,
-            "eval_seconds": round(time.time() - eval_started, 1), "machine": _machine(device),
+            "eval_seconds": round(time.time() - eval_started, 1), "machine": machine_description(device),
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    _write_json(args.out / "results.json", {**results, "config": dataclasses.asdict(config), **meta})
+    write_json(args.out / "results.json", {**results, "config": dataclasses.asdict(config), **meta})
     (args.out / "results.md").write_text(_results_markdown(config, results, meta))
     for row, entry in evaluation.items():
         print(row + ": " + ", ".join(f"{k} {100 * v['all']['mean']:.1f}%" for k, v in entry.items()))
