@@ -99,7 +99,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .evaluation import format_accuracy, mean_confidence_interval
-from .runtime import get_device
+from .runtime import get_device, machine_description
 from .training import write_json, write_text
 
 INF = "inf"
@@ -907,13 +907,6 @@ def trace_figure(trace: SequenceTrace, images: torch.Tensor, step: int, window: 
 # --------------------------------------------------------------------------
 
 
-def machine(device: torch.device) -> dict:
-    info = {"device": str(device), "torch": torch.__version__}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
-
-
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="run folder (created)")
     parser.add_argument("--model", choices=("transformer", "lstm"))
@@ -1015,7 +1008,7 @@ def run_group(args, config: GPICLConfig, names: list[str], out: Path, device: to
     data = data or load_task_data(config, device, smoke_data=args.smoke_data)
     sizes = model_size(state.model)
     keep = {v.strip() for v in args.keep_weights.split(",") if v.strip()}
-    meta = {"machine": machine(device), "command": command, "data": {k: v.name for k, v in data.items()}}
+    meta = {"machine": machine_description(device), "command": command, "data": {k: v.name for k, v in data.items()}}
 
     def provisional(s: TrainState) -> None:  # results so far, without evaluation (a crash still leaves these)
         rows = write_results(out, s, config, None, {**meta, "train_seconds": round(s.seconds, 1)}, names)
