@@ -627,7 +627,7 @@ def trace_figure(probs: torch.Tensor, trace: Rollout, step: int, title: str | No
     return fig
 
 
-def _main(argv=None) -> None:  # pragma: no cover - exercised by hand
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m course_lib.bandits",
                                      description="Meta-train an RL² GRU policy on Bernoulli bandits (resumable).")
     parser.add_argument("--task", default="independent", choices=["independent", "dependent"])
@@ -645,6 +645,11 @@ def _main(argv=None) -> None:  # pragma: no cover - exercised by hand
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--max-minutes", type=float, help="stop (checkpointed) after this long; run again to continue")
     parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def _main(argv=None) -> None:  # pragma: no cover - exercised by hand
+    parser = build_parser()
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     config = RL2Config(arms=args.arms, horizon=args.horizon, hidden=args.hidden, task=args.task,

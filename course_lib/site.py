@@ -7,6 +7,29 @@ resolve, or the build fails with the list of what is broken.
 
     python -m course_lib.site build [--notebooks notebooks] [--out site]
     python -m course_lib.site check [--out site]
+
+**The site works offline.** The scripts the pages need are shipped with it:
+they are committed in ``course_lib/site_assets/vendor/`` (unmodified files
+from npm packages, each with its license; versions and checksums in the
+README there) and copied to ``site/vendor/``, and every page loads them by
+relative path:
+
+* MathJax 3 (``mathjax/tex-svg-full.js``, Apache-2.0): one self-contained
+  file, TeX input with every extension and SVG output, so no font files and
+  no extension is fetched later. The page template
+  (``site_assets/templates/course``, nbconvert's ``lab`` template otherwise)
+  configures it for ``$...$`` and ``$$...$$`` as the notebooks write them;
+* RequireJS and the ipywidgets renderer (``@jupyter-widgets/html-manager``),
+  which draw the widgets from their stored state.
+
+The template also leaves out nbconvert's Mermaid loader (an import from a
+CDN): no notebook of the course has a Mermaid diagram.
+
+Vendoring (about 6 MB) was chosen over a CDN (pages showed raw TeX offline
+and in CI, which has no internet) and over an npm install at build time (a
+second package manager in the install step, for three files). The check
+fails on a missing local script as on a missing image, and on any page that
+loads a script from an http(s) address.
 """
 
 from __future__ import annotations
@@ -21,6 +44,11 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 NOTEBOOK_PATTERN = re.compile(r"^\d\d_[a-z0-9_]+\.ipynb$")
+ASSETS = Path(__file__).resolve().parent / "site_assets"
+VENDOR = "vendor"  # the folder of the shipped scripts, in ASSETS and in the built site
+MATHJAX = f"{VENDOR}/mathjax/tex-svg-full.js"
+REQUIRE_JS = f"{VENDOR}/requirejs/require.js"
+WIDGET_RENDERER = f"{VENDOR}/html-manager/embed-amd.js"
 
 
 def course_notebooks(folder: Path) -> list[Path]:
@@ -53,7 +81,11 @@ def build(notebooks: Path, out: Path, repo_files: Path | None = None) -> list[Pa
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    exporter = HTMLExporter(template_name="lab")
+    shutil.copytree(ASSETS / VENDOR, out / VENDOR)
+    exporter = HTMLExporter(
+        extra_template_basedirs=[str(ASSETS / "templates")], template_name="course",
+        mathjax_url=MATHJAX, require_js_url=REQUIRE_JS, widget_renderer_url=WIDGET_RENDERER,
+    )
     entries = []
     for source in sources:
         notebook = nbformat.read(source, as_version=4)
@@ -92,6 +124,8 @@ class _References(HTMLParser):
         super().__init__()
         self.references: list[tuple[str, str]] = []  # (tag.attribute, value)
         self.anchors: set[str] = set()
+        self.scripts: list[str] = []  # the text of inline <script> elements
+        self._in_script = False
 
     def handle_starttag(self, tag, attrs):
         attributes = dict(attrs)
@@ -104,6 +138,17 @@ class _References(HTMLParser):
             self.references.append(("img.src", attributes.get("src") or ""))
         if tag == "link" and attributes.get("href") and "stylesheet" in (attributes.get("rel") or ""):
             self.references.append(("link.href", attributes["href"]))
+        if tag == "script" and attributes.get("src") is not None:
+            self.references.append(("script.src", attributes["src"] or ""))
+        self._in_script = tag == "script"
+
+    def handle_endtag(self, tag):
+        if tag == "script":
+            self._in_script = False
+
+    def handle_data(self, data):
+        if self._in_script:
+            self.scripts.append(data)
 
 
 def broken_references(out: Path) -> list[str]:
@@ -117,8 +162,8 @@ def broken_references(out: Path) -> list[str]:
     problems = []
     for page in pages:
         for kind, value in parsed[page.name].references:
-            if kind == "img.src" and not value:
-                problems.append(f"{page.name}: <img> without src")
+            if kind in ("img.src", "script.src") and not value:
+                problems.append(f"{page.name}: <{kind.split('.')[0]}> without src")
                 continue
             if value.startswith(("data:", "mailto:", "javascript:")):
                 continue
@@ -136,6 +181,25 @@ def broken_references(out: Path) -> list[str]:
     return problems
 
 
+SCRIPT_URL = re.compile(r"""https?://[^\s"'`<>()]+?\.m?js\b""")
+
+
+def external_scripts(out: Path) -> list[str]:
+    """Scripts that pages in ``out`` load from the internet: ``<script src="http...">``, and
+    ``.js`` / ``.mjs`` addresses inside inline scripts (loaded with ``import()`` or a created
+    ``<script>``). The site must work offline, so this must be empty."""
+    found = []
+    for page in sorted(out.glob("*.html")):
+        parser = _References()
+        parser.feed(page.read_text(encoding="utf-8"))
+        for kind, value in parser.references:
+            if kind == "script.src" and (urlparse(value).scheme in ("http", "https") or value.startswith("//")):
+                found.append(f"{page.name}: <script src={value!r}>")
+        for text in parser.scripts:
+            found.extend(f"{page.name}: inline script loads {url!r}" for url in sorted(set(SCRIPT_URL.findall(text))))
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course_lib.site", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["build", "check"])
@@ -147,9 +211,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {len(pages)} pages to {args.out}/ (open {args.out / 'index.html'})")
     problems = broken_references(args.out)
     if problems:
-        print(f"{len(problems)} broken links or images:", *problems, sep="\n  ", file=sys.stderr)
+        print(f"{len(problems)} broken links, images or scripts:", *problems, sep="\n  ", file=sys.stderr)
         return 1
-    print("all local links and images resolve")
+    external = external_scripts(args.out)
+    if external:
+        print(f"{len(external)} scripts come from the internet (the site must work offline):", *external,
+              sep="\n  ", file=sys.stderr)
+        return 1
+    print("all local links, images and scripts resolve; no page loads a script from the internet")
     return 0
 
 

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 import course_lib as cl
-from course_lib import data, evaluation, plots, training
+from course_lib import checks, data, evaluation, plots, training
 from course_lib import learned_losses as ll
 from course_lib import learned_optimizers as lo
 
@@ -100,6 +100,32 @@ print(f"this notebook computes on: {CPU}, {torch.get_num_threads()} thread")
 # In `course_lib.learned_optimizers`, `LSTMOptimizer.step(grad, state)` is
 # $m$, and `unroll(...)` is the loop
 # $\theta_{t+1} = \theta_t + g_t$ written for a batch of optimizees at once.
+#
+# **Exercise 1: the gradient preprocessing.** Write the map above for a
+# gradient tensor of any shape: each coordinate on its own becomes two numbers,
+# stacked in a new last dimension (`[...] -> [..., 2]`). Use the natural log
+# and the `p` you are given. Careful with a gradient of exactly 0: `torch.where`
+# evaluates both branches, so keep the log away from 0 (e.g. with
+# `clamp_min`). (The student copy of this notebook, made by
+# `python -m course_lib.exercises`, has `raise NotImplementedError` where the
+# solution is.) The LSTM below uses the library's `lo.preprocess_gradient`,
+# which passes the same check.
+
+# %%
+import math
+
+
+def preprocess_gradient(grad, p):
+    # BEGIN SOLUTION: per coordinate: (log|g| / p, sign g) where |g| >= e^-p, else (-1, e^p g); stack on a new last dim
+    large = grad.abs() >= math.exp(-p)
+    log_part = torch.where(large, torch.log(grad.abs().clamp_min(math.exp(-p))) / p, -torch.ones_like(grad))
+    sign_part = torch.where(large, torch.sign(grad), math.exp(p) * grad)
+    return torch.stack([log_part, sign_part], dim=-1)
+    # END SOLUTION
+
+
+checks.check_gradient_preprocessing(preprocess_gradient)
+print("a gradient of 0.5, 1e-3, -1e-7 becomes:", preprocess_gradient(torch.tensor([0.5, 1e-3, -1e-7]), 10.0).tolist())
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -165,6 +191,39 @@ print("... and torch.optim.SGD to float precision:", torch.allclose(fixed, torch
 # path. How much does dropping it change the meta-gradient here? We compare the
 # two on one truncation, once the optimizer is trained (below).
 #
+# **Exercise 2: one meta-training iteration with truncated BPTT.** Given an
+# LSTM optimizer `net`, a batch of `problems` of an optimizee `family`, and a
+# `meta_optimizer` on $\phi$ (`net.parameters()`), train the problems for
+# `horizon` steps in truncations of `K` steps. For each truncation: run
+# `lo.unroll(net, family, problems, theta, state, start, K)` from where the
+# previous one ended (it returns `losses` of shape `[K + 1, B]`, with
+# `losses[0]` the loss at the start, and the new `theta` and `state`); the
+# meta-loss is the mean of `losses[1:]`; take one step of `meta_optimizer`
+# (zero the gradients first); then detach `theta` and every tensor of the LSTM
+# `state` (a list of `(h, c)` pairs, one per layer). Return the list of the
+# meta-losses (floats). `lo.meta_train` does the same, with fresh problems at
+# every iteration, gradient clipping and checkpoints; it is what we use below.
+
+# %%
+def meta_train_iteration(net, family, problems, meta_optimizer, horizon, K):
+    # BEGIN SOLUTION: for each truncation: lo.unroll K steps, meta-loss = losses[1:].mean(), zero_grad/backward/step, detach theta and state
+    theta, state = problems.theta0, net.init_state(problems.theta0)
+    meta_losses = []
+    for start in range(0, horizon, K):
+        losses, theta, state = lo.unroll(net, family, problems, theta, state, start, K)
+        meta_loss = losses[1:].mean()
+        meta_optimizer.zero_grad()
+        meta_loss.backward()
+        meta_optimizer.step()
+        meta_losses.append(meta_loss.item())
+        theta, state = theta.detach(), [(h.detach(), c.detach()) for h, c in state]
+    return meta_losses
+    # END SOLUTION
+
+
+checks.check_truncated_meta_training(meta_train_iteration)
+
+# %% [markdown]
 # ### Optimizee 1: ten-dimensional quadratics
 #
 # $f(\theta) = \lVert W\theta - y \rVert^2$ with $W \in \mathbb{R}^{10\times10}$,
@@ -520,6 +579,27 @@ print(", ".join(f"{name} {(curves.log10().diff(dim=0).abs().mean()).item():.3f}"
 # steps on minibatches of 50. Its learning rate $\alpha$ is tuned for the
 # cross-entropy on meta-training tasks (by the same outer objective, clean
 # held-out cross-entropy), and $L_\phi$ then uses the same $\alpha$.
+#
+# **Exercise 3: the inner step with a learned loss.** One SGD step of the
+# classifiers of $B$ tasks at once. `theta` is `[B, n]` (one flat parameter
+# vector per task), `x` is `[B, m, d]` and `y` is `[B, m]`;
+# `ll.classifier_logits(theta, x, shapes)` gives the logits `[B, m, C]` and
+# `loss_fn(logits, y)` the per-example losses `[B, m]`. Average the losses over
+# each task's examples and step every task's classifier by its own gradient.
+# The outer loop needs the gradient of the result with respect to $\phi$ (the
+# weights of `loss_fn`), which only exists if the inner gradient keeps its
+# graph. `ll.inner_train` runs $S$ of these steps on minibatches.
+
+# %%
+def inner_sgd_step(loss_fn, theta, x, y, shapes, lr):
+    # BEGIN SOLUTION: mean of loss_fn over each task's examples, summed over tasks; grad with create_graph=True; theta - lr * grad
+    loss = loss_fn(ll.classifier_logits(theta, x, shapes), y).mean(dim=1).sum()
+    (grad,) = torch.autograd.grad(loss, theta, create_graph=True)
+    return theta - lr * grad
+    # END SOLUTION
+
+
+checks.check_learned_loss_inner_step(inner_sgd_step)
 
 # %%
 digits = data.load_digits()

@@ -58,3 +58,42 @@ def test_missing_markers_are_a_clear_error_and_change_nothing(tmp_path, capsys):
 def test_the_repository_readme_matches_the_shipped_results():
     """The real check: every number in the README's results table comes from data/*/results.json."""
     assert results.main(["--root", str(REPO), "--check"]) == 0
+
+
+def test_the_black_box_block_takes_numbers_from_the_notebook_table_and_steps_from_the_checkpoint(tmp_path):
+    import torch
+
+    folder = tmp_path / "data" / "black_box"
+    folder.mkdir(parents=True)
+    (folder / "05_black_box_full.json").write_text(json.dumps({"rows": {
+        "pixel nearest neighbour": {"2-way 1-shot": {"mean": 0.672, "ci95": 0.017, "episodes": 1000}},
+        "in-context transformer": {"2-way 1-shot": {"mean": 0.9312, "ci95": 0.011, "episodes": 1000}}}}))
+    torch.save({"config": {"steps": 10000, "seed": 0}}, folder / "transformer_2way_1shot.pt")
+    readme = tmp_path / "README.md"
+    block = "black-box-table"
+    readme.write_text(f"{results.BEGIN}\n{results.END}\n{results.begin_marker(block)}\nold\n{results.end_marker(block)}\n")
+    assert results.main(["--root", str(tmp_path), "--check"]) == 1
+    assert results.main(["--root", str(tmp_path), "--write-readme"]) == 0
+    text = readme.read_text()
+    assert "| in-context transformer | 2-way 1-shot (1,000 episodes) | 93.1 ± 1.1 % | > 90 % | 10,000 |" in text
+    assert "--model transformer --ways 2 --shots 1 --steps 10000 --checkpoint data/black_box/transformer_2way_1shot.pt" in text
+    assert "| pixel nearest neighbour | 2-way 1-shot (1,000 episodes) | 67.2 ± 1.7 % |" in text and "\nold\n" not in text
+    torch.save({"config": {"steps": 20000}}, folder / "transformer_2way_1shot.pt")  # retrained: README is stale
+    assert results.main(["--root", str(tmp_path), "--check"]) == 1
+
+
+def test_the_repository_readme_has_every_generated_block():
+    readme = (REPO / "README.md").read_text()
+    for block in results.BLOCKS:
+        assert results.begin_marker(block) in readme and results.end_marker(block) in readme, block
+
+
+def test_a_checkpoint_trained_with_another_seed_shows_it_in_its_command(tmp_path):
+    import torch
+
+    folder = tmp_path / "data" / "black_box"
+    folder.mkdir(parents=True)
+    torch.save({"config": {"steps": 10000, "seed": 1}}, folder / "transformer_4way_1shot.pt")
+    command, steps = results._black_box_command(tmp_path, "transformer", "4-way 1-shot")
+    assert command.endswith("--steps 10000 --seed 1 --checkpoint data/black_box/transformer_4way_1shot.pt")
+    assert steps == "10,000"

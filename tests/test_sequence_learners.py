@@ -183,3 +183,22 @@ def test_trace_is_a_probability_per_step_and_figure_renders():
     assert probs.shape == (6, 3) and torch.allclose(probs.sum(-1), torch.ones(6))
     fig = S.trace_figure(seq, probs, step=3)
     assert len(fig.axes) == 7
+
+
+def test_embedding_layer_norm_is_an_option_and_off_by_default():
+    x = torch.rand(5, 1, 28, 28)
+    plain = S.build_model(_config("transformer", ways=2, shots=1))
+    normed = S.build_model(_config("transformer", ways=2, shots=1, embed_norm=True))
+    assert isinstance(plain.encoder.norm, torch.nn.Identity)
+    assert isinstance(normed.encoder.norm, torch.nn.LayerNorm)
+    z = normed.encoder(x)  # unit variance over the 64 features of each image
+    assert torch.allclose(z.var(dim=1, unbiased=False), torch.ones(5), atol=1e-3)
+    assert not torch.allclose(plain.encoder(x).var(dim=1, unbiased=False), torch.ones(5), atol=1e-1)
+
+
+def test_a_checkpoint_with_the_other_embedding_norm_is_refused(tmp_path):
+    config = _config("mann", ways=2, shots=1, steps=2)
+    path = tmp_path / "mann.pt"
+    S.train_sequence_learner(config, _tiny_dataset(), checkpoint=path, progress=False)
+    with pytest.raises(ValueError, match="embed_norm"):
+        S.load_sequence_learner(path, dataclasses.replace(config, embed_norm=True))

@@ -35,6 +35,48 @@ def test_build_writes_pages_in_course_order_and_rewrites_notebook_links(tmp_path
     assert 'href="01_second.html"' in (out / "00_first.html").read_text()
     assert "01_second.ipynb" not in (out / "00_first.html").read_text()
     assert site.broken_references(out) == []
+    assert site.external_scripts(out) == []
+
+
+def test_pages_load_mathjax_shipped_with_the_site(tmp_path):
+    """MathJax 3 (and the widget renderer) are copied into the site and loaded by relative path, not from a CDN."""
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    write_notebook(notebooks / "00_first.ipynb", "# 00 · First\n\n$$\\theta_{t+1} = \\theta_t - \\alpha g_t$$")
+    notebook = nbformat.read(notebooks / "00_first.ipynb", as_version=4)  # with stored widget state
+    notebook.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {
+        "state": {}, "version_major": 2, "version_minor": 0}}
+    nbformat.write(notebook, notebooks / "00_first.ipynb")
+    out = tmp_path / "site"
+    site.build(notebooks, out)
+    page = (out / "00_first.html").read_text()
+    assert f'src="{site.MATHJAX}"' in page
+    assert f'src="{site.REQUIRE_JS}"' in page
+    assert f"'{site.WIDGET_RENDERER}'" in page
+    for script in (site.MATHJAX, site.REQUIRE_JS, site.WIDGET_RENDERER):
+        assert (out / script).is_file() and (out / script).stat().st_size > 10_000, script
+    assert (out / site.VENDOR / "mathjax" / "LICENSE").read_text().lstrip().startswith("Apache License")
+    assert "MathJax.Hub.Config" not in page, "the MathJax 2 configuration must be gone"
+    assert "cdnjs" not in page and "unpkg" not in page and "jsdelivr" not in page
+    (out / site.MATHJAX).unlink()
+    assert site.broken_references(out) == [f"00_first.html: script.src {site.MATHJAX!r} -> missing tex-svg-full.js"]
+
+
+def test_scripts_from_the_internet_are_reported(tmp_path):
+    """<script src="https://..."> and addresses of scripts inside inline scripts; links to web pages are fine."""
+    (tmp_path / "a.html").write_text(
+        '<script src="https://cdn.example.org/mathjax/tex.js"></script><script src="vendor/x.js"></script>'
+        '<script>var s = document.createElement("script"); s.src = "https://unpkg.com/w@1/dist/embed-amd.js";'
+        ' import("https://cdn.example.org/m.esm.min.mjs");</script>'
+        '<a href="https://example.org/paper.html">a paper</a><script src=""></script>'
+    )
+    assert site.external_scripts(tmp_path) == [
+        "a.html: <script src='https://cdn.example.org/mathjax/tex.js'>",
+        "a.html: inline script loads 'https://cdn.example.org/m.esm.min.mjs'",
+        "a.html: inline script loads 'https://unpkg.com/w@1/dist/embed-amd.js'",
+    ]
+    problems = site.broken_references(tmp_path)
+    assert problems == ["a.html: script.src 'vendor/x.js' -> missing x.js", "a.html: <script> without src"], problems
 
 
 def test_broken_links_anchors_and_images_are_reported(tmp_path):
@@ -64,4 +106,5 @@ def test_the_course_site_builds_with_no_broken_references(tmp_path):
     out = tmp_path / "site"
     code = site.main(["build", "--notebooks", str(REPO / "notebooks"), "--out", str(out)])
     assert code == 0
+    assert site.external_scripts(out) == []
     assert len(list(out.glob("[0-9][0-9]_*.html"))) == len(site.course_notebooks(REPO / "notebooks"))

@@ -4,19 +4,24 @@ Builds the site from the committed notebooks (``python -m course_lib.site
 build`` does the same), opens the index and every notebook page from disk in
 Debian's ``chromium`` driven by Playwright, and checks what a link checker
 cannot: each page renders a title, every image has been decoded by the
-browser (``naturalWidth > 0``: not just present on disk), and the index links
-to every page. Screenshots of the index and of every page's top are saved to
+browser (``naturalWidth > 0``: not just present on disk), the index links
+to every page, and the equations are typeset: MathJax ships with the site
+(``site/vendor/``), so with every http(s) request refused, as on a reader's
+offline machine or in CI, each page with equations shows MathJax output
+(``mjx-container``) and no raw TeX (``$$``, ``\\frac``, ...) in its text. No page
+may ask for anything from the internet. Screenshots of the index, of every
+page's top and of the first displayed equation of every page are saved to
 ``test-artifacts/site/`` to look at.
 
 Skipped without Chromium or Playwright, except under ``CI=true``, where it
-fails (CI must run it). MathJax comes from a CDN when a reader opens the site;
-CI has no internet, so the test does not wait for typeset equations.
+fails (CI must run it).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -50,7 +55,20 @@ def built_site(tmp_path_factory):
     out = tmp_path_factory.mktemp("site")
     pages = site.build(REPO_ROOT / "notebooks", out, repo_files=REPO_ROOT)
     assert site.broken_references(out) == []
+    assert site.external_scripts(out) == []
     return out, pages
+
+
+def _markdown_of(notebook: Path) -> str:
+    import nbformat
+
+    return "\n".join(c.source for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "markdown")
+
+
+RAW_TEX = re.compile(r"\$\$|\\(frac|theta|mathcal|sum|nabla|begin\{)|\$\\")
+
+# The prose of a page, without code: MathJax must have replaced every formula in it.
+PROSE = "() => Array.from(document.querySelectorAll('.jp-RenderedMarkdown')).map(e => e.innerText).join('\\n')"
 
 
 def test_every_page_renders_with_its_title_and_decoded_images(built_site):
@@ -64,10 +82,34 @@ def test_every_page_renders_with_its_title_and_decoded_images(built_site):
                                              args=["--no-sandbox", "--disable-gpu", "--headless"])
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
-            # No network: a CDN script must not hang the load event.
-            page.route("http*://**", lambda route: route.abort())
+            # No network: the site must work offline. Every request to the internet is refused and recorded.
+            external = []
+            page.route("http*://**", lambda route: (external.append(route.request.url), route.abort()))
+            errors = []
+            page.on("pageerror", lambda error: errors.append(str(error)[:200]))
             for path in pages:
+                errors.clear()
                 page.goto(path.as_uri(), wait_until="load", timeout=60_000)
+                if path.name != "index.html":
+                    if not page.evaluate("() => Boolean(window.MathJax && MathJax.startup && MathJax.startup.promise)"):
+                        problems.append(f"{path.name}: MathJax did not load")
+                    else:
+                        page.evaluate("() => MathJax.startup.promise")
+                    raw = sorted(set(m.group(0) for m in RAW_TEX.finditer(page.evaluate(PROSE))))
+                    if raw:
+                        problems.append(f"{path.name}: raw TeX visible in the text: {raw}")
+                    typeset = page.eval_on_selector_all("mjx-container", "els => els.length")
+                    has_math = "$$" in _markdown_of(REPO_ROOT / "notebooks" / f"{path.stem}.ipynb")
+                    if has_math and typeset == 0:
+                        problems.append(f"{path.name}: has equations but none was typeset")
+                    if typeset:
+                        failed = page.eval_on_selector_all("mjx-merror", "els => els.map(e => e.textContent)")
+                        if failed:
+                            problems.append(f"{path.name}: MathJax could not typeset {failed[:3]}")
+                        display = page.locator("mjx-container[display=true]")
+                        (display if display.count() else page.locator("mjx-container")).first.scroll_into_view_if_needed()
+                        page.screenshot(path=str(ARTIFACTS / f"{path.stem}-equation.png"))
+                        page.evaluate("() => window.scrollTo(0, 0)")
                 title = page.locator("h1").first.inner_text(timeout=10_000).strip()
                 if not title:
                     problems.append(f"{path.name}: no title")
@@ -78,11 +120,14 @@ def test_every_page_renders_with_its_title_and_decoded_images(built_site):
                 if broken:
                     problems.append(f"{path.name}: {len(broken)} of {len(images)} images not decoded: {broken[:3]}")
                 page.screenshot(path=str(ARTIFACTS / f"{path.stem}.png"))
+                if errors:
+                    problems.append(f"{path.name}: JavaScript errors {errors[:3]}")
             page.goto((out / "index.html").as_uri())
             links = page.eval_on_selector_all("ol a", "els => els.map(e => e.getAttribute('href'))")
         finally:
             browser.close()
     assert problems == []
+    assert external == [], "the pages asked the internet for these (the site must work offline)"
     assert links == [p.name for p in pages[1:]], "the index must link to every notebook page, in course order"
 
 
