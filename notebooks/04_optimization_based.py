@@ -359,7 +359,13 @@ print("vmap over 4 tasks == a Python loop over them (second-order meta-gradient)
 # (no running averages are kept). We write batch norm with plain tensor
 # operations, so that `vmap` and the second-order meta-gradient go through
 # it exactly. `stats_rows` lets the statistics come from the first rows only
-# (the support set): that matters in section 8.
+# (the support set): that matters in section 8. (Under `vmap`, PyTorch's own
+# batch norm gave second-order meta-gradients off by about 1e-2. In a plain
+# Python loop over tasks it is exact and faster, so the loop path of
+# `course_lib.maml` uses it, with one backward pass per task so that only one
+# task's graph is alive at a time; `benchmarks/maml_peers.py` compares both
+# paths with `higher`, `torchopt` and `learn2learn`, results in
+# `data/maml/peers_cpu.md`.)
 
 # %%
 print(inspect.getsource(maml.batch_norm))

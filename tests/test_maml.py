@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from course_lib import maml
 from course_lib.data import LabelledImages
 from course_lib.maml import (BN_MODES, MetaLearner, conv4_forward, conv4_init, default_config, inner_adapt,
-                             meta_loss, meta_loss_loop, mlp_forward, mlp_init)
+                             meta_backward_loop, meta_loss, meta_loss_loop, mlp_forward, mlp_init)
 
 TOL = 1e-8
 
@@ -100,19 +100,80 @@ def test_first_order_meta_gradient_is_the_query_gradient_at_the_adapted_paramete
     assert relative(gradient, expected) < TOL
 
 
+def count_native_batch_norm(monkeypatch) -> list:
+    """Patch F.batch_norm (what course_lib.maml calls) to count its calls; returns the counter."""
+    calls, native = [], F.batch_norm
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return native(*args, **kwargs)
+
+    monkeypatch.setattr(F, "batch_norm", counted)
+    return calls
+
+
 @pytest.mark.parametrize("bn", BN_MODES)
 @pytest.mark.parametrize("variant", ["maml", "fomaml", "anil", "metasgd"])
-def test_vmap_and_per_task_loop_give_the_same_meta_gradient(variant, bn):
+def test_vmap_and_per_task_loop_give_the_same_meta_gradient(variant, bn, monkeypatch):
+    # Also the test that torch's native batch norm, which the loop uses (support passes always; query passes
+    # with bn="query" and "joint"), gives the meta-gradient of the hand-written one that vmap needs.
     params, batch = small_conv(), image_batch()
     lrs = {k: torch.full_like(v, 0.3).requires_grad_() for k, v in params.items()} if variant == "metasgd" else None
     kw = dict(variant=variant, steps=2, inner_lr=0.3, forward=conv4_forward, bn=bn, lrs=lrs)
     leaves = list(params.values()) + (list(lrs.values()) if lrs else [])
+    native_calls = count_native_batch_norm(monkeypatch)
     batched = flat(torch.autograd.grad(meta_loss(params, batch, **kw)[0], leaves))
+    assert not native_calls  # vmap: the hand-written batch norm only
     looped = flat(torch.autograd.grad(meta_loss_loop(params, batch, **kw)[0], leaves))
+    tasks, layers = len(batch[0]), 4
+    passes = kw["steps"] + (1 if bn != "support" else 0)  # support passes, and the query pass
+    assert len(native_calls) == tasks * layers * passes  # the loop: native batch norm wherever it can
     assert relative(batched, looped) < TOL
+    for leaf in leaves:  # what training runs: one backward pass per task
+        leaf.grad = None
+    loss, accuracy = meta_backward_loop(params, batch, **kw)
+    accumulated = flat([leaf.grad for leaf in leaves])
+    assert relative(accumulated, looped) < 1e-13  # the same terms, added in another order
+    reference_loss, reference_accuracy = meta_loss_loop(params, batch, **kw)
+    assert not loss.requires_grad and torch.allclose(loss, reference_loss.detach(), rtol=1e-14, atol=0)
+    assert torch.equal(accuracy, reference_accuracy)
     if variant == "maml":  # the tolerance is tight enough to see the Hessian terms that FOMAML drops
         fomaml = flat(torch.autograd.grad(meta_loss(params, batch, **{**kw, "variant": "fomaml"})[0], leaves))
         assert relative(fomaml, looped) > 1e3 * TOL
+
+
+@pytest.mark.parametrize("variant", ["maml", "fomaml", "anil", "metasgd"])
+def test_per_task_loop_keeps_one_task_graph_alive_at_a_time(variant, monkeypatch):
+    params, batch = small_conv(), image_batch(tasks=4)
+    lrs = {k: torch.full_like(v, 0.3).requires_grad_() for k, v in params.items()} if variant == "metasgd" else None
+    kw = dict(variant=variant, steps=2, inner_lr=0.3, forward=conv4_forward, bn="query", lrs=lrs)
+    leaves = list(params.values()) + (list(lrs.values()) if lrs else [])
+    # At each backward pass: how many MB autograd keeps (SavedTensorMeter), i.e. how many task graphs are alive.
+    native_backward, kept_at_backward = torch.Tensor.backward, []
+
+    def counted_backward(self, *args, **kwargs):
+        kept_at_backward.append(meter.current)
+        return native_backward(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "backward", counted_backward)
+    peaks = {}
+    for tasks in (1, 4):
+        kept_at_backward.clear()
+        for leaf in leaves:
+            leaf.grad = None
+        with maml.SavedTensorMeter() as meter:
+            meta_backward_loop(params, tuple(v[:tasks] for v in batch), **kw)
+        peaks[tasks] = meter.peak
+        assert len(kept_at_backward) == tasks  # one backward pass per task ...
+        assert len(set(kept_at_backward)) == 1  # ... each with exactly one task's graph alive (same shapes)
+        assert meter.current == 0  # and every graph freed at the end
+    # The peak is one task's graph, whatever the meta-batch size; differentiating the mean of all the
+    # losses at once (meta_loss_loop, or vmap) keeps all four.
+    assert peaks[4] == peaks[1] == kept_at_backward[0] > 0
+    with maml.SavedTensorMeter() as whole:
+        loss, _ = meta_loss_loop(params, batch, **kw)
+    assert whole.peak > 3 * peaks[1]
+    del loss
 
 
 def test_functional_batch_norm_matches_torch_and_support_statistics_are_not_transductive():
@@ -455,7 +516,9 @@ def test_meta_gradient_cost_grows_with_inner_steps_only_for_second_order():
     assert costs["maml", 4]["graph_mb"] > 1.3 * costs["maml", 1]["graph_mb"]
     assert costs["fomaml", 4]["graph_mb"] == pytest.approx(costs["fomaml", 1]["graph_mb"], rel=0.05)
     assert costs["maml", 4]["graph_mb"] > costs["fomaml", 4]["graph_mb"]
-    assert costs["reptile", 1]["graph_mb"] == 0
+    assert costs["reptile", 1]["graph_mb"] == costs["reptile", 1]["task_graph_mb"] == 0
+    for variant in ("maml", "fomaml"):  # training's per-task loop keeps one of the two tasks' graphs
+        assert costs[variant, 1]["task_graph_mb"] == pytest.approx(costs[variant, 1]["graph_mb"] / 2, rel=0.05)
 
 
 def test_saved_tensor_meter_counts_what_the_graph_keeps():
