@@ -12,7 +12,8 @@ into one Markdown table, so that no number in the README is typed by hand:
 
 A run folder without ``results.json`` (not trained yet) is left out. The
 README has more generated blocks (``BLOCKS``), each between its own markers:
-notebook 05's black-box table, with the command behind each checkpoint.
+notebook 05's black-box table, with the command behind each checkpoint, and
+the capstone benchmark of notebook 09 (``data/benchmark/results.json``).
 """
 
 from __future__ import annotations
@@ -154,8 +155,53 @@ def black_box_table(root: Path) -> str:
     return "\n".join(header + body) + "\n"
 
 
+# The capstone benchmark (notebook 09), written by `python -m course_lib.benchmark`.
+BENCHMARK_RESULTS = "data/benchmark/results.json"
+BENCHMARK_COLUMNS = (("omniglot", "5-way 1-shot"), ("mnist", "5-way 1-shot"), ("digits", "5-way 1-shot"),
+                     ("mnist-permuted", "5-way 1-shot"), ("digits-permuted", "5-way 1-shot"),
+                     ("omniglot", "2-way 1-shot"), ("mnist", "2-way 1-shot"))
+
+
+def _hardware_of_run(run: dict) -> str:
+    hardware = run.get("hardware", {})
+    if hardware.get("gpu"):
+        return hardware["gpu"]
+    threads = hardware.get("torch_threads")
+    return f"{hardware.get('cpu') or 'CPU'}, {threads} thread{'s' if threads != 1 else ''}" if threads else "CPU"
+
+
+def benchmark_table(root: Path) -> str:
+    """A compact view of the benchmark: the 5-way 1-shot and 2-way 1-shot columns (data/benchmark/results.md has all)."""
+    header = ["| method | meta-trained on | " + " | ".join(f"{test} {setting.replace('-way ', 'w').replace('-shot', 's')}"
+                                                      for test, setting in BENCHMARK_COLUMNS)
+              + " | learned / meta-parameters | hardware, evaluation time |",
+              "|---|---|" + "---|" * len(BENCHMARK_COLUMNS) + "---|---|"]
+    path = root / BENCHMARK_RESULTS
+    if not path.is_file():
+        return "\n".join(header + ["| (no benchmark results yet) |" + " |" * (len(BENCHMARK_COLUMNS) + 3)]) + "\n"
+    saved = json.loads(path.read_text())
+    runs = {run["method"]: run for run in saved.get("runs", [])}
+    body = []
+    for method, entry in saved["methods"].items():
+        cells, row = entry.get("cells", {}), []
+        for test, setting in BENCHMARK_COLUMNS:
+            cell = cells.get(test, {}).get(setting)
+            if cell is None:
+                row.append("–")
+                continue
+            text = format_accuracy(cell["mean"], cell["ci95"])
+            row.append(text if cell["episodes"] == saved["episodes"] else f"{text} ({cell['episodes']:,} ep.)")
+        seconds = sum(c.get("seconds", 0.0) for by_setting in cells.values() for c in by_setting.values())
+        variables = entry.get("variables", {})
+        ratio = (f"{variables['learned_variables']:,} / {variables['meta_parameters']:,}"
+                 if variables.get("meta_parameters") else "")
+        body.append(f"| {method} | {entry.get('trained_on', '')} | " + " | ".join(row)
+                    + f" | {ratio} | {_hardware_of_run(runs.get(method, {}))}, {seconds / 60:.0f} min |")
+    return "\n".join(header + body) + "\n"
+
+
 # Generated blocks of the README: name -> function of the repository root. The first is required.
-BLOCKS = {"results-table": table, "black-box-table": black_box_table}
+BLOCKS = {"results-table": table, "black-box-table": black_box_table, "benchmark-table": benchmark_table}
 
 
 def readme_block(readme: str, block: str = "results-table") -> tuple[int, int] | None:

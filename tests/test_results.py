@@ -97,3 +97,23 @@ def test_a_checkpoint_trained_with_another_seed_shows_it_in_its_command(tmp_path
     command, steps = results._black_box_command(tmp_path, "transformer", "4-way 1-shot")
     assert command.endswith("--steps 10000 --seed 1 --checkpoint data/black_box/transformer_4way_1shot.pt")
     assert steps == "10,000"
+
+
+def test_the_benchmark_block_shows_each_cell_of_the_benchmark_file_and_marks_short_ones(tmp_path):
+    folder = tmp_path / "data" / "benchmark"
+    folder.mkdir(parents=True)
+    cell = {"mean": 0.9758, "ci95": 0.0023, "episodes": 1000, "seconds": 60.0}
+    (folder / "results.json").write_text(json.dumps({
+        "episodes": 1000,
+        "methods": {
+            "protonet": {"trained_on": "Omniglot", "variables": {"learned_variables": 320, "meta_parameters": 111936},
+                         "cells": {"omniglot": {"5-way 1-shot": cell},
+                                   "mnist": {"5-way 1-shot": {**cell, "mean": 0.7561, "episodes": 300}}}},
+            "mann": {"trained_on": "Lake", "cells": {"omniglot": {"2-way 1-shot": {**cell, "mean": 0.949}}}}},
+        "runs": [{"method": "protonet", "hardware": {"gpu": "NVIDIA H100"}}]}))
+    text = results.benchmark_table(tmp_path)
+    protonet_row = next(line for line in text.splitlines() if line.startswith("| protonet |"))
+    assert "| 97.6 ± 0.2 % | 75.6 ± 0.2 % (300 ep.) | – |" in protonet_row
+    assert "320 / 111,936" in protonet_row and "NVIDIA H100, 2 min" in protonet_row
+    mann_row = next(line for line in text.splitlines() if line.startswith("| mann |"))
+    assert mann_row.count("–") == 6 and "94.9 ± 0.2 %" in mann_row
