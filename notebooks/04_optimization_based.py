@@ -429,8 +429,9 @@ display(Markdown(f"**One meta-gradient on a meta-batch of {COST_BATCH} Omniglot 
 #   products); first-order MAML's does not (only the query pass is kept);
 #   Reptile keeps none;
 # * **time**: each extra second-order step adds a forward, a backward and a
-#   double-backward; at one step with 1-shot support sets the query pass
-#   dominates and the two orders cost about the same;
+#   double-backward, which first order never pays; Reptile's cost is its
+#   inner steps alone (it adapts on ten examples per class, with no query
+#   pass and no backward through the adaptation);
 # * ANIL differentiates through the head only, so its graph grows slowly
 #   with the steps; Meta-SGD costs what MAML costs (plus one learning rate
 #   per parameter).

@@ -29,8 +29,8 @@
 #    2-way 1-shot), 15 queries per class, **the same episodes for every
 #    method** (their index lists are saved), mean ± 95% CI.
 # 3. **Every shipped method**: hand-designed baselines (notebook 02),
-#    pretrained features (02), ProtoNet and Matching nets (03), MAML and
-#    first-order MAML (04), the black-box sequence learners (05), VSML (07)
+#    pretrained features (02), ProtoNet and Matching nets (03), MAML,
+#    first-order MAML and Reptile (04), the black-box sequence learners (05), VSML (07)
 #    and GPICL (08).
 # 4. **The table** (from `data/benchmark/`, made by
 #    `python -m course_lib.benchmark`), a live re-evaluation of the cheap
@@ -186,7 +186,7 @@ assert a["mean"] == b["mean"], "a pixel permutation changed a pixel-space neares
 # `MatchingNet.predict`, `baselines.*`). Four needed a small **adapter** in
 # `course_lib/benchmark.py`, each documented there:
 #
-# * **MAML / first-order MAML**: three inner steps from the meta-learned
+# * **MAML / first-order MAML / Reptile**: three inner steps (Reptile: ten) from the meta-learned
 #   initialisation, keeping the first N rows of the 5-way head, with batch
 #   statistics from the *support set* (non-transductive; MAML's own
 #   evaluation normalises the queries with their own statistics, which is
@@ -206,7 +206,8 @@ assert a["mean"] == b["mean"], "a pixel permutation changed a pixel-space neares
 #   logits are **restricted to the episode's N labels**.
 #
 # The benchmark never invents a row: a method whose checkpoint is not in the
-# checkout (Reptile, today) is listed as missing.
+# checkout is listed as missing (Reptile was, until its CPU checkpoint
+# was shipped).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -376,7 +377,8 @@ if RECORD is not None:
 #
 # * **Not a ranking of the algorithms.** Each checkpoint is a short CPU run
 #   (ProtoNet 5,430 of 20,000 episodes, MAML 2,729 of 60,000
-#   meta-iterations with 8 tasks instead of 32, the memory-augmented LSTM
+#   meta-iterations with 8 tasks instead of 32, Reptile 1,208 of 100,000,
+#   the memory-augmented LSTM
 #   2,000 steps and the transformer 10,000, VSML 12 minutes, GPICL 36
 #   minutes). The plain LSTM of notebook 05 is **at chance** even in
 #   distribution: it never left its plateau (notebook 05, section 3), so
@@ -398,6 +400,7 @@ if RECORD is not None:
 # **Try it.** Rerun one row with more episodes
 # (`python -m course_lib.benchmark --methods maml --episodes 1000 --out runs/bench`),
 # add a method (a function `predict(support_x, support_y, query_x)` and an
-# entry in `bm.BUILDERS`), or train a Reptile checkpoint
-# (`scripts/gpu_session.sh`) and watch it appear in the table instead of
-# under "missing".
+# entry in `bm.BUILDERS`), or continue the Reptile checkpoint to the
+# paper's budget (`ONLY=reptile_5w1s ROOT=data scripts/train_all.sh` on a
+# GPU) and rerun its row to see how much of the gap to MAML was training
+# time.
