@@ -64,6 +64,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .baselines import setting_name  # "5-way 1-shot", the column names of every table of the course
 from .data import OMNIGLOT_SPLIT_SEED, OMNIGLOT_VINYALS_TRAIN_CLASSES, LabelledImages
 from .episodes import Episode, EpisodeSampler
 from .evaluation import AccuracyResult, format_accuracy, mean_confidence_interval
@@ -86,10 +87,6 @@ IN_DISTRIBUTION_OF = {"vsml": "digits", "gpicl": "mnist"}
 MNIST_HELD_OUT_FROM = 9000  # gpicl.MNIST_TRAIN_IMAGES: GPICL trained on the images before this one
 DIGITS_SPLIT_SEED = 1234  # vsml.load_sources(seed=0) shuffles with seed 0 + 1234 and keeps 70 % for training
 DIGITS_TRAIN_FRACTION = 0.7
-
-
-def setting_name(ways: int, shots: int) -> str:
-    return f"{ways}-way {shots}-shot"
 
 
 def base_of(test_set: str) -> str:

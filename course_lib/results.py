@@ -58,15 +58,17 @@ RUNS = (
 )
 
 
-def _hardware(results: dict) -> str:
-    machine = results.get("machine", {})
+def _machine(machine: dict) -> str:
+    """``runtime.machine_description()`` in a few words: the GPU, else the CPU threads."""
     if machine.get("gpu"):
-        where = machine["gpu"]
-    else:
-        threads = machine.get("torch_threads")
-        where = f"CPU, {threads} thread{'s' if threads != 1 else ''}" if threads else "CPU"
+        return machine["gpu"]
+    threads = machine.get("torch_threads")
+    return f"CPU, {threads} thread{'s' if threads != 1 else ''}" if threads else "CPU"
+
+
+def _hardware(results: dict) -> str:
     seconds = results.get("train_seconds_total")
-    return where + (f", {seconds / 60:.0f} min" if seconds else "")
+    return _machine(results.get("machine", {})) + (f", {seconds / 60:.0f} min" if seconds else "")
 
 
 def _steps(results: dict) -> str:
@@ -162,14 +164,6 @@ BENCHMARK_COLUMNS = (("omniglot", "5-way 1-shot"), ("mnist", "5-way 1-shot"), ("
                      ("omniglot", "2-way 1-shot"), ("mnist", "2-way 1-shot"))
 
 
-def _hardware_of_run(run: dict) -> str:
-    hardware = run.get("hardware", {})
-    if hardware.get("gpu"):
-        return hardware["gpu"]
-    threads = hardware.get("torch_threads")
-    return f"{hardware.get('cpu') or 'CPU'}, {threads} thread{'s' if threads != 1 else ''}" if threads else "CPU"
-
-
 def benchmark_table(root: Path) -> str:
     """A compact view of the benchmark: the 5-way 1-shot and 2-way 1-shot columns (data/benchmark/results.md has all)."""
     header = ["| method | meta-trained on | " + " | ".join(f"{test} {setting.replace('-way ', 'w').replace('-shot', 's')}"
@@ -196,7 +190,7 @@ def benchmark_table(root: Path) -> str:
         ratio = (f"{variables['learned_variables']:,} / {variables['meta_parameters']:,}"
                  if variables.get("meta_parameters") else "")
         body.append(f"| {method} | {entry.get('trained_on', '')} | " + " | ".join(row)
-                    + f" | {ratio} | {_hardware_of_run(runs.get(method, {}))}, {seconds / 60:.0f} min |")
+                    + f" | {ratio} | {_machine(runs.get(method, {}).get('hardware', {}))}, {seconds / 60:.0f} min |")
     return "\n".join(header + body) + "\n"
 
 

@@ -129,11 +129,10 @@ class SmallConvEncoder(nn.Module):
     steps of a sequence except through the sequence model.
 
     ``output_norm=True`` adds a layer norm on the output. With it the
-    transformer stayed at chance for 16,000 steps (2-way 1-shot, batch 32);
+    transformer stayed at chance for 16,500 steps (2-way 1-shot, batch 32);
     without it, it leaves chance within 1,000 steps (notebook 05, section 3,
-    measures both). A likely reason: the normalised embedding has norm 8 at
-    initialisation against about 3 without, which leaves the one-hot label
-    beside it a smaller share of each token.
+    plots both and measures the likely reason: the normalised embedding is
+    larger, so the one-hot label beside it is a smaller share of each token).
     """
 
     def __init__(self, dim: int = 64, in_channels: int = 1, image_size: int = 28, output_norm: bool = False) -> None:

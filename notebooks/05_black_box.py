@@ -379,9 +379,22 @@ plt.show()
 
 # %% [markdown]
 # Why would a layer norm matter so much? We did not study it further, but
-# one number points at a reason: at initialisation the normalised embedding
-# has norm 8 (64 features of variance 1) against about 3 without, so the
-# one-hot label next to it in each token is a smaller share of the input.
+# one number points at a reason: the size of the image embedding at
+# initialisation, next to the one-hot label (norm 1) that shares each token.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+torch.manual_seed(0)
+some_images = meta_train.images[:256]
+with torch.no_grad():
+    for embed_norm in (True, False):
+        encoder = seq.SmallConvEncoder(64, output_norm=embed_norm)
+        print(f"{'with' if embed_norm else 'without'} the layer norm: mean embedding norm "
+              f"{encoder(some_images).norm(dim=1).mean():.1f} (the label's norm: 1)")
+
+# %% [markdown]
+# With the layer norm every embedding has norm 8 (64 features of variance
+# 1), against about 3 without, so the label is a smaller share of the input.
 # Binding an image to its label is the whole task; if the label signal is
 # faint, the gradient that would teach the binding is faint too, and the
 # model settles for the part of the loss it can get without it (the support
