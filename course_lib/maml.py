@@ -138,6 +138,7 @@ class MAMLConfig:
     bn: str = "query"  # see the module docstring
     log_every: int = 20  # history: one averaged point every this many steps (keeps it small)
     seed: int = 0
+    init_from: str = ""  # a curriculum: start from another run's meta-parameters (see load_initialisation)
 
 
 def default_config(task: str = "omniglot", variant: str = "maml", ways: int = 5, **overrides) -> MAMLConfig:
@@ -668,8 +669,32 @@ def sinusoid_predictions(params: Params, support_x: torch.Tensor, support_y: tor
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
+def load_initialisation(module: MetaLearner, path: str | Path) -> list[str]:
+    """Copy into ``module`` every meta-parameter of checkpoint ``path`` whose name and shape match.
+
+    A curriculum: a 20-way run can start from a 5-way run's convolutions; the
+    head (``ways`` outputs) keeps its fresh initialisation. Returns the names
+    copied; raises ``ValueError`` if nothing matches (then it is not a run of
+    this network).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"--init-from: there is no checkpoint at {path}")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    stored = payload.get("state_dict", {}) if isinstance(payload, dict) else {}
+    own = module.state_dict()
+    matching = {k: v for k, v in stored.items() if k in own and own[k].shape == v.shape}
+    if not matching:
+        raise ValueError(f"--init-from: no meta-parameter of {path} matches this network (another model or size?)")
+    with torch.no_grad():
+        for name, value in matching.items():
+            own[name].copy_(value)
+    return sorted(matching)
+
+
 def _check_resumable(stored: dict, config: MAMLConfig) -> None:
     wanted = dataclasses.asdict(config)
+    stored = {**dataclasses.asdict(MAMLConfig()), **stored}  # runs saved before a field existed have its default
     differences = [f"{k}: checkpoint {stored.get(k)!r} vs yours {wanted.get(k)!r}"
                    for k in sorted(set(wanted) | set(stored)) if k != "steps" and stored.get(k) != wanted.get(k)]
     if differences:
@@ -1203,7 +1228,7 @@ PAPER = {  # Omniglot, transductive batch norm: Finn et al. 2017 Table 1 (MAML a
 }
 
 OPTIONS = ("variant", "protocol", "rotations", "image_size", "hidden", "ways", "shots", "queries", "meta_batch",
-           "inner_steps", "test_inner_steps", "inner_lr", "meta_lr", "steps", "bn", "log_every", "seed")
+           "inner_steps", "test_inner_steps", "inner_lr", "meta_lr", "steps", "bn", "log_every", "seed", "init_from")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1228,6 +1253,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bn", choices=BN_MODES, help="batch statistics of the query pass (see the docstring)")
     parser.add_argument("--log-every", type=int, help="one history point per this many steps")
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--init-from", help="start from the meta-parameters of this checkpoint.pt whose names and "
+                        "shapes match (e.g. a 5-way run's convolutions for a 20-way run; the head is new)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     parser.add_argument("--eval-only", action="store_true", help="only evaluate OUT/checkpoint.pt")
     parser.add_argument("--test-episodes", type=int, default=1000, help="test episodes (sinusoid: tasks)")
@@ -1330,6 +1357,8 @@ def main(argv: list[str] | None = None) -> dict:
             raise ValueError("--max-minutes must be positive")
         if args.resume and args.eval_only:
             raise ValueError("use --resume or --eval-only, not both")
+        if config.init_from and not Path(config.init_from).is_file():
+            raise ValueError(f"--init-from: there is no checkpoint at {config.init_from}")
         from .runtime import get_device
 
         device = get_device(args.device)
@@ -1374,6 +1403,10 @@ def main(argv: list[str] | None = None) -> dict:
     write_json(config_path, record)
 
     module = MetaLearner(config, generator=torch.Generator().manual_seed(config.seed)).to(device)
+    if config.init_from and not args.eval_only:  # a resumed run then overwrites these with its checkpoint
+        copied = load_initialisation(module, config.init_from)
+        if progress:
+            print(f"initialised {len(copied)} of {len(module.state_dict())} tensors from {config.init_from}")
     if args.eval_only:
         payload = load_checkpoint(args.out / CHECKPOINT_NAME, module, map_location=device)
         outcome = {"history": payload["history"], "step": int(payload["step"] or 0), "stopped": "evaluation only",

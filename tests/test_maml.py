@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 
 from course_lib import maml
 from course_lib.data import LabelledImages
+from course_lib.training import save_checkpoint
 from course_lib.maml import (BN_MODES, MetaLearner, conv4_forward, conv4_init, default_config, inner_adapt,
                              meta_backward_loop, meta_loss, meta_loss_loop, mlp_forward, mlp_init)
 
@@ -370,6 +372,32 @@ def test_cli_time_budget_stops_early_and_still_writes_results(tmp_path):
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == results["steps_done"]
 
 
+def test_init_from_copies_the_matching_meta_parameters_and_keeps_a_new_head(tmp_path):
+    five = MetaLearner(default_config("omniglot", "maml", 5, hidden=8), generator=torch.Generator().manual_seed(1))
+    path = tmp_path / "five.pt"
+    save_checkpoint(path, five, five.config)
+    twenty = MetaLearner(default_config("omniglot", "maml", 20, hidden=8), generator=torch.Generator().manual_seed(2))
+    head_before = {k: v.clone() for k, v in twenty.params.items() if v.shape != five.params[k].shape}
+    copied = maml.load_initialisation(twenty, path)
+    assert head_before and not set(head_before) & {k.split(".", 1)[1] for k in copied}
+    for name, value in twenty.params.items():
+        if name in head_before:  # the 20-way head keeps its own initialisation
+            assert torch.equal(value, head_before[name])
+        else:
+            assert torch.equal(value, five.params[name]), name
+    other = MetaLearner(default_config("omniglot", "maml", 20, hidden=16))
+    with pytest.raises(ValueError, match="no meta-parameter"):
+        maml.load_initialisation(other, path)  # another width: nothing matches
+
+
+def test_runs_saved_before_init_from_existed_still_resume():
+    config = default_config("omniglot", "maml", 5)
+    stored = {k: v for k, v in dataclasses.asdict(config).items() if k != "init_from"}
+    maml._check_resumable(stored, config)  # no error: the missing field has its default
+    with pytest.raises(ValueError, match="init_from"):
+        maml._check_resumable(stored, dataclasses.replace(config, init_from="other.pt"))
+
+
 def test_cli_sinusoid(tmp_path):
     out = tmp_path / "sine"
     maml.main(["--task", "sinusoid", "--steps", "20", "--joint-steps", "20", "--hidden", "10", "--test-episodes",
@@ -382,7 +410,7 @@ def test_cli_sinusoid(tmp_path):
 
 @pytest.mark.parametrize("bad", [["--ways", "0"], ["--variant", "protomaml"], ["--inner-lr", "-1"],
                                  ["--shots", "10", "--queries", "15"], ["--test-settings", "20x1"],
-                                 ["--eval-only"]])
+                                 ["--eval-only"], ["--init-from", "no/such/checkpoint.pt"]])
 def test_cli_rejects_bad_input_and_writes_nothing(tmp_path, bad, capsys):
     out = tmp_path / "never"
     with pytest.raises(SystemExit) as raised:

@@ -34,6 +34,23 @@ def test_the_table_has_a_row_per_setting_with_the_numbers_of_the_files(tmp_path)
     assert "Matching" not in text  # folders without results are left out
 
 
+def test_a_setting_below_the_paper_says_why_and_what_it_would_take(tmp_path):
+    write_run(tmp_path, "data/protonet", 0.98512)  # 98.5 + 0.2 < 98.8: below
+    path = tmp_path / "data/protonet/results.json"
+    saved = json.loads(path.read_text())
+    path.write_text(json.dumps({**saved, "ms_per_step": 1800.0}))
+    lines = results.gaps(tmp_path)
+    assert len(lines) == 1 and "5-way 1-shot by 0.1 points" in lines[0]
+    assert "trained 10 of the planned 20,000 steps" in lines[0]
+    # 19,990 remaining steps at 1.8 s each = 10.0 hours, on the machine the run recorded
+    assert "the remaining 19,990 steps: about 10.0 h on NVIDIA H200" in lines[0]
+    assert lines[0] in results.table(tmp_path)
+
+    write_run(tmp_path / "within", "data/protonet", 0.987)  # 98.7 + 0.2 reaches 98.8: nothing to explain
+    assert results.gaps(tmp_path / "within") == []
+    assert "Where our CI ends below" not in results.table(tmp_path / "within")
+
+
 def test_write_and_check_the_readme_block(tmp_path):
     write_run(tmp_path, "data/protonet", 0.9)
     readme = tmp_path / "README.md"
