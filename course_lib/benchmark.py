@@ -25,7 +25,10 @@ For notebook 09. One protocol for all:
     value range and every pixel-space distance) and destroys every spatial
     structure a convolution relies on.
 
-* **Episodes**: N-way K-shot with :data:`QUERIES` queries per class, drawn by
+* **Episodes**: N-way K-shot (:data:`SETTINGS`: 5-way 1- and 5-shot, 2-way 1-shot,
+  and 10-way 10-shot for the methods that can take it) with :func:`queries_for`
+  queries per class (15; 10 at 10 shots, as an Omniglot character has only 20
+  drawings), drawn by
   :class:`course_lib.episodes.EpisodeSampler` from a seeded generator per
   (test set, setting) (:func:`episode_seed`); the permuted sets reuse the
   episodes of their base set. The index lists are saved
@@ -75,8 +78,14 @@ from .training import write_json, write_text
 # Protocol constants
 # --------------------------------------------------------------------------
 
-SETTINGS: tuple[tuple[int, int], ...] = ((5, 1), (5, 5), (2, 1))
+SETTINGS: tuple[tuple[int, int], ...] = ((5, 1), (5, 5), (2, 1), (10, 10))
 QUERIES = 15  # per class, as in the course's other tables
+DRAWINGS_PER_CHARACTER = 20  # Omniglot: shots + queries cannot exceed this
+
+
+def queries_for(shots: int) -> int:
+    """Queries per class of a K-shot episode: 15, or fewer where an Omniglot character would run out."""
+    return min(QUERIES, DRAWINGS_PER_CHARACTER - shots)
 PERMUTATION_SEED = 20_240_909
 EPISODE_SEED = 0
 BASE_TEST_SETS = ("omniglot", "mnist", "digits")
@@ -573,7 +582,7 @@ def _gpicl(ctx) -> Method:
     predictor = GPICLPredictor(model, config)
     return Method("gpicl", predictor, "MNIST test images 0-8,999, 1,024 random projections + label permutations",
                   size["parameters"], lambda n, k: model.state_size(n * k + 1), reset=predictor.reset,
-                  family="black-box",
+                  family="black-box", settings=tuple(s for s in SETTINGS if s[0] * s[1] + 1 <= config.seq_len),
                   note="data/gpicl/sweep_cpu/tasks_1024 (the 1,024-task model, 2,293 steps); logits restricted "
                        "to the episode's N of its 10 classes; meta-trained on MNIST digits, so its MNIST "
                        "column is in-distribution (held-out images)")
@@ -649,7 +658,7 @@ def run_benchmark(methods: list[Method], test_sets=TEST_SETS, settings=SETTINGS,
             key = episodes_key(test_set, ways, shots)
             if key not in episode_lists or len(episode_lists[key]) < needed:
                 episode_lists[key] = draw_episodes(pools[test_set], ways, shots, needed,
-                                                   episode_seed(test_set, ways, shots))
+                                                   episode_seed(test_set, ways, shots), queries_for(shots))
     results = {}
     for method in methods:
         count = episodes_for.get(method.name, episodes)
@@ -734,7 +743,8 @@ def results_markdown(record: dict) -> str:
         "# Benchmark: every method on the same episodes",
         "",
         f"Query accuracy, mean ± 95% CI over {record['episodes']} episodes per cell unless a cell says otherwise "
-        f"({QUERIES} queries per class; identical episodes for every method, index lists in `episodes.npz`). "
+        f"({QUERIES} queries per class, {queries_for(10)} at 10 shots; identical episodes for every method, "
+        "index lists in `episodes.npz`; – : the method cannot take that setting). "
         f"Written by `{record['command']}` (each method's own command is in `results.json`, `runs`) on {record['hardware'].get('cpu') or record['hardware']['device']} "
         f"({record['hardware']['device']}, {record['hardware']['torch_threads']} torch thread(s)), "
         f"mode {record['mode']}.",
@@ -792,7 +802,7 @@ def plot_generality(record: dict, axes=None):
         fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
     else:
         fig = axes[0].figure
-    markers = {"5-way 1-shot": "o", "5-way 5-shot": "s", "2-way 1-shot": "^"}
+    markers = {"5-way 1-shot": "o", "5-way 5-shot": "s", "2-way 1-shot": "^", "10-way 10-shot": "D"}
     colours = {}
     for name, m in record["methods"].items():
         colour = colours.setdefault(name, f"C{len(colours) % 10}")
@@ -812,7 +822,7 @@ def plot_generality(record: dict, axes=None):
     axes[0].plot([0, 100], [0, 100], color="grey", lw=0.8, ls="--")
     axes[0].set(xlabel="accuracy in distribution, % (Omniglot; VSML: digits, GPICL: MNIST)",
                 ylabel="mean accuracy on the other four test sets, %",
-                title="in vs out of distribution (o 5w1s, □ 5w5s, △ 2w1s)")
+                title="in vs out of distribution (o 5w1s, □ 5w5s, △ 2w1s, ◇ 10w10s)")
     axes[0].legend(fontsize=7, ncol=2)
     axes[1].set_xscale("log")
     axes[1].axhline(1.0, color="grey", lw=0.8, ls="--")
@@ -857,6 +867,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fewer (or more) episodes for one slow method; the first N of the same list")
     p.add_argument("--methods", default="all", help=f"comma-separated, from: {', '.join(ALL_METHODS)}")
     p.add_argument("--test-sets", default="all", help=f"comma-separated, from: {', '.join(TEST_SETS)}")
+    p.add_argument("--settings", default="all",
+                   help="comma-separated WAYSxSHOTS from: " + ", ".join(f"{w}x{k}" for w, k in SETTINGS)
+                   + "; a method's cells of the other settings are kept from its earlier run")
     p.add_argument("--out", default="data/benchmark", help="folder for results.json/.md/.csv and episodes.npz")
     p.add_argument("--device", default="cpu", help="cpu (default; the shipped results), cuda, mps")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
@@ -865,15 +878,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _validate(args) -> tuple[list[str], list[str], dict[str, int], int]:
+def _validate(args) -> tuple[list[str], list[str], list[tuple[int, int]], dict[str, int], int]:
     methods = _parse_list(args.methods, ALL_METHODS, "method(s)")
     test_sets = _parse_list(args.test_sets, TEST_SETS, "test set(s)")
+    names = {f"{w}x{k}": (w, k) for w, k in SETTINGS}
+    settings = [names[n] for n in _parse_list(args.settings, tuple(names), "setting(s)")]
     episodes_for = _parse_episodes_for(args.episodes_for, methods)
     from .runtime import is_smoke
     episodes = args.episodes if args.episodes is not None else (10 if is_smoke() else 1000)
     if episodes < 2:
         raise ValueError(f"--episodes must be >= 2 (a CI needs two episodes), got {episodes}")
-    return methods, test_sets, episodes_for, episodes
+    return methods, test_sets, settings, episodes_for, episodes
+
+
+def merge_part(old: dict | None, new: dict) -> dict:
+    """A method's new results on top of its earlier part: cells the new run did not evaluate are kept
+    (with the earlier command listed), so one setting can be added without rerunning the others."""
+    if old is None or old.get("mode") != new["mode"]:
+        return new
+    cells = {t: dict(row) for t, row in old["result"]["cells"].items()}
+    for test_set, row in new["result"]["cells"].items():
+        cells.setdefault(test_set, {}).update(row)
+    supported = list(dict.fromkeys(old["result"].get("supported_settings", [])
+                                   + new["result"].get("supported_settings", [])))
+    supported = [setting_name(*s) for s in SETTINGS if setting_name(*s) in supported]
+    earlier = old.get("earlier_commands", []) + [old["command"]]
+    return {**new, "result": {**new["result"], "cells": cells, "supported_settings": supported,
+                              "variables": old["result"].get("variables", new["result"]["variables"])},
+            "earlier_commands": earlier}
 
 
 def assemble(out: Path, command: str) -> dict:
@@ -894,14 +926,15 @@ def assemble(out: Path, command: str) -> dict:
     for name in methods:
         missing.pop(name, None)
     record = {
-        "command": command, "mode": first["mode"], "episodes": first["episodes"], "queries_per_class": QUERIES,
+        "command": command, "mode": first["mode"], "episodes": first["episodes"],
+        "queries_per_class": {setting_name(*s): queries_for(s[1]) for s in settings},
         "settings": settings, "test_sets": test_sets, "hardware": first["hardware"],
         "episode_seeds": {episodes_key(t, *s): episode_seed(t, *s) for t in test_sets for s in map(tuple, settings)},
         "permutation_seed": PERMUTATION_SEED, "episodes_file": "episodes.npz",
         "test_set_descriptions": {t: DESCRIPTIONS[t] for t in test_sets},
         "methods": methods, "missing": missing,
-        "runs": [{"method": r["method"], "command": r["command"], "hardware": r["hardware"],
-                  "finished": r["finished"]} for r in loaded],
+        "runs": [{"method": r["method"], "command": r["command"], "earlier_commands": r.get("earlier_commands", []),
+                  "hardware": r["hardware"], "finished": r["finished"]} for r in loaded],
     }
     write_json(out / "results.json", record)
     write_text(out / "results.md", results_markdown(record))
@@ -924,7 +957,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:  # every check before anything is loaded or written
-        methods, test_sets, episodes_for, episodes = _validate(args)
+        methods, test_sets, settings, episodes_for, episodes = _validate(args)
         device = get_device(args.device)
     except (ValueError, RuntimeError) as error:
         parser.error(str(error))
@@ -948,15 +981,17 @@ def main(argv: list[str] | None = None) -> dict:
     hardware = machine_description(device)
     record = None
     for method in built:  # one method at a time: its results are written as soon as it is done
-        result = run_benchmark([method], test_sets, SETTINGS, episodes, episodes_for, pools, lists,
+        result = run_benchmark([method], test_sets, settings, episodes, episodes_for, pools, lists,
                                progress=not args.no_progress)[method.name]
         if path.is_file():  # another run may have written more lists meanwhile: keep the union
             stored = load_episodes(path)
             lists.update({k: v for k, v in stored.items() if k not in lists or len(v) > len(lists[k])})
         save_episodes(path, lists)
-        write_json(out / "parts" / f"{method.name}.json", {
+        part_path = out / "parts" / f"{method.name}.json"
+        old = json.loads(part_path.read_text()) if part_path.is_file() else None
+        write_json(part_path, merge_part(old, {
             "method": method.name, "result": result, "mode": get_mode(), "episodes": episodes, "command": command,
-            "hardware": hardware, "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+            "hardware": hardware, "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
         record = assemble(out, command)
     if record is None:
         record = assemble(out, command)

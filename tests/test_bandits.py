@@ -153,3 +153,82 @@ def test_with_horizon_shares_weights_and_changes_only_the_time_input():
 def test_tuned_ucb_constant_is_one_of_the_grid():
     c, scores = B.tune_ucb_constant(B.IndependentBandits(3), 10, constants=(0.1, 2.0), bandits=50)
     assert c in (0.1, 2.0) and set(scores) == {0.1, 2.0}
+
+
+# --------------------------------------------------------------------------
+# The Bayes-optimal oracle
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arms", [2, 3, 5])
+def test_bayes_optimal_value_closed_forms(arms):
+    # one pull: any arm pays 1/2 on average; two pulls: stay after a success (posterior mean 2/3),
+    # switch to a fresh arm (1/2) after a failure: 1/2 + 1/2 * 2/3 + 1/2 * 1/2 = 13/12
+    assert B.bayes_optimal_value("independent", arms, 1) == pytest.approx(0.5)
+    assert B.bayes_optimal_value("independent", arms, 2) == pytest.approx(13 / 12)
+    # dependent arms: after one pull, whatever it showed, the favoured arm has posterior mean 2/3
+    assert B.bayes_optimal_value("dependent", 2, 2) == pytest.approx(0.5 + 2 / 3)
+
+
+def _brute_force_value(arms: int, horizon: int, dependent: bool) -> float:
+    """Max over every action at every *history* (no state merging, no sorting), with the predictive
+    probability of a reward computed by quadrature over the prior instead of Beta-count formulas."""
+    grid = (torch.arange(2000, dtype=torch.float64) + 0.5) / 2000  # midpoint rule on [0, 1]
+
+    def arm_p(arm, p):  # p: values of p_1 (dependent) or of this arm's own p (independent)
+        return 1 - p if dependent and arm == 1 else p
+
+    def predictive(history, arm):
+        if dependent:
+            weight = torch.ones_like(grid)
+            for a, r in history:
+                q = arm_p(a, grid)
+                weight = weight * (q if r else 1 - q)
+            return float((weight * arm_p(arm, grid)).sum() / weight.sum())
+        weight = torch.ones_like(grid)
+        for a, r in history:
+            if a == arm:
+                weight = weight * (grid if r else 1 - grid)
+        return float((weight * grid).sum() / weight.sum())
+
+    def value(history):
+        if len(history) == horizon:
+            return 0.0
+        best = 0.0
+        for arm in range(arms):
+            p = predictive(history, arm)
+            best = max(best, p * (1 + value(history + [(arm, 1)])) + (1 - p) * value(history + [(arm, 0)]))
+        return best
+
+    return value([])
+
+
+@pytest.mark.parametrize("task,arms,horizon", [("independent", 2, 4), ("independent", 3, 3), ("dependent", 2, 5)])
+def test_bayes_optimal_value_matches_a_brute_force_search_over_histories(task, arms, horizon):
+    expected = _brute_force_value(arms, horizon, dependent=task == "dependent")
+    assert B.bayes_optimal_value(task, arms, horizon) == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.parametrize("task,arms", [("independent", 5), ("dependent", 2)])
+def test_bayes_optimal_policy_earns_its_value_and_beats_thompson(task, arms):
+    horizon, n = 10, 6000
+    tasks = (B.IndependentBandits(arms) if task == "independent" else B.DependentBandits())
+    probs = tasks.sample_batch(n, torch.Generator().manual_seed(3)).probs
+    results = {}
+    for name, policy in {"bayes": B.BayesOptimalPolicy(task), "thompson": B.ThompsonSampling()}.items():
+        out = B.rollout(policy, probs, horizon, torch.Generator().manual_seed(4))
+        results[name] = probs.max(-1).values * horizon - out.cumulative_regret()[:, -1]  # expected reward per task
+    value = B.bayes_optimal_value(task, arms, horizon)
+    bayes = results["bayes"]
+    assert abs(bayes.mean().item() - value) < 3.5 * bayes.std().item() / math.sqrt(n)
+    gain = results["bayes"] - results["thompson"]  # the same tasks: a paired comparison
+    assert gain.mean().item() > 3 * gain.std().item() / math.sqrt(n)
+
+
+def test_bayes_optimal_refuses_horizons_it_cannot_solve_exactly():
+    with pytest.raises(ValueError, match="at most 20 pulls"):
+        B.bayes_optimal_value("independent", 5, 100)
+    with pytest.raises(ValueError, match="at most 20 pulls"):
+        B.BayesOptimalPolicy().reset(4, 5, 100)
+    with pytest.raises(ValueError, match="2 arms"):
+        B.bayes_optimal_value("dependent", 3, 10)

@@ -239,6 +239,7 @@ def test_unknown_test_set_is_an_error():
     (["--episodes-for", "maml"], "METHOD=N"),
     (["--episodes-for", "unknown=5"], "METHOD=N"),
     (["--device", "tpu"], "device"),
+    (["--settings", "3x3"], "3x3"),
 ])
 def test_cli_rejects_bad_input_before_writing_anything(tmp_path, capsys, argv, message):
     out = tmp_path / "out"
@@ -294,6 +295,43 @@ def test_written_markdown_and_csv_agree_with_results_json(tmp_path, monkeypatch)
         assert again["methods"]["pixel-nn"]["cells"]["digits"][setting]["mean"] == cell["mean"]
     assert stored["hardware"]["device"] == "cpu" and stored["episode_seeds"]["digits/5w1s"] == bm.episode_seed(
         "digits", 5, 1)
+
+
+def test_ten_shot_episodes_fit_an_omniglot_character():
+    assert bm.queries_for(1) == bm.queries_for(5) == bm.QUERIES == 15
+    assert bm.queries_for(10) + 10 == 20  # every drawing of a character used, none twice
+    pool = synthetic_pool(classes=12, per_class=20)
+    episodes = bm.draw_episodes(pool, 10, 10, 5, seed=1, queries=bm.queries_for(10))
+    for i in range(len(episodes)):
+        rows = torch.cat([episodes.support[i], episodes.query[i]])
+        assert len(set(rows.tolist())) == 10 * 20  # support and query disjoint, 20 drawings per class
+
+
+def test_adding_a_setting_keeps_the_earlier_cells_of_a_method(tmp_path):
+    out = tmp_path / "bench"
+    first = bm.main(["--methods", "pixel-nn", "--test-sets", "digits", "--settings", "5x1,2x1", "--episodes", "4",
+                     "--out", str(out), "--no-progress"])
+    cells = first["methods"]["pixel-nn"]["cells"]["digits"]
+    assert set(cells) == {"5-way 1-shot", "2-way 1-shot"}
+    second = bm.main(["--methods", "pixel-nn", "--test-sets", "digits", "--settings", "10x10", "--episodes", "4",
+                      "--out", str(out), "--no-progress"])
+    merged = second["methods"]["pixel-nn"]["cells"]["digits"]
+    assert set(merged) == {"5-way 1-shot", "2-way 1-shot", "10-way 10-shot"}
+    assert merged["5-way 1-shot"] == cells["5-way 1-shot"]  # kept, not recomputed
+    assert second["queries_per_class"]["10-way 10-shot"] == 10 and second["queries_per_class"]["5-way 1-shot"] == 15
+    run = next(r for r in second["runs"] if r["method"] == "pixel-nn")
+    assert "--settings 10x10" in run["command"] and "--settings 5x1,2x1" in run["earlier_commands"][0]
+    assert "10-way 10-shot" in (out / "results.md").read_text()
+
+
+def test_merging_a_part_from_another_mode_replaces_it():
+    def part(mode, setting):
+        return {"method": "m", "mode": mode, "command": mode, "result": {
+            "cells": {"digits": {setting: {"mean": 0.5}}}, "supported_settings": [setting], "variables": {}}}
+    assert bm.merge_part(part("smoke", "5-way 1-shot"), part("full", "2-way 1-shot")) == part("full", "2-way 1-shot")
+    merged = bm.merge_part(part("full", "5-way 1-shot"), part("full", "2-way 1-shot"))
+    assert set(merged["result"]["cells"]["digits"]) == {"5-way 1-shot", "2-way 1-shot"}
+    assert merged["result"]["supported_settings"] == ["5-way 1-shot", "2-way 1-shot"]  # in SETTINGS order
 
 
 def test_generality_and_plots_from_a_record():
