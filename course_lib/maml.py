@@ -1405,8 +1405,7 @@ def main(argv: list[str] | None = None) -> dict:
     module = MetaLearner(config, generator=torch.Generator().manual_seed(config.seed)).to(device)
     if config.init_from and not args.eval_only:  # a resumed run then overwrites these with its checkpoint
         copied = load_initialisation(module, config.init_from)
-        if progress:
-            print(f"initialised {len(copied)} of {len(module.state_dict())} tensors from {config.init_from}")
+        print(f"initialised {len(copied)} of {len(module.state_dict())} tensors from {config.init_from}")
     if args.eval_only:
         payload = load_checkpoint(args.out / CHECKPOINT_NAME, module, map_location=device)
         outcome = {"history": payload["history"], "step": int(payload["step"] or 0), "stopped": "evaluation only",

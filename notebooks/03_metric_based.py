@@ -492,6 +492,35 @@ else:
                      f"evaluated on {stored['machine']['device']}**\n\n" + "\n".join(rows)))
 
 # %% [markdown]
+# The Matching Networks checkpoints in `data/matching_nets/` (same protocol
+# and test episodes; `data/matching_nets/README.md` has their commands).
+# Vinyals et al. trained one model per test setting; the paper's formula is
+# a softmax over plain cosines, and "cosine / 0.1" divides them by a
+# temperature first (not in the paper; section 5 says why it helps). Look
+# at what training on 20-way instead of 5-way episodes does to the 20-way
+# columns: Snell et al.'s "higher way in training" effect again.
+
+# %%
+MATCHING = root / "data" / "matching_nets" if root is not None else None
+runs = sorted(MATCHING.glob("*/results.json"), key=lambda path: (len(path.parent.name), path.parent.name)) \
+    if MATCHING is not None else []  # 5-way runs first
+if not runs:
+    print("no Matching Networks results in data/matching_nets/ (see its README for the commands)")
+else:
+    settings = list(protonet.read_results(runs[0].parent)["paper"])
+    rows = ["| run | attention | trained on | " + " | ".join(settings) + " |", "|---|---|---|" + "---|" * len(settings)]
+    for path in runs:
+        run = protonet.read_results(path.parent)
+        c = run["config"]
+        attention = "cosine" if c.get("temperature", 1.0) == 1.0 else f"cosine / {c['temperature']:g}"
+        cells = [str(protonet.accuracy_of(run["results"][s])) if s in run["results"] else "" for s in settings]
+        rows.append(f"| `{path.parent.name}` | {attention} | {c['ways']}-way {c['shots']}-shot, "
+                    f"{run['steps_done']:,} episodes | " + " | ".join(cells) + " |")
+    rows.append("| paper (Vinyals et al. 2016) | cosine | the test setting | "
+                + " | ".join(f"{100 * run['paper'][s]:.1f} %" for s in settings) + " |")
+    display(Markdown("\n".join(rows)))
+
+# %% [markdown]
 # ## Summary
 #
 # * A metric-based meta-learner is an embedding plus a fixed rule that turns

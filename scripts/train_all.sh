@@ -101,9 +101,12 @@ for model_steps in mann:2000 lstm:2000 transformer:10000; do
   done
 done
 job rl2_T10 - $PY -m course_lib.bandits --task independent --arms 5 \
-    --horizon 10 --iterations "$(big 3000 3)" --checkpoint "$ROOT/black_box/rl2_independent5_T10.pt" --no-progress
+    --horizon 10 --iterations "$(big 10000 3)" --checkpoint "$ROOT/black_box/rl2_independent5_T10.pt" --no-progress
 job rl2_dependent - $PY -m course_lib.bandits --task dependent --arms 2 \
     --horizon 10 --iterations "$(big 1500 3)" --checkpoint "$ROOT/black_box/rl2_dependent2_T10.pt" --no-progress
+job rl2_dependent_T100 - $PY -m course_lib.bandits --task dependent --arms 2 --horizon 100 \
+    --iterations "$(big 3000 3)" --lr 0.001 --value-scale 10 \
+    --checkpoint "$ROOT/black_box/rl2_dependent2_T100.pt" --no-progress
 
 # --- notebook 07: VSML (Kirsch & Schmidhuber 2021) and its Meta-RNN baseline ---
 for mode_model in scratch:vsml scratch:metarnn clone:vsml; do

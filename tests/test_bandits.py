@@ -232,3 +232,5 @@ def test_bayes_optimal_refuses_horizons_it_cannot_solve_exactly():
         B.BayesOptimalPolicy().reset(4, 5, 100)
     with pytest.raises(ValueError, match="2 arms"):
         B.bayes_optimal_value("dependent", 3, 10)
+    assert not B.bayes_optimal_solvable("independent", 5, 100)
+    assert B.bayes_optimal_solvable("independent", 5, 10) and B.bayes_optimal_solvable("dependent", 2, 100)
