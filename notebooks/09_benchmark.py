@@ -26,8 +26,10 @@
 #    scikit-learn digits (new datasets), and the same digits with their pixels
 #    shuffled by one fixed permutation (a new input *structure*).
 # 2. **One protocol**: N-way K-shot episodes (5-way 1-shot, 5-way 5-shot,
-#    2-way 1-shot), 15 queries per class, **the same episodes for every
-#    method** (their index lists are saved), mean ± 95% CI.
+#    2-way 1-shot, and 10-way 10-shot for the methods that can take it),
+#    15 queries per class (10 at 10 shots: an Omniglot character has 20
+#    drawings), **the same episodes for every method** (their index lists
+#    are saved), mean ± 95% CI.
 # 3. **Every shipped method**: hand-designed baselines (notebook 02),
 #    pretrained features (02), ProtoNet and Matching nets (03), MAML,
 #    first-order MAML and Reptile (04), the black-box sequence learners (05), VSML (07)
@@ -203,7 +205,9 @@ assert a["mean"] == b["mean"], "a pixel permutation changed a pixel-space neares
 #   each query is classified from the resulting state.
 # * **GPICL** (notebook 08): each episode is a new task id (a projection it
 #   never saw), the support set then one query per sequence, and the 10
-#   logits are **restricted to the episode's N labels**.
+#   logits are **restricted to the episode's N labels**. Its 100 positions
+#   cannot hold a 10-way 10-shot support set and a query, so that column
+#   is "–", like MAML's (5-way heads) and the black-box learners'.
 #
 # The benchmark never invents a row: a method whose checkpoint is not in the
 # checkout is listed as missing (Reptile was, until its CPU checkpoint
@@ -376,7 +380,7 @@ if RECORD is not None:
 # What it does **not** show:
 #
 # * **Not a ranking of the algorithms.** Each checkpoint is a short CPU run
-#   (ProtoNet 5,430 of 20,000 episodes, MAML 2,729 of 60,000
+#   (ProtoNet 10,371 of 20,000 episodes, MAML 2,729 of 60,000
 #   meta-iterations with 8 tasks instead of 32, Reptile 1,208 of 100,000,
 #   the memory-augmented LSTM
 #   2,000 steps and the transformer 10,000, VSML 12 minutes, GPICL 36
