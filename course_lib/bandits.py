@@ -653,7 +653,11 @@ def train_rl2(
     return agent, history
 
 
-def load_rl2(path, config: RL2Config) -> tuple[RL2Agent, dict]:
+def load_rl2(path, config: RL2Config | None = None) -> tuple[RL2Agent, dict]:
+    """An agent from ``path``; with ``config``, checked to be the one it was trained with, else built from it."""
+    path = _resolve(str(path))
+    if config is None:
+        config = RL2Config(**torch.load(path, map_location="cpu", weights_only=True)["config"])
     agent = RL2Agent(config)
     payload = load_checkpoint(path, agent, config)
     agent.eval()

@@ -899,9 +899,8 @@ def merge_part(old: dict | None, new: dict) -> dict:
     cells = {t: dict(row) for t, row in old["result"]["cells"].items()}
     for test_set, row in new["result"]["cells"].items():
         cells.setdefault(test_set, {}).update(row)
-    supported = list(dict.fromkeys(old["result"].get("supported_settings", [])
-                                   + new["result"].get("supported_settings", [])))
-    supported = [setting_name(*s) for s in SETTINGS if setting_name(*s) in supported]
+    either = set(old["result"].get("supported_settings", [])) | set(new["result"].get("supported_settings", []))
+    supported = [setting_name(*s) for s in SETTINGS if setting_name(*s) in either]
     earlier = old.get("earlier_commands", []) + [old["command"]]
     return {**new, "result": {**new["result"], "cells": cells, "supported_settings": supported,
                               "variables": old["result"].get("variables", new["result"]["variables"])},

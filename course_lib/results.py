@@ -46,6 +46,14 @@ class Run:
     explains_own_setting: bool = True  # False: ``differs`` says nothing about the setting the run trained on
 
 
+def _scaled_matching(ways: int) -> Run:
+    """A Matching-net run with the cosine / 0.1 of ``--temperature 0.1``, trained on ``ways``-way 1-shot episodes."""
+    return Run("Matching Networks, cosine / 0.1", f"data/matching_nets/{ways}way_1shot_scaled",
+               f"same data, cosine attention with temperature 0.1 (not in the paper), {ways}-way 1-shot training",
+               differs=f"one {ways}-way 1-shot model is tested in all four settings, where the paper trained one "
+                       "per setting", explains_own_setting=False)
+
+
 MATCHING_CAP = ("a softmax over unscaled cosines cannot be confident (at most p ≈ 0.65 for 5 classes; "
                 "`data/matching_nets/README.md`): the temperature-0.1 rows below show what scaling recovers")
 MAML_BATCH = "meta-batch {meta_batch} instead of the paper's {paper_batch}"
@@ -53,16 +61,10 @@ RUNS = (
     Run("ProtoNet", "data/protonet", "Omniglot Vinyals split, rotations, Conv4-64, 60-way 5-shot training"),
     Run("Matching Networks", "data/matching_nets/5way_1shot", "same data, cosine attention, 5-way 1-shot training",
         differs=MATCHING_CAP),
-    Run("Matching Networks, cosine / 0.1", "data/matching_nets/5way_1shot_scaled",
-        "same data, cosine attention with temperature 0.1 (not in the paper), 5-way 1-shot training",
-        differs="one 5-way 1-shot model is tested in all four settings, where the paper trained one per setting",
-        explains_own_setting=False),
+    _scaled_matching(5),
     Run("Matching Networks", "data/matching_nets/20way_1shot", "same data, 20-way 1-shot training",
         differs=MATCHING_CAP),
-    Run("Matching Networks, cosine / 0.1", "data/matching_nets/20way_1shot_scaled",
-        "same data, cosine attention with temperature 0.1 (not in the paper), 20-way 1-shot training",
-        differs="one 20-way 1-shot model is tested in all four settings, where the paper trained one per setting",
-        explains_own_setting=False),
+    _scaled_matching(20),
     Run("MAML (second order)", "data/maml/maml_5w1s", "same data, 5-way 1-shot, transductive batch norm",
         differs=MAML_BATCH),
     Run("first-order MAML", "data/maml/fomaml_5w1s", "same data, 5-way 1-shot", differs=MAML_BATCH),
@@ -153,23 +155,24 @@ def gaps(root: Path) -> list[str]:
                               for setting, entry in below.items())
         reasons = []
         done, planned = results.get("steps_done"), config.get("steps")
-        if done and planned and done < planned:
+        remaining = planned - done if done and planned and done < planned else 0
+        if remaining:
             reasons.append(f"trained {done:,} of the planned {planned:,} steps ({100 * done / planned:.0f} %)")
         if run.differs:
             values = _Missing({**config, "paper_batch": PAPER_META_BATCH.get(config.get("ways"), 32)})
             reasons.append(run.differs.format_map(values))
         own = f"{config.get('ways')}-way {config.get('shots')}-shot"
-        if own in below and not run.explains_own_setting and not (done and planned and done < planned):
+        if own in below and not run.explains_own_setting and not remaining:
             reasons.append(f"at its own training setting ({own}) the cause is not established")
         take = []
-        if done and planned and done < planned:
+        if remaining:
             if results.get("ms_per_step"):
-                seconds = (planned - done) * results["ms_per_step"] / 1000
-                take.append(f"the remaining {planned - done:,} steps: about {_hours(seconds)} on "
+                seconds = remaining * results["ms_per_step"] / 1000
+                take.append(f"the remaining {remaining:,} steps: about {_hours(seconds)} on "
                             f"{_machine(results.get('machine', {}))} at the {results['ms_per_step']:,.0f} ms per "
                             "step this run measured")
             else:
-                take.append(f"the remaining {planned - done:,} steps")
+                take.append(f"the remaining {remaining:,} steps")
             take.append(f"`--resume` on `{run.folder}` continues it exactly; `scripts/train_all.sh` has the "
                         "paper-scale command for a GPU")
         out.append(f"- **{run.method}** (`{run.folder}`): the CI ends below the paper's number at {shortfall}. "

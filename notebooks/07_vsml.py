@@ -658,8 +658,7 @@ if symla_results is not None:
     rl2_5_path = ROOT / "data" / "black_box" / "rl2_independent5_T10.pt"
     policies = {"SymLA (trained on 2 arms)": symla.SymLAPolicy(symla_agent)}
     if rl2_5_path.is_file():
-        stored = torch.load(rl2_5_path, map_location="cpu", weights_only=True)["config"]
-        rl2_5, _ = bandits.load_rl2(rl2_5_path, bandits.RL2Config(**stored))  # the config it was trained with
+        rl2_5, _ = bandits.load_rl2(rl2_5_path)  # with the config it was trained with
         policies["RL² GRU (trained on 5 arms)"] = bandits.RL2Policy(rl2_5)
     five = symla.evaluate(policies, 5, 10, bandits_count=cl.by_mode(smoke=50, full=2000))
     for name, v in five.items():

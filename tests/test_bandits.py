@@ -126,6 +126,8 @@ def test_rl2_agent_input_shapes_and_a_short_training_run(tmp_path):
     again, _ = B.load_rl2(path, config)
     for p, q in zip(agent.parameters(), again.parameters()):
         assert torch.equal(p, q)
+    stored, _ = B.load_rl2(path)  # no config given: the one it was trained with
+    assert stored.config == config and all(torch.equal(p, q) for p, q in zip(agent.parameters(), stored.parameters()))
     probs = B.IndependentBandits(3).sample_batch(5, torch.Generator().manual_seed(0)).probs
     out = B.rollout(B.RL2Policy(again), probs, 6, torch.Generator().manual_seed(0))
     assert out.action_probs.shape == (5, 6, 3)
