@@ -34,6 +34,14 @@ For notebook 09. One protocol for all:
   episodes of their base set. The index lists are saved
   (``episodes.npz``) so any method can be rerun on exactly these tasks.
 
+* **Shared meta-training data** (:data:`SHARED_TRAINING`): one row per family
+  meta-trained on Omniglot's 30 background alphabets and nothing else
+  (pretrained features, ProtoNet, MAML, the black-box sequence learners,
+  VSML, GPICL; the last two read randomly projected, label-permuted tasks
+  of those characters). The other rows are the notebooks' own checkpoints
+  (the Vinyals split for ProtoNet, Matching nets and MAML, as their papers;
+  digits for notebook 07's VSML, MNIST for notebook 08's GPICL).
+
 * **Score**: query accuracy, mean ± 95% CI over episodes
   (:func:`course_lib.evaluation.mean_confidence_interval`). Every method
   classifies each query from the support set and that query alone (no
@@ -274,8 +282,14 @@ class Method:
 
 ALL_METHODS = ("pixel-nn", "pixel-finetune", "pretrained-centroid", "pretrained-finetune", "protonet",
                "matching-net", "matching-net-scaled", "maml", "fomaml", "reptile", "mann", "lstm",
-               "transformer", "vsml", "gpicl")
-CHEAP_METHODS = ("pixel-nn", "pixel-finetune", "protonet", "matching-net-scaled", "gpicl")
+               "transformer", "vsml", "gpicl", "protonet-background", "maml-background", "vsml-omniglot",
+               "gpicl-omniglot")
+# The capstone's shared meta-training data: Omniglot's 30 background alphabets (Lake's split) and nothing
+# else. These rows form one comparison on equal data; the others are the notebooks' own checkpoints.
+SHARED_TRAINING = ("pretrained-centroid", "pretrained-finetune", "protonet-background", "maml-background", "mann",
+                   "lstm", "transformer", "vsml-omniglot", "gpicl-omniglot")
+SHARED_TRAINING_DATA = "Omniglot background"  # how each of their ``trained_on`` begins
+CHEAP_METHODS = ("pixel-nn", "pixel-finetune", "protonet", "matching-net-scaled", "gpicl", "gpicl-omniglot")
 PIXELS = 28 * 28
 
 
@@ -353,14 +367,23 @@ def _pretrained(ctx, finetune: bool) -> Method:
                   family="pretrained", note="the same pretrained Conv4 + nearest class mean of its features")
 
 
-def _protonet(ctx) -> Method:
+def _protonet(ctx, folder: str = "protonet") -> Method:
     from . import protonet
     from .models import count_parameters
-    model, _ = protonet.load_trained(_need(_data_dir() / "protonet"), device=ctx["device"])
+    run = _need(_data_dir() / folder)
+    model, _ = protonet.load_trained(run, device=ctx["device"])
+    steps = (protonet.read_results(run) or {}).get("steps_done")
     d = model.config.hidden
+    trained = f"{steps:,} training episodes" if steps else "training episodes unknown"
+    if model.config.protocol == "lake":
+        return Method("protonet-background", model.predict,
+                      f"Omniglot background (Lake, 964 characters, no rotations; {model.config.ways}-way "
+                      f"{model.config.shots}-shot episodes)", count_parameters(model), lambda n, k: n * d,
+                      family="metric", note=f"data/{folder} ({trained}; notebook 03's split ablation, a tenth of "
+                                            "the paper's budget); the capstone's shared meta-training data")
     return Method("protonet", model.predict, "Omniglot, Vinyals split + rotations (60-way 5-shot episodes)",
                   count_parameters(model), lambda n, k: n * d, family="metric",
-                  note="data/protonet (5,430 training episodes); learned variables: the N prototypes")
+                  note=f"data/{folder} ({trained}); learned variables: the N prototypes")
 
 
 def _matching(ctx, scaled: bool) -> Method:
@@ -403,18 +426,26 @@ class MAMLPredictor:
             return query_outputs(conv4_forward, fast, sx, qx, self.bn)
 
 
-def _maml(ctx, variant: str) -> Method:
+def _maml(ctx, variant: str, folder: str | None = None) -> Method:
     from . import maml
-    folder = {"maml": "maml_5w1s", "fomaml": "fomaml_5w1s", "reptile": "reptile_5w1s"}[variant]
+    folder = folder or {"maml": "maml_5w1s", "fomaml": "fomaml_5w1s", "reptile": "reptile_5w1s"}[variant]
     module, payload, _ = maml.load_run(_need(_data_dir() / "maml" / folder / "checkpoint.pt").parent, ctx["device"])
     theta = sum(v.numel() for v in module.theta().values())
-    head = module.config.ways
+    c = module.config
+    head = c.ways
     features = module.params["head_weight"].shape[1]
-    return Method(variant, MAMLPredictor(module), "Omniglot, Vinyals split + rotations (5-way 1-shot tasks)",
+    if c.protocol == "lake":
+        name = f"{variant}-background"
+        trained_on = (f"Omniglot background (Lake, 964 characters{', rotations' if c.rotations else ''}; "
+                      f"{c.ways}-way {c.shots}-shot tasks)")
+        shared = "; the capstone's shared meta-training data"
+    else:
+        name, trained_on, shared = variant, f"Omniglot, Vinyals split + rotations ({c.ways}-way {c.shots}-shot tasks)", ""
+    return Method(name, MAMLPredictor(module), trained_on,
                   theta, lambda n, k: theta - (head - n) * (features + 1),  # every weight is adapted (N head rows)
                   settings=tuple(s for s in SETTINGS if s[0] <= head), family="optimization",
-                  note=f"data/maml/{folder} ({payload['step']} meta-iterations), {module.config.test_inner_steps} "
-                       f"inner steps of {module.config.inner_lr}, non-transductive batch norm")
+                  note=f"data/maml/{folder} ({payload['step']} meta-iterations), {c.test_inner_steps} "
+                       f"inner steps of {c.inner_lr}, non-transductive batch norm{shared}")
 
 
 class SequencePredictor:
@@ -525,18 +556,24 @@ class VSMLPredictor:
         return logits
 
 
-def _vsml(ctx) -> Method:
+def _vsml(ctx, run: str = "scratch") -> Method:
     from . import vsml
-    folder = _need(_data_dir() / "vsml" / "scratch")
+    folder = _need(_data_dir() / "vsml" / run)
     model, results = vsml.load_run(folder, ctx["device"])
     counts = vsml.count_variables(model.config)["vsml"]
     predictor = VSMLPredictor(model)
     hidden = model.config.hidden
-    return Method("vsml", predictor, "scikit-learn digits (70 % of the images), random projections to 16",
+    if model.config.dataset == "omniglot":
+        name, trained_on = "vsml-omniglot", "Omniglot background (Lake, 964 characters), random projections to 16"
+        note = (f"data/vsml/{run}; the capstone's shared meta-training data; support set replayed to a "
+                "100-step stream")
+    else:
+        name, trained_on = "vsml", "scikit-learn digits (70 % of the images), random projections to 16"
+        note = (f"data/vsml/{run} (notebook 07's run); support set replayed to a 100-step stream; meta-trained on "
+                "digits, so its digits columns are in-distribution (held-out images, seen classes)")
+    return Method(name, predictor, trained_on,
                   counts["meta_parameters"], lambda n, k: model.config.input_size * n * 2 * hidden,
-                  reset=predictor.reset, family="black-box",
-                  note="data/vsml/scratch; support set replayed to a 100-step stream; meta-trained on digits, "
-                       "so its digits columns are in-distribution (held-out images, seen classes)")
+                  reset=predictor.reset, family="black-box", note=note)
 
 
 class GPICLPredictor:
@@ -574,18 +611,35 @@ class GPICLPredictor:
             return self.model(tokens)[0, :, -1, :ways]
 
 
-def _gpicl(ctx) -> Method:
+def _gpicl_steps(weights: Path) -> int | None:
+    """Training steps of a shipped GPICL model, from the ``results.json`` beside its weights."""
+    results = weights.parent / "results.json"
+    return json.loads(results.read_text()).get("steps") if results.is_file() else None
+
+
+def _gpicl(ctx, run: str = "sweep_cpu") -> Method:
     from . import gpicl
-    path = _need(_data_dir() / "gpicl" / "sweep_cpu" / "tasks_1024" / "weights.pt")
+    path = _need(_data_dir() / "gpicl" / run / "tasks_1024" / "weights.pt")
     model, config = gpicl.load_model(path, ctx["device"])
     size = gpicl.model_size(model)
     predictor = GPICLPredictor(model, config)
-    return Method("gpicl", predictor, "MNIST test images 0-8,999, 1,024 random projections + label permutations",
+    steps = _gpicl_steps(path)
+    trained = f"the 1,024-task model, {steps:,} steps" if steps else "the 1,024-task model"
+    if config.train_dataset == "omniglot":
+        name = "gpicl-omniglot"
+        trained_on = ("Omniglot background (Lake, 868 of its 964 characters, 10 random ones per sequence), "
+                      "1,024 random projections + label permutations")
+        note = (f"data/gpicl/{run}/tasks_1024 ({trained}); the capstone's shared meta-training data; logits "
+                "restricted to the episode's N of its 10 classes")
+    else:
+        name, trained_on = "gpicl", "MNIST test images 0-8,999, 1,024 random projections + label permutations"
+        note = (f"data/gpicl/{run}/tasks_1024 ({trained}; notebook 08's run); logits restricted to the episode's "
+                "N of its 10 classes; meta-trained on MNIST digits, so its MNIST column is in-distribution "
+                "(held-out images)")
+    return Method(name, predictor, trained_on,
                   size["parameters"], lambda n, k: model.state_size(n * k + 1), reset=predictor.reset,
                   family="black-box", settings=tuple(s for s in SETTINGS if s[0] * s[1] + 1 <= config.seq_len),
-                  note="data/gpicl/sweep_cpu/tasks_1024 (the 1,024-task model, 2,293 steps); logits restricted "
-                       "to the episode's N of its 10 classes; meta-trained on MNIST digits, so its MNIST "
-                       "column is in-distribution (held-out images)")
+                  note=note)
 
 
 BUILDERS: dict[str, Callable[[dict], Method]] = {
@@ -604,6 +658,10 @@ BUILDERS: dict[str, Callable[[dict], Method]] = {
     "transformer": lambda ctx: _sequence(ctx, "transformer"),
     "vsml": _vsml,
     "gpicl": _gpicl,
+    "protonet-background": lambda ctx: _protonet(ctx, "protonet_ablations/lake_split"),
+    "maml-background": lambda ctx: _maml(ctx, "maml", "maml_5w1s_background"),
+    "vsml-omniglot": lambda ctx: _vsml(ctx, "scratch_omniglot"),
+    "gpicl-omniglot": lambda ctx: _gpicl(ctx, "omniglot_cpu"),
 }
 assert tuple(BUILDERS) == ALL_METHODS
 
@@ -694,10 +752,11 @@ def cell(record: dict, method: str, test_set: str, setting: str) -> dict | None:
     return record["methods"][method]["cells"].get(test_set, {}).get(setting)
 
 
-def to_markdown(record: dict) -> str:
+def to_markdown(record: dict, methods=None) -> str:
+    """The table (rows: ``methods``, default all of the record's, in its order; columns: test set x setting)."""
     cols = columns(record)
     lines = ["| method | " + " | ".join(f"{t} · {s}" for t, s in cols) + " |", "|---|" + "---|" * len(cols)]
-    for method in record["methods"]:
+    for method in (record["methods"] if methods is None else [m for m in methods if m in record["methods"]]):
         cells = []
         for t, s in cols:
             c = cell(record, method, t, s)
@@ -750,6 +809,11 @@ def results_markdown(record: dict) -> str:
         f"mode {record['mode']}.",
         "",
         to_markdown(record),
+        "",
+        f"**The same meta-training data.** The rows meta-trained on {SHARED_TRAINING_DATA} alphabets only "
+        "(Lake's split, 964 characters; nothing else), with the untrained pixel nearest neighbour for reference:",
+        "",
+        to_markdown(record, ("pixel-nn",) + SHARED_TRAINING),
         "",
         "| method | meta-trained on | learned / meta variables | seconds | note |",
         "|---|---|---|---|---|",
@@ -805,24 +869,27 @@ def plot_generality(record: dict, axes=None):
     markers = {"5-way 1-shot": "o", "5-way 5-shot": "s", "2-way 1-shot": "^", "10-way 10-shot": "D"}
     colours = {}
     for name, m in record["methods"].items():
-        colour = colours.setdefault(name, f"C{len(colours) % 10}")
+        colour = colours.setdefault(name, plt.cm.tab20(len(colours) % 20))
+        edge = "black" if name in SHARED_TRAINING else "none"  # the rows on the shared meta-training data
         for setting in m["supported_settings"]:
             g = generality(record, name, setting)
             if g is None:
                 continue
             axes[0].scatter(100 * g["in_distribution"], 100 * g["out_of_distribution"], color=colour,
-                            marker=markers.get(setting, "x"), s=45, label=name if setting == m["supported_settings"][0] else None)
+                            marker=markers.get(setting, "x"), s=45, edgecolors=edge, linewidths=1.2,
+                            label=name if setting == m["supported_settings"][0] else None)
         setting = m["variables"]["setting"]
         g = generality(record, name, setting)
         if g is not None:
             axes[1].scatter(m["variables"]["ratio_learned_per_meta"], g["kept"], color=colour,
-                            marker=markers.get(setting, "x"), s=55)
+                            marker=markers.get(setting, "x"), s=55, edgecolors=edge, linewidths=1.2)
             axes[1].annotate(name, (m["variables"]["ratio_learned_per_meta"], g["kept"]), fontsize=7,
                              xytext=(3, 3), textcoords="offset points")
     axes[0].plot([0, 100], [0, 100], color="grey", lw=0.8, ls="--")
     axes[0].set(xlabel="accuracy in distribution, % (Omniglot; VSML: digits, GPICL: MNIST)",
                 ylabel="mean accuracy on the other four test sets, %",
-                title="in vs out of distribution (o 5w1s, □ 5w5s, △ 2w1s, ◇ 10w10s)")
+                title="in vs out of distribution (o 5w1s, □ 5w5s, △ 2w1s, ◇ 10w10s;\n"
+                      "black edge: meta-trained on the shared data, Omniglot background)")
     axes[0].legend(fontsize=7, ncol=2)
     axes[1].set_xscale("log")
     axes[1].axhline(1.0, color="grey", lw=0.8, ls="--")

@@ -276,6 +276,7 @@ class GPICLConfig:
     seed: int = 0
     amp: bool = True  # bf16 autocast on CUDA
     pair_tokens: bool = False  # transformer: also feed x_{t-1} with token t (not in the paper; see StackedTransformer)
+    train_dataset: str = "mnist"  # meta-training images: "mnist" (test images 0-8,999) or "omniglot" (background)
     num_tasks: list = field(default_factory=lambda: [INF])  # one model per entry: int or "inf"
     biased_fraction: list = field(default_factory=lambda: [0.0])  # one per model
 
@@ -419,29 +420,53 @@ def per_model_grad_clip_(model: nn.Module, max_norm: float) -> torch.Tensor:
 # --------------------------------------------------------------------------
 
 MNIST_TRAIN_IMAGES = 9000
+TRAIN_DATASETS = ("mnist", "omniglot")
+OMNIGLOT_HELD_OUT_CHARACTERS = 96  # the last 96 of the 964 background characters: "test" of an Omniglot run
 
 
 def load_task_data(config: GPICLConfig, device, smoke_data: bool = False) -> dict[str, ProjectedTasks]:
-    """``{"train": MNIST[:9000], "test": MNIST[9000:], "omniglot": evaluation alphabets, "digits": ...}``."""
+    """The training data and every evaluation set, as :class:`ProjectedTasks`.
+
+    ``train_dataset="mnist"``: ``{"train": MNIST[:9000], "test": MNIST[9000:], "omniglot": evaluation
+    alphabets, "digits": ...}``. ``train_dataset="omniglot"`` (the capstone's shared meta-training data):
+    ``"train"``: the first 868 characters of the 30 background alphabets, ``"test"``: the other 96
+    background characters (seen tasks = seen projections on new characters), ``"omniglot"``: the
+    evaluation alphabets, ``"mnist"``: all 10,000 MNIST test images (an unseen dataset), ``"digits"``.
+    """
     from .data import load_digits, load_mnist_test, omniglot_splits
 
+    if config.train_dataset not in TRAIN_DATASETS:
+        raise ValueError(f"train_dataset must be one of {TRAIN_DATASETS}, got {config.train_dataset!r}")
     mnist = load_mnist_test()
     images, labels = mnist.images, mnist.labels
-    split = MNIST_TRAIN_IMAGES
+    splits = omniglot_splits("lake", rotations=False)
+    omniglot = splits["test"]
     if smoke_data:  # tests: a few hundred images
-        images, labels, split = torch.cat([images[:300], images[-100:]]), torch.cat([labels[:300], labels[-100:]]), 300
-    train = ProjectedTasks(images[:split], labels[:split], config.num_classes, config.input_dim, device=device,
-                           name="MNIST (first 9,000 test images)")
-    test = ProjectedTasks(images[split:], labels[split:], config.num_classes, config.input_dim, device=device,
-                          name="MNIST (last 1,000 test images)", stats=train.stats)
-    omniglot = omniglot_splits("lake", rotations=False)["test"]
-    if smoke_data:
+        images, labels = torch.cat([images[:300], images[-100:]]), torch.cat([labels[:300], labels[-100:]])
         omniglot = omniglot.subset_classes(range(20))
-    data = {
-        "train": train, "test": test,
-        "omniglot": ProjectedTasks(omniglot.images, omniglot.labels, config.num_classes, config.input_dim,
-                                   device=device, name="Omniglot (evaluation alphabets)"),
-    }
+    if config.train_dataset == "mnist":
+        split = 300 if smoke_data else MNIST_TRAIN_IMAGES
+        train = ProjectedTasks(images[:split], labels[:split], config.num_classes, config.input_dim, device=device,
+                               name="MNIST (first 9,000 test images)")
+        data = {"train": train,
+                "test": ProjectedTasks(images[split:], labels[split:], config.num_classes, config.input_dim,
+                                       device=device, name="MNIST (last 1,000 test images)", stats=train.stats)}
+    else:
+        background = splits["train"]
+        total = 40 if smoke_data else background.num_classes
+        held_out = 12 if smoke_data else OMNIGLOT_HELD_OUT_CHARACTERS
+        seen = background.subset_classes(range(total - held_out))
+        new = background.subset_classes(range(total - held_out, total))
+        train = ProjectedTasks(seen.images, seen.labels, config.num_classes, config.input_dim, device=device,
+                               name=f"Omniglot (background, {total - held_out} characters)")
+        data = {"train": train,
+                "test": ProjectedTasks(new.images, new.labels, config.num_classes, config.input_dim, device=device,
+                                       name=f"Omniglot (background, {held_out} held-out characters)",
+                                       stats=train.stats),
+                "mnist": ProjectedTasks(images, labels, config.num_classes, config.input_dim, device=device,
+                                        name="MNIST test set")}
+    data["omniglot"] = ProjectedTasks(omniglot.images, omniglot.labels, config.num_classes, config.input_dim,
+                                      device=device, name="Omniglot (evaluation alphabets)")
     try:
         digits = load_digits()
     except ImportError as error:  # scikit-learn missing: evaluate without digits rather than fail
@@ -667,6 +692,7 @@ def evaluate_models(model, data: dict[str, ProjectedTasks], config: GPICLConfig,
         "seen_tasks": ("test", seen_ids),
         "unseen_tasks": ("test", unseen_ids),
         "omniglot": ("omniglot", unseen_ids),
+        "mnist": ("mnist", unseen_ids),
         "digits": ("digits", unseen_ids),
     }
     results = [dict() for _ in range(M)]
@@ -702,7 +728,8 @@ def final_loss(history: dict, m: int, points: int = 5) -> float | None:
     return round(sum(losses) / len(losses), 4) if losses else None
 
 
-EVAL_NAMES = {"seen_tasks": "seen tasks", "unseen_tasks": "unseen tasks", "omniglot": "Omniglot", "digits": "digits"}
+EVAL_NAMES = {"seen_tasks": "seen tasks", "unseen_tasks": "unseen tasks", "omniglot": "Omniglot", "mnist": "MNIST",
+              "digits": "digits"}
 
 
 def _cell(entry: dict | None) -> str:
@@ -710,8 +737,11 @@ def _cell(entry: dict | None) -> str:
 
 
 def phase_diagram_markdown(rows: list[dict], config: GPICLConfig, meta: dict) -> str:
+    columns = [k for k in EVAL_NAMES if any(k in (row.get("evaluation") or {}) for row in rows)] or \
+        ["seen_tasks", "unseen_tasks", "omniglot", "digits"]
+    source = "MNIST" if config.train_dataset == "mnist" else "Omniglot background"
     lines = [
-        f"# GPICL phase diagram: {config.model}, MNIST tasks (random projection to {config.input_dim} + label "
+        f"# GPICL phase diagram: {config.model}, {source} tasks (random projection to {config.input_dim} + label "
         f"permutation), {config.seq_len} examples per sequence, tokens "
         f"{'[x_t, y_(t-1), x_(t-1)] (--pair-tokens)' if config.pair_tokens else '[x_t, y_(t-1)] (as in the paper)'}",
         "",
@@ -720,16 +750,16 @@ def phase_diagram_markdown(rows: list[dict], config: GPICLConfig, meta: dict) ->
         f"ln({config.num_classes}) = {math.log(config.num_classes):.3f}. Device: {meta.get('device')}; "
         f"batch {config.batch_size}; {meta.get('train_seconds', 0):.0f} s of training in all.",
         "",
-        "| tasks | biased | steps | final loss | seen tasks | unseen tasks | Omniglot | digits | acc. at step 1 / 10 / 50 (unseen) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| tasks | biased | steps | final loss | " + " | ".join(EVAL_NAMES[k] for k in columns)
+        + " | acc. at step 1 / 10 / 50 (unseen) |",
+        "|---|---|---|---|" + "---|" * len(columns) + "---|",
     ]
     for row in rows:
         ev = row.get("evaluation") or {}
         by = (ev.get("unseen_tasks") or {}).get("by_position") or []
         picks = " / ".join(f"{100 * by[i]:.0f} %" for i in (0, 9, 49) if i < len(by)) or "–"
         lines.append(f"| {row['num_tasks']} | {row['biased_fraction']:g} | {row['steps']} | {row['final_loss']} | "
-                     f"{_cell(ev.get('seen_tasks'))} | {_cell(ev.get('unseen_tasks'))} | {_cell(ev.get('omniglot'))} "
-                     f"| {_cell(ev.get('digits'))} | {picks} |")
+                     + " | ".join(_cell(ev.get(k)) for k in columns) + f" | {picks} |")
     lines += ["", f"Parameters per model: {rows[0]['parameters']:,}; state size after {config.seq_len} steps: "
               f"{rows[0]['state_size']:,} numbers." if rows else ""]
     return "\n".join(lines) + "\n"
@@ -916,6 +946,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ffn-mult", type=int, help="MLP width / d_model (default 2)")
     parser.add_argument("--lstm-hidden", type=int, help="LSTM hidden size (default 512)")
     parser.add_argument("--input-dim", type=int, help="size of the projected inputs (default 32)")
+    parser.add_argument("--train-dataset", choices=TRAIN_DATASETS,
+                        help="meta-training images: mnist (test images 0-8,999; default) or omniglot (background "
+                             "alphabets, the capstone's shared meta-training data)")
     parser.add_argument("--seq-len", type=int, help="examples per sequence (default 100)")
     parser.add_argument("--steps", type=int, help="training steps in all (default 20000)")
     parser.add_argument("--lr", type=float, help="Adam learning rate (default 5e-4)")
@@ -962,7 +995,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 DEFAULT_SWEEP = "16,256,1024,4096,16384,65536,inf"
-OPTION_FIELDS = ("pair_tokens", "model", "d_model", "layers", "heads", "ffn_mult", "lstm_hidden", "input_dim", "seq_len", "steps",
+OPTION_FIELDS = ("train_dataset", "pair_tokens", "model", "d_model", "layers", "heads", "ffn_mult", "lstm_hidden", "input_dim", "seq_len", "steps",
                  "lr", "warmup", "clip", "seed", "amp", "batch_size")
 
 

@@ -123,5 +123,18 @@ job gpicl_sweep "$ROOT/gpicl/sweep/config.json" $PY -m course_lib.gpicl sweep --
     --num-tasks "$(big 16,256,1024,4096,16384,65536,inf 4,inf)" --steps "$(big 100000 2)" \
     --batch-size "$(big 128 4)" --keep-weights inf "${COMMON[@]}" "${SMOKE_DATA[@]}"
 
+# --- notebook 09: the capstone's shared meta-training data (Omniglot's background alphabets only) ---
+# The rows of course_lib.benchmark.SHARED_TRAINING that the notebooks above do not already train there.
+job protonet_background "$ROOT/protonet_background/checkpoint.pt" $PY -m course_lib.train protonet \
+    --out "$ROOT/protonet_background" --protocol lake --ways "$(big 60 5)" --shots 5 --queries 5 \
+    --steps "$(big 20000 3)" --lr 1e-3 --halve-every 2000 --seed 0 --test-episodes "$TEST_EP" "${COMMON[@]}" "${SMOKE_DATA[@]}"
+maml maml_5w1s_background maml 5 "$(big 60000 2)" --protocol lake --no-rotations
+job vsml_scratch_omniglot "$ROOT/vsml/scratch_omniglot/checkpoint.pt" $PY -m course_lib.vsml train \
+    --out "$ROOT/vsml/scratch_omniglot" --mode scratch --model vsml --dataset omniglot --meta-batch "$(big 256 4)" \
+    --steps "$(big 20000 2)" "${COMMON[@]}" "${SMOKE_DATA[@]}"
+job gpicl_omniglot "$ROOT/gpicl/omniglot/config.json" $PY -m course_lib.gpicl train --out "$ROOT/gpicl/omniglot" \
+    --train-dataset omniglot --pair-tokens --num-tasks "$(big 1024 4)" --steps "$(big 100000 2)" \
+    --batch-size "$(big 128 4)" --keep-weights "$(big 1024 4)" "${COMMON[@]}" "${SMOKE_DATA[@]}"
+
 echo "[$(date +%T)] done; times in $TIMES"
 exit $failed

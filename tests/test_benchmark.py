@@ -352,7 +352,8 @@ def test_generality_and_plots_from_a_record():
 # The adapters of the shipped checkpoints
 # --------------------------------------------------------------------------
 
-SHIPPED = ("protonet", "matching-net-scaled", "maml", "fomaml", "mann", "transformer", "vsml", "gpicl")
+SHIPPED = ("protonet", "matching-net-scaled", "maml", "fomaml", "mann", "transformer", "vsml", "gpicl",
+           "protonet-background", "maml-background", "vsml-omniglot", "gpicl-omniglot")
 
 
 @pytest.fixture(scope="module")
@@ -386,3 +387,16 @@ def test_adapters_are_non_transductive_and_return_n_way_logits(shipped_methods, 
     part = method.predict(episode.support_x, episode.support_y, episode.query_x[:3])
     assert full.shape == (ways * 6, ways)
     assert torch.allclose(full[:3], part, atol=1e-4), (full[:3], part)
+
+
+def test_the_shared_training_rows_were_meta_trained_on_the_background_alphabets_only(shipped_methods):
+    """Each row of bm.SHARED_TRAINING says what it was meta-trained on; all must name the same data, in the
+    builders and in the shipped table."""
+    assert set(bm.SHARED_TRAINING) <= set(bm.ALL_METHODS)
+    methods, _ = shipped_methods
+    for name, method in methods.items():
+        shared = method.trained_on.startswith(bm.SHARED_TRAINING_DATA)
+        assert shared == (name in bm.SHARED_TRAINING), (name, method.trained_on)
+    record = json.loads((bm._data_dir() / "benchmark" / "results.json").read_text())
+    for name in set(bm.SHARED_TRAINING) & set(record["methods"]):
+        assert record["methods"][name]["trained_on"].startswith(bm.SHARED_TRAINING_DATA), name

@@ -329,3 +329,38 @@ def test_load_run_reads_what_the_sweep_wrote(tmp_path):
     assert torch.load(path, weights_only=True)["model_index"] == 0
     with pytest.raises(ValueError, match="not 16"):
         gpicl.extract_weights(out / "checkpoint.pt", out, 16)
+
+
+@pytest.mark.real_data("mnist")
+@pytest.mark.real_data("omniglot")
+def test_omniglot_meta_training_keeps_every_evaluation_set_out_of_training():
+    """--train-dataset omniglot: trained on background characters only; its "test" characters, the
+    evaluation alphabets and MNIST are never in "train" (compared image by image)."""
+    from course_lib.data import omniglot_splits
+
+    config = GPICLConfig(train_dataset="omniglot", d_model=16, layers=1, heads=2, seq_len=16, num_classes=10)
+    data = gpicl.load_task_data(config, "cpu")
+    assert set(data) >= {"train", "test", "omniglot", "mnist"}
+    background = omniglot_splits("lake", rotations=False)["train"]
+    assert data["train"].dataset_classes + data["test"].dataset_classes == background.num_classes
+    assert data["test"].dataset_classes == gpicl.OMNIGLOT_HELD_OUT_CHARACTERS
+    assert len(data["mnist"]) == 10_000
+
+    def rows(tasks):  # the standardised pixels, undone to the raw images' bytes
+        mean, std = tasks.stats
+        return {bytes(r) for r in (tasks.inputs * max(std, 1e-6) + mean).mul(255).round().to(torch.uint8).numpy()}
+
+    train = rows(data["train"])
+    for name in ("test", "omniglot"):
+        assert not train & rows(data[name]), f"{name} images are in the training data"
+    assert data["test"].stats == data["train"].stats  # held-out characters standardised like training
+    tokens, targets = data["train"].sample_batch(torch.arange(4), 16, torch.Generator().manual_seed(0))
+    assert tokens.shape == (4, 16, 32 + 10) and targets.max() < 10
+
+
+def test_an_unknown_training_dataset_is_rejected_before_anything_is_written(tmp_path, capsys):
+    out = tmp_path / "bad"
+    with pytest.raises(SystemExit) as error:
+        gpicl.main(["train", "--train-dataset", "cifar", "--out", str(out)])
+    assert error.value.code == 2 and not out.exists()
+    assert "--train-dataset" in capsys.readouterr().err

@@ -36,7 +36,8 @@ def test_every_method_of_the_course_has_a_job():
     jobs = dry_run(Path("runs/unused"))
     for name in ("protonet", "matching_5w1s", "matching_20w1s", "maml_5w1s", "fomaml_5w1s", "reptile_5w1s",
                  "maml_20w1s", "mann_2w1s", "lstm_4w1s", "transformer_2w1s", "rl2_T10", "vsml_scratch",
-                 "vsml_metarnn", "vsml_clone", "gpicl_sweep"):
+                 "vsml_metarnn", "vsml_clone", "gpicl_sweep", "protonet_background", "maml_5w1s_background",
+                 "vsml_scratch_omniglot", "gpicl_omniglot"):
         assert name in jobs, name
     assert all("--device" in argv for name, argv in jobs.items() if not name.startswith(("rl2", "maml_sinusoid")))
 
@@ -69,3 +70,8 @@ def test_a_run_folder_with_a_checkpoint_is_resumed_and_a_finished_job_skipped(tm
 def test_only_selects_jobs():
     jobs = dry_run(Path("runs/unused"), ONLY="protonet gpicl_sweep")
     assert set(jobs) == {"protonet", "gpicl_sweep"}
+
+
+def test_the_readme_counts_the_jobs_the_script_has():
+    jobs = dry_run(Path("runs/unused"))
+    assert f"list the {len(jobs)} commands" in (REPO / "README.md").read_text()
