@@ -377,7 +377,8 @@ def _protonet(ctx, folder: str = "protonet") -> Method:
     trained = f"{steps:,} training episodes" if steps else "training episodes unknown"
     if model.config.protocol == "lake":
         return Method("protonet-background", model.predict,
-                      f"Omniglot background (Lake, 964 characters, no rotations; {model.config.ways}-way "
+                      f"Omniglot background (Lake, 964 characters, {'' if model.config.rotations else 'no '}rotations; "
+                      f"{model.config.ways}-way "
                       f"{model.config.shots}-shot episodes)", count_parameters(model), lambda n, k: n * d,
                       family="metric", note=f"data/{folder} ({trained}; notebook 03's split ablation, a tenth of "
                                             "the paper's budget); the capstone's shared meta-training data")
@@ -627,8 +628,8 @@ def _gpicl(ctx, run: str = "sweep_cpu") -> Method:
     trained = f"the 1,024-task model, {steps:,} steps" if steps else "the 1,024-task model"
     if config.train_dataset == "omniglot":
         name = "gpicl-omniglot"
-        trained_on = ("Omniglot background (Lake, 868 of its 964 characters, 10 random ones per sequence), "
-                      "1,024 random projections + label permutations")
+        trained_on = (f"Omniglot background (Lake, {964 - gpicl.OMNIGLOT_HELD_OUT_CHARACTERS} of its 964 characters, "
+                      "10 random ones per sequence), 1,024 random projections + label permutations")
         note = (f"data/gpicl/{run}/tasks_1024 ({trained}); the capstone's shared meta-training data; logits "
                 "restricted to the episode's N of its 10 classes")
     else:
