@@ -251,10 +251,11 @@ if RECORD is not None:
 # %%
 if RECORD is not None:
     display(Markdown(bm.to_markdown(RECORD)))
-    slow = {name: {c["episodes"] for row in m["cells"].values() for c in row.values()}
-            for name, m in RECORD["methods"].items()}
-    print(f"episodes per cell: {RECORD['episodes']}, except "
-          + (", ".join(f"{k}: {sorted(v)}" for k, v in slow.items() if v != {RECORD['episodes']}) or "none"))
+    counts = {name: {c["episodes"] for row in m["cells"].values() for c in row.values()}
+              for name, m in RECORD["methods"].items()}
+    fewer = {name: sorted(v) for name, v in counts.items() if v != {RECORD["episodes"]}}
+    print(f"episodes per cell: {RECORD['episodes']} in every cell" if not fewer else
+          f"episodes per cell: {RECORD['episodes']}, except " + ", ".join(f"{k}: {v}" for k, v in fewer.items()))
     print(f"made by: {RECORD['command']}\non: {RECORD['hardware'].get('cpu')} ({RECORD['hardware']['device']}, "
           f"{RECORD['hardware']['torch_threads']} thread)")
 

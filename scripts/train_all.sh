@@ -123,6 +123,12 @@ job gpicl_sweep "$ROOT/gpicl/sweep/config.json" $PY -m course_lib.gpicl sweep --
     --num-tasks "$(big 16,256,1024,4096,16384,65536,inf 4,inf)" --steps "$(big 100000 2)" \
     --batch-size "$(big 128 4)" --keep-weights inf "${COMMON[@]}" "${SMOKE_DATA[@]}"
 
+# --- notebook 08: in-context linear regression (Raventós et al. 2023), every pool size in one process ---
+# d = 8, 16 examples, noise variance 0.25 as in the paper; an 8-layer, 128-wide transformer with batch 256
+job icl_regression "$ROOT/gpicl/regression/checkpoint.pt" $PY -m course_lib.icl_regression --out "$ROOT/gpicl/regression" \
+    --num-tasks "$(big 1,4,16,64,256,1024,4096,16384,65536,inf 2,inf)" --d-model "$(big 128 16)" --layers "$(big 8 1)" \
+    --heads 2 --batch-size "$(big 256 8)" --steps "$(big 500000 2)" --eval-sequences "$(big 1024 8)" "${COMMON[@]}"
+
 # --- notebook 09: the capstone's shared meta-training data (Omniglot's background alphabets only) ---
 # The rows of course_lib.benchmark.SHARED_TRAINING that the notebooks above do not already train there.
 job protonet_background "$ROOT/protonet_background/checkpoint.pt" $PY -m course_lib.train protonet \

@@ -37,7 +37,7 @@ def test_every_method_of_the_course_has_a_job():
     for name in ("protonet", "matching_5w1s", "matching_20w1s", "maml_5w1s", "fomaml_5w1s", "reptile_5w1s",
                  "maml_20w1s", "mann_2w1s", "lstm_4w1s", "transformer_2w1s", "rl2_T10", "vsml_scratch",
                  "vsml_metarnn", "vsml_clone", "gpicl_sweep", "protonet_background", "maml_5w1s_background",
-                 "vsml_scratch_omniglot", "gpicl_omniglot"):
+                 "vsml_scratch_omniglot", "gpicl_omniglot", "icl_regression"):
         assert name in jobs, name
     assert all("--device" in argv for name, argv in jobs.items() if not name.startswith(("rl2", "maml_sinusoid")))
 
