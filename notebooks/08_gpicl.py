@@ -341,8 +341,8 @@ else:
 #   0.031 and 0.101), on new tasks as bad (1.96 and 1.25; ridge: 0.38).
 # * **16 tasks: in between, and drifting towards memorisation.** Distance
 #   0.37 to ridge and 0.50 to dMMSE; after the first 8,515 steps it was
-#   0.32 and 0.54 (the run was resumed once; its `config.json` has both
-#   commands). Longer training pulls a small pool towards the Bayes
+#   0.32 and 0.54 (`results_8515_steps.md` in the same folder; the run was
+#   resumed once, and its `config.json` has every command). Longer training pulls a small pool towards the Bayes
 #   predictor of that pool.
 # * **64 tasks and more: ridge regression.** Distance to ridge 0.12 at 64
 #   tasks and 0.05-0.06 from 256 on, against 0.23-0.44 to dMMSE. These
