@@ -59,6 +59,7 @@ from IPython.display import Markdown, display
 
 import course_lib as cl
 from course_lib import checks, data, gpicl, runtime
+from course_lib import icl_regression as icl
 from course_lib import sequence_learners as seq
 
 MODE, DEVICE = cl.notebook_setup(seed=0)
@@ -256,8 +257,6 @@ for model_name in ("transformer", "lstm"):
 # 16 tasks (d = 8, 16 examples, $\sigma^2 = 0.25$), error by position:
 
 # %%
-from course_lib import icl_regression as icl
-
 oracle_config = icl.RegressionConfig()
 oracle_pool = icl.task_pool(16, oracle_config.dim, seed=0)
 oracle_generator = torch.Generator().manual_seed(0)
