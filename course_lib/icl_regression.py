@@ -359,8 +359,7 @@ def results_markdown(rows: list[dict], config: RegressionConfig, meta: dict) -> 
         lines.append(f"| {row['num_tasks']} | {_cell(pool['model'])} | {_cell(pool.get('dmmse'))} | "
                      f"{_cell(new['model'])} | {_cell(new['ridge'])} | {_cell(new.get('dmmse'))} | "
                      f"{_cell(new['model_to_ridge'])} | {_cell(new.get('model_to_dmmse'))} |")
-    params = sum(p.numel() for p in build_models(config).parameters()) // len(config.num_tasks)
-    lines += ["", f"Parameters per model: {params:,}. The noise floor (an estimator that knew w) is "
+    lines += ["", f"Parameters per model: {meta['parameters']:,}. The noise floor (an estimator that knew w) is "
               f"{config.noise_var / config.dim:.4f}."]
     return "\n".join(lines) + "\n"
 
@@ -462,12 +461,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = evaluate(state.model, config, sequences=args.eval_sequences)
     meta = {"steps": state.step, "train_seconds": round(state.seconds, 1), "eval_seconds": round(time.time() - started, 1),
             "eval_sequences": args.eval_sequences, "machine": machine_description(device),
-            "torch_threads": torch.get_num_threads()}
+            "torch_threads": torch.get_num_threads(),
+            "parameters": sum(p.numel() for p in state.model.parameters()) // len(config.num_tasks)}
     write_json(out / "history.json", state.history)
     save_weights(state.model, config, out / "weights.pt")
     write_json(out / "results.json", {"config": dataclasses.asdict(config), **meta, "rows": rows})
-    write_text(out / "results.md", results_markdown(rows, config, meta))
-    print(results_markdown(rows, config, meta))
+    summary = results_markdown(rows, config, meta)
+    write_text(out / "results.md", summary)
+    print(summary)
     return rows
 
 

@@ -281,13 +281,23 @@ plt.show()
 # A shipped run (`data/gpicl/regression_cpu/`, made on this course's CPU,
 # command below) trained one transformer per pool size $M$ for the same
 # number of steps. The cell reloads the weights and evaluates them again,
-# live, on pool tasks and on new tasks, next to both oracles; the right
+# live, on pool tasks and on new tasks, next to both oracles (in full mode
+# on the same sequences as its `results.json`, so the numbers agree up to
+# the weights' bf16 rounding; smoke mode uses 32 sequences); the right
 # panel is the paper's test: the mean squared distance between the
 # model's predictions and each oracle's, on new tasks. (Solid lines: pool
 # tasks; dashed: new tasks; ridge does equally well on both.)
 
 # %%
 REGRESSION = SWEEP.parent / "regression_cpu"
+
+
+def log2_tasks(rows):
+    """x positions: log2(num_tasks); inf goes one step right of the largest pool."""
+    finite = [math.log2(r["num_tasks"]) for r in rows if r["num_tasks"] != "inf"]
+    return [math.log2(r["num_tasks"]) if r["num_tasks"] != "inf" else max(finite) + 2 for r in rows]
+
+
 if (REGRESSION / "weights.pt").is_file():
     regression_run = icl.load_run(REGRESSION)
     print("shipped run:", json.loads((REGRESSION / "config.json").read_text())["command"])
@@ -299,8 +309,11 @@ if (REGRESSION / "weights.pt").is_file():
                         sequences=cl.by_mode(smoke=32, full=regression_run["eval_sequences"]))
     print(f"re-evaluated live in {time.perf_counter() - started:.0f} s ({len(live)} models; "
           f"{cl.by_mode(smoke=32, full=regression_run['eval_sequences'])} sequences each)")
-    x_positions = [math.log2(r["num_tasks"]) if r["num_tasks"] != "inf" else
-                   math.log2(max(q["num_tasks"] for q in live if q["num_tasks"] != "inf")) + 2 for r in live]
+    for again, shipped_row in zip(live, regression_run["rows"]):  # full mode: the same sequences as results.json
+        print(f"  {again['num_tasks']!s:>5} tasks, new tasks: model {again['new']['model']['mean']:.3f} "
+              f"(results.json: {shipped_row['new']['model']['mean']:.3f}), distance to ridge "
+              f"{again['new']['model_to_ridge']['mean']:.3f} ({shipped_row['new']['model_to_ridge']['mean']:.3f})")
+    x_positions = log2_tasks(live)
     labels = [str(r["num_tasks"]) for r in live]
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
     for name, split, colour, style in (("model", "pool", "C2", "-"), ("model", "new", "C2", "--"),
@@ -386,12 +399,6 @@ display(Markdown((SWEEP / "phase_diagram.md").read_text()))
 # %%
 EVAL_COLOURS = {"seen_tasks": "tab:blue", "unseen_tasks": "tab:orange", "omniglot": "tab:green",
                 "digits": "tab:red"}
-
-
-def log2_tasks(rows):
-    """x positions: log2(num_tasks); inf goes one step right of the largest pool."""
-    finite = [math.log2(r["num_tasks"]) for r in rows if r["num_tasks"] != "inf"]
-    return [math.log2(r["num_tasks"]) if r["num_tasks"] != "inf" else max(finite) + 2 for r in rows]
 
 
 def phase_diagram(rows, title, ax=None):
@@ -587,6 +594,14 @@ def plateau_end(history, fraction=0.95):
     return None
 
 
+def left_at(history, batch):
+    """When a training run left the plateau, in steps and in sequences seen."""
+    step = plateau_end(history)
+    if step is None:
+        return f"not within {history['step'][-1]:,} steps ({history['step'][-1] * batch:,} sequences)"
+    return f"from step {step:,} ({step * batch:,} sequences)"
+
+
 fig, ax = plt.subplots(figsize=(8, 3.6))
 colours = plt.cm.viridis(np.linspace(0, 0.95, len(shipped["rows"])))
 for row, colour in zip(shipped["rows"], colours):
@@ -699,9 +714,9 @@ OMNIGLOT_RUN = SWEEP.parent / "omniglot_cpu"
 if (OMNIGLOT_RUN / "phase_diagram.json").is_file():
     omniglot_run = gpicl.load_run(OMNIGLOT_RUN)
     row = omniglot_run["rows"][0]
-    left = plateau_end(omniglot_run["histories"][row["run"]])
-    print(f"Omniglot-trained, {row['num_tasks']} tasks, batch {row['batch_size']}: loss below 0.95 ln 10 from "
-          f"step {left} ({left * row['batch_size']:,} sequences), final loss {row['final_loss']} after {row['steps']:,} steps")
+    print(f"Omniglot-trained, {row['num_tasks']} tasks, batch {row['batch_size']}: loss below 0.95 ln 10 "
+          f"{left_at(omniglot_run['histories'][row['run']], row['batch_size'])}, final loss {row['final_loss']} "
+          f"after {row['steps']:,} steps")
     print(", ".join(f"{gpicl.EVAL_NAMES[k]} {gpicl._cell(v)}" for k, v in row["evaluation"].items()))
 else:
     print(f"no shipped run in {OMNIGLOT_RUN}")
@@ -719,14 +734,6 @@ else:
 # batch-32 sweep):
 
 # %%
-def left_at(history, batch):
-    """When a training run left the plateau, in steps and in sequences seen."""
-    step = plateau_end(history)
-    if step is None:
-        return f"not within {history['step'][-1]:,} steps ({history['step'][-1] * batch:,} sequences)"
-    return f"from step {step:,} ({step * batch:,} sequences)"
-
-
 SWEEP_B128 = SWEEP.parent / "sweep_cpu_b128"
 if (SWEEP_B128 / "phase_diagram.json").is_file():
     large = gpicl.load_run(SWEEP_B128)
