@@ -43,11 +43,11 @@ sync: $(STAMP)
 
 # The executed course as a static website in site/ (fails on broken links or images).
 site: $(STAMP)
-	$(PY) -m course_lib.site build --notebooks notebooks --out site
+	$(PY) -m course_lib.teaching.site build --notebooks notebooks --out site
 
 # Student copies of the notebooks with exercises: solutions replaced by placeholders.
 student: $(STAMP)
-	$(PY) -m course_lib.exercises --notebooks notebooks --out student
+	$(PY) -m course_lib.teaching.exercises --notebooks notebooks --out student
 
 clean-cache:
 	rm -rf data/cache

@@ -27,10 +27,10 @@ meta-batch of random inputs::
 Implementations (each written the way the library's own MAML example does it):
 
 * ``ours (vmap)``: :func:`course_lib.maml.meta_loss` (torch.func.grad inside vmap over the tasks);
-* ``ours (loop)``: :func:`course_lib.maml.meta_backward_loop` (a Python loop over tasks,
+* ``ours (loop)``: :func:`course_lib.maml_fast.meta_backward_loop` (a Python loop over tasks,
   ``torch.autograd.grad(create_graph=True)``, torch's native batch norm, one
-  ``backward()`` per task); ``--batching auto`` (the default
-  of ``python -m course_lib.maml``) trains with whichever of the two is faster;
+  ``backward()`` per task); ``--batching auto`` (the default of
+  ``python -m course_lib train maml``) trains with it on CPUs and with vmap on GPUs;
 * ``higher``: ``higher.innerloop_ctx`` over :class:`Conv4Module` (an ``nn.Module``
   with the same architecture and batch norm), ``torch.optim.SGD(lr=0.4)``; second
   order ``track_higher_grads=True``; first order ``track_higher_grads=False``
@@ -82,7 +82,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib import maml
+from course_lib import maml, maml_fast
 from course_lib.runtime import get_device, machine_description
 
 
@@ -227,7 +227,7 @@ def make_meta_gradient(name: str, theta: dict, batch, config: maml.MAMLConfig, f
         def run():  # as maml.meta_step(batched=False) does: one backward pass per task into .grad
             for p in params.values():
                 p.grad = None
-            maml.meta_backward_loop(params, batch, **kw)
+            maml_fast.meta_backward_loop(params, batch, **kw)
             return {k: p.grad for k, p in params.items()}
         return run
 

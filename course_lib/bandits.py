@@ -22,21 +22,18 @@ vectorised over a batch of tasks: :class:`RandomPolicy`, :class:`FixedArmPolicy`
 :class:`ThompsonSampling`, and :class:`RL2Policy` around a trained
 :class:`RL2Agent`: a GRU that reads (previous action, previous reward, time)
 and whose hidden state is the only thing that changes while it learns a task.
-:func:`train_rl2` meta-trains it with advantage actor-critic (REINFORCE with a
+:func:`train` meta-trains it with advantage actor-critic (REINFORCE with a
 learned value baseline and an entropy bonus) over many tasks at once.
 
-Command line (resumable; what made the checkpoints in ``data/black_box/``)::
+``python -m course_lib train rl2`` runs the same training step in a run
+folder (what made the agents in ``data/black_box/``)::
 
-    python -m course_lib.bandits --task independent --arms 5 --horizon 10 \\
-        --iterations 10000 --checkpoint data/black_box/rl2_independent5_T10.pt
+    python -m course_lib train rl2 --task independent --arms 5 --horizon 10 --steps 10000 \\
+        --out data/black_box/rl2_independent5_T10
 
-``--init-from`` starts from another checkpoint's weights (a curriculum over
-horizons) and ``--value-scale`` / ``--gae-lambda`` tune the critic. In our
-runs on independent arms, meta-training at T = 100 (from scratch or from the
-T = 10 agent) did not beat the T = 10 agent run for 100 pulls
-(:meth:`RL2Agent.with_horizon`), which is what notebook 05 uses there; on
-dependent arms an agent meta-trained at T = 100 from scratch does much better
-than the T = 10 one (``data/black_box/README.md``).
+``--init-from`` starts from another run's weights (a curriculum over
+horizons) and ``--value-scale`` / ``--gae-lambda`` tune the critic;
+``data/black_box/README.md`` says which of these runs helped.
 
 :func:`bayes_optimal_value` and :class:`BayesOptimalPolicy` give the exact
 Bayes-optimal policy for short horizons: the ceiling for any learned policy.
@@ -44,7 +41,6 @@ Bayes-optimal policy for short horizons: the ceiling for any learned policy.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import math
@@ -56,9 +52,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .episodes import TaskDistribution
+from .episodes import TaskDistribution, step_generator
+from .runs import CHECKPOINT_FILE, History, RunSpec, Trainer, read_checkpoint, train_loop
 from .runtime import repo_root
-from .training import History, load_checkpoint, save_checkpoint, train_loop
 
 # --------------------------------------------------------------------------
 # Tasks
@@ -439,6 +435,8 @@ def rollout(
 
 @dataclass
 class RL2Config:
+    """An RL² agent and its meta-training by A2C (one step = one batch of tasks, one episode each)."""
+
     arms: int = 5
     horizon: int = 100
     hidden: int = 48
@@ -447,14 +445,34 @@ class RL2Config:
     lr: float = 3e-3
     gamma: float = 0.99  # within one task; the hidden state is reset between tasks
     gae_lambda: float = 0.3
-    entropy_start: float = 0.05
-    entropy_end: float = 0.0
+    entropy_start: float = 0.05  # the entropy bonus goes linearly from entropy_start at step 0 ...
+    entropy_end: float = 0.0  # ... to entropy_end at the last step (resuming with more steps stretches the rest)
     value_coef: float = 0.5
-    iterations: int = 1000
+    steps: int = 1000
     seed: int = 0
     timestep_input: bool = True
     value_scale: float = 1.0  # the value head predicts return / value_scale (keeps its loss O(1) for long T)
-    init_from: str = ""  # curriculum: start from the weights of this checkpoint (e.g. trained on a shorter horizon)
+    init_from: str = ""  # curriculum: start from the weights of this run folder (e.g. trained on a shorter horizon)
+
+    def __post_init__(self) -> None:
+        check_a2c_config(self)
+        if self.task not in ("independent", "dependent"):
+            raise ValueError(f"task must be 'independent' or 'dependent', got {self.task!r}")
+        if self.task == "dependent" and self.arms != 2:
+            raise ValueError(f"dependent bandits have 2 arms, got arms={self.arms}")
+
+
+def check_a2c_config(config) -> None:
+    """The checks every A2C bandit config needs (RL² here, SymLA in ``course_lib.symla``)."""
+    for name, least in (("arms", 2), ("horizon", 1), ("hidden", 1), ("batch_size", 1), ("steps", 0), ("seed", 0)):
+        if getattr(config, name) < least:
+            raise ValueError(f"{name} must be >= {least}, got {getattr(config, name)}")
+    if not config.lr > 0:
+        raise ValueError(f"lr must be > 0, got {config.lr}")
+    if not (0 < config.gamma <= 1 and 0 <= config.gae_lambda <= 1):
+        raise ValueError(f"need 0 < gamma <= 1 and 0 <= gae_lambda <= 1, got {config.gamma}, {config.gae_lambda}")
+    if min(config.entropy_start, config.entropy_end, config.value_coef) < 0 or not config.value_scale > 0:
+        raise ValueError("entropy_start, entropy_end and value_coef must be >= 0 and value_scale > 0")
 
 
 def task_distribution(config: RL2Config) -> TaskDistribution[BanditTask]:
@@ -548,7 +566,7 @@ class RL2Policy(BanditPolicy):
         self.prev = (actions, rewards)
 
 
-def _discounted_advantages(rewards, values, gamma: float, lam: float):
+def discounted_advantages(rewards, values, gamma: float, lam: float):
     """GAE(gamma, lambda) with V = 0 after the last pull. ``[B, T]`` in, ``(advantages, returns)`` out."""
     B, T = rewards.shape
     advantages = torch.zeros_like(rewards)
@@ -586,7 +604,7 @@ def rl2_update(agent: RL2Agent, optimizer, tasks: TaskDistribution, entropy_coef
         prev_a, prev_r = a, r
     logps, values, entropies = torch.stack(logps, 1), torch.stack(values, 1), torch.stack(entropies, 1)
     rewards, regrets = torch.stack(rewards, 1), torch.stack(regrets, 1)
-    advantages, returns = _discounted_advantages(rewards, values.detach(), config.gamma, config.gae_lambda)
+    advantages, returns = discounted_advantages(rewards, values.detach(), config.gamma, config.gae_lambda)
     advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
     policy_loss = -(advantages * logps).mean()
     value_loss = ((values - returns) / config.value_scale).pow(2).mean()
@@ -604,64 +622,50 @@ def rl2_update(agent: RL2Agent, optimizer, tasks: TaskDistribution, entropy_coef
     }
 
 
-def _resolve(path: str) -> Path:
-    """A relative path as given, else relative to the course checkout (notebooks run in notebooks/)."""
-    candidate = Path(path)
-    root = repo_root()
-    if not candidate.is_file() and not candidate.is_absolute() and root is not None:
-        candidate = root / candidate
-    return candidate
+def entropy_coefficient(config, step: int) -> float:
+    """The entropy bonus of ``step``: linear from ``entropy_start`` (step 0) to ``entropy_end`` (the last step)."""
+    fraction = step / max(config.steps - 1, 1)
+    return config.entropy_start + (config.entropy_end - config.entropy_start) * fraction
 
 
-def train_rl2(
-    config: RL2Config,
-    *,
-    checkpoint=None,
-    progress: bool = True,
-    agent: RL2Agent | None = None,
-    max_seconds: float | None = None,
-) -> tuple[RL2Agent, History]:
-    """Meta-train an RL² agent; with ``checkpoint``, resume from it and save to it at the end
-    (or when ``max_seconds`` is used up: run again to continue)."""
-    if agent is None:
-        torch.manual_seed(config.seed)  # the initial weights too
-        agent = RL2Agent(config)
-        if config.init_from:
-            payload = torch.load(_resolve(config.init_from), map_location="cpu", weights_only=True)
-            agent.load_state_dict(payload["state_dict"])
-    optimizer = torch.optim.Adam(agent.parameters(), lr=config.lr)
-    history, start = History(), 0
-    if checkpoint is not None:
-        if Path(checkpoint).is_file():
-            payload = load_checkpoint(checkpoint, agent, config, optimizer=optimizer)
-            history, start = payload["history"], int(payload["step"] or 0)
-    generator = torch.Generator().manual_seed(config.seed + start)  # resumed runs get a fresh stream
-    torch.manual_seed(config.seed + start)
+def trainer(model: RL2Agent, config: RL2Config, data: dict | None = None, device="cpu") -> Trainer:
+    """One A2C update per step on the CPU (the agent is tiny; the rollouts are sequential).
+
+    The tasks, actions and rewards of step ``i`` come from a generator seeded
+    by ``(config.seed, i)`` only, so a resumed run plays exactly the bandits
+    an uninterrupted one would. ``config.init_from`` (a run folder) gives the
+    starting weights.
+    """
+    model.cpu().train()
+    if config.init_from:
+        model.load_state_dict(read_checkpoint(_checkpoint_path(config.init_from))["state_dict"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     tasks = task_distribution(config)
 
-    def step(i: int) -> dict:
-        fraction = i / max(config.iterations - 1, 1)
-        coef = config.entropy_start + (config.entropy_end - config.entropy_start) * fraction
-        return rl2_update(agent, optimizer, tasks, coef, generator)
+    def step(i: int) -> dict[str, float]:
+        return rl2_update(model, optimizer, tasks, entropy_coefficient(config, i), step_generator(config.seed, i))
 
-    if start < config.iterations:
-        history = train_loop(step, config.iterations, history=history, start_step=start,
-                             desc=f"RL² ({config.task}, T={config.horizon})", progress=progress,
-                             max_seconds=max_seconds)
-    if checkpoint is not None and start < config.iterations:
-        save_checkpoint(checkpoint, agent, config, history=history, optimizer=optimizer, step=history.steps_done)
-    return agent, history
+    return Trainer(step, optimizer)
 
 
-def load_rl2(path, config: RL2Config | None = None) -> tuple[RL2Agent, dict]:
-    """An agent from ``path``; with ``config``, checked to be the one it was trained with, else built from it."""
-    path = _resolve(str(path))
-    if config is None:
-        config = RL2Config(**torch.load(path, map_location="cpu", weights_only=True)["config"])
-    agent = RL2Agent(config)
-    payload = load_checkpoint(path, agent, config)
+def train(agent: RL2Agent, config: RL2Config, *, progress: bool = True, max_seconds: float | None = None) -> History:
+    """Meta-train ``agent`` for ``config.steps`` A2C updates; returns the :class:`History`.
+
+    (The command line runs the same step in a run folder, with checkpoints.)
+    """
+    history = train_loop(trainer(agent, config).step, config.steps, progress=progress, max_seconds=max_seconds,
+                         desc=describe(config))
     agent.eval()
-    return agent, payload
+    return history
+
+
+def _checkpoint_path(path: str) -> Path:
+    """A run folder's checkpoint (or a checkpoint file), relative to here or else to the course checkout."""
+    candidate = Path(path)
+    root = repo_root()
+    if not candidate.exists() and not candidate.is_absolute() and root is not None:
+        candidate = root / candidate
+    return candidate / CHECKPOINT_FILE if candidate.is_dir() else candidate
 
 
 # --------------------------------------------------------------------------
@@ -698,6 +702,31 @@ def compare_policies(policies: dict, probs: torch.Tensor, horizon: int, seed: in
     return results
 
 
+def classic_policies() -> dict[str, BanditPolicy]:
+    """The hand-designed policies every learned one is compared with."""
+    return {policy.name: policy for policy in (UCB1(), ThompsonSampling(), RandomPolicy())}
+
+
+def reward_table(policies: dict, tasks: TaskDistribution[BanditTask], horizon: int, count: int = 2000,
+                 seed: int = 0, permute: bool = False) -> dict[str, dict[str, float]]:
+    """Total reward (mean, 95% CI) of every policy on the same ``count`` test bandits from ``tasks``.
+
+    The bandits are drawn with seed ``seed + 999``, apart from the training
+    stream; ``permute``: each bandit's arms in a random order (the same
+    bandits otherwise).
+    """
+    probs = tasks.sample_batch(count, torch.Generator().manual_seed(seed + 999)).probs
+    if permute:
+        order = torch.rand(probs.shape, generator=torch.Generator().manual_seed(seed + 5)).argsort(1)
+        probs = probs.gather(1, order)
+    out = {}
+    for name, result in compare_policies(policies, probs, horizon, seed=seed).items():
+        rewards = result.total_reward.double()
+        out[name] = {"mean": rewards.mean().item(),
+                     "ci95": 1.959963984540054 * rewards.std().item() / math.sqrt(len(rewards)), "bandits": count}
+    return out
+
+
 def tune_ucb_constant(tasks: TaskDistribution, horizon: int, constants=(0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
                       bandits: int = 2000, seed: int = 12345) -> tuple[float, dict[float, float]]:
     """The exploration constant c of UCB1 with the highest mean total reward on *training* bandits."""
@@ -717,74 +746,70 @@ def policy_trace(agent: RL2Agent, probs: torch.Tensor, seed: int = 0) -> Rollout
     return rollout(RL2Policy(agent), probs.view(1, -1), agent.config.horizon, torch.Generator().manual_seed(seed))
 
 
-def trace_figure(probs: torch.Tensor, trace: Rollout, step: int, title: str | None = None):
-    """Arm probabilities of the policy up to ``step`` (lines), pulls and rewards (dots), and the
-    probabilities at ``step`` next to the true p (bars)."""
-    import matplotlib.pyplot as plt
+# --------------------------------------------------------------------------
+# The face the registry reads (course_lib.registry)
+# --------------------------------------------------------------------------
 
-    probs = probs.view(-1)
-    T, K = trace.action_probs.shape[1:]
-    step = max(0, min(step, T - 1))
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.2), gridspec_kw={"width_ratios": [3, 1]})
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    pi = trace.action_probs[0, : step + 1]
-    for k in range(K):
-        ax.plot(range(step + 1), pi[:, k].numpy(), color=colours[k % len(colours)], label=f"arm {k} (p={probs[k]:.2f})")
-        pulled = (trace.actions[0, : step + 1] == k).nonzero().flatten()
-        won = trace.rewards[0, pulled] > 0
-        ax.scatter(pulled[won].numpy(), [1.04] * int(won.sum()), color=colours[k % len(colours)], marker="o", s=12)
-        ax.scatter(pulled[~won].numpy(), [1.04] * int((~won).sum()), color=colours[k % len(colours)], marker="x", s=12)
-    ax.set_xlim(-0.5, T - 0.5)
-    ax.set_ylim(0, 1.1)
-    ax.set_xlabel("pull t")
-    ax.set_ylabel("pi(arm | h_t)")
-    ax.legend(fontsize=7, loc="center right")
-    ax.set_title(title or "RL² policy (dots at the top: pulls; o = reward 1, x = reward 0)", fontsize=9)
-    x = torch.arange(K)
-    bx.bar(x - 0.2, trace.action_probs[0, step].numpy(), 0.4, label="pi at t")
-    bx.bar(x + 0.2, probs.numpy(), 0.4, label="true p")
-    bx.set_xticks(x.tolist())
-    bx.set_ylim(0, 1)
-    bx.legend(fontsize=7)
-    bx.set_title(f"t = {step}: reward so far {int(trace.rewards[0, : step + 1].sum())}", fontsize=9)
-    fig.tight_layout()
-    return fig
+Config = RL2Config
+PAPER: dict[str, float] = {}  # rewards depend on the task and horizon; notebook 05 compares with the Bayes optimum
+RUNS = (
+    RunSpec("data/black_box/rl2_independent5_T10", "RL², 5 independent arms, 10 pulls",
+            ("--task", "independent", "--arms", "5", "--horizon", "10", "--steps", "10000"), ("--steps", "3"),
+            job="rl2_T10"),
+    RunSpec("data/black_box/rl2_dependent2_T10", "RL², 2 dependent arms, 10 pulls",
+            ("--task", "dependent", "--arms", "2", "--horizon", "10", "--steps", "1500"), ("--steps", "3"),
+            job="rl2_dependent"),
+    RunSpec("data/black_box/rl2_dependent2_T100", "RL², 2 dependent arms, 100 pulls",
+            ("--task", "dependent", "--arms", "2", "--horizon", "100", "--steps", "3000", "--lr", "0.001",
+             "--value-scale", "10"), ("--steps", "3"), job="rl2_dependent_T100"),
+    RunSpec("data/vsml/symla/rl2", "RL², SymLA's baseline (notebook 07)"),
+)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m course_lib.bandits",
-                                     description="Meta-train an RL² GRU policy on Bernoulli bandits (resumable).")
-    parser.add_argument("--task", default="independent", choices=["independent", "dependent"])
-    parser.add_argument("--arms", type=int, default=5)
-    parser.add_argument("--horizon", type=int, default=100)
-    parser.add_argument("--iterations", type=int, default=1000)
-    parser.add_argument("--hidden", type=int, default=48)
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--entropy", type=float, default=0.05, help="entropy bonus at the start (annealed to 0)")
-    parser.add_argument("--gae-lambda", type=float, default=0.3)
-    parser.add_argument("--value-scale", type=float, default=1.0, help="value head predicts return / this")
-    parser.add_argument("--init-from", default="", help="checkpoint whose weights to start from (curriculum)")
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--max-minutes", type=float, help="stop (checkpointed) after this long; run again to continue")
-    parser.add_argument("--no-progress", action="store_true")
-    return parser
+def build(config: RL2Config) -> RL2Agent:
+    return RL2Agent(config)
 
 
-def _main(argv=None) -> None:  # pragma: no cover - exercised by hand
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    config = RL2Config(arms=args.arms, horizon=args.horizon, hidden=args.hidden, task=args.task,
-                       batch_size=args.batch_size, iterations=args.iterations, seed=args.seed, lr=args.lr,
-                       entropy_start=args.entropy, init_from=args.init_from,
-                       value_scale=args.value_scale, gae_lambda=args.gae_lambda)
-    agent, history = train_rl2(config, checkpoint=args.checkpoint, progress=not args.no_progress,
-                               max_seconds=None if args.max_minutes is None else 60 * args.max_minutes)
-    print(f"saved {args.checkpoint} at iteration {history.steps_done}: "
-          f"last total reward {history.last('total_reward'):.2f}")
+def load_data(config: RL2Config, smoke: bool = False) -> dict:
+    """Nothing to load: the tasks are drawn from :func:`task_distribution`."""
+    return {}
 
 
-if __name__ == "__main__":  # pragma: no cover
-    _main()
+def evaluate(model: RL2Agent, config: RL2Config, data: dict | None = None, device="cpu", *, settings=(),
+             episodes: int = 2000, progress: bool = True) -> dict[str, dict[str, float]]:
+    """Total reward over ``config.horizon`` pulls on ``episodes`` test bandits of the training
+    distribution: the agent and :func:`classic_policies` on the same bandits."""
+    policies = {"RL²": RL2Policy(model.cpu().eval()), **classic_policies()}
+    return reward_table(policies, task_distribution(config), config.horizon, episodes)
+
+
+def evaluation_details(settings) -> dict:
+    return {"test_bandits_seed": 999, "policy_seed": 0}
+
+
+def results_markdown(method, results: dict, config, meta: dict) -> str:
+    """results.md: total reward per policy (not accuracies)."""
+    return reward_markdown(describe(config), {f"{config.arms} arms": results}, config, meta)
+
+
+def reward_markdown(title: str, rows: dict[str, dict], config, meta: dict) -> str:
+    """A table of total rewards, one row per test distribution, one column per policy."""
+    names = list(dict.fromkeys(name for row in rows.values() for name in row))
+    lines = [f"# {meta['method']}: {title}", "",
+             f"Trained {meta['steps_done']} of {config.steps} steps. Total reward over {config.horizon} pulls, "
+             f"mean ± 95% CI over {meta['test_episodes']} test bandits (the same bandits for every policy).", "",
+             "| test bandits | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for row, entries in rows.items():
+        lines.append(f"| {row} | " + " | ".join(
+            f"{entries[n]['mean']:.2f} ± {entries[n]['ci95']:.2f}" if n in entries else "–" for n in names) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def predictor(model: RL2Agent) -> RL2Policy:
+    """The agent as a :class:`BanditPolicy` (RL² is not a few-shot classifier)."""
+    return RL2Policy(model)
+
+
+def describe(config: RL2Config) -> str:
+    return (f"RL² GRU-{config.hidden} on {config.task} {config.arms}-armed bandits, {config.horizon} pulls, "
+            f"batch {config.batch_size}")

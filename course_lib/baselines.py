@@ -3,7 +3,7 @@
 Introduced in notebook 02. Every classifier here is a few-shot learner with
 the course's interface ``predict(support_x, support_y, query_x) -> logits``
 (``[n_query, ways]``), so :func:`course_lib.evaluation.evaluate_few_shot`
-and the episode explorer (:mod:`course_lib.explorer`) take any of them:
+and the episode explorer (:mod:`course_lib.teaching.explorer`) take any of them:
 
 * :func:`nearest_neighbour`: the label of the closest support example, in
   pixel space (or in any feature space, through ``encoder``);
@@ -36,7 +36,8 @@ from torch import nn
 from .data import LabelledImages
 from .evaluation import AccuracyResult
 from .models import Conv4
-from .training import History, train_classifier
+from .runs import History
+from .supervised import train_classifier
 
 Encoder = Callable[[torch.Tensor], torch.Tensor]
 """Maps images ``[n, C, H, W]`` to features ``[n, d]`` (or anything that flattens to it)."""

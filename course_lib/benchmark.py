@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import io
 import json
 import math
@@ -80,7 +79,7 @@ from .data import OMNIGLOT_SPLIT_SEED, OMNIGLOT_VINYALS_TRAIN_CLASSES, LabelledI
 from .episodes import Episode, EpisodeSampler
 from .evaluation import AccuracyResult, format_accuracy, mean_confidence_interval
 from .runtime import get_device, machine_description, repo_root
-from .training import write_json, write_text
+from .runs import write_json, write_text
 
 # --------------------------------------------------------------------------
 # Protocol constants
@@ -333,7 +332,7 @@ def pretrained_encoder(out: Path, device, smoke: bool = False, progress: bool = 
     from . import data as course_data
     from .baselines import hold_out_examples, pretrain_classifier
     from .models import Conv4
-    from .training import load_checkpoint, save_checkpoint
+    from .runs import load_checkpoint, save_checkpoint
 
     path = out / ("pretrained_conv4_smoke.pt" if smoke else "pretrained_conv4.pt")
     train = course_data.omniglot_splits("lake")["train"]
@@ -368,11 +367,12 @@ def _pretrained(ctx, finetune: bool) -> Method:
 
 
 def _protonet(ctx, folder: str = "protonet") -> Method:
-    from . import protonet
+    from . import registry
     from .models import count_parameters
+    from .runs import RunFolder
     run = _need(_data_dir() / folder)
-    model, _ = protonet.load_trained(run, device=ctx["device"])
-    steps = (protonet.read_results(run) or {}).get("steps_done")
+    model, _ = registry.load(run, device=ctx["device"])
+    steps = (RunFolder(run).results() or {}).get("steps_done")
     d = model.config.hidden
     trained = f"{steps:,} training episodes" if steps else "training episodes unknown"
     if model.config.protocol == "lake":
@@ -388,11 +388,10 @@ def _protonet(ctx, folder: str = "protonet") -> Method:
 
 
 def _matching(ctx, scaled: bool) -> Method:
-    from . import protonet
-    from .matching_nets import MatchingNet, MatchingNetConfig
+    from . import registry
     from .models import count_parameters
     folder = _need(_data_dir() / "matching_nets" / ("5way_1shot_scaled" if scaled else "5way_1shot"))
-    model, _ = protonet.load_trained(folder, MatchingNet, MatchingNetConfig, device=ctx["device"])
+    model, _ = registry.load(folder, device=ctx["device"])
     d = model.config.hidden
     return Method("matching-net-scaled" if scaled else "matching-net", model.predict,
                   "Omniglot, Vinyals split + rotations (5-way 1-shot episodes)", count_parameters(model),
@@ -412,7 +411,7 @@ class MAMLPredictor:
         self.params = {k: v.detach() for k, v in module.theta().items()}
 
     def __call__(self, support_x, support_y, query_x):
-        from .maml import _classification_loss, conv4_forward, inner_adapt, query_outputs
+        from .maml import classification_loss, conv4_forward, inner_adapt, query_outputs
         config = self.module.config
         ways = int(support_y.max()) + 1
         if ways > config.ways:
@@ -423,14 +422,14 @@ class MAMLPredictor:
         sx, sy, qx = support_x.to(device), support_y.to(device), query_x.to(device)
         with torch.no_grad():  # torch.func.grad still differentiates the inner loop
             fast = inner_adapt(params, sx, sy, config.test_inner_steps, config.inner_lr,
-                               _classification_loss(conv4_forward), first_order=True)
+                               classification_loss(conv4_forward), first_order=True)
             return query_outputs(conv4_forward, fast, sx, qx, self.bn)
 
 
 def _maml(ctx, variant: str, folder: str | None = None) -> Method:
-    from . import maml
+    from . import registry
     folder = folder or {"maml": "maml_5w1s", "fomaml": "fomaml_5w1s", "reptile": "reptile_5w1s"}[variant]
-    module, payload, _ = maml.load_run(_need(_data_dir() / "maml" / folder / "checkpoint.pt").parent, ctx["device"])
+    module, payload = registry.load(_need(_data_dir() / "maml" / folder / "checkpoint.pt").parent, ctx["device"])
     theta = sum(v.numel() for v in module.theta().values())
     c = module.config
     head = c.ways
@@ -483,23 +482,15 @@ class SequencePredictor:
 
 
 def _sequence(ctx, kind: str) -> Method:
+    from . import registry
     from .models import count_parameters
-    from .sequence_learners import SequenceConfig, build_model
-    from .training import load_checkpoint
     folder = _data_dir() / "black_box"
     models = {}
-    known = {f.name for f in dataclasses.fields(SequenceConfig)}
-    for path in sorted(folder.glob(f"{kind}_*way_*shot.pt")):
-        stored = torch.load(path, map_location="cpu", weights_only=True)["config"]
-        if "embed_norm" in known and "embed_norm" not in stored:
-            # written before the option existed, when the encoder always ended with a layer norm
-            stored = {**stored, "embed_norm": True}
-        config = SequenceConfig(**{k: v for k, v in stored.items() if k in known})
-        model = build_model(config)
-        load_checkpoint(path, model, map_location=ctx["device"])  # shapes checked; the config is the file's own
-        models[(config.ways, config.shots)] = model.to(ctx["device"]).eval()
+    for run in sorted(folder.glob(f"{kind}_*way_*shot/checkpoint.pt")):
+        model, _ = registry.load(run.parent, device=ctx["device"])  # built from the run's own config
+        models[(model.config.ways, model.config.shots)] = model
     if not models:
-        raise MissingCheckpoint(str(folder / f"{kind}_*.pt"))
+        raise MissingCheckpoint(str(folder / f"{kind}_*way_*shot/checkpoint.pt"))
     settings = tuple(s for s in SETTINGS if s in models)
     reference = models[min(models)]
     predictor = SequencePredictor(models)
@@ -507,7 +498,7 @@ def _sequence(ctx, kind: str) -> Method:
                   count_parameters(reference),
                   lambda n, k: models.get((n, k), reference).learned_variables(n * k + 1), settings=settings,
                   reset=predictor.reset, family="black-box",
-                  note=f"data/black_box/{kind}_<W>way_<K>shot.pt: only settings with their own checkpoint "
+                  note=f"data/black_box/{kind}_<W>way_<K>shot: only settings with their own checkpoint "
                        f"({', '.join(setting_name(*s) for s in sorted(models))}); one query per sequence")
 
 
@@ -558,9 +549,9 @@ class VSMLPredictor:
 
 
 def _vsml(ctx, run: str = "scratch") -> Method:
-    from . import vsml
+    from . import registry, vsml
     folder = _need(_data_dir() / "vsml" / run)
-    model, results = vsml.load_run(folder, ctx["device"])
+    model, _ = registry.load(folder, ctx["device"])
     counts = vsml.count_variables(model.config)["vsml"]
     predictor = VSMLPredictor(model)
     hidden = model.config.hidden
@@ -619,9 +610,9 @@ def _gpicl_steps(weights: Path) -> int | None:
 
 
 def _gpicl(ctx, run: str = "sweep_cpu") -> Method:
-    from . import gpicl
+    from . import gpicl, gpicl_runs
     path = _need(_data_dir() / "gpicl" / run / "tasks_1024" / "weights.pt")
-    model, config = gpicl.load_model(path, ctx["device"])
+    model, config = gpicl_runs.load_model(path, ctx["device"])
     size = gpicl.model_size(model)
     predictor = GPICLPredictor(model, config)
     steps = _gpicl_steps(path)
@@ -938,12 +929,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--settings", default="all",
                    help="comma-separated WAYSxSHOTS from: " + ", ".join(f"{w}x{k}" for w, k in SETTINGS)
                    + "; a method's cells of the other settings are kept from its earlier run")
-    p.add_argument("--out", default="data/benchmark", help="folder for results.json/.md/.csv and episodes.npz")
+    p.add_argument("--out", default=None, help="folder for results.json/.md/.csv and episodes.npz "
+                   f"(default: {FULL_OUT} in full mode, {SMOKE_OUT} in smoke mode)")
     p.add_argument("--device", default="cpu", help="cpu (default; the shipped results), cuda, mps")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument("--assemble", action="store_true", help="only rebuild the tables from out/parts/*.json")
     p.add_argument("--no-progress", action="store_true")
     return p
+
+
+FULL_OUT, SMOKE_OUT = "data/benchmark", "runs/smoke/benchmark"  # smoke numbers never land in data/
+
+
+def output_folder(out: str | None, mode: str) -> Path:
+    """Where this run writes; a usage error where smoke results would replace full-mode ones."""
+    folder = Path(out if out is not None else (SMOKE_OUT if mode == "smoke" else FULL_OUT))
+    if mode == "smoke":
+        for path in [folder / "results.json", *sorted((folder / "parts").glob("*.json"))]:
+            if path.is_file() and json.loads(path.read_text()).get("mode") == "full":
+                raise ValueError(f"{path} holds full-mode results and this is a smoke run (COURSE_MODE=smoke): "
+                                 f"write smoke results elsewhere with --out (default {SMOKE_OUT})")
+    return folder
 
 
 def _validate(args) -> tuple[list[str], list[str], list[tuple[int, int]], dict[str, int], int]:
@@ -1026,9 +1032,10 @@ def main(argv: list[str] | None = None) -> dict:
     try:  # every check before anything is loaded or written
         methods, test_sets, settings, episodes_for, episodes = _validate(args)
         device = get_device(args.device)
+        from .runtime import get_mode
+        out = output_folder(args.out, get_mode())
     except (ValueError, RuntimeError) as error:
         parser.error(str(error))
-    out = Path(args.out)
     command = "python -m course_lib.benchmark " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.assemble:
         return assemble(out, command)

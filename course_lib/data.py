@@ -13,7 +13,9 @@ Files come from, in this order:
 
 Every archive is checked against known checksums before it is used, and the
 converted arrays are written atomically (to a temporary file, then renamed),
-so an interrupted or failed run never leaves a half-written cache behind.
+so an interrupted or failed run never leaves a half-written cache behind; a
+cache that is unreadable all the same (a damaged disk, a bad copy) is deleted
+and rebuilt from the archives.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import gzip
 import hashlib
 import io
 import os
+import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -36,6 +39,9 @@ import torch
 from .runtime import DATA_DIR_VARIABLE, cache_dir, local_data_dir
 
 CACHE_FORMAT_VERSION = 1
+# Seconds a download waits for the server (to connect, and then for each block)
+# before giving up on that URL; a module constant so that tests can lower it.
+DOWNLOAD_TIMEOUT_SECONDS = 60.0
 
 
 class DataUnavailableError(RuntimeError):
@@ -43,7 +49,7 @@ class DataUnavailableError(RuntimeError):
 
 
 class ChecksumError(RuntimeError):
-    """A data file does not match any known checksum (corrupt or truncated)."""
+    """A data file does not match any known checksum (corrupt, truncated or another file)."""
 
 
 # --------------------------------------------------------------------------
@@ -180,8 +186,34 @@ def file_digest(path: Path, algorithm: str) -> str:
     return digest.hexdigest()
 
 
-def verify_checksum(path: Path, checksums: Iterable[str]) -> None:
-    """Raise :class:`ChecksumError` unless ``path`` matches one of ``checksums``."""
+def _readable_archive(path: Path) -> bool | None:
+    """Whether ``path`` is an intact zip or gzip file, whatever it holds (None: neither kind by name).
+
+    Tells the two reasons for a checksum mismatch apart: an intact archive is
+    the wrong file; an unreadable one is corrupt or truncated.
+    """
+    try:
+        if path.suffix == ".zip":
+            with zipfile.ZipFile(path) as bundle:
+                return bundle.testzip() is None  # testzip checks every member's CRC
+        if path.suffix == ".gz":
+            with gzip.open(path) as stream:
+                while stream.read(1 << 20):
+                    pass
+            return path.stat().st_size > 0
+    except (OSError, EOFError, zipfile.BadZipFile):
+        return False
+    return None
+
+
+def verify_checksum(
+    path: Path, checksums: Iterable[str], what_to_do: str = "Delete it and download it again."
+) -> None:
+    """Raise :class:`ChecksumError` unless ``path`` matches one of ``checksums``.
+
+    The message says whether the file is a readable archive with other content
+    (the wrong file) or an unreadable one (corrupt or truncated), then ``what_to_do``.
+    """
     checksums = tuple(checksums)
     seen = {}
     for entry in checksums:
@@ -191,10 +223,17 @@ def verify_checksum(path: Path, checksums: Iterable[str]) -> None:
         if seen[algorithm] == expected.lower():
             return
     found = ", ".join(f"{a}:{d}" for a, d in seen.items())
+    readable = _readable_archive(path)
+    if readable:
+        diagnosis = (f"is a readable {path.suffix} archive but not the expected file (another version, "
+                     "or another file saved under this name)")
+    elif readable is None:
+        diagnosis = "does not match any known checksum: it is corrupt, truncated or not the expected file"
+    else:
+        diagnosis = (f"is not a readable {path.suffix} archive: it is corrupt or truncated (an interrupted "
+                     "download, or an error page saved in its place)")
     raise ChecksumError(
-        f"{path} does not match any known checksum (found {found}; expected one of "
-        f"{', '.join(checksums)}). The file is corrupt or truncated: delete it and "
-        "download it again."
+        f"{path} {diagnosis}. Found {found}; expected one of {', '.join(checksums)}. {what_to_do}"
     )
 
 
@@ -213,9 +252,13 @@ def _publish(temporary: Path, destination: Path) -> None:
 
 
 def _download(url: str, destination: Path) -> None:
+    """Download ``url`` to ``destination`` (atomically); TimeoutError if the server stays silent."""
+    timeout = DOWNLOAD_TIMEOUT_SECONDS
+    # Say what we wait for before waiting: a silent server would otherwise look like a hang.
+    print(f"Downloading {url} (giving up after {timeout:g} s without an answer)", file=sys.stderr, flush=True)
     temporary = _atomic_target(destination)
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(temporary, "wb") as out:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(temporary, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
             from tqdm.auto import tqdm
 
@@ -239,7 +282,9 @@ def fetch(remote: RemoteFile) -> Path:
                 f"Put {remote.filename} there (official source: {remote.urls[0]}), "
                 f"or unset {DATA_DIR_VARIABLE} to download it."
             )
-        verify_checksum(path, remote.checksums)
+        verify_checksum(path, remote.checksums,
+                        f"Replace it with the official file from {remote.urls[0]}, or unset {DATA_DIR_VARIABLE} "
+                        "to download it.")
         return path
 
     path = cache_dir() / "downloads" / remote.folder / remote.filename
@@ -249,27 +294,52 @@ def fetch(remote: RemoteFile) -> Path:
             return path
         except ChecksumError:
             path.unlink()  # ours to replace: we downloaded it
-    errors, corrupt = [], []
+    errors, rejected = [], []
     for url in remote.urls:  # each source in turn
         try:
             _download(url, path)
         except (urllib.error.URLError, OSError, TimeoutError) as error:
-            errors.append(f"{url}: {error}")
+            timed_out = isinstance(getattr(error, "reason", error), TimeoutError)  # urllib may wrap it in URLError
+            reason = f"no answer within {DOWNLOAD_TIMEOUT_SECONDS:g} s" if timed_out else str(error)
+            errors.append(f"{url}: {reason}")
             continue
         try:
-            verify_checksum(path, remote.checksums)
+            verify_checksum(path, remote.checksums, "The download was deleted.")
         except ChecksumError as error:
-            path.unlink(missing_ok=True)  # never keep a corrupt download
-            corrupt.append(f"{url}: {error}")
+            path.unlink(missing_ok=True)  # never keep a bad download
+            rejected.append(f"{url}: {error}")
             continue
         return path
-    if corrupt:
-        raise ChecksumError(f"Every download of {remote.filename} was corrupt: {'; '.join(corrupt)}")
+    if rejected:
+        raise ChecksumError(
+            f"No download of {remote.filename} gave the expected file: {'; '.join(rejected)} "
+            f"Try again later; if it keeps failing, get the official file elsewhere and set "
+            f"{DATA_DIR_VARIABLE} to a folder that holds {remote.folder}/{remote.filename}."
+        )
     raise DataUnavailableError(
         f"Could not download {remote.filename} ({'; '.join(errors)}). Without network "
         f"access, download it elsewhere from {' or '.join(remote.urls)} and set "
         f"{DATA_DIR_VARIABLE} to a folder that holds {remote.folder}/{remote.filename}."
     )
+
+
+def _read_npz_cache(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray] | None:
+    """The arrays ``keys`` of a cache file, or None when it is missing or unreadable.
+
+    An unreadable cache (truncated, bad CRC, garbage, empty, missing an array)
+    is deleted with a message naming it: the caller rebuilds it from the
+    verified archives, the way :func:`fetch` re-gets a bad download.
+    """
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as arrays:  # allow_pickle stays False: a cache holds plain arrays
+            return {key: arrays[key] for key in keys}  # reading each array in full checks its CRC
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        print(f"The cache file {path} is unreadable ({type(error).__name__}: {error}); deleting it and "
+              "rebuilding it from the verified archives.", file=sys.stderr, flush=True)
+        path.unlink(missing_ok=True)
+        return None
 
 
 def _save_npz_atomic(path: Path, **arrays) -> None:
@@ -361,31 +431,29 @@ def load_omniglot(image_size: int = 28) -> LabelledImages:
     if not 8 <= image_size <= 105:
         raise ValueError(f"image_size must be in [8, 105] (the originals are 105x105), got {image_size}")
     cached = cache_dir() / f"omniglot-{image_size}px-v{CACHE_FORMAT_VERSION}.npz"
-    if not cached.is_file():
+    arrays = _read_npz_cache(cached, ("images", "labels", "class_names", "num_background_classes"))
+    if arrays is None:
         parts = {}
         for part, remote in OMNIGLOT_FILES.items():
             archive = fetch(remote)
             parts[part] = read_omniglot_archive(archive, image_size)
         background, evaluation = parts["background"], parts["evaluation"]
-        _save_npz_atomic(
-            cached,
-            images=np.concatenate([background["images"], evaluation["images"]]),
-            labels=np.concatenate(
-                [background["labels"], evaluation["labels"] + len(background["class_names"])]
-            ),
-            class_names=np.concatenate([background["class_names"], evaluation["class_names"]]),
-            num_background_classes=np.asarray(len(background["class_names"])),
-        )
-    with np.load(cached) as arrays:
-        names = [str(n) for n in arrays["class_names"]]
-        data = LabelledImages(
-            images=torch.from_numpy(arrays["images"]).float().div_(255).unsqueeze(1),
-            labels=torch.from_numpy(arrays["labels"]),
-            class_names=names,
-            class_groups=[n.split("/")[0] for n in names],
-            name="Omniglot",
-        )
-        data.num_background_classes = int(arrays["num_background_classes"])  # type: ignore[attr-defined]
+        arrays = {
+            "images": np.concatenate([background["images"], evaluation["images"]]),
+            "labels": np.concatenate([background["labels"], evaluation["labels"] + len(background["class_names"])]),
+            "class_names": np.concatenate([background["class_names"], evaluation["class_names"]]),
+            "num_background_classes": np.asarray(len(background["class_names"])),
+        }
+        _save_npz_atomic(cached, **arrays)
+    names = [str(n) for n in arrays["class_names"]]
+    data = LabelledImages(
+        images=torch.from_numpy(arrays["images"]).float().div_(255).unsqueeze(1),
+        labels=torch.from_numpy(arrays["labels"]),
+        class_names=names,
+        class_groups=[n.split("/")[0] for n in names],
+        name="Omniglot",
+    )
+    data.num_background_classes = int(arrays["num_background_classes"])  # type: ignore[attr-defined]
     return data
 
 

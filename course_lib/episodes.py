@@ -171,6 +171,83 @@ class EpisodeSampler(TaskDistribution[Episode]):
 
 
 # --------------------------------------------------------------------------
+# A fast sampler: every class holds the same number of images
+# --------------------------------------------------------------------------
+
+
+class FastEpisodeSampler(TaskDistribution[Episode]):
+    """N-way K-shot Q-query episodes drawn with a few tensor operations.
+
+    The same episodes *distribution* as :class:`EpisodeSampler`
+    (classes without replacement, then support and query examples without
+    replacement within each class; labels 0..N-1 in the order drawn), but
+    for data sets whose classes all hold the same number of images (Omniglot:
+    20 drawings per character). The images are kept once as a tensor
+    ``[classes, per_class, C, H, W]`` on ``device``, and an episode is one
+    gather: no Python loop over classes, no copies between devices.
+    """
+
+    def __init__(
+        self, dataset: LabelledImages, ways: int, shots: int, queries: int, device: torch.device | str | None = None
+    ) -> None:
+        counts = dataset.examples_per_class().cpu()
+        if (counts != counts[0]).any():
+            raise ValueError(
+                f"FastEpisodeSampler needs the same number of images per class; {dataset.name} has "
+                f"{int(counts.min())}-{int(counts.max())}. Use EpisodeSampler."
+            )
+        per_class = int(counts[0])
+        if ways > dataset.num_classes or shots + queries > per_class:
+            raise ValueError(
+                f"{ways}-way {shots}-shot {queries}-query episodes need {ways} classes with "
+                f"{shots + queries} images; {dataset.name} has {dataset.num_classes} classes of {per_class}."
+            )
+        self.dataset = dataset
+        self.ways, self.shots, self.queries = ways, shots, queries
+        self.device = torch.device(device) if device is not None else dataset.images.device
+        self.images = class_tensor(dataset, per_class, self.device)
+        self.per_class = per_class
+
+    def sample(self, generator: torch.Generator | None = None) -> Episode:
+        n, k, q = self.ways, self.shots, self.queries
+        classes = torch.randperm(self.dataset.num_classes, generator=generator)[:n]
+        members = torch.rand(n, self.per_class, generator=generator).argsort(dim=1)[:, : k + q]
+        chosen = self.images[classes[:, None].to(self.device), members.to(self.device)]  # [n, k+q, C, H, W]
+        shape = self.images.shape[2:]
+        labels = torch.arange(n, device=self.device)
+        return Episode(
+            support_x=chosen[:, :k].reshape(n * k, *shape),
+            support_y=labels.repeat_interleave(k),
+            query_x=chosen[:, k:].reshape(n * q, *shape),
+            query_y=labels.repeat_interleave(q),
+            classes=classes.to(self.device),
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"FastEpisodeSampler({self.dataset.name!r}, {self.ways}-way {self.shots}-shot, "
+            f"{self.queries} queries per class, {self.dataset.num_classes} classes)"
+        )
+
+
+def class_tensor(dataset: LabelledImages, per_class: int, device: torch.device) -> torch.Tensor:
+    """``[classes, per_class, C, H, W]``: the images sorted by class, built once per data set and device."""
+    cache = dataset.__dict__.setdefault("_class_tensors", {})
+    key = (str(device), len(dataset), per_class)
+    if key not in cache:
+        order = torch.argsort(dataset.labels.cpu(), stable=True)
+        images = dataset.images.cpu()[order].reshape(dataset.num_classes, per_class, *dataset.image_shape)
+        cache[key] = images.to(device)
+    return cache[key]
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """The generator of training step ``step``: a function of (seed, step) only,
+    so a resumed run draws exactly the tasks an uninterrupted one would."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+# --------------------------------------------------------------------------
 # A second task family, to show the interface is not about images
 # --------------------------------------------------------------------------
 

@@ -8,7 +8,9 @@ a causal transformer reads token t = ``[x_t, y_{t-1}, x_{t-1}]`` (the pair
 tokens of :mod:`course_lib.gpicl`, zeros at t = 1) and predicts ``y_t``. The
 loss is the squared error over all positions divided by d. Meta-training draws
 ``w`` uniformly from a finite pool of ``num_tasks`` vectors (drawn once from
-N(0, I_d)); ``num_tasks = inf`` draws a fresh ``w`` for every sequence.
+N(0, I_d)); ``num_tasks = inf`` draws a fresh ``w`` for every sequence. Like a
+GPICL sweep, one model per pool size trains at once, in one
+:class:`~course_lib.gpicl.StackedTransformer`.
 
 Two estimators are the oracles, both in closed form (:func:`ridge_predictions`,
 :func:`dmmse_predictions`):
@@ -23,53 +25,42 @@ Two estimators are the oracles, both in closed form (:func:`ridge_predictions`,
   from the first t-1 examples. It is what a general in-context learner of
   linear functions should do.
 
-The paper's finding, which :func:`main` sweeps: below a threshold in the pool
-size the trained transformer behaves like dMMSE for its pool; above it, like
-ridge, also on weight vectors it never saw. :func:`evaluate` scores every
-model on pool tasks and new tasks, together with both estimators and the mean
-squared distance between the model's predictions and each estimator's.
+The paper's finding: below a threshold in the pool size the trained
+transformer behaves like dMMSE for its pool; above it, like ridge, also on
+weight vectors it never saw. :func:`evaluate_models` scores every model on
+pool tasks and new tasks, together with both estimators and the mean squared
+distance between the model's predictions and each estimator's.
 
-Command line (the run notebook 08 ships is in ``data/gpicl/README.md``)::
+Train and evaluate with the course's command line (the shipped run:
+``data/gpicl/README.md``)::
 
-    python -m course_lib.icl_regression --num-tasks 1,4,16,64,256,1024,4096,inf --steps 5000 \\
-        --out data/gpicl/regression_cpu --max-minutes 20 --threads 1
-    python -m course_lib.icl_regression --out data/gpicl/regression_cpu --resume --max-minutes 10
-
-A run folder holds ``config.json`` (config and command), ``results.json`` /
-``results.md`` (one row per pool size), ``history.json`` (training loss of
-every model every 10 steps) and ``weights.pt`` (all models, bf16); the
-resumable ``checkpoint.pt`` (with Adam state) goes to ``--checkpoint-dir``
-(default: the run folder).
+    python -m course_lib train icl-regression --num-tasks 1,4,16,64,256,1024,inf --steps 15000 \\
+        --out runs/icl_regression --device cpu --threads 1
+    python -m course_lib train icl-regression --out runs/icl_regression --resume --steps 30000   # continue
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import json
 import math
-import os
-import shlex
-import sys
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
 from . import gpicl
+from .episodes import step_generator
 from .evaluation import mean_confidence_interval
-from .runtime import get_device, machine_description
-from .training import write_json, write_text
+from .runs import RunSpec, Trainer
 
 INF = gpicl.INF
-_POOL_SALT = 7919  # pools and test tasks come from different generators
-_TEST_SALT = 104729
+POOL_SALT = 7919  # pools and test tasks come from different generators
+TEST_SALT = 104729
 
 
 @dataclass
 class RegressionConfig:
+    """One sweep over pool sizes: one transformer per entry of ``num_tasks``."""
+
+    num_tasks: str = "1,4,16,64,256,1024,4096,inf"  # pool sizes, one model each (inf: a fresh w every sequence)
     dim: int = 8  # d: inputs and weight vectors in R^d
     points: int = 16  # examples per sequence
     noise_var: float = 0.25  # variance of the label noise
@@ -80,31 +71,37 @@ class RegressionConfig:
     batch_size: int = 128  # sequences per model per step
     steps: int = 5000
     lr: float = 1e-3
-    warmup: int = 100
-    clip: float = 1.0
+    warmup: int = 100  # steps of linear learning-rate warm-up
+    clip: float = 1.0  # gradient norm clipping per model (0: off)
     seed: int = 0
-    num_tasks: list = field(default_factory=lambda: [1, 4, 16, 64, 256, 1024, 4096, INF])
 
-    def model_config(self) -> gpicl.GPICLConfig:
-        """The stacked transformer of :mod:`course_lib.gpicl` with one output (the prediction of y_t)."""
-        return gpicl.GPICLConfig(model="transformer", d_model=self.d_model, layers=self.layers, heads=self.heads,
-                                 ffn_mult=self.ffn_mult, input_dim=self.dim, num_classes=1, seq_len=self.points,
-                                 pair_tokens=True, num_tasks=list(self.num_tasks),
-                                 biased_fraction=[0.0] * len(self.num_tasks))
+    def __post_init__(self) -> None:
+        if isinstance(self.num_tasks, (list, tuple)):  # run folders written before the course's command line
+            self.num_tasks = ",".join(map(str, self.num_tasks))
+        self.num_tasks = ",".join(map(str, gpicl.parse_num_tasks(self.num_tasks)))  # same rules as GPICL's
+        for name in ("dim", "points", "d_model", "layers", "heads", "ffn_mult", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if not self.noise_var > 0:
+            raise ValueError(f"noise_var must be > 0 (the estimators divide by it), got {self.noise_var!r}")
+        if self.d_model % self.heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by heads={self.heads}")
+        if self.steps < 0 or self.warmup < 0:
+            raise ValueError("steps and warmup must be >= 0")
+        if not self.lr > 0 or self.clip < 0:
+            raise ValueError(f"lr must be > 0 and clip >= 0, got lr={self.lr}, clip={self.clip}")
 
+    @property
+    def pools(self) -> list:
+        """``[1, 4, ..., "inf"]``: the pool size of every model."""
+        return gpicl.parse_num_tasks(self.num_tasks)
 
-def check_config(config: RegressionConfig) -> None:
-    """Clear errors for values that would fail later, or silently mean nothing."""
-    for name in ("dim", "points", "d_model", "layers", "heads", "batch_size", "steps"):
-        if int(getattr(config, name)) < 1:
-            raise ValueError(f"{name} must be a positive integer, got {getattr(config, name)!r}")
-    if not config.noise_var > 0:
-        raise ValueError(f"noise_var must be > 0 (the estimators divide by it), got {config.noise_var!r}")
-    if config.d_model % config.heads:
-        raise ValueError(f"d_model={config.d_model} is not divisible by heads={config.heads}")
-    if not config.num_tasks:
-        raise ValueError("num_tasks is empty: name at least one pool size (or 'inf')")
-    gpicl.parse_num_tasks(",".join(map(str, config.num_tasks)))  # same rules as the GPICL sweep
+    @property
+    def shape(self) -> gpicl.TransformerShape:
+        """GPICL's stacked transformer with pair tokens ``[x_t, y_{t-1}, x_{t-1}]`` and one output."""
+        return gpicl.TransformerShape(d_model=self.d_model, layers=self.layers, heads=self.heads,
+                                      ffn_mult=self.ffn_mult, input_dim=self.dim, num_classes=1, seq_len=self.points,
+                                      pair_tokens=True)
 
 
 # --------------------------------------------------------------------------
@@ -116,8 +113,7 @@ def task_pool(num_tasks, dim: int, seed: int) -> torch.Tensor | None:
     """The pool ``[num_tasks, dim]`` of weight vectors (N(0, I)), the same for the same arguments; inf: None."""
     if num_tasks == INF:
         return None
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + _POOL_SALT)
-    return torch.randn(int(num_tasks), dim, generator=generator)
+    return torch.randn(int(num_tasks), dim, generator=step_generator(seed, POOL_SALT))
 
 
 def sample_sequences(weights: torch.Tensor, points: int, noise_var: float, generator: torch.Generator):
@@ -180,13 +176,13 @@ def dmmse_predictions(x: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, nois
 
 
 # --------------------------------------------------------------------------
-# Training
+# The model, and one training step of the sweep
 # --------------------------------------------------------------------------
 
 
-def build_models(config: RegressionConfig) -> gpicl.StackedTransformer:
-    torch.manual_seed(config.seed)
-    return gpicl.StackedTransformer(config.model_config(), len(config.num_tasks))
+def build(config: RegressionConfig) -> gpicl.StackedTransformer:
+    """One transformer per pool size, stacked."""
+    return gpicl.StackedTransformer(config.shape, len(config.pools))
 
 
 def predict(model: gpicl.StackedTransformer, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -197,92 +193,33 @@ def predict(model: gpicl.StackedTransformer, x: torch.Tensor, y: torch.Tensor) -
     return model(tokens(x, y).to(device)).squeeze(-1).to(x.device)
 
 
-@dataclass
-class TrainState:
-    model: gpicl.StackedTransformer
-    optimizer: torch.optim.Optimizer
-    generator: torch.Generator
-    step: int = 0
-    seconds: float = 0.0
-    history: dict = field(default_factory=lambda: {"step": [], "loss": []})
+def trainer(model: gpicl.StackedTransformer, config: RegressionConfig, data: dict,
+            device: torch.device | str = "cpu") -> Trainer:
+    """One step: every model draws a batch of sequences from its own pool; one Adam step on the sum of
+    their losses (squared error / d), clipped per model.
 
-
-def new_state(config: RegressionConfig, device="cpu") -> TrainState:
-    model = build_models(config).to(device)
+    The batch of step ``i`` depends on ``(config.seed, i)`` only, so a resumed run trains exactly as an
+    uninterrupted one. Every step logs each model's loss (``loss_1``, ``loss_inf``, ...).
+    """
+    model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    return TrainState(model, optimizer, torch.Generator().manual_seed(config.seed))
+    pools, names = data["pools"], [f"loss_{n}" for n in config.pools]
 
+    def step(i: int) -> dict[str, float]:
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * min(1.0, (i + 1) / max(1, config.warmup))
+        generator = step_generator(config.seed, i)
+        weights = torch.stack([draw_weights(pool, config.batch_size, config.dim, generator) for pool in pools])
+        x, y = sample_sequences(weights, config.points, config.noise_var, generator)
+        losses = ((predict(model, x, y) - y) ** 2).mean(dim=(1, 2)) / config.dim  # [M]
+        optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        if config.clip:
+            gpicl.per_model_grad_clip_(model, config.clip)
+        optimizer.step()
+        return {name: round(loss, 5) for name, loss in zip(names, losses.tolist())}
 
-def save_checkpoint(path: Path, state: TrainState, config: RegressionConfig) -> None:
-    payload = {"format": "course_lib.icl_regression/1", "config": dataclasses.asdict(config), "step": state.step,
-               "seconds": state.seconds, "history": state.history, "model": state.model.state_dict(),
-               "optimizer": state.optimizer.state_dict(), "generator": state.generator.get_state()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.part")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
-
-
-def load_checkpoint(path: Path, device="cpu") -> tuple[TrainState, RegressionConfig]:
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if payload.get("format") != "course_lib.icl_regression/1":
-        raise ValueError(f"{path} is not an in-context regression checkpoint")
-    config = RegressionConfig(**payload["config"])
-    state = new_state(config, device)
-    state.model.load_state_dict(payload["model"])
-    state.optimizer.load_state_dict(payload["optimizer"])
-    state.generator.set_state(payload["generator"])
-    state.step, state.seconds, state.history = payload["step"], payload["seconds"], payload["history"]
-    return state, config
-
-
-def train(state: TrainState, config: RegressionConfig, *, max_seconds: float | None = None,
-          checkpoint: Path | None = None, checkpoint_seconds: float = 120.0, progress: bool = True,
-          log_every: int = 10) -> TrainState:
-    """Train every model on its own pool until ``config.steps`` or ``max_seconds`` (this call)."""
-    pools = [task_pool(n, config.dim, config.seed) for n in config.num_tasks]
-    model, optimizer, generator = state.model, state.optimizer, state.generator
-    device = next(model.parameters()).device
-    M = len(pools)
-    started = last_save = time.time()
-    seconds_before = state.seconds
-    loss_sum, count = torch.zeros(M), 0
-    bar = tqdm(total=config.steps, initial=state.step, disable=not progress, desc=f"regression x{M}")
-    model.train()
-    try:
-        while state.step < config.steps and (max_seconds is None or time.time() - started < max_seconds):
-            for group in optimizer.param_groups:
-                group["lr"] = config.lr * min(1.0, (state.step + 1) / max(1, config.warmup))
-            weights = torch.stack([draw_weights(p, config.batch_size, config.dim, generator) for p in pools])
-            x, y = sample_sequences(weights, config.points, config.noise_var, generator)
-            x, y = x.to(device), y.to(device)
-            losses = ((predict(model, x, y) - y) ** 2).mean(dim=(1, 2)) / config.dim  # [M]
-            optimizer.zero_grad(set_to_none=True)
-            losses.sum().backward()
-            if config.clip:
-                gpicl.per_model_grad_clip_(model, config.clip)
-            optimizer.step()
-            loss_sum += losses.detach().cpu()
-            count += 1
-            state.step += 1
-            bar.update(1)
-            if state.step % log_every == 0:
-                state.history["step"].append(state.step)
-                state.history["loss"].append([round(v, 4) for v in (loss_sum / count).tolist()])
-                loss_sum.zero_()
-                count = 0
-                if checkpoint is not None and time.time() - last_save > checkpoint_seconds:
-                    state.seconds = seconds_before + time.time() - started
-                    save_checkpoint(checkpoint, state, config)
-                    last_save = time.time()
-    except KeyboardInterrupt:
-        print("\ninterrupted: checkpointing, then evaluating what was trained", file=sys.stderr)
-    finally:
-        bar.close()
-    state.seconds = seconds_before + time.time() - started
-    if checkpoint is not None:
-        save_checkpoint(checkpoint, state, config)
-    return state
+    return Trainer(step, optimizer)
 
 
 # --------------------------------------------------------------------------
@@ -296,15 +233,15 @@ def _summary(per_sequence: torch.Tensor) -> dict:
 
 
 @torch.no_grad()
-def evaluate(model: gpicl.StackedTransformer, config: RegressionConfig, sequences: int = 1024,
-             seed: int = 1) -> list[dict]:
+def evaluate_models(model: gpicl.StackedTransformer, config: RegressionConfig, sequences: int = 1024,
+                    seed: int = 1) -> list[dict]:
     """One row per model: on its **pool** tasks and on **new** tasks (w ~ N(0, I), never in any pool),
     the normalised MSE (squared error / d, over all positions) of the model, ridge and dMMSE for its pool,
     by position and overall, and the mean squared distance of the model's predictions to each estimator's."""
     model.eval()
-    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + _TEST_SALT + seed)
-    pools = [task_pool(n, config.dim, config.seed) for n in config.num_tasks]
-    rows = [{"num_tasks": n, "model_index": m} for m, n in enumerate(config.num_tasks)]
+    generator = step_generator(config.seed, TEST_SALT + seed)
+    pools = [task_pool(n, config.dim, config.seed) for n in config.pools]
+    rows = [RegressionRow(num_tasks=n, model_index=m) for m, n in enumerate(config.pools)]
     for split in ("pool", "new"):
         weights = torch.stack([draw_weights(pool if split == "pool" else None, sequences, config.dim, generator)
                                for pool in pools])
@@ -328,27 +265,31 @@ def evaluate(model: gpicl.StackedTransformer, config: RegressionConfig, sequence
     return rows
 
 
+class RegressionRow(dict):
+    """One model's row (a dict, as results.json holds it), printed in one line."""
+
+    def __str__(self) -> str:
+        new = self["new"]
+        return (f"new tasks: model {new['model']['mean']:.3f}, ridge {new['ridge']['mean']:.3f}; model to ridge "
+                f"{new['model_to_ridge']['mean']:.3f}"
+                + (f", to dMMSE {new['model_to_dmmse']['mean']:.3f}" if "model_to_dmmse" in new else ""))
+
+
 def _cell(summary: dict | None) -> str:
     return "–" if summary is None else f"{summary['mean']:.3f} ± {summary['ci95']:.3f}"
 
 
-def _where(machine: dict) -> str:
-    if machine.get("gpu"):
-        return f"{machine['gpu']} ({machine['device']})"
-    return f"{machine.get('cpu') or machine['device']}, {machine['torch_threads']} torch thread(s)"
-
-
-def results_markdown(rows: list[dict], config: RegressionConfig, meta: dict) -> str:
+def results_table(rows: list[dict], config: RegressionConfig, sequences: int, where: str) -> str:
+    """The markdown table of a sweep: every model against both oracles."""
+    parameters = sum(p.numel() for p in gpicl.StackedTransformer(config.shape, 1).parameters())
     lines = [
         f"# In-context linear regression: d = {config.dim}, {config.points} examples per sequence, "
         f"noise variance {config.noise_var}",
         "",
         f"Normalised MSE (squared error / d, mean over the {config.points} positions), mean ± 95% CI over "
-        f"{meta['eval_sequences']} sequences; `model → ridge` / `model → dMMSE`: mean squared distance "
+        f"{sequences} sequences; `model → ridge` / `model → dMMSE`: mean squared distance "
         "between the model's predictions and the estimator's (/ d). A model that memorised its pool is close "
-        "to dMMSE; a general in-context learner is close to ridge, also on new tasks. "
-        f"{meta['steps']} training steps of batch {config.batch_size}; {_where(meta['machine'])}; "
-        f"{meta['train_seconds'] / 60:.1f} min of training.",
+        f"to dMMSE; a general in-context learner is close to ridge, also on new tasks. {where}",
         "",
         "| tasks | model, pool tasks | dMMSE, pool tasks | model, new tasks | ridge, new tasks | dMMSE, new tasks "
         "| model → ridge, new | model → dMMSE, new |",
@@ -359,118 +300,69 @@ def results_markdown(rows: list[dict], config: RegressionConfig, meta: dict) -> 
         lines.append(f"| {row['num_tasks']} | {_cell(pool['model'])} | {_cell(pool.get('dmmse'))} | "
                      f"{_cell(new['model'])} | {_cell(new['ridge'])} | {_cell(new.get('dmmse'))} | "
                      f"{_cell(new['model_to_ridge'])} | {_cell(new.get('model_to_dmmse'))} |")
-    lines += ["", f"Parameters per model: {meta['parameters']:,}. The noise floor (an estimator that knew w) is "
+    lines += ["", f"Parameters per model: {parameters:,}. The noise floor (an estimator that knew w) is "
               f"{config.noise_var / config.dim:.4f}."]
     return "\n".join(lines) + "\n"
 
 
-def save_weights(model: gpicl.StackedTransformer, config: RegressionConfig, path: Path) -> None:
-    payload = {"config": dataclasses.asdict(config),
-               "state_dict": {k: v.detach().to(torch.bfloat16) for k, v in model.state_dict().items()}}
-    temporary = path.with_name(f".{path.name}.part")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
-
-
-def load_models(folder: Path | str) -> tuple[gpicl.StackedTransformer, RegressionConfig]:
-    """All models of a run folder's ``weights.pt`` (float32, eval mode) and their config."""
-    payload = torch.load(Path(folder) / "weights.pt", map_location="cpu", weights_only=True)
-    config = RegressionConfig(**payload["config"])
-    model = build_models(config)
-    model.load_state_dict({k: v.float() for k, v in payload["state_dict"].items()})
-    return model.eval(), config
-
-
-def load_run(folder: Path | str) -> dict:
-    """``results.json`` of a run folder, with its ``history.json`` under ``"history"``."""
-    folder = Path(folder)
-    results = json.loads((folder / "results.json").read_text())
-    results["history"] = json.loads((folder / "history.json").read_text())
-    return results
-
-
 # --------------------------------------------------------------------------
-# Command line
+# The face the registry reads (course_lib.registry)
 # --------------------------------------------------------------------------
 
-
-def build_parser() -> argparse.ArgumentParser:
-    defaults = RegressionConfig()
-    parser = argparse.ArgumentParser(prog="python -m course_lib.icl_regression", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", required=True, help="run folder (created)")
-    parser.add_argument("--num-tasks", default=",".join(map(str, defaults.num_tasks)),
-                        help="comma-separated pool sizes: positive ints, 2^k or inf (one model each)")
-    for name in ("dim", "points", "d_model", "layers", "heads", "ffn_mult", "batch_size", "steps", "warmup", "seed"):
-        parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name),
-                            help=f"default {getattr(defaults, name)}")
-    for name in ("noise_var", "lr", "clip"):
-        parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name),
-                            help=f"default {getattr(defaults, name)}")
-    parser.add_argument("--resume", action="store_true", help="continue from the checkpoint (stored config)")
-    parser.add_argument("--max-minutes", type=float, default=None, help="stop training after this long")
-    parser.add_argument("--checkpoint-minutes", type=float, default=2.0)
-    parser.add_argument("--checkpoint-dir", default=None, help="where checkpoint.pt goes (default: --out)")
-    parser.add_argument("--eval-sequences", type=int, default=1024)
-    parser.add_argument("--device", default="cpu", help="cpu (default: the models are small), cuda, cuda:N")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--no-progress", action="store_true")
-    return parser
+Config = RegressionConfig
+PAPER: dict[str, float] = {}  # the paper's results are curves, not numbers to compare one run with
+RUNS = (
+    RunSpec("data/gpicl/regression_cpu", "in-context linear regression, CPU-sized sweep"),
+    # d = 8, 16 examples, noise variance 0.25 as in the paper; an 8-layer, 128-wide transformer with batch 256
+    RunSpec("data/gpicl/regression", "in-context linear regression, paper-sized sweep",
+            ("--num-tasks", "1,4,16,64,256,1024,4096,16384,65536,inf", "--d-model", "128", "--layers", "8",
+             "--heads", "2", "--batch-size", "256", "--steps", "500000", "--test-episodes", "1024"),
+            ("--num-tasks", "2,inf", "--d-model", "16", "--layers", "1", "--batch-size", "8", "--steps", "2",
+             "--test-episodes", "8"), job="icl_regression"),
+)
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.eval_sequences < 2:
-        raise SystemExit("--eval-sequences must be at least 2 (a confidence interval needs two sequences)")
-    out = Path(args.out)
-    try:
-        device = get_device(args.device)
-    except (ValueError, RuntimeError) as error:
-        raise SystemExit(f"error: {error}") from None
-    checkpoint = Path(args.checkpoint_dir or out) / "checkpoint.pt"
-    command = "python -m course_lib.icl_regression " + " ".join(shlex.quote(a) for a in argv)
-    if args.resume:
-        if not checkpoint.is_file():
-            raise SystemExit(f"--resume: no checkpoint at {checkpoint}; start the run without --resume first")
-        state, config = load_checkpoint(checkpoint, device)
-        if "--steps" in argv:
-            config.steps = args.steps
-        record = json.loads((out / "config.json").read_text()) if (out / "config.json").is_file() else {}
-        record.setdefault("later_commands", []).append(command)
-        record["config"] = dataclasses.asdict(config)
-    else:
-        try:
-            num_tasks = gpicl.parse_num_tasks(args.num_tasks)
-            config = RegressionConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RegressionConfig)
-                                         if f.name != "num_tasks"}, num_tasks=num_tasks)
-            check_config(config)
-        except ValueError as error:
-            raise SystemExit(f"error: {error}") from None  # nothing written yet
-        if checkpoint.is_file():
-            raise SystemExit(f"{checkpoint} exists: pass --resume to continue it, or choose another --out")
-        state = new_state(config, device)
-        record = {"command": command, "config": dataclasses.asdict(config)}
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", record)
-    max_seconds = None if args.max_minutes is None else 60 * args.max_minutes
-    state = train(state, config, max_seconds=max_seconds, checkpoint=checkpoint,
-                  checkpoint_seconds=60 * args.checkpoint_minutes, progress=not args.no_progress)
-    started = time.time()
-    rows = evaluate(state.model, config, sequences=args.eval_sequences)
-    meta = {"steps": state.step, "train_seconds": round(state.seconds, 1), "eval_seconds": round(time.time() - started, 1),
-            "eval_sequences": args.eval_sequences, "machine": machine_description(device),
-            "torch_threads": torch.get_num_threads(),
-            "parameters": sum(p.numel() for p in state.model.parameters()) // len(config.num_tasks)}
-    write_json(out / "history.json", state.history)
-    save_weights(state.model, config, out / "weights.pt")
-    write_json(out / "results.json", {"config": dataclasses.asdict(config), **meta, "rows": rows})
-    summary = results_markdown(rows, config, meta)
-    write_text(out / "results.md", summary)
-    print(summary)
-    return rows
+def load_data(config: RegressionConfig, smoke: bool = False) -> dict:
+    """``{"pools": [one pool of weight vectors per model (None: inf)]}``: the tasks are generated."""
+    return {"pools": [task_pool(n, config.dim, config.seed) for n in config.pools]}
 
 
-if __name__ == "__main__":
-    main()
+def evaluate(model, config: RegressionConfig, data: dict, device="cpu", *, settings=None, episodes: int = 1024,
+             progress: bool = True) -> dict[str, RegressionRow]:
+    """``{"1": row, ..., "inf": row}`` on ``episodes`` sequences of pool tasks and of new tasks per model
+    (``settings``, few-shot ways and shots, do not apply)."""
+    rows = evaluate_models(model.to(device), config, sequences=episodes)
+    return {str(row["num_tasks"]): row for row in rows}
+
+
+def evaluation_details(settings) -> dict:
+    return {"evaluation_seed": 1}
+
+
+def results_markdown(method, entries: dict, config: RegressionConfig, meta: dict) -> str:
+    machine = meta["machine"]
+    where = (f"{meta['steps_done']} training steps of batch {config.batch_size}; "
+             f"{machine.get('gpu') or machine.get('cpu') or machine['device']}.")
+    return results_table(list(entries.values()), config, meta["test_episodes"], where)
+
+
+def predictor(model: gpicl.StackedTransformer, model_index: int = 0):
+    """``predict(x_context [n, d], y_context [n], x_query [q, d]) -> [q]``: model ``model_index``'s
+    prediction for each query after reading the context (the regression counterpart of a few-shot episode)."""
+
+    @torch.no_grad()
+    def predict_queries(x_context, y_context, x_query):
+        n, q = len(x_context), len(x_query)
+        if n + 1 > model.shape.seq_len:
+            raise ValueError(f"{n} context examples: the model reads at most {model.shape.seq_len - 1}")
+        x = torch.cat([x_context.expand(q, -1, -1), x_query.unsqueeze(1)], dim=1)  # [q, n+1, d]
+        y = torch.cat([y_context.expand(q, -1), torch.zeros(q, 1)], dim=1)  # y of the query is never read
+        stacked = (x.expand(model.num_models, -1, -1, -1), y.expand(model.num_models, -1, -1))
+        return predict(model.eval(), *stacked)[model_index, :, -1]
+
+    return predict_queries
+
+
+def describe(config: RegressionConfig) -> str:
+    return (f"in-context linear regression, d = {config.dim}, {config.points} examples, noise {config.noise_var}; "
+            f"a transformer (d_model {config.d_model}, {config.layers} layers) per pool size {config.num_tasks}")

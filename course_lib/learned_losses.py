@@ -35,8 +35,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import LabelledImages
-from .episodes import TaskDistribution, stack_tasks
-from .training import History, train_loop
+from .episodes import TaskDistribution, stack_tasks, step_generator
+from .runs import History, train_loop
 
 LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``loss(logits [..., C], labels [...]) -> per-example losses [...]``."""
@@ -51,11 +51,19 @@ class LearnedLossConfig:
     classifier_hidden: int = 32  # the inner classifier: MLP in -> hidden (ReLU) -> ways
     inner_steps: int = 60  # K
     inner_lr: float = 0.5  # alpha
-    inner_batch_size: int = 25  # SGD minibatch (random draws, like training.train_classifier)
+    inner_batch_size: int = 25  # SGD minibatch (random draws, like supervised.train_classifier)
     tasks_per_batch: int = 8
     meta_lr: float = 3e-3  # Adam on phi
     meta_grad_clip: float = 1.0
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name, least in (("hidden_size", 1), ("ways", 2), ("classifier_hidden", 0), ("inner_steps", 0),
+                            ("inner_batch_size", 1), ("tasks_per_batch", 1), ("seed", 0)):
+            if getattr(self, name) is not None and getattr(self, name) < least:  # inner_batch_size None: all
+                raise ValueError(f"{name} must be >= {least}, got {getattr(self, name)}")
+        if not (self.inner_lr > 0 and self.meta_lr > 0 and self.meta_grad_clip >= 0):
+            raise ValueError("inner_lr and meta_lr must be > 0 and meta_grad_clip >= 0")
 
 
 # --------------------------------------------------------------------------
@@ -258,7 +266,7 @@ def inner_train(
     theta_{k+1} = theta_k - lr * grad (1/|batch|) sum_{i in batch} loss_fn(f_theta(x_i), y_i).
     The minibatch of step k is ``torch.randint(n, (batch_size,), generator=generator)``
     (the same positions in every task of the batch), drawn exactly as
-    :func:`course_lib.training.train_classifier` draws them; ``batch_size=None``
+    :func:`course_lib.supervised.train_classifier` draws them; ``batch_size=None``
     uses the whole training set. ``create_graph=True`` keeps the graph for the
     outer gradient (second order); ``False`` detaches after every step.
     """
@@ -305,23 +313,23 @@ def meta_train_loss(
     learned_loss: LearnedLoss,
     tasks: NoisyLabelTasks,
     config: LearnedLossConfig,
-    iterations: int,
+    steps: int,
     *,
     history: History | None = None,
     progress: bool = True,
 ) -> History:
     """The bilevel optimisation: Adam on phi, through ``inner_steps`` SGD steps per task.
 
-    Each iteration: ``tasks_per_batch`` fresh tasks and classifier
-    initialisations (seeded by ``config.seed`` and the iteration), inner
+    Each step: ``tasks_per_batch`` fresh tasks and classifier
+    initialisations (seeded by ``config.seed`` and the step), inner
     training with L_phi on the noisy labels, outer loss = clean held-out
     cross-entropy, one Adam step on phi. Logs ``meta_loss`` and
-    ``held_out_accuracy`` (of the classifiers trained in that iteration).
+    ``held_out_accuracy`` (of the classifiers trained in that step).
     """
     meta_optimizer = torch.optim.Adam(learned_loss.parameters(), lr=config.meta_lr)
 
     def step(i: int) -> dict[str, float]:
-        seed = config.seed * 1_000_003 + i
+        seed = step_generator(config.seed, i).initial_seed()  # the step's seed: tasks, initialisations, batches
         batch = stack_tasks(tasks.fixed_tasks(config.tasks_per_batch, seed))
         shapes, theta0, generator = _inner_setup(config, batch, seed)
         theta = inner_train(learned_loss, theta0, batch.train_x, batch.train_y, shapes, steps=config.inner_steps,
@@ -335,7 +343,7 @@ def meta_train_loss(
         meta_optimizer.step()
         return {"meta_loss": meta_loss.item(), "held_out_accuracy": accuracy.mean().item()}
 
-    return train_loop(step, iterations, history=history, desc="meta-train the loss L_phi", progress=progress)
+    return train_loop(step, steps, history=history, desc="meta-train the loss L_phi", progress=progress)
 
 
 def evaluate_loss(

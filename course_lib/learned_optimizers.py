@@ -29,33 +29,32 @@ Contents, in reading order:
 * optimizee families, which are :class:`course_lib.episodes.TaskDistribution`
   s: :class:`QuadraticFamily` (f(theta) = ||W theta - y||^2) and
   :class:`MLPFamily` (a small MLP on images, minibatches of 128);
-* :func:`unroll` (the inner loop) and :func:`meta_train` (the outer loop,
-  truncated backpropagation through time);
+* :func:`unroll` (the inner loop), :func:`trainer` (one meta-training
+  step: truncated backpropagation through time) and :func:`meta_train`;
 * :func:`run_learned`, :func:`run_baseline`, :func:`tune_learning_rates`
   (SGD, momentum, RMSprop, Adam with a learning rate picked from a grid);
-* :func:`compare_trajectories` and :func:`trajectory_explorer`: the pure
-  function behind the notebook's widget, and the widget.
+* the face :mod:`course_lib.registry` reads. The command line meta-trains in
+  a run folder (here with notebook 06's full-mode settings for the MLP)::
 
-``python -m course_lib.learned_optimizers --help`` meta-trains from the
-command line (same code as the notebook, resumable from its checkpoint).
+    python -m course_lib train learned-optimizer --optimizee mlp --optimizees-per-batch 4 --lr 3e-3 \\
+        --seed 1 --steps 150 --out runs/lstm_optimizer_mlp
+
+The notebook's figures and widget are in ``course_lib.teaching.optimizer_figures``.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .episodes import TaskDistribution, stack_tasks
-from .plots import show_in_output
-from .training import History, load_checkpoint, save_checkpoint, train_loop
+from .episodes import TaskDistribution, stack_tasks, step_generator
+from .evaluation import mean_confidence_interval
+from .runs import History, Trainer, train_loop
 
 
 @dataclass
@@ -70,10 +69,27 @@ class LearnedOptimizerConfig:
     horizon: int = 100  # T: optimizee steps per sampled optimizee
     unroll: int = 20  # K: truncation length of backpropagation through time
     optimizees_per_batch: int = 8  # optimizees trained in parallel (Monte-Carlo estimate of E_f)
-    meta_lr: float = 1e-3  # Adam on phi
+    lr: float = 1e-3  # Adam on phi
     meta_grad_clip: float = 1.0  # clip the norm of each meta-gradient
     second_order: bool = False  # True: keep d grad_t / d phi (the paper drops it)
+    optimizee: str = "mlp"  # the family of the command line: "quadratic" or "mlp" (:func:`load_data`)
+    steps: int = 150  # meta-training steps (one sampled batch of optimizees each)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name, least in (("hidden_size", 1), ("num_layers", 1), ("horizon", 1), ("unroll", 1),
+                            ("optimizees_per_batch", 1), ("steps", 0), ("seed", 0)):
+            if getattr(self, name) < least:
+                raise ValueError(f"{name} must be >= {least}, got {getattr(self, name)}")
+        if self.horizon % self.unroll:
+            raise ValueError(f"horizon ({self.horizon}) must be a multiple of unroll ({self.unroll})")
+        if not (self.lr > 0 and self.preprocess_p > 0 and self.meta_grad_clip >= 0):
+            raise ValueError("lr and preprocess_p must be > 0 and meta_grad_clip >= 0")
+        if self.optimizee not in OPTIMIZEES:
+            raise ValueError(f"optimizee must be one of {OPTIMIZEES}, got {self.optimizee!r}")
+
+
+OPTIMIZEES = ("quadratic", "mlp")
 
 
 # --------------------------------------------------------------------------
@@ -278,8 +294,7 @@ class MLPFamily(OptimizeeFamily):
     def minibatch(self, problems: MLPProblem, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         seeds = problems.seed.reshape(-1).tolist()
         index = torch.stack([
-            torch.randint(len(self.labels), (self.batch_size,),
-                          generator=torch.Generator().manual_seed(int(s) * 1_000_003 + step))
+            torch.randint(len(self.labels), (self.batch_size,), generator=step_generator(int(s), step))
             for s in seeds
         ]).to(self.labels.device)
         return self.inputs[index], self.labels[index]  # [B, batch, d], [B, batch]
@@ -366,17 +381,16 @@ def meta_loss_of(losses: torch.Tensor) -> torch.Tensor:
     return losses[1:].mean()
 
 
-def meta_training_batch(family: OptimizeeFamily, config: LearnedOptimizerConfig, iteration: int):
-    """The optimizees that :func:`meta_train` draws at ``iteration`` (a function of the seed and iteration)."""
-    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + iteration)
+def meta_training_batch(family: OptimizeeFamily, config: LearnedOptimizerConfig, step: int):
+    """The optimizees that meta-training draws at ``step`` (a function of the seed and the step)."""
+    generator = step_generator(config.seed, step)
     return stack_tasks([family.sample(generator) for _ in range(config.optimizees_per_batch)])
 
 
-def meta_training_problems(family: OptimizeeFamily, config: LearnedOptimizerConfig, iterations: int):
-    """The optimizees of the first ``iterations`` meta-training iterations, as one batch
+def meta_training_problems(family: OptimizeeFamily, config: LearnedOptimizerConfig, steps: int):
+    """The optimizees of the first ``steps`` meta-training steps, as one batch
     (the problems on which the baselines' learning rates are tuned)."""
-    return stack_tasks([problem for i in range(iterations)
-                        for problem in _unstack(meta_training_batch(family, config, i))])
+    return stack_tasks([problem for i in range(steps) for problem in _unstack(meta_training_batch(family, config, i))])
 
 
 def _unstack(batch) -> list:
@@ -385,69 +399,64 @@ def _unstack(batch) -> list:
             for b in range(count)]
 
 
-def meta_train(
-    optimizer_net: LSTMOptimizer,
-    family: OptimizeeFamily,
-    iterations: int,
-    *,
-    history: History | None = None,
-    meta_optimizer: torch.optim.Optimizer | None = None,
-    start_iteration: int = 0,
-    checkpoint: str | Path | None = None,
-    checkpoint_every: int = 50,
-    progress: bool = True,
-    desc: str | None = None,
-) -> History:
-    """Meta-train ``optimizer_net`` on ``family`` with truncated BPTT.
+def trainer(model: LSTMOptimizer, config: LearnedOptimizerConfig, data: dict, device="cpu",
+            meta_optimizer: torch.optim.Optimizer | None = None) -> Trainer:
+    """One meta-training step of ``model`` (the rule m) on the optimizees of ``data["train"]``.
 
-    Each iteration samples ``optimizees_per_batch`` fresh optimizees (seeded
-    by ``config.seed`` and the iteration, so a resumed run sees the same
-    ones), trains them for ``horizon`` steps with the learned rule, and cuts
-    that trajectory into ``horizon / unroll`` truncations. After each
-    truncation it takes one Adam step on phi along the gradient of that
-    truncation's meta-loss, then detaches theta and the LSTM state (so the
-    next truncation starts from where this one ended, but gradients stop at
-    its start). Logs ``meta_loss`` (mean over the horizon) and
-    ``final_loss`` (f at the horizon), averaged over the batch.
+    The step samples ``optimizees_per_batch`` fresh optimizees (seeded by
+    ``config.seed`` and the step, so a resumed run sees the same ones),
+    trains them for ``horizon`` steps with the learned rule, and cuts that
+    trajectory into ``horizon / unroll`` truncations. After each truncation
+    it takes one Adam step on phi along the gradient of that truncation's
+    meta-loss, then detaches theta and the LSTM state (so the next
+    truncation starts from where this one ended, but gradients stop at its
+    start). Logs ``meta_loss`` (mean over the horizon) and ``final_loss``
+    (f at the horizon), averaged over the batch. Runs on the CPU: the
+    tensors are tiny.
     """
-    c = optimizer_net.config
-    if c.horizon % c.unroll:
-        raise ValueError(f"horizon ({c.horizon}) must be a multiple of unroll ({c.unroll})")
-    meta_optimizer = meta_optimizer or torch.optim.Adam(optimizer_net.parameters(), lr=c.meta_lr)
-    history = history if history is not None else History()
+    model.cpu().train()
+    family = data["train"]
+    c = model.config
+    meta_optimizer = meta_optimizer or torch.optim.Adam(model.parameters(), lr=c.lr)
 
     def step(i: int) -> dict[str, float]:
         problems = meta_training_batch(family, c, i)
-        theta, state = problems.theta0, optimizer_net.init_state(problems.theta0)
+        theta, state = problems.theta0, model.init_state(problems.theta0)
         meta_losses = []
         for start in range(0, c.horizon, c.unroll):
             losses, theta, state = unroll(
-                optimizer_net, family, problems, theta, state, start, c.unroll,
+                model, family, problems, theta, state, start, c.unroll,
                 meta_graph=True, second_order=c.second_order,
             )
             meta_loss = meta_loss_of(losses)
             meta_optimizer.zero_grad(set_to_none=True)
             meta_loss.backward()
             if c.meta_grad_clip:
-                nn.utils.clip_grad_norm_(optimizer_net.parameters(), c.meta_grad_clip)
+                nn.utils.clip_grad_norm_(model.parameters(), c.meta_grad_clip)
             meta_optimizer.step()
             meta_losses.append(meta_loss.item())
             theta, state = theta.detach(), _detach_state(state)
         return {"meta_loss": sum(meta_losses) / len(meta_losses), "final_loss": losses[-1].mean().item()}
 
-    def step_with_checkpoint(i: int) -> dict[str, float]:
-        if checkpoint is not None and i > start_iteration and i % checkpoint_every == 0:
-            save(i)  # iterations 0..i-1 are done and logged
-        return step(i)
+    return Trainer(step, meta_optimizer)
 
-    def save(done: int) -> None:
-        save_checkpoint(checkpoint, optimizer_net, c, history=history, optimizer=meta_optimizer, step=done)
 
-    train_loop(step_with_checkpoint, iterations, history=history, start_step=start_iteration,
-               desc=desc or f"meta-train LSTM optimizer on {family.name}", progress=progress)
-    if checkpoint is not None:
-        save(iterations)
-    return history
+def meta_train(
+    optimizer_net: LSTMOptimizer,
+    family: OptimizeeFamily,
+    steps: int,
+    *,
+    history: History | None = None,
+    meta_optimizer: torch.optim.Optimizer | None = None,
+    start_step: int = 0,
+    progress: bool = True,
+    desc: str | None = None,
+) -> History:
+    """Meta-train ``optimizer_net`` on ``family`` with truncated BPTT: the :func:`trainer` step for
+    steps ``start_step .. steps - 1`` (the command line runs the same step in a run folder)."""
+    step = trainer(optimizer_net, optimizer_net.config, {"train": family}, meta_optimizer=meta_optimizer).step
+    return train_loop(step, steps, history=history, start_step=start_step,
+                      desc=desc or f"meta-train LSTM optimizer on {family.name}", progress=progress)
 
 
 # --------------------------------------------------------------------------
@@ -568,122 +577,8 @@ def comparison_table(curves: dict[str, torch.Tensor], horizon: int, steps: Seque
     return "\n".join(lines)
 
 
-def plot_mean_losses(curves: dict[str, torch.Tensor], ax=None, title: str | None = None,
-                     trained_horizon: int | None = None):
-    """Mean loss over the problems against the step, one line per optimizer, log scale."""
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5, 3.4))
-    for name, losses in curves.items():
-        mean = torch.nan_to_num(losses, nan=float("inf")).mean(dim=1)
-        ax.plot(mean.numpy(), label=name, color=COLORS.get(name), lw=2.2 if name == "LSTM (learned)" else 1.4)
-    if trained_horizon is not None:
-        ax.axvline(trained_horizon, color="gray", ls=":", lw=1, label="meta-training horizon")
-    ax.set_yscale("log")
-    ax.set_xlabel("optimizer step t")
-    ax.set_ylabel("mean loss f(θ_t)")
-    if title:
-        ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    return ax
-
-
 # --------------------------------------------------------------------------
-# The widget: pick an optimizee and a horizon, see the trajectories
-# --------------------------------------------------------------------------
-
-
-@dataclass
-class Setting:
-    """One choice of the widget's dropdown: a family, its learned rule, tuned baselines."""
-
-    family: OptimizeeFamily
-    rule: object  # an LSTMOptimizer (or any update rule)
-    learning_rates: dict[str, float]
-    rule_name: str = "LSTM (learned)"
-
-
-def compare_trajectories(
-    settings: dict[str, Setting], optimizee: str, horizon: int, instances: int = 8, seed: int = 12345
-) -> dict:
-    """The pure function behind the widget (unit-testable, no widgets).
-
-    Runs the learned rule and each tuned baseline of ``settings[optimizee]``
-    for ``horizon`` steps on ``instances`` fresh problems (seed ``seed``) and
-    returns ``{"optimizee", "horizon", "curves": {name: [horizon+1, instances]}}``.
-    """
-    if optimizee not in settings:
-        raise KeyError(f"unknown optimizee {optimizee!r}; choose one of {list(settings)}")
-    if horizon < 1:
-        raise ValueError(f"horizon must be >= 1, got {horizon}")
-    setting = settings[optimizee]
-    problems = problem_batch(setting.family, instances, seed)
-    curves = compare_optimizers({setting.rule_name: setting.rule}, setting.learning_rates,
-                                setting.family, problems, horizon)
-    return {"optimizee": optimizee, "horizon": horizon, "curves": curves}
-
-
-COLORS = {"LSTM (learned)": "tab:red", "SGD": "tab:blue", "momentum": "tab:orange", "RMSprop": "tab:green",
-          "Adam": "tab:purple"}
-
-
-def plot_trajectories(result: dict, axes=None, trained_horizon: int | None = None):
-    """Side by side, one panel per optimizer: every problem's loss (thin) and the mean (thick),
-    on a shared log axis. Returns the figure."""
-    import matplotlib.pyplot as plt
-
-    curves = result["curves"]
-    if axes is None:
-        fig, axes = plt.subplots(1, len(curves), figsize=(2.6 * len(curves), 2.8), sharey=True, squeeze=False)
-        axes = axes[0]
-    fig = axes[0].figure
-    for ax, (name, losses) in zip(axes, curves.items()):
-        color = COLORS.get(name, "black")
-        steps = torch.arange(losses.shape[0])
-        finite = torch.nan_to_num(losses, nan=float("inf"))
-        ax.plot(steps, finite.numpy(), color=color, alpha=0.25, lw=0.8)
-        ax.plot(steps, finite.mean(dim=1).numpy(), color=color, lw=2.2)
-        ax.set_yscale("log")
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-        if trained_horizon is not None and trained_horizon < losses.shape[0] - 1:
-            ax.axvline(trained_horizon, color="gray", ls=":", lw=1)
-    axes[0].set_ylabel("loss f(θ_t)")
-    fig.suptitle(f"{result['optimizee']}: {result['horizon']} steps, "
-                 f"{next(iter(curves.values())).shape[1]} fresh problems", fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-def trajectory_explorer(settings: dict[str, Setting], horizons: tuple[int, int, int] = (20, 500, 20),
-                        value: int = 100, instances: int = 8):
-    """A dropdown (optimizee) and a slider (horizon) around :func:`compare_trajectories`.
-
-    Returns the widget box; ``box.last_result`` holds the latest result.
-    """
-    import ipywidgets as widgets
-
-    dropdown = widgets.Dropdown(options=list(settings), description="optimizee")
-    slider = widgets.IntSlider(value=value, min=horizons[0], max=horizons[1], step=horizons[2],
-                               description="horizon", continuous_update=False)
-    output = widgets.Output()
-    box = widgets.VBox([widgets.HBox([dropdown, slider]), output])
-
-    def refresh(*_):
-        box.last_result = compare_trajectories(settings, dropdown.value, slider.value, instances=instances)
-        show_in_output(output, plot_trajectories(box.last_result))
-
-    dropdown.observe(refresh, names="value")
-    slider.observe(refresh, names="value")
-    refresh()
-    return box
-
-
-# --------------------------------------------------------------------------
-# Variable ratio and the command line
+# Variable ratio, and the data of the command line
 # --------------------------------------------------------------------------
 
 
@@ -707,54 +602,79 @@ def mnist_split(mnist=None, side: int = 8, seed: int = 0, meta_training: int = 8
     return inputs, mnist.labels, order[:meta_training], order[meta_training:]
 
 
-NOTEBOOK_SETTINGS = {
-    # optimizee: (config changes from the defaults, iterations, torch seed) of notebook 06's full mode
-    "quadratic": (dict(optimizees_per_batch=32, meta_lr=3e-3, seed=0), 200),
-    "mlp": (dict(optimizees_per_batch=4, meta_lr=3e-3, seed=1), 150),
-}
+# --------------------------------------------------------------------------
+# The face the registry reads (course_lib.registry)
+# --------------------------------------------------------------------------
+
+Config = LearnedOptimizerConfig
+PAPER: dict[str, float] = {}  # the paper shows loss curves, not a table
+RUNS: tuple = ()  # notebook 06 meta-trains live; no run is shipped
+REFERENCE = "LSTM (learned)"
 
 
-def _main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m course_lib.learned_optimizers",
-        description="Meta-train the LSTM optimizer with notebook 06's code and full-mode settings (the 10-d "
-        "quadratics, or the MLP 64-20-10 on the 8,000 meta-training images of MNIST pooled to 8x8). "
-        "Shows a progress bar, writes --checkpoint every 50 iterations and resumes from it if it exists.",
-    )
-    parser.add_argument("--optimizee", choices=sorted(NOTEBOOK_SETTINGS), default="mlp")
-    parser.add_argument("--iterations", type=int, default=None, help="total iterations (default: the notebook's)")
-    parser.add_argument("--checkpoint", type=Path, required=True)
-    for field in dataclasses.fields(LearnedOptimizerConfig):
-        kind = {"int": int, "float": float}.get(str(field.type))
-        if kind is not None:
-            parser.add_argument(f"--{field.name.replace('_', '-')}", type=kind, default=None,
-                                help=f"default: the notebook's (dataclass default {field.default})")
-    args = parser.parse_args(argv)
-    changes, iterations = NOTEBOOK_SETTINGS[args.optimizee]
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(LearnedOptimizerConfig)
-             if getattr(args, f.name, None) is not None}
-    config = dataclasses.replace(LearnedOptimizerConfig(), **{**changes, **given})
-    iterations = args.iterations if args.iterations is not None else iterations
-    if args.optimizee == "quadratic":
-        family: OptimizeeFamily = QuadraticFamily()
-    else:
-        inputs, labels, meta_training_idx, _ = mnist_split()
-        family = MLPFamily(inputs[meta_training_idx], labels[meta_training_idx])
-        family.name += ", meta-training images"
-    torch.set_num_threads(1)  # tiny tensors: one thread is fastest
-    torch.manual_seed(config.seed)
-    net = LSTMOptimizer(config)
-    meta_optimizer = torch.optim.Adam(net.parameters(), lr=config.meta_lr)
-    history, start = History(), 0
-    if args.checkpoint.is_file():
-        payload = load_checkpoint(args.checkpoint, net, config, optimizer=meta_optimizer)
-        history, start = payload["history"], payload["step"] or 0
-        print(f"resuming from {args.checkpoint} at iteration {start}")
-    meta_train(net, family, iterations, history=history, meta_optimizer=meta_optimizer,
-               start_iteration=start, checkpoint=args.checkpoint)
-    print(f"{iterations} iterations done; last meta-loss {history.last('meta_loss'):.4g}; "
-          f"checkpoint: {args.checkpoint}")
+def build(config: LearnedOptimizerConfig) -> LSTMOptimizer:
+    return LSTMOptimizer(config)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    _main()
+def load_data(config: LearnedOptimizerConfig, smoke: bool = False) -> dict[str, OptimizeeFamily]:
+    """Meta-training and test optimizees of ``config.optimizee``: fresh 10-d quadratics, or the
+    MLP 64-20-10 on MNIST pooled to 8x8, its meta-training images apart from its test images
+    (notebook 06; ``smoke``: 1,000 of each)."""
+    if config.optimizee == "quadratic":
+        return {"train": QuadraticFamily(), "test": QuadraticFamily()}
+    inputs, labels, meta_training, held_out = mnist_split()
+    if smoke:
+        meta_training, held_out = meta_training[:1000], held_out[:1000]
+    return {"train": MLPFamily(inputs[meta_training], labels[meta_training], name="MLP 64-20-10, meta-training images"),
+            "test": MLPFamily(inputs[held_out], labels[held_out], name="MLP 64-20-10, held-out images")}
+
+
+def evaluate(model: LSTMOptimizer, config: LearnedOptimizerConfig, data: dict, device="cpu", *, settings=(),
+             episodes: int = 100, progress: bool = True) -> dict[str, dict]:
+    """The learned rule and each baseline on ``episodes`` fresh test optimizees for ``config.horizon`` steps.
+
+    The baselines' learning rates are tuned on the optimizees of the first two
+    meta-training steps (:func:`tune_learning_rates`). Per optimizer: the
+    meta-objective (mean f(theta_t) over t = 1..horizon) and f at the horizon,
+    mean ± 95% CI over the test optimizees.
+    """
+    tuned = tune_learning_rates(data["train"], meta_training_problems(data["train"], config, 2), config.horizon,
+                                progress=progress)
+    problems = problem_batch(data["test"], episodes, seed=2024)
+    curves = compare_optimizers({REFERENCE: model.cpu().eval()}, {name: t["lr"] for name, t in tuned.items()},
+                                data["test"], problems, config.horizon)
+    results = {}
+    for name, losses in curves.items():
+        mean, ci95 = mean_confidence_interval(losses[1:].mean(dim=0))
+        final, final_ci95 = mean_confidence_interval(losses[-1])
+        results[name] = {"mean": mean, "ci95": ci95, "final": final, "final_ci95": final_ci95,
+                         "problems": episodes, **({"lr": tuned[name]["lr"]} if name in tuned else {})}
+    return results
+
+
+def evaluation_details(settings) -> dict:
+    return {"test_problems_seed": 2024, "tuned_on": "the optimizees of meta-training steps 0 and 1"}
+
+
+def results_markdown(method, results: dict, config, meta: dict) -> str:
+    """results.md: losses per optimizer (not accuracies)."""
+    lines = [f"# {meta['method']}: {describe(config)}", "",
+             f"Trained {meta['steps_done']} of {config.steps} steps. Mean ± 95% CI over {meta['test_episodes']} "
+             f"fresh test optimizees, {config.horizon} optimizer steps; baselines at their tuned learning rate.", "",
+             f"| optimizer | mean f(θ_t), t ≤ {config.horizon} | f(θ_{config.horizon}) | learning rate |",
+             "|---|---|---|---|"]
+    for name, r in results.items():
+        lines.append(f"| {name} | {r['mean']:.4g} ± {r['ci95']:.2g} | {r['final']:.4g} ± {r['final_ci95']:.2g} | "
+                     f"{r['lr']:.3g} |" if "lr" in r else
+                     f"| {name} | {r['mean']:.4g} ± {r['ci95']:.2g} | {r['final']:.4g} ± {r['final_ci95']:.2g} | learned |")
+    return "\n".join(lines) + "\n"
+
+
+def predictor(model: LSTMOptimizer) -> LSTMOptimizer:
+    """The learned update rule itself (``rule.step(grad, state)``; not a few-shot classifier)."""
+    return model
+
+
+def describe(config: LearnedOptimizerConfig) -> str:
+    return (f"LSTM optimizer ({config.num_layers}x{config.hidden_size}) on {config.optimizee} optimizees, "
+            f"horizon {config.horizon}, unroll {config.unroll}, {config.optimizees_per_batch} per step")

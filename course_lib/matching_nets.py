@@ -15,8 +15,8 @@ embedding so that this soft neighbour is right. Compare
 :mod:`course_lib.protonet`: one prototype per class and a squared Euclidean
 distance instead of every support example and a cosine.
 
-Training reuses :func:`course_lib.protonet.train_episodic` (same sampler,
-optimiser, checkpoints, resume) with :func:`episode_loss` below.
+Training reuses ProtoNet's training step (:func:`course_lib.protonet.trainer`:
+same sampler, optimiser and schedule) with :func:`episode_loss` below.
 """
 
 from __future__ import annotations
@@ -27,9 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import protonet
 from .episodes import Episode
 from .models import Conv4
 from .protonet import FewShotModel
+from .runs import RunSpec
 
 
 @dataclass
@@ -38,7 +40,7 @@ class MatchingNetConfig:
     28x28, rotations, Conv4-64; trained on episodes like the ones it is tested on)."""
 
     protocol: str = "vinyals"
-    rotations: bool = True
+    rotations: bool | None = None  # default: on for the vinyals protocol
     image_size: int = 28
     hidden: int = 64
     distance: str = "cosine"  # the paper's; "euclidean" uses -||f(x) - g(x_j)||^2
@@ -51,6 +53,13 @@ class MatchingNetConfig:
     lr_halve_every: int = 2000
     seed: int = 0
     channels_last: bool = True
+
+    def __post_init__(self) -> None:
+        protonet.check_episode_config(self)
+        if self.distance not in ("cosine", "euclidean"):
+            raise ValueError(f"distance must be 'cosine' or 'euclidean', got {self.distance!r}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
 
 
 def similarities(z_query: torch.Tensor, z_support: torch.Tensor, distance: str = "cosine") -> torch.Tensor:
@@ -108,3 +117,52 @@ def episode_loss(model: nn.Module, episode: Episode) -> tuple[torch.Tensor, torc
     log_p = model(episode.support_x, episode.support_y, episode.query_x)
     loss = F.nll_loss(log_p, episode.query_y)
     return loss, (log_p.argmax(-1) == episode.query_y).float().mean()
+
+
+# --------------------------------------------------------------------------
+# The face the registry reads (course_lib.registry): ProtoNet's, with this loss
+# --------------------------------------------------------------------------
+
+Config = MatchingNetConfig
+PAPER = {  # Omniglot, Vinyals protocol (Vinyals et al. 2016, Table 1)
+    "5-way 1-shot": 0.981, "5-way 5-shot": 0.989, "20-way 1-shot": 0.938, "20-way 5-shot": 0.985,
+}
+CONFIDENCE_CAP = ("a softmax over unscaled cosines cannot be confident (at most p ≈ 0.65 for 5 classes; "
+                  "`data/matching_nets/README.md`): the temperature-0.1 rows below show what scaling recovers")
+
+
+def _scaled(ways: int, queries: int) -> RunSpec:
+    """A run with the cosine / 0.1 of ``--temperature 0.1``, trained on ``ways``-way 1-shot episodes."""
+    return RunSpec(f"data/matching_nets/{ways}way_1shot_scaled", "Matching Networks, cosine / 0.1",
+                   ("--ways", str(ways), "--shots", "1", "--queries", str(queries), "--temperature", "0.1",
+                    "--steps", "20000"), ("--steps", "3"), job=f"matching_{ways}w1s",
+                   trained_on=f"same data, cosine attention with temperature 0.1 (not in the paper), {ways}-way "
+                              "1-shot training",
+                   differs=f"one {ways}-way 1-shot model is tested in all four settings, where the paper trained "
+                           "one per setting", explains_own_setting=False)
+
+
+RUNS = (
+    RunSpec("data/matching_nets/5way_1shot", "Matching Networks",
+            trained_on="same data, cosine attention, 5-way 1-shot training", differs=CONFIDENCE_CAP),
+    _scaled(5, queries=15),
+    RunSpec("data/matching_nets/20way_1shot", "Matching Networks", trained_on="same data, 20-way 1-shot training",
+            differs=CONFIDENCE_CAP),
+    _scaled(20, queries=5),
+)
+load_data, evaluate, evaluation_details, predictor = (protonet.load_data, protonet.evaluate,
+                                                      protonet.evaluation_details, protonet.predictor)
+
+
+def build(config: MatchingNetConfig) -> MatchingNet:
+    return MatchingNet(config)
+
+
+def trainer(model, config, data, device="cpu"):
+    return protonet.trainer(model, config, data, device, loss_fn=episode_loss)
+
+
+def describe(config) -> str:
+    scale = "" if config.temperature == 1.0 else f" / {config.temperature:g}"
+    return (f"Omniglot ({config.protocol} split{', rotations' if config.rotations else ''}), Conv4-{config.hidden}, "
+            f"{config.distance}{scale} attention, {config.ways}-way {config.shots}-shot training")

@@ -19,19 +19,16 @@ an N-way K-shot episode from the meta-training classes and minimises the
 cross-entropy of its queries, so the embedding is learned *for* the few-shot
 task that is used at test time.
 
-This file holds, top to bottom: the config, a fast episode sampler, the
-model and loss, the resumable episodic training function, and evaluation.
-:mod:`course_lib.matching_nets` reuses the sampler and the training function;
-:mod:`course_lib.train` is the command line around both.
+This file holds, top to bottom: the config, the model and its loss, one
+training step and the training loop, evaluation, and the small face that
+:mod:`course_lib.registry` reads. :mod:`course_lib.matching_nets` reuses the
+training step; ``python -m course_lib train protonet`` runs it in a run folder
+(:mod:`course_lib.runs`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import torch
@@ -39,11 +36,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .baselines import DISTANCE_SCORES
-from .data import LabelledImages
-from .episodes import Episode, TaskDistribution
+from .data import LabelledImages, omniglot_splits
+from .episodes import Episode, FastEpisodeSampler, step_generator
 from .evaluation import AccuracyResult, evaluate_few_shot
 from .models import Conv4
-from .training import History, load_checkpoint, save_checkpoint, train_loop
+from .runs import History, RunSpec, Trainer, train_loop
 
 
 # --------------------------------------------------------------------------
@@ -61,7 +58,7 @@ class ProtoNetConfig:
     """
 
     protocol: str = "vinyals"  # or "lake"
-    rotations: bool = True
+    rotations: bool | None = None  # rotations by 90 degrees as new classes; default: on for vinyals only
     image_size: int = 28
     hidden: int = 64
     distance: str = "euclidean"  # or "cosine"
@@ -75,87 +72,25 @@ class ProtoNetConfig:
     seed: int = 0
     channels_last: bool = True  # faster convolutions on CPUs and recent GPUs
 
-
-def learning_rate(config, step: int) -> float:
-    """Step schedule of Snell et al.: ``lr * 0.5 ** (step // lr_halve_every)``."""
-    return config.lr * 0.5 ** (step // config.lr_halve_every)
-
-
-# --------------------------------------------------------------------------
-# A fast sampler: every class holds the same number of images
-# --------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        check_episode_config(self)
+        if self.distance not in ("euclidean", "cosine"):
+            raise ValueError(f"distance must be 'euclidean' or 'cosine', got {self.distance!r}")
 
 
-class FastEpisodeSampler(TaskDistribution[Episode]):
-    """N-way K-shot Q-query episodes drawn with a few tensor operations.
-
-    The same episodes *distribution* as :class:`~course_lib.episodes.EpisodeSampler`
-    (classes without replacement, then support and query examples without
-    replacement within each class; labels 0..N-1 in the order drawn), but
-    for data sets whose classes all hold the same number of images (Omniglot:
-    20 drawings per character). The images are kept once as a tensor
-    ``[classes, per_class, C, H, W]`` on ``device``, and an episode is one
-    gather: no Python loop over classes, no copies between devices.
-    """
-
-    def __init__(
-        self, dataset: LabelledImages, ways: int, shots: int, queries: int, device: torch.device | str | None = None
-    ) -> None:
-        counts = dataset.examples_per_class().cpu()
-        if (counts != counts[0]).any():
-            raise ValueError(
-                f"FastEpisodeSampler needs the same number of images per class; {dataset.name} has "
-                f"{int(counts.min())}-{int(counts.max())}. Use course_lib.episodes.EpisodeSampler."
-            )
-        per_class = int(counts[0])
-        if ways > dataset.num_classes or shots + queries > per_class:
-            raise ValueError(
-                f"{ways}-way {shots}-shot {queries}-query episodes need {ways} classes with "
-                f"{shots + queries} images; {dataset.name} has {dataset.num_classes} classes of {per_class}."
-            )
-        self.dataset = dataset
-        self.ways, self.shots, self.queries = ways, shots, queries
-        self.device = torch.device(device) if device is not None else dataset.images.device
-        self.images = class_tensor(dataset, per_class, self.device)
-        self.per_class = per_class
-
-    def sample(self, generator: torch.Generator | None = None) -> Episode:
-        n, k, q = self.ways, self.shots, self.queries
-        classes = torch.randperm(self.dataset.num_classes, generator=generator)[:n]
-        members = torch.rand(n, self.per_class, generator=generator).argsort(dim=1)[:, : k + q]
-        chosen = self.images[classes[:, None].to(self.device), members.to(self.device)]  # [n, k+q, C, H, W]
-        shape = self.images.shape[2:]
-        labels = torch.arange(n, device=self.device)
-        return Episode(
-            support_x=chosen[:, :k].reshape(n * k, *shape),
-            support_y=labels.repeat_interleave(k),
-            query_x=chosen[:, k:].reshape(n * q, *shape),
-            query_y=labels.repeat_interleave(q),
-            classes=classes.to(self.device),
-        )
-
-    def __repr__(self) -> str:
-        return (
-            f"FastEpisodeSampler({self.dataset.name!r}, {self.ways}-way {self.shots}-shot, "
-            f"{self.queries} queries per class, {self.dataset.num_classes} classes)"
-        )
-
-
-def class_tensor(dataset: LabelledImages, per_class: int, device: torch.device) -> torch.Tensor:
-    """``[classes, per_class, C, H, W]``: the images sorted by class, built once per data set and device."""
-    cache = dataset.__dict__.setdefault("_class_tensors", {})
-    key = (str(device), len(dataset), per_class)
-    if key not in cache:
-        order = torch.argsort(dataset.labels.cpu(), stable=True)
-        images = dataset.images.cpu()[order].reshape(dataset.num_classes, per_class, *dataset.image_shape)
-        cache[key] = images.to(device)
-    return cache[key]
-
-
-def episode_generator(seed: int, step: int) -> torch.Generator:
-    """The generator of training episode ``step``: a function of (seed, step) only,
-    so a resumed run sees exactly the episodes an uninterrupted one would."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+def check_episode_config(config) -> None:
+    """The checks every episodic config shares (ProtoNet's and Matching Networks')."""
+    if config.protocol not in ("vinyals", "lake"):
+        raise ValueError(f"protocol must be 'vinyals' or 'lake', got {config.protocol!r}")
+    if config.rotations is None:
+        config.rotations = config.protocol == "vinyals"
+    for name in ("image_size", "hidden", "ways", "shots", "queries", "lr_halve_every"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
+    if config.ways < 2:
+        raise ValueError(f"ways must be >= 2 (one class is no classification task), got {config.ways}")
+    if config.steps < 0 or not config.lr > 0:
+        raise ValueError(f"steps must be >= 0 and lr > 0, got steps={config.steps}, lr={config.lr}")
 
 
 # --------------------------------------------------------------------------
@@ -230,7 +165,6 @@ class ProtoNet(FewShotModel):
         return self.scores(z_query, prototypes(z_support, support_y, ways))
 
 
-
 def episode_loss(model: nn.Module, episode: Episode) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy of the query set and its accuracy: the meta-training objective."""
     logits = model(episode.support_x, episode.support_y, episode.query_x)
@@ -240,121 +174,50 @@ def episode_loss(model: nn.Module, episode: Episode) -> tuple[torch.Tensor, torc
 
 
 # --------------------------------------------------------------------------
-# Episodic training, resumable
+# Episodic training
 # --------------------------------------------------------------------------
 
-CHECKPOINT_NAME = "checkpoint.pt"
+
+def learning_rate(config, step: int) -> float:
+    """Step schedule of Snell et al.: ``lr * 0.5 ** (step // lr_halve_every)``."""
+    return config.lr * 0.5 ** (step // config.lr_halve_every)
 
 
-def _check_resumable(stored: dict, config) -> None:
-    """A run may be resumed with more ``steps``; every other setting must match."""
-    wanted = dataclasses.asdict(config)
-    differences = [
-        f"{key}: checkpoint {stored.get(key)!r} vs yours {wanted.get(key)!r}"
-        for key in sorted(set(wanted) | set(stored))
-        if key != "steps" and stored.get(key) != wanted.get(key)
-    ]
-    if differences:
-        raise ValueError(
-            "cannot resume: the checkpoint was trained with another config (" + "; ".join(differences) + ")"
-        )
+def trainer(model: nn.Module, config, data: dict, device: torch.device | str = "cpu",
+            loss_fn: Callable[[nn.Module, Episode], tuple[torch.Tensor, torch.Tensor]] = episode_loss) -> Trainer:
+    """One step of episodic training: draw an episode, one Adam step on its query loss.
 
-
-def train_episodic(
-    model: nn.Module,
-    config,
-    train_data: LabelledImages,
-    *,
-    device: torch.device | str = "cpu",
-    loss_fn: Callable[[nn.Module, Episode], tuple[torch.Tensor, torch.Tensor]] = episode_loss,
-    run_dir: str | Path | None = None,
-    resume: bool = False,
-    checkpoint_every: int = 500,
-    checkpoint_seconds: float = 300.0,
-    evaluate: Callable[[], dict[str, float]] | None = None,
-    eval_every: int | None = None,
-    max_seconds: float | None = None,
-    progress: bool = True,
-    desc: str | None = None,
-) -> History:
-    """Meta-train ``model`` on episodes of ``train_data``; returns the :class:`History`.
-
-    Each step: sample a ``config.ways``-way ``config.shots``-shot
-    ``config.queries``-query episode (its generator depends on seed and step
-    only), compute ``loss_fn(model, episode)`` and take one Adam step with
-    learning rate :func:`learning_rate`. With ``run_dir``, the model, Adam's
-    state, the step and the history are saved to ``run_dir/checkpoint.pt``
-    every ``checkpoint_every`` steps or ``checkpoint_seconds`` seconds, when
-    ``max_seconds`` is used up, on Ctrl-C, and at the end; ``resume=True``
-    continues from that file and gives the same result as an uninterrupted
-    run (on the CPU, with the same seed).
+    The episode of step ``i`` depends on ``(config.seed, i)`` only, so a
+    resumed run sees exactly the episodes an uninterrupted one would.
     """
-    device = torch.device(device)
     model.to(device).train()
-    if config.channels_last:
-        model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    sampler = FastEpisodeSampler(train_data, config.ways, config.shots, config.queries, device=device)
-    history, start = History(), 0
-    path = Path(run_dir) / CHECKPOINT_NAME if run_dir is not None else None
-    if resume and path is not None and path.is_file():
-        payload = load_checkpoint(path, model, optimizer=optimizer, map_location=device)
-        _check_resumable(payload["config"], config)
-        history, start = payload["history"], int(payload["step"])
-        if progress:
-            print(f"resuming from {path} at step {start} of {config.steps}")
-    state = {"saved_at": time.monotonic(), "step": start}
-    started = time.monotonic()
-
-    def save(step_done: int, metrics_of_step=None) -> None:
-        if path is not None:
-            saved = history
-            if metrics_of_step is not None:  # train_loop logs a step only after it returns
-                saved = History(history.state_dict())
-                saved.log(metrics_of_step[0], **metrics_of_step[1])
-            save_checkpoint(path, model, config, history=saved, optimizer=optimizer, step=step_done)
-            state["saved_at"] = time.monotonic()
-
-    class _OutOfTime(Exception):
-        pass
+    sampler = FastEpisodeSampler(data["train"], config.ways, config.shots, config.queries, device=device)
 
     def step(i: int) -> dict[str, float]:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, i)
-        episode = sampler.sample(episode_generator(config.seed, i))
+        episode = sampler.sample(step_generator(config.seed, i))
         loss, accuracy = loss_fn(model, episode)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        state["step"] = i + 1
         return {"loss": loss.item(), "train_accuracy": accuracy.item()}
 
-    def step_and_checkpoint(i: int) -> dict[str, float]:
-        metrics = step(i)
-        done = i + 1
-        if path is not None and done < config.steps and (
-            done % checkpoint_every == 0 or time.monotonic() - state["saved_at"] > checkpoint_seconds
-        ):
-            save(done, metrics_of_step=(i, metrics))
-        if max_seconds is not None and time.monotonic() - started > max_seconds and done < config.steps:
-            history.log(i, **metrics)
-            raise _OutOfTime
-        return metrics
+    return Trainer(step, optimizer)
 
-    try:
-        train_loop(step_and_checkpoint, config.steps, evaluate=evaluate, eval_every=eval_every, history=history,
-                   start_step=start, desc=desc or f"episodic training ({config.ways}-way {config.shots}-shot)",
-                   progress=progress)
-    except _OutOfTime:
-        if progress:
-            print(f"time budget of {max_seconds:.0f} s used up at step {state['step']}: checkpointed")
-    except KeyboardInterrupt:
-        if progress:
-            print(f"interrupted at step {state['step']}: checkpointed; continue with resume=True")
-        save(state["step"])
-        raise
-    save(state["step"])
-    return history
+
+def train(model: nn.Module, config, train_data: LabelledImages, *, device: torch.device | str = "cpu",
+          loss_fn=episode_loss, evaluate: Callable[[], dict[str, float]] | None = None,
+          eval_every: int | None = None, max_seconds: float | None = None, progress: bool = True,
+          desc: str | None = None) -> History:
+    """Meta-train ``model`` for ``config.steps`` episodes; returns the :class:`History`.
+
+    (The command line runs the same step in a run folder, with checkpoints.)
+    """
+    step = trainer(model, config, {"train": train_data}, device, loss_fn).step
+    return train_loop(step, config.steps, evaluate=evaluate, eval_every=eval_every, max_seconds=max_seconds,
+                      progress=progress, desc=desc or f"episodic training ({describe(config)})")
 
 
 # --------------------------------------------------------------------------
@@ -371,7 +234,7 @@ def test_queries(ways: int, queries: int | dict | None = None) -> int:
     return queries if isinstance(queries, int) else queries.get(ways, 15 if ways <= 5 else 5)
 
 
-def evaluate_model(
+def evaluate_predictor(
     predict: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
     test_data: LabelledImages,
     *,
@@ -383,8 +246,6 @@ def evaluate_model(
     progress: bool = True,
 ) -> dict[str, AccuracyResult]:
     """``{"5-way 1-shot": mean ± CI, ...}`` over ``episodes`` test episodes per setting.
-
-    ``queries``: per class, an int or ``{ways: queries}`` (default :data:`TEST_QUERIES`).
 
     The episodes depend on ``seed`` only, so every method evaluated with the
     same seed sees the same tasks.
@@ -398,24 +259,55 @@ def evaluate_model(
     return results
 
 
-def load_trained(run_dir: str | Path, model_class=None, config_class=None, device="cpu"):
-    """The model saved in ``run_dir/checkpoint.pt`` (built from its stored config), and the payload."""
-    model_class = model_class or ProtoNet
-    config_class = config_class or ProtoNetConfig
-    path = Path(run_dir) / CHECKPOINT_NAME
-    stored = torch.load(path, map_location="cpu", weights_only=True)["config"]
-    config = config_class(**stored)
-    model = model_class(config)
-    payload = load_checkpoint(path, model, map_location=device)
-    return model.to(device).eval(), payload
+# --------------------------------------------------------------------------
+# The face the registry reads (course_lib.registry)
+# --------------------------------------------------------------------------
+
+Config = ProtoNetConfig
+PAPER = {  # Omniglot, Vinyals protocol (Snell et al. 2017, Table 1)
+    "5-way 1-shot": 0.988, "5-way 5-shot": 0.997, "20-way 1-shot": 0.960, "20-way 5-shot": 0.989,
+}
+PAPER_OPTIONS = ("--ways", "60", "--shots", "5", "--queries", "5", "--steps", "20000", "--lr", "1e-3",
+                 "--lr-halve-every", "2000", "--seed", "0")
+SMOKE_OPTIONS = ("--ways", "5", "--steps", "3")
+RUNS = (
+    RunSpec("data/protonet", "ProtoNet", ("--protocol", "vinyals", *PAPER_OPTIONS), SMOKE_OPTIONS,
+            trained_on="Omniglot Vinyals split, rotations, Conv4-64, 60-way 5-shot training"),
+    RunSpec("data/protonet_ablations/reference", "ProtoNet, 20-way 5-shot training (ablation reference)"),
+    RunSpec("data/protonet_ablations/no_rotations", "ProtoNet, no rotations (ablation)"),
+    RunSpec("data/protonet_ablations/lake_split", "ProtoNet, Lake split (ablation)"),
+    RunSpec("data/protonet_background", "ProtoNet on the capstone's shared data (Omniglot background)",
+            ("--protocol", "lake", *PAPER_OPTIONS), SMOKE_OPTIONS),
+)
 
 
-def read_results(run_dir: str | Path) -> dict | None:
-    """The ``results.json`` a run wrote (None if there is none yet)."""
-    path = Path(run_dir) / "results.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+def build(config: ProtoNetConfig) -> ProtoNet:
+    return ProtoNet(config)
 
 
-def accuracy_of(entry: dict) -> AccuracyResult:
-    return AccuracyResult(entry["mean"], entry["ci95"], entry["episodes"])
+def load_data(config, smoke: bool = False) -> dict[str, LabelledImages]:
+    """Omniglot's training and test classes under ``config.protocol`` (``smoke``: the first 40 of each)."""
+    splits = omniglot_splits(config.protocol, rotations=config.rotations, image_size=config.image_size)
+    if smoke:
+        splits = {k: v.subset_classes(range(min(40, v.num_classes))) for k, v in splits.items()}
+    return splits
 
+
+def evaluate(model, config, data: dict, device="cpu", *, settings=TEST_SETTINGS, episodes: int = 1000,
+             progress: bool = True) -> dict[str, AccuracyResult]:
+    return evaluate_predictor(predictor(model), data["test"], settings=settings, episodes=episodes, device=device,
+                              progress=progress)
+
+
+def evaluation_details(settings) -> dict:
+    """What results.json records about the test episodes besides their number."""
+    return {"test_queries_per_class": {f"{w}-way": test_queries(w) for w, _ in settings}, "test_seed": 0}
+
+
+def predictor(model: FewShotModel):
+    return model.predict
+
+
+def describe(config) -> str:
+    return (f"Omniglot ({config.protocol} split{', rotations' if config.rotations else ''}), Conv4-{config.hidden}, "
+            f"{config.ways}-way {config.shots}-shot {config.queries}-query training, {config.distance}")

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
+from . import registry
 from .evaluation import format_accuracy
 
 def begin_marker(block: str) -> str:
@@ -37,42 +38,11 @@ def end_marker(block: str) -> str:
 BEGIN, END = begin_marker("results-table"), end_marker("results-table")
 
 
-@dataclass(frozen=True)
-class Run:
-    method: str  # as the table shows it
-    folder: str  # relative to the repository root
-    protocol: str  # what the model was trained on, briefly
-    differs: str = ""  # what, besides training length, differs from the paper's run (shown when below the paper)
-    explains_own_setting: bool = True  # False: ``differs`` says nothing about the setting the run trained on
+def table_runs() -> list:
+    """The runs of every registered method that the results table describes (``RunSpec.trained_on`` set)."""
+    return [run for name in registry.names() for run in registry.get(name).RUNS if run.trained_on]
 
 
-def _scaled_matching(ways: int) -> Run:
-    """A Matching-net run with the cosine / 0.1 of ``--temperature 0.1``, trained on ``ways``-way 1-shot episodes."""
-    return Run("Matching Networks, cosine / 0.1", f"data/matching_nets/{ways}way_1shot_scaled",
-               f"same data, cosine attention with temperature 0.1 (not in the paper), {ways}-way 1-shot training",
-               differs=f"one {ways}-way 1-shot model is tested in all four settings, where the paper trained one "
-                       "per setting", explains_own_setting=False)
-
-
-MATCHING_CAP = ("a softmax over unscaled cosines cannot be confident (at most p ≈ 0.65 for 5 classes; "
-                "`data/matching_nets/README.md`): the temperature-0.1 rows below show what scaling recovers")
-MAML_BATCH = "meta-batch {meta_batch} instead of the paper's {paper_batch}"
-RUNS = (
-    Run("ProtoNet", "data/protonet", "Omniglot Vinyals split, rotations, Conv4-64, 60-way 5-shot training"),
-    Run("Matching Networks", "data/matching_nets/5way_1shot", "same data, cosine attention, 5-way 1-shot training",
-        differs=MATCHING_CAP),
-    _scaled_matching(5),
-    Run("Matching Networks", "data/matching_nets/20way_1shot", "same data, 20-way 1-shot training",
-        differs=MATCHING_CAP),
-    _scaled_matching(20),
-    Run("MAML (second order)", "data/maml/maml_5w1s", "same data, 5-way 1-shot, transductive batch norm",
-        differs=MAML_BATCH),
-    Run("first-order MAML", "data/maml/fomaml_5w1s", "same data, 5-way 1-shot", differs=MAML_BATCH),
-    Run("Reptile", "data/maml/reptile_5w1s", "same data, 5-way 1-shot"),
-    Run("MAML (second order)", "data/maml/maml_20w1s", "same data, 20-way 1-shot",
-        differs=MAML_BATCH + "; {inner_steps} inner step(s) of {inner_lr} in training and {test_inner_steps} at test "
-        "instead of the paper's 5 of 0.1; started from `{init_from}` (its convolutions; a new 20-way head)"),
-)
 # Tasks per meta-iteration in the papers' Omniglot runs (Finn et al. 2017: 32 for 5-way, 16 for 20-way).
 PAPER_META_BATCH = {5: 32, 20: 16}
 
@@ -100,7 +70,7 @@ def _steps(results: dict) -> str:
 def rows(root: Path) -> list[str]:
     """One Markdown row per test setting of every run folder that has results."""
     out = []
-    for run in RUNS:
+    for run in table_runs():
         folder = root / run.folder
         results_path, config_path = folder / "results.json", folder / "config.json"
         if not results_path.is_file():
@@ -114,10 +84,10 @@ def rows(root: Path) -> list[str]:
                 continue
             reference = f"{100 * paper[setting]:.1f} %" if setting in paper else ""
             meta_batch = results.get("config", {}).get("meta_batch")
-            trained_on = run.protocol + (f", meta-batch {meta_batch}" if meta_batch else "")
+            trained_on = run.trained_on + (f", meta-batch {meta_batch}" if meta_batch else "")
             details = (f"{trained_on} | {_steps(results)} | {_hardware(results)} | `{command}`" if first
                        else "same checkpoint | | | same")
-            out.append(f"| {run.method} | {setting} ({entry['episodes']:,} episodes) | "
+            out.append(f"| {run.label} | {setting} ({entry['episodes']:,} episodes) | "
                        f"{format_accuracy(entry['mean'], entry['ci95'])} | {reference} | {details} |")
             first = False
     return out
@@ -141,7 +111,7 @@ def gaps(root: Path) -> list[str]:
     time per step that run measured (``ms_per_step``), when the file has it.
     """
     out = []
-    for run in RUNS:
+    for run in table_runs():
         path = root / run.folder / "results.json"
         if not path.is_file():
             continue
@@ -175,7 +145,7 @@ def gaps(root: Path) -> list[str]:
                 take.append(f"the remaining {remaining:,} steps")
             take.append(f"`--resume` on `{run.folder}` continues it exactly; `scripts/train_all.sh` has the "
                         "paper-scale command for a GPU")
-        out.append(f"- **{run.method}** (`{run.folder}`): the CI ends below the paper's number at {shortfall}. "
+        out.append(f"- **{run.label}** (`{run.folder}`): the CI ends below the paper's number at {shortfall}. "
                    f"Why: {'; '.join(reasons) or 'not known'}."
                    + (f" What it would take: {'; '.join(take)}." if take else ""))
     return out
@@ -203,16 +173,26 @@ CS330_BARS = {"2-way 1-shot": "> 90 %", "2-way 2-shot": "> 90 %", "3-way 1-shot"
 
 
 def _black_box_command(root: Path, model: str, setting: str) -> tuple[str, str]:
-    """(command, steps) of the checkpoint behind one cell, read from the checkpoint itself."""
+    """(command, steps) of the run folder behind one cell: the command from its config.json, the steps
+    from its checkpoint."""
     import torch  # only here: the main table needs no torch
 
     ways, shots = (int(part.split("-")[0]) for part in setting.split(" "))
-    name = f"data/black_box/{model}_{ways}way_{shots}shot.pt"
-    config = torch.load(root / name, map_location="cpu", weights_only=False)["config"]
-    seed = f" --seed {config['seed']}" if config.get("seed") else ""
-    command = (f"python -m course_lib.sequence_learners --model {model} --ways {ways} --shots {shots} "
-               f"--steps {config['steps']}{seed} --checkpoint {name}")
-    return command, f"{config['steps']:,}"
+    folder = root / f"data/black_box/{model}_{ways}way_{shots}shot"
+    path = folder / "checkpoint.pt"
+    try:
+        # weights_only=True: unpickling anything else could run code hidden in the file.
+        steps = torch.load(path, map_location="cpu", weights_only=True)["step"]
+    except pickle.UnpicklingError as error:
+        found = [line.strip().split(" Please")[0] for line in str(error).splitlines() if "WeightsUnpickler" in line]
+        raise ValueError(
+            f"{path} holds objects other than tensors, numbers, strings, lists and dicts, so it is not loaded: "
+            "unpickling them could run code hidden in the file. Replace it with a checkpoint saved by "
+            f"course_lib.runs, or delete it. {' '.join(found)}"
+        ) from error
+    record = json.loads((folder / "config.json").read_text())
+    # A converted run keeps the command that wrote it; "command_now" is today's command for the same run.
+    return record.get("command_now", record["command"]), f"{steps:,}"
 
 
 def black_box_table(root: Path) -> str:

@@ -14,36 +14,80 @@ one at t = 0), and the loss on the queries is the meta-learning objective.
 :func:`make_sequence` builds these inputs; a test checks that changing the
 query labels changes no input.
 
-Two models read the same sequences:
+Three models read the same sequences (``SequenceConfig.model``):
 
-* :class:`LSTMLearner`: a small convolutional encoder and an LSTM (its
-  hidden and cell state are the learned variables);
-* :class:`InContextTransformer`: the same encoder, a causal convolution of
-  width 2 (which puts (x_{t-1}, y_{t-1}) and x_t in one token, as SNAIL's
-  temporal convolutions do) and causal self-attention (its key/value cache
-  is the learned variable, and it grows with the sequence).
+* ``lstm``, :class:`LSTMLearner`: a small convolutional encoder and an LSTM
+  (its hidden and cell state are the learned variables);
+* ``mann``, :class:`MemoryAugmentedLSTM`: the same LSTM plus an external
+  memory of (key, label) pairs read by content (a simplified MANN);
+* ``transformer``, :class:`InContextTransformer`: the same encoder, a causal
+  convolution of width 2 (which puts (x_{t-1}, y_{t-1}) and x_t in one
+  token, as SNAIL's temporal convolutions do) and causal self-attention (its
+  key/value cache is the learned variable, and it grows with the sequence).
 
-Command line (resumable; what made the checkpoints in ``data/black_box/``)::
+This file holds, top to bottom: the config, episodes as sequences, the
+models, one training step, evaluation, and the face that
+:mod:`course_lib.registry` reads. ``python -m course_lib train sequence``
+runs the training step in a run folder; for the run in
+``data/black_box/lstm_2way_1shot``::
 
-    python -m course_lib.sequence_learners --model lstm --ways 2 --shots 1 \\
-        --steps 3000 --checkpoint data/black_box/lstm_2way_1shot.pt
+    python -m course_lib train sequence --model lstm --ways 2 --shots 1 --steps 2000 \\
+        --out data/black_box/lstm_2way_1shot
 """
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .episodes import Episode, EpisodeSampler
-from .evaluation import AccuracyResult, mean_confidence_interval
-from .plots import show_in_output
-from .runtime import get_device
-from .training import History, load_checkpoint, save_checkpoint, train_loop
+from .data import LabelledImages, omniglot_splits
+from .episodes import Episode, EpisodeSampler, step_generator
+from .evaluation import AccuracyResult, evaluate_few_shot, mean_confidence_interval
+from .runs import History, RunSpec, Trainer, train_loop
+
+# --------------------------------------------------------------------------
+# Config
+# --------------------------------------------------------------------------
+
+PROTOCOLS = ("lake", "vinyals")
+
+
+@dataclass
+class SequenceConfig:
+    """One sequence learner and its meta-training (defaults: notebook 05's runs)."""
+
+    model: str = "lstm"  # "lstm", "mann" or "transformer" (:data:`MODELS`)
+    ways: int = 2
+    shots: int = 1
+    queries: int = 1  # per class, at the end of each training sequence
+    embed: int = 64
+    hidden: int = 128  # LSTM hidden size / transformer width
+    layers: int = 1  # LSTM layers / transformer blocks
+    heads: int = 4
+    batch_size: int = 32
+    lr: float = 1e-3
+    steps: int = 3000
+    seed: int = 0
+    protocol: str = "lake"
+    embed_norm: bool = False  # a layer norm on the image embedding (notebook 05 shows why not)
+
+    def __post_init__(self) -> None:
+        if self.model not in ("lstm", "mann", "transformer"):
+            raise ValueError(f"model must be lstm, mann or transformer, got {self.model!r}")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
+        for name, least in (("ways", 2), ("shots", 1), ("queries", 1), ("embed", 1), ("hidden", 1), ("layers", 1),
+                            ("heads", 1), ("batch_size", 1), ("steps", 0), ("seed", 0)):
+            if getattr(self, name) < least:
+                raise ValueError(f"{name} must be >= {least}, got {getattr(self, name)}")
+        if self.model == "transformer" and self.hidden % self.heads:
+            raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
 
 # --------------------------------------------------------------------------
 # Episodes as sequences
@@ -128,11 +172,11 @@ class SmallConvEncoder(nn.Module):
     norm: every example is encoded on its own, so nothing flows between the
     steps of a sequence except through the sequence model.
 
-    ``output_norm=True`` adds a layer norm on the output. With it the
-    transformer stayed at chance for 16,500 steps (2-way 1-shot, batch 32);
-    without it, it leaves chance within 1,000 steps (notebook 05, section 3,
-    plots both and measures the likely reason: the normalised embedding is
-    larger, so the one-hot label beside it is a smaller share of each token).
+    ``output_norm=True`` adds a layer norm on the output; it is off by
+    default because with it the transformer did not leave chance (notebook
+    05, section 3, shows the runs and the likely reason: the normalised
+    embedding is larger, so the one-hot label beside it is a smaller share
+    of each token).
     """
 
     def __init__(self, dim: int = 64, in_channels: int = 1, image_size: int = 28, output_norm: bool = False) -> None:
@@ -157,24 +201,6 @@ def _encode(encoder: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """``[B, L, C, H, W] -> [B, L, dim]``."""
     B, L = images.shape[:2]
     return encoder(images.reshape(B * L, *images.shape[2:])).view(B, L, -1)
-
-
-@dataclass
-class SequenceConfig:
-    model: str = "lstm"  # or "transformer"
-    ways: int = 2
-    shots: int = 1
-    queries: int = 1  # per class, at the end of each training sequence
-    embed: int = 64
-    hidden: int = 128  # LSTM hidden size / transformer width
-    layers: int = 1  # LSTM layers / transformer blocks
-    heads: int = 4
-    batch_size: int = 32
-    lr: float = 1e-3
-    steps: int = 3000
-    seed: int = 0
-    protocol: str = "lake"
-    embed_norm: bool = False  # a layer norm on the image embedding (notebook 05 shows why not)
 
 
 class LSTMLearner(nn.Module):
@@ -279,9 +305,8 @@ class MemoryAugmentedLSTM(nn.Module):
 MODELS = {"lstm": LSTMLearner, "mann": MemoryAugmentedLSTM, "transformer": InContextTransformer}
 
 
-def build_model(config: SequenceConfig) -> nn.Module:
-    if config.model not in MODELS:
-        raise ValueError(f"model must be one of {sorted(MODELS)}, got {config.model!r}")
+def build(config: SequenceConfig) -> nn.Module:
+    """The model ``config.model`` names, with fresh weights."""
     return MODELS[config.model](config)
 
 
@@ -293,7 +318,7 @@ def sequence_logits(model: nn.Module, sequence: LabelSequence) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------
-# Training and evaluation
+# Meta-training
 # --------------------------------------------------------------------------
 
 
@@ -307,56 +332,43 @@ def sequence_loss(model: nn.Module, batch: LabelSequence) -> tuple[torch.Tensor,
     return loss, {"loss": loss.item(), "query_accuracy": query_accuracy.item()}
 
 
-def train_sequence_learner(
-    config: SequenceConfig,
-    train_split,
-    *,
-    checkpoint: str | Path | None = None,
-    device: torch.device | str = "cpu",
-    progress: bool = True,
-    save_every: int = 500,
-    max_seconds: float | None = None,
-) -> tuple[nn.Module, History]:
-    """Meta-train on episodes from ``train_split``; resumes from ``checkpoint`` and saves to it.
+def trainer(model: nn.Module, config: SequenceConfig, data: dict, device: torch.device | str = "cpu") -> Trainer:
+    """One step: ``batch_size`` sequences from meta-training episodes, one Adam step on their loss.
 
-    ``max_seconds`` stops early (checkpointed at the step reached; run again to continue).
+    The sequences of step ``i`` depend on ``(config.seed, i)`` only, so a
+    resumed run sees exactly the sequences an uninterrupted one would.
     """
-    device = torch.device(device)
-    torch.manual_seed(config.seed)
-    model = build_model(config).to(device)
+    model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    history, start = History(), 0
-    if checkpoint is not None and Path(checkpoint).is_file():
-        payload = load_checkpoint(checkpoint, model, config, optimizer=optimizer, map_location=device)
-        history, start = payload["history"], int(payload["step"] or 0)
-    sampler = EpisodeSampler(train_split, config.ways, config.shots, config.queries)
-    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + start)
+    sampler = EpisodeSampler(data["train"], config.ways, config.shots, config.queries)
 
-    def step(i: int) -> dict:
-        batch = sample_sequences(sampler, config.batch_size, generator).to(device)
+    def step(i: int) -> dict[str, float]:
+        batch = sample_sequences(sampler, config.batch_size, step_generator(config.seed, i)).to(device)
         loss, metrics = sequence_loss(model, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        if checkpoint is not None and (i + 1) % save_every == 0 and i + 1 < config.steps:
-            save_checkpoint(checkpoint, model, config, history=history, optimizer=optimizer, step=i + 1)
         return metrics
 
-    if start < config.steps:
-        history = train_loop(step, config.steps, history=history, start_step=start, progress=progress,
-                             desc=f"{config.model} {config.ways}-way {config.shots}-shot", max_seconds=max_seconds)
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, model, config, history=history, optimizer=optimizer, step=history.steps_done)
-    model.eval()
-    return model, history
+    return Trainer(step, optimizer)
 
 
-def load_sequence_learner(path: str | Path, config: SequenceConfig, device="cpu") -> tuple[nn.Module, dict]:
-    model = build_model(config).to(device)
-    payload = load_checkpoint(path, model, config, map_location=device)
+def train(model: nn.Module, config: SequenceConfig, train_data: LabelledImages, *,
+          device: torch.device | str = "cpu", progress: bool = True, max_seconds: float | None = None) -> History:
+    """Meta-train ``model`` for ``config.steps`` steps; returns the :class:`History`.
+
+    (The command line runs the same step in a run folder, with checkpoints.)
+    """
+    step = trainer(model, config, {"train": train_data}, device).step
+    history = train_loop(step, config.steps, progress=progress, max_seconds=max_seconds, desc=describe(config))
     model.eval()
-    return model, payload
+    return history
+
+
+# --------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------
 
 
 class SequenceClassifier:
@@ -418,100 +430,67 @@ def _ordinal(n: int) -> str:
     return {1: "1st", 2: "2nd", 3: "3rd"}.get(n, f"{n}th")
 
 
-# --------------------------------------------------------------------------
-# Stepping through one sequence (the pure function behind the notebook's widget)
-# --------------------------------------------------------------------------
-
-
 def prediction_trace(model: nn.Module, sequence: LabelSequence) -> torch.Tensor:
     """Class probabilities ``[L, ways]`` at every step of one sequence (causal: row t uses steps <= t)."""
     with torch.no_grad():
         return sequence_logits(model, sequence).softmax(-1)
 
 
-def trace_figure(sequence: LabelSequence, probabilities: torch.Tensor, step: int, title: str | None = None):
-    """The sequence up to ``step`` (image, label given with it) and the prediction at ``step``."""
-    import matplotlib.pyplot as plt
+# --------------------------------------------------------------------------
+# The face the registry reads (course_lib.registry)
+# --------------------------------------------------------------------------
 
-    L, ways = probabilities.shape
-    step = max(0, min(step, L - 1))
-    fig = plt.figure(figsize=(max(6, 0.9 * L), 3.2))
-    grid = fig.add_gridspec(2, L, height_ratios=[1, 1.1])
-    for t in range(L):
-        ax = fig.add_subplot(grid[0, t])
-        ax.axis("off")
-        if t > step:
-            continue
-        ax.imshow(sequence.images[t, 0].cpu().numpy(), cmap="gray_r")
-        given = sequence.label_inputs[t]
-        prev = f"prev y={int(given.argmax())}" if given.any() else "prev y=–"
-        kind = "query" if bool(sequence.is_query[t]) else "support"
-        right = int(probabilities[t].argmax()) == int(sequence.targets[t])
-        ax.set_title(f"t={t} {kind}\n{prev}\ny={int(sequence.targets[t])}", fontsize=7,
-                     color="green" if right else "red")
-    ax = fig.add_subplot(grid[1, :])
-    colours = ["tab:green" if k == int(sequence.targets[step]) else "tab:gray" for k in range(ways)]
-    ax.bar(range(ways), probabilities[step].cpu().numpy(), color=colours)
-    ax.set_ylim(0, 1)
-    ax.set_xticks(range(ways))
-    ax.set_xlabel("class")
-    ax.set_ylabel("p(y_t = class)")
-    ax.set_title(title or f"prediction at step {step} (true class in green)", fontsize=9)
-    fig.tight_layout()
-    return fig
+Config = SequenceConfig
+PAPER: dict[str, float] = {}  # notebook 05 compares with the CS330 homework's bars, not a paper's table
+LABELS = {"lstm": "LSTM", "mann": "memory-augmented LSTM", "transformer": "in-context transformer"}
+STEPS = {"lstm": 2000, "mann": 2000, "transformer": 10000}  # CS330 HW1's budget; the transformer needs more
+RUNS = tuple(
+    RunSpec(f"data/black_box/{model}_{ways}way_{shots}shot", f"{LABELS[model]}, {ways}-way {shots}-shot",
+            ("--model", model, "--ways", str(ways), "--shots", str(shots), "--steps", str(STEPS[model]),
+             "--seed", "1" if (model, ways) == ("transformer", 4) else "0"),  # seed 0 stayed at chance (README)
+            ("--steps", "3"), job=f"{model}_{ways}w{shots}s")
+    for model in MODELS for ways, shots in ((2, 1), (2, 2), (3, 1), (4, 1))
+) + tuple(RunSpec(f"data/black_box/plateau/{name}", "the loss plateau (notebook 05)")
+          for name in ("lstm_2way_1shot_long", "transformer_2way_1shot_embed_norm", "transformer_4way_1shot_seed0"))
+TEST_QUERIES = 1  # per class, as in training and in CS330
 
 
-def step_widget(render, steps: int, description: str = "step t"):
-    """A slider over ``0..steps-1`` that shows ``render(t)`` (a matplotlib figure) below it."""
-    import ipywidgets as widgets
-
-    slider = widgets.IntSlider(value=0, min=0, max=steps - 1, description=description, continuous_update=False)
-    output = widgets.Output()
-
-    def show(_change=None) -> None:
-        show_in_output(output, render(slider.value))
-
-    slider.observe(show, names="value")
-    show()
-    return widgets.VBox([slider, output])
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m course_lib.sequence_learners",
-                                     description="Meta-train a label-as-input sequence learner on Omniglot (resumable).")
-    parser.add_argument("--model", default="lstm", choices=sorted(MODELS))
-    parser.add_argument("--ways", type=int, default=2)
-    parser.add_argument("--shots", type=int, default=1)
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--hidden", type=int, default=128)
-    parser.add_argument("--layers", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--embed-norm", action="store_true",
-                        help="layer norm on the image embedding (off by default: it keeps the LSTM and the transformer on their plateau)")
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--device", help="cpu, cuda, mps (default: automatic)")
-    parser.add_argument("--max-minutes", type=float, help="stop (checkpointed) after this long; run again to continue")
-    parser.add_argument("--no-progress", action="store_true")
-    return parser
-
-
-def _main(argv=None) -> None:  # pragma: no cover - exercised by hand
-    from .data import omniglot_splits
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    config = SequenceConfig(model=args.model, ways=args.ways, shots=args.shots, steps=args.steps, hidden=args.hidden,
-                            layers=args.layers, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                            embed_norm=args.embed_norm)
+def load_data(config: SequenceConfig, smoke: bool = False) -> dict[str, LabelledImages]:
+    """Omniglot's training and test classes under ``config.protocol``, 28x28, no rotations
+    (``smoke``: the first 40 classes of each)."""
     splits = omniglot_splits(config.protocol, rotations=False)
-    model, history = train_sequence_learner(
-        config, splits["train"], checkpoint=args.checkpoint, device=get_device(args.device),
-        progress=not args.no_progress, max_seconds=None if args.max_minutes is None else 60 * args.max_minutes)
-    print(f"saved {args.checkpoint} at step {history.steps_done}: "
-          f"last query accuracy {history.last('query_accuracy'):.3f}")
+    if smoke:
+        splits = {k: v.subset_classes(range(min(40, v.num_classes))) for k, v in splits.items()}
+    return splits
 
 
-if __name__ == "__main__":  # pragma: no cover
-    _main()
+def evaluate(model: nn.Module, config: SequenceConfig, data: dict, device="cpu", *, settings=(),
+             episodes: int = 1000, progress: bool = True) -> dict[str, AccuracyResult]:
+    """Query accuracy on ``episodes`` test episodes (seed 0, one query per class) per setting.
+
+    The model has ``config.ways`` outputs, so it is tested at its own setting
+    and at those of ``settings`` with as many ways (other shot counts).
+    """
+    own = (config.ways, config.shots)
+    asked = [own] + [s for s in settings if s[0] == config.ways and s != own]
+    results = {}
+    for ways, shots in asked:
+        sampler = EpisodeSampler(data["test"], ways, shots, TEST_QUERIES)
+        name = f"{ways}-way {shots}-shot"
+        results[name] = evaluate_few_shot(predictor(model), sampler, episodes=episodes, seed=0, progress=progress,
+                                          desc=name)
+    return results
+
+
+def evaluation_details(settings) -> dict:
+    """What results.json records about the test episodes besides their number."""
+    return {"test_queries_per_class": TEST_QUERIES, "test_seed": 0}
+
+
+def predictor(model: nn.Module) -> SequenceClassifier:
+    return SequenceClassifier(model, seed=0)
+
+
+def describe(config: SequenceConfig) -> str:
+    return (f"{config.model}, Omniglot ({config.protocol} split), {config.ways}-way {config.shots}-shot "
+            f"sequences{', layer norm on the embedding' if config.embed_norm else ''}")

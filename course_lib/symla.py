@@ -18,30 +18,30 @@ An RL² GRU (``course_lib.bandits``) has neither property: its input and
 output layers are tied to the arm count and order.
 
 Meta-training is the A2C of ``course_lib.bandits.rl2_update`` (same loss,
-same advantages); the command line trains a SymLA agent and, for the
-comparison, an RL² GRU on the same (2-armed) bandits::
+same advantages). The shipped runs in ``data/vsml/symla/``: a SymLA agent
+and, for the comparison, an RL² GRU on the same (2-armed) bandits::
 
-    python -m course_lib.symla --arms 2 --horizon 10 --iterations 1500 --out data/vsml/symla
+    python -m course_lib train symla --arms 2 --horizon 10 --steps 3000 --out data/vsml/symla/symla
+    python -m course_lib train rl2 --task independent --arms 2 --horizon 10 --steps 3000 --out data/vsml/symla/rl2
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import json
 import math
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from . import bandits
+from .episodes import step_generator
+from .runs import History, RunSpec, Trainer, train_loop
 
 
 @dataclass
 class SymLAConfig:
+    """A SymLA agent and its A2C meta-training on independent Bernoulli bandits."""
+
     arms: int = 2
     horizon: int = 10
     hidden: int = 16  # LSTM size per cell
@@ -53,12 +53,17 @@ class SymLAConfig:
     entropy_start: float = 0.05
     entropy_end: float = 0.0
     value_coef: float = 0.5
-    iterations: int = 1500
+    steps: int = 1500
     seed: int = 0
+    value_scale: float = 1.0  # as in bandits.RL2Config (SymLA's value needs no scaling: 1)
+    task: str = "independent"  # the training bandits (the only kind SymLA is trained on here)
 
-    # The A2C helper of course_lib.bandits reads these two.
-    value_scale: float = 1.0
-    task: str = "independent"
+    def __post_init__(self) -> None:
+        bandits.check_a2c_config(self)
+        if self.message_size < 1:
+            raise ValueError(f"message_size must be >= 1, got {self.message_size}")
+        if self.task != "independent":
+            raise ValueError(f"task must be 'independent', got {self.task!r}")
 
 
 INPUT_UNITS = 2  # x = (1, t / T)
@@ -155,7 +160,7 @@ def symla_update(agent: SymLAAgent, optimizer, tasks, entropy_coef: float, gener
         rewards.append(r)
         prev = (a, r)
     logps, values, entropies, rewards = (torch.stack(v, 1) for v in (logps, values, entropies, rewards))
-    advantages, returns = bandits._discounted_advantages(rewards, values.detach(), config.gamma, config.gae_lambda)
+    advantages, returns = bandits.discounted_advantages(rewards, values.detach(), config.gamma, config.gae_lambda)
     advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
     loss = -(advantages * logps).mean() + config.value_coef * (values - returns).pow(2).mean() \
         - entropy_coef * entropies.mean()
@@ -166,81 +171,72 @@ def symla_update(agent: SymLAAgent, optimizer, tasks, entropy_coef: float, gener
     return {"total_reward": rewards.sum(1).mean().item(), "entropy": entropies.mean().item()}
 
 
-def train(config: SymLAConfig, max_seconds: float | None = None) -> tuple[SymLAAgent, dict]:
-    torch.manual_seed(config.seed)
-    agent = SymLAAgent(config)
-    optimizer = torch.optim.Adam(agent.parameters(), lr=config.lr)
-    generator = torch.Generator().manual_seed(config.seed)
+def trainer(model: SymLAAgent, config: SymLAConfig, data: dict | None = None, device="cpu") -> Trainer:
+    """One A2C update per step on the CPU; the bandits of step ``i`` depend on ``(config.seed, i)`` only."""
+    model.cpu().train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     tasks = bandits.IndependentBandits(config.arms)
-    history, started = {"iteration": [], "total_reward": []}, time.time()
-    for i in range(config.iterations):
-        if max_seconds is not None and time.time() - started > max_seconds:
-            break
-        coef = config.entropy_start + (config.entropy_end - config.entropy_start) * i / max(config.iterations - 1, 1)
-        info = symla_update(agent, optimizer, tasks, coef, generator)
-        if i % 10 == 0:
-            history["iteration"].append(i)
-            history["total_reward"].append(info["total_reward"])
-    history["iterations_done"] = i + 1 if config.iterations else 0
-    history["seconds"] = time.time() - started
-    return agent, history
+
+    def step(i: int) -> dict[str, float]:
+        return symla_update(model, optimizer, tasks, bandits.entropy_coefficient(config, i),
+                            step_generator(config.seed, i))
+
+    return Trainer(step, optimizer)
 
 
-def evaluate(policies: dict, arms: int, horizon: int, bandits_count: int = 2000, seed: int = 0,
-             permute: bool = False) -> dict:
-    """Total reward (mean, 95% CI) of every policy on the same independent test bandits.
-
-    ``permute``: each bandit's arms in a random order (the same bandits otherwise)."""
-    probs = bandits.IndependentBandits(arms).sample_batch(bandits_count, torch.Generator().manual_seed(seed + 999)).probs
-    if permute:
-        order = torch.rand(bandits_count, arms, generator=torch.Generator().manual_seed(seed + 5)).argsort(1)
-        probs = probs.gather(1, order)
-    out = {}
-    for name, result in bandits.compare_policies(policies, probs, horizon, seed=seed).items():
-        rewards = result.total_reward.double()
-        out[name] = {"mean": rewards.mean().item(),
-                     "ci95": 1.959963984540054 * rewards.std().item() / math.sqrt(len(rewards))}
-    return out
-
-
-def main(argv=None) -> dict:  # pragma: no cover - exercised by hand and by the shipped run
-    parser = argparse.ArgumentParser(prog="python -m course_lib.symla", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--arms", type=int, default=2)
-    parser.add_argument("--horizon", type=int, default=10)
-    parser.add_argument("--iterations", type=int, default=1500)
-    parser.add_argument("--max-minutes", type=float)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    args.out.mkdir(parents=True, exist_ok=True)
-    config = SymLAConfig(arms=args.arms, horizon=args.horizon, iterations=args.iterations, seed=args.seed)
-    budget = None if args.max_minutes is None else 30 * args.max_minutes  # half for SymLA, half for RL²
-    agent, history = train(config, budget)
-    torch.save({"config": dataclasses.asdict(config), "state_dict": agent.state_dict(), "history": history},
-               args.out / "symla.pt")
-    rl2_config = bandits.RL2Config(arms=args.arms, horizon=args.horizon, task="independent",
-                                   iterations=args.iterations, seed=args.seed)
-    rl2, rl2_history = bandits.train_rl2(rl2_config, checkpoint=args.out / "rl2.pt", progress=False,
-                                         max_seconds=budget)
+def train(agent: SymLAAgent, config: SymLAConfig, *, progress: bool = True,
+          max_seconds: float | None = None) -> History:
+    """Meta-train ``agent`` for ``config.steps`` updates (the command line does the same in a run folder)."""
+    history = train_loop(trainer(agent, config).step, config.steps, progress=progress, max_seconds=max_seconds,
+                         desc=describe(config))
     agent.eval()
-    rl2.eval()
-    policies_train = {"SymLA": SymLAPolicy(agent), "RL² GRU": bandits.RL2Policy(rl2),
-                      "UCB1": bandits.UCB1(), "Thompson": bandits.ThompsonSampling(), "random": bandits.RandomPolicy()}
-    results = {"trained on": f"independent {args.arms}-armed Bernoulli bandits, {args.horizon} pulls",
-               "symla_iterations": history["iterations_done"], "symla_seconds": round(history["seconds"], 1),
-               "rl2_iterations": rl2_history.steps_done,
-               "command": "python -m course_lib.symla " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
-               "evaluation": {}}
-    results["evaluation"][f"{args.arms} arms (training distribution)"] = evaluate(policies_train, args.arms, args.horizon)
-    others = {k: v for k, v in policies_train.items() if k != "RL² GRU"}
-    for arms in (5, 10):
-        results["evaluation"][f"{arms} arms (never trained on)"] = evaluate(others, arms, args.horizon)
-    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    for row, entry in results["evaluation"].items():
-        print(row + ": " + ", ".join(f"{k} {v['mean']:.2f}" for k, v in entry.items()))
+    return history
+
+
+# --------------------------------------------------------------------------
+# The face the registry reads (course_lib.registry)
+# --------------------------------------------------------------------------
+
+Config = SymLAConfig
+PAPER: dict[str, float] = {}  # the paper's environments are not these bandits
+RUNS = (RunSpec("data/vsml/symla/symla", "SymLA on bandits (notebook 07)"),)
+TEST_ARMS = (5, 10)  # arm counts SymLA is tested on besides its own
+
+
+def build(config: SymLAConfig) -> SymLAAgent:
+    return SymLAAgent(config)
+
+
+def load_data(config: SymLAConfig, smoke: bool = False) -> dict:
+    """Nothing to load: the bandits are drawn."""
+    return {}
+
+
+def evaluate(model: SymLAAgent, config: SymLAConfig, data: dict | None = None, device="cpu", *, settings=(),
+             episodes: int = 2000, progress: bool = True) -> dict[str, dict]:
+    """Total reward over ``config.horizon`` pulls on ``episodes`` independent test bandits with the
+    training arm count and with :data:`TEST_ARMS` arms, next to ``bandits.classic_policies``."""
+    results = {}
+    for arms in dict.fromkeys((config.arms, *TEST_ARMS)):
+        row = f"{arms} arms ({'training distribution' if arms == config.arms else 'never trained on'})"
+        policies = {"SymLA": SymLAPolicy(model.cpu().eval()), **bandits.classic_policies()}
+        results[row] = bandits.reward_table(policies, bandits.IndependentBandits(arms), config.horizon, episodes)
     return results
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
+def evaluation_details(settings) -> dict:
+    return {"test_bandits_seed": 999, "policy_seed": 0}
+
+
+def results_markdown(method, results: dict, config, meta: dict) -> str:
+    return bandits.reward_markdown(describe(config), results, config, meta)
+
+
+def predictor(model: SymLAAgent) -> SymLAPolicy:
+    """The agent as a ``bandits.BanditPolicy`` (SymLA is not a few-shot classifier)."""
+    return SymLAPolicy(model)
+
+
+def describe(config: SymLAConfig) -> str:
+    return (f"SymLA (LSTM-{config.hidden} per connection) on independent {config.arms}-armed bandits, "
+            f"{config.horizon} pulls, batch {config.batch_size}")

@@ -1,10 +1,11 @@
 """VSML: variable-shared meta learning (Kirsch & Schmidhuber, NeurIPS 2021), in one file.
 
-"Meta Learning Backpropagation and Improving It": replace every weight
-``w_ab`` of a dense layer (input unit ``a``, output unit ``b``) by the state
-``s_ab = (h_ab, c_ab)`` of a tiny LSTM. All ``A x B`` LSTMs share ONE set of
-meta-parameters ``theta``. Learning is whatever the states do while the
-layer reads a stream of examples; meta-learning tunes ``theta``.
+Introduced in notebook 07. "Meta Learning Backpropagation and Improving It":
+replace every weight ``w_ab`` of a dense layer (input unit ``a``, output
+unit ``b``) by the state ``s_ab = (h_ab, c_ab)`` of a tiny LSTM. All
+``A x B`` LSTMs share ONE set of meta-parameters ``theta``. Learning is
+whatever the states do while the layer reads a stream of examples;
+meta-learning tunes ``theta``.
 
 Update equations (one micro-tick; ``M`` = message size, ``H`` = LSTM hidden):
 
@@ -43,71 +44,61 @@ per connection), MORE learned variables than meta-parameters. A Meta-RNN (an
 LSTM reading ``[x_t, feedback_{t-1}]``, :class:`MetaRNN`) has the opposite:
 ``~4 * hidden^2`` meta-parameters and only ``2 * hidden`` state values. A
 fast-weight learner (:class:`FastWeightLearner`, an outer-product memory
-written by a delta rule) sits in between.
+written by a delta rule) sits in between. The three are variants of one run
+(``config.learner``), meta-trained on the same tasks.
 
-Backprop cloning (the paper's first experiment): read a weight from each
-cell, ``w_ab = c_ab . r`` (``r`` a meta-learned vector; the LSTM memory ``c``
-is an additive accumulator, like an SGD weight), and meta-train the cells,
-teacher-forced on the true SGD trajectory of a linear classifier on the same
-stream, so that ``w_ab`` follows ``w_ab <- w_ab - lr x_a e_b`` and
-``A * m_b[0]`` equals the logit ``sum_a w_ab x_a`` (:func:`clone_loss`).
-:func:`compare_clone_to_sgd` then runs the clone closed-loop on new streams.
+Backprop cloning (the paper's first experiment, ``config.mode = "clone"``):
+read a weight from each cell, ``w_ab = c_ab . r`` (``r`` a meta-learned
+vector; the LSTM memory ``c`` is an additive accumulator, like an SGD
+weight), and meta-train the cells, teacher-forced on the true SGD trajectory
+of a linear classifier on the same stream, so that ``w_ab`` follows
+``w_ab <- w_ab - lr x_a e_b`` and ``A * m_b[0]`` equals the logit
+``sum_a w_ab x_a`` (:func:`clone_loss`). :func:`compare_clone_to_sgd` then
+runs the clone closed-loop on new streams.
 
-Also here: online SGD and
-Adam baselines with a tuned learning rate, evaluation on unseen datasets with
-a different input size, and a resumable command line::
+Evaluation is not a few-shot table: every learner reads seeded test streams
+of held-out digits, MNIST and Omniglot's unseen alphabets (at the training
+input size and, for VSML, at ``eval_input_size``), next to online SGD and
+Adam with a tuned learning rate, and :func:`evaluate` reports the online
+accuracy by examples seen.
 
-    python -m course_lib.vsml train --mode scratch --model vsml --dataset digits \\
-        --out data/vsml/scratch --device cuda --max-minutes 6
-    python -m course_lib.vsml train --model metarnn --out data/vsml/metarnn --device cuda --max-minutes 6
-    python -m course_lib.vsml train --model fastweight --out data/vsml/fastweight --device cuda --max-minutes 6
-    python -m course_lib.vsml train --mode clone --out data/vsml/clone --device cuda --max-minutes 6
-    python -m course_lib.vsml train --out data/vsml/scratch --resume        # continue
-    python -m course_lib.vsml train --out data/vsml/scratch --eval-only     # evaluate the checkpoint
+This file holds, top to bottom: the config, the VSML layer and its messages,
+the three learners, running a learner on a stream, the tasks, the losses and
+one meta-step, the SGD/Adam baselines, evaluation on streams, and the face
+that :mod:`course_lib.registry` reads. ``python -m course_lib train vsml``
+runs it in a run folder (:mod:`course_lib.runs`)::
 
-A run folder holds ``config.json`` (config and commands), ``checkpoint.pt``
-(meta-parameters, Adam state, step, history; written atomically every
-``--checkpoint-minutes``, at the end, and on Ctrl-C / SIGTERM),
-``history.json`` (meta-loss, training accuracy, gradient norm every 10
-meta-steps) and ``results.json`` / ``results.md`` (online accuracy by
-examples seen with 95% CIs on held-out tasks of the training dataset and on
-unseen datasets, at the training input size and at ``eval_input_size``;
-SGD and Adam baselines; the variable counts; seconds and GPU memory per
-meta-step). ``--max-minutes`` bounds meta-training only; evaluation follows,
-also after an early stop.
+    python -m course_lib train vsml --out runs/vsml/scratch --meta-batch 32 --max-minutes 12
+    python -m course_lib train vsml --learner metarnn --out runs/vsml/metarnn --meta-batch 32 --steps 969
+    python -m course_lib train vsml --mode clone --out runs/vsml/clone --meta-batch 32 --max-minutes 9
+    python -m course_lib eval vsml --out runs/vsml/scratch --test-episodes 256   # 256 test streams per row
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import math
-import os
-import signal
-import sys
-import tempfile
-import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .runtime import machine_description
-from .training import write_json
+from .episodes import step_generator
+from .runs import RunError, RunSpec, Trainer
 
 # --------------------------------------------------------------------------
 # Configuration
 # --------------------------------------------------------------------------
 
 MODES = ("scratch", "clone")
-MODELS = ("vsml", "metarnn", "fastweight")
+LEARNERS = ("vsml", "metarnn", "fastweight")
 DATASETS = ("digits", "mnist", "omniglot")
 FEEDBACK = ("label", "error", "both")
+# Classes of the smaller split of each dataset (Omniglot: Lake's 20 evaluation alphabets): a task's
+# ``ways`` classes must exist in every dataset it is trained or tested on.
+DATASET_CLASSES = {"digits": 10, "mnist": 10, "omniglot": 659}
 
 
 @dataclass
@@ -115,7 +106,7 @@ class VSMLConfig:
     """Everything a run needs; stored in config.json and the checkpoint."""
 
     mode: str = "scratch"  # scratch: meta-learn from the prediction loss; clone: imitate SGD
-    model: str = "vsml"  # vsml | metarnn (the baseline) | fastweight (the in-between model)
+    learner: str = "vsml"  # vsml | metarnn (the baseline) | fastweight (the in-between learner)
     dataset: str = "digits"  # meta-training dataset
     input_size: int = 16  # random projection of the images (keeps the grid small)
     ways: int = 5  # classes per task = output units
@@ -129,26 +120,30 @@ class VSMLConfig:
     meta_batch: int = 128  # streams (tasks) in parallel per meta-step
     truncation: int = 100  # truncated BPTT window (steps); >= stream_length means full BPTT
     steps: int = 100000  # meta-steps (--max-minutes usually stops first)
-    lr: float = 3e-3  # Adam on the meta-parameters (with gradient clipping)
+    lr: float = 3e-3  # Adam on the meta-parameters (with gradient clipping); there is no inner rate
     grad_clip: float = 1.0
     clone_lr: float = 0.1  # the SGD learning rate that clone mode imitates
-    eval_input_size: int = 32  # the "different input size" of the unseen datasets
+    eval_input_size: int = 32  # the "different input size" of the test streams (VSML only)
+    eval_datasets: str = "digits,mnist,omniglot"  # test streams; the training dataset's on its held-out part
     seed: int = 0
 
     def __post_init__(self) -> None:
         checks = [
             (self.mode in MODES, f"mode must be one of {MODES}, got {self.mode!r}"),
-            (self.model in MODELS, f"model must be one of {MODELS}, got {self.model!r}"),
+            (self.learner in LEARNERS, f"learner must be one of {LEARNERS}, got {self.learner!r}"),
             (self.dataset in DATASETS, f"dataset must be one of {DATASETS}, got {self.dataset!r}"),
             (self.feedback in FEEDBACK, f"feedback must be one of {FEEDBACK}, got {self.feedback!r}"),
-            (not (self.mode == "clone" and self.model != "vsml"), "clone mode needs --model vsml"),
+            (not (self.mode == "clone" and self.learner != "vsml"), "clone mode needs --learner vsml"),
             (not (self.mode == "clone" and self.feedback == "label"), "clone mode needs the error as feedback"),
+            (bool(self.eval_names) and set(self.eval_names) <= set(DATASETS),
+             f"eval_datasets must be a comma list of {DATASETS}, got {self.eval_datasets!r}"),
         ]
         for name in ("input_size", "ways", "stream_length", "message_size", "hidden", "ticks",
-                     "metarnn_hidden", "fastweight_size", "meta_batch", "truncation", "steps", "eval_input_size"):
+                     "metarnn_hidden", "fastweight_size", "meta_batch", "truncation", "eval_input_size"):
             checks.append((isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
                            f"{name} must be a positive integer, got {getattr(self, name)!r}"))
         checks += [
+            (isinstance(self.steps, int) and self.steps >= 0, f"steps must be >= 0, got {self.steps!r}"),
             (self.ways >= 2, f"ways must be at least 2, got {self.ways}"),
             (self.message_size >= 2, "message_size must be at least 2 (label and error components)"),
             (self.lr > 0 and self.clone_lr > 0 and self.grad_clip > 0, "lr, clone_lr and grad_clip must be > 0"),
@@ -157,6 +152,18 @@ class VSMLConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+        for name in dict.fromkeys((self.dataset, *self.eval_names)):
+            if self.ways > DATASET_CLASSES[name]:
+                raise ValueError(
+                    f"ways={self.ways}, but {name} has {DATASET_CLASSES[name]} classes and this run "
+                    f"{'trains' if name == self.dataset else 'is tested'} on it: choose --ways "
+                    f"{DATASET_CLASSES[name]} or fewer, or other datasets (e.g. --dataset omniglot "
+                    "--eval-datasets omniglot)")
+
+    @property
+    def eval_names(self) -> list[str]:
+        """The test datasets, in order, without repeats."""
+        return list(dict.fromkeys(name.strip() for name in self.eval_datasets.split(",") if name.strip()))
 
 
 # --------------------------------------------------------------------------
@@ -243,6 +250,11 @@ def feedback_messages(previous_logits, previous_labels, ways: int, message_size:
     else:
         error = zeros
     return F.pad(torch.stack([label, error], dim=-1), (0, message_size - 2))  # [T, B, M]
+
+
+# --------------------------------------------------------------------------
+# The three learners: VSML, the Meta-RNN baseline, fast weights
+# --------------------------------------------------------------------------
 
 
 class VSMLLearner(nn.Module):
@@ -351,11 +363,8 @@ class FastWeightLearner(nn.Module):
         return self.head(torch.einsum("tij,tj->ti", w, query)), (w, key)
 
 
-FIXED_INPUT_MODELS = (MetaRNN, FastWeightLearner)
-
-
-def build_model(config: VSMLConfig) -> nn.Module:
-    return {"vsml": VSMLLearner, "metarnn": MetaRNN, "fastweight": FastWeightLearner}[config.model](config)
+FIXED_INPUT_LEARNERS = (MetaRNN, FastWeightLearner)  # their input size is part of their meta-parameters
+LEARNER_CLASSES = {"vsml": VSMLLearner, "metarnn": MetaRNN, "fastweight": FastWeightLearner}
 
 
 def count_variables(config: VSMLConfig, inputs: int | None = None) -> dict:
@@ -367,8 +376,8 @@ def count_variables(config: VSMLConfig, inputs: int | None = None) -> dict:
     """
     inputs = inputs or config.input_size
     table = {}
-    for name in MODELS:
-        model = build_model(dataclasses.replace(config, model=name, mode="scratch", input_size=inputs))
+    for name in LEARNERS:
+        model = LEARNER_CLASSES[name](dataclasses.replace(config, learner=name, mode="scratch", input_size=inputs))
         meta = sum(p.numel() for p in model.parameters() if name != "vsml" or p is not model.weight_readout)
         state = model.initial_state(1, inputs, config.ways, device="cpu")
         learned = sum(s.numel() for s in state)
@@ -499,7 +508,7 @@ def load_sources(name: str, smoke: bool = False, seed: int = 0) -> dict[str, Str
 
 
 # --------------------------------------------------------------------------
-# Meta-training: scratch (prediction loss) and clone (imitate SGD)
+# Meta-training: scratch (prediction loss) and clone (imitate SGD); one meta-step
 # --------------------------------------------------------------------------
 
 
@@ -594,6 +603,7 @@ def meta_step(model, optimizer, config: VSMLConfig, xs, ys) -> dict:
 # Baselines: online SGD and Adam on a linear classifier (learning rate tuned on a grid)
 # --------------------------------------------------------------------------
 
+
 SGD_GRID = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 ADAM_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
 
@@ -627,6 +637,7 @@ def linear_online_logits(xs, ys, ways: int, optimizer: str, lr: float) -> torch.
 # --------------------------------------------------------------------------
 # Evaluation: online accuracy vs examples seen, with 95% CI over streams
 # --------------------------------------------------------------------------
+
 
 Z_95 = 1.959963984540054
 
@@ -669,7 +680,7 @@ def evaluate_on(models: dict, source: StreamSource, config: VSMLConfig, input_si
     tune_xs, tune_ys = draw(min(streams, 128), seed + 1)
     out = {}
     for name, model in models.items():
-        if isinstance(model, FIXED_INPUT_MODELS) and input_size != model.config.input_size:
+        if isinstance(model, FIXED_INPUT_LEARNERS) and input_size != model.config.input_size:
             continue
         logits = torch.cat([stream_logits(model, xs[i:i + chunk], ys[i:i + chunk], config.ways)
                             for i in range(0, streams, chunk)])
@@ -707,255 +718,155 @@ def compare_clone_to_sgd(model: VSMLLearner, xs, ys, clone_lr: float) -> dict:
 
 
 # --------------------------------------------------------------------------
-# Looking inside one stream (pure functions, for the notebook's widget)
+# The face the registry reads (course_lib.registry)
 # --------------------------------------------------------------------------
 
+Config = VSMLConfig
+PAPER: dict[str, float] = {}  # the paper's numbers are not on these streams
+def _paper_scale(mode: str = "scratch", learner: str = "vsml", dataset: str = "digits") -> tuple[str, ...]:
+    return ("--mode", mode, "--learner", learner, "--dataset", dataset, "--meta-batch", "256", "--steps", "20000")
 
-def effective_weights(model, state) -> torch.Tensor:
-    """A readout of the cell states as a weight matrix ``[T, A, B]``.
 
-    Clone mode: the weight the cells were trained to carry, ``w_ab = c_ab . r``.
-    Scratch mode has no trained weight readout; we show each cell's
-    contribution to the logit of class ``b``, ``(h_ab W_out)[0]`` (the logit is
-    the mean of these over ``a``), which is what a weight times its input is
-    in a linear layer.
+SMOKE_RUN = ("--meta-batch", "4", "--steps", "2")
+RUNS = (
+    RunSpec("data/vsml/scratch", "VSML, meta-trained from scratch on digits", _paper_scale(), SMOKE_RUN,
+            job="vsml_scratch"),
+    RunSpec("data/vsml/scratch_omniglot", "VSML on the capstone's shared data (Omniglot background)",
+            _paper_scale(dataset="omniglot"), SMOKE_RUN, job="vsml_scratch_omniglot"),
+    RunSpec("data/vsml/clone", "VSML, backprop cloning", _paper_scale(mode="clone"), SMOKE_RUN, job="vsml_clone"),
+    RunSpec("data/vsml/metarnn", "Meta-RNN baseline", _paper_scale(learner="metarnn"), SMOKE_RUN, job="vsml_metarnn"),
+    RunSpec("data/vsml/fastweight", "fast-weight learner"),
+    RunSpec("data/vsml/large_omniglot/vsml", "VSML at the paper's meta-batch on Omniglot"),
+    RunSpec("data/vsml/large_omniglot/metarnn", "Meta-RNN at the paper's meta-batch on Omniglot"),
+)
+LEARNER_NAMES = {"vsml": "VSML", "metarnn": "Meta-RNN (LSTM) baseline", "fastweight": "Fast-weight learner"}
+
+
+def build(config: VSMLConfig) -> nn.Module:
+    return LEARNER_CLASSES[config.learner](config)
+
+
+def load_data(config: VSMLConfig, smoke: bool = False) -> dict:
+    """The training dataset's training part and the test part of every dataset in ``config.eval_datasets``.
+
+    A test dataset that cannot be read is skipped (and reported in the
+    results); the training dataset must load.
     """
-    if not isinstance(model, VSMLLearner):
-        raise TypeError("effective weights exist for VSML learners only (their state is one cell per connection)")
-    if model.config.mode == "clone":
-        return model.weights(state)
-    return state[0] @ model.layer.w_out[:, 0]
+    try:
+        training = load_sources(config.dataset, smoke, config.seed)
+    except Exception as error:  # noqa: BLE001 - missing files, no internet: say so before writing anything
+        raise RunError(f"cannot load the training dataset {config.dataset!r}: {type(error).__name__}: {error}") from error
+    test, skipped = {config.dataset: training["test"]}, {}
+    for name in config.eval_names:
+        if name not in test:
+            try:
+                test[name] = load_sources(name, smoke, config.seed)["test"]
+            except Exception as error:  # noqa: BLE001 - e.g. no data and no internet
+                skipped[name] = f"{type(error).__name__}: {error}"
+    for source in (training["train"], *test.values()):
+        if config.ways > source.num_classes:
+            raise RunError(f"ways={config.ways}, but {source.name} has {source.num_classes} classes here")
+    return {"train": training["train"], "test": test, "skipped": skipped}
+
+
+def trainer(model: nn.Module, config: VSMLConfig, data: dict, device="cpu") -> Trainer:
+    """Adam on the meta-parameters; meta-step ``i`` reads streams drawn from ``step_generator(seed, i)``."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    source = data["train"].to(device)
+
+    def step(i: int) -> dict[str, float]:
+        xs, ys = sample_streams(source, config.meta_batch, config.stream_length, config.ways, config.input_size,
+                                step_generator(config.seed, i), device)
+        info = meta_step(model, optimizer, config, xs, ys)
+        return {name: float(value) for name, value in info.items() if value is not None}
+
+    return Trainer(step, optimizer)
+
+
+class _Printed(dict):
+    """A results entry (plain JSON) that the command line prints as one short line."""
+
+    def __init__(self, value: dict, line: str) -> None:
+        super().__init__(value)
+        self.line = line
+
+    def __str__(self) -> str:
+        return self.line
 
 
 @torch.no_grad()
-def stream_trace(model, xs: torch.Tensor, ys: torch.Tensor) -> dict:
-    """Everything the widget shows for ONE stream ``xs [L, A]``, ``ys [L]``, step by step.
+def evaluate(model: nn.Module, config: VSMLConfig, data: dict, device="cpu", *, settings=(), episodes: int = 256,
+             progress: bool = True) -> dict:
+    """Online accuracy on ``episodes`` seeded test streams per row, next to tuned SGD and Adam.
 
-    Returns ``probabilities [L, B]`` (predicted before y_t is given),
-    ``weights [L, A, B]`` (:func:`effective_weights` after reading step t),
-    ``correct [L]`` and the inputs.
+    Rows: the training dataset's held-out part, then every test dataset, at
+    the training input size and (VSML only) at ``eval_input_size``. Returns
+    ``{"evaluation": {row: {learner: summary}}, "variables": ...}`` (and
+    ``"clone"``: the closed-loop comparison with SGD, in clone mode); the
+    few-shot ``settings`` do not apply.
     """
-    if xs.dim() != 2 or ys.dim() != 1 or len(xs) != len(ys):
-        raise ValueError(f"one stream: xs [L, A] and ys [L], got {tuple(xs.shape)} and {tuple(ys.shape)}")
-    ways = model.config.ways
-    logits, _, _, states = run_stream(model, xs[None], ys[None], return_states=True)
-    weights = torch.stack([effective_weights(model, s)[0] for s in states])
-    probabilities = torch.softmax(logits[0], dim=-1)
-    return {"xs": xs.cpu(), "ys": ys.cpu(), "probabilities": probabilities.cpu(), "weights": weights.cpu(),
-            "correct": (probabilities.argmax(-1) == ys).cpu(), "ways": ways, "mode": model.config.mode}
+    rows = [(config.dataset, config.input_size)]
+    for name in config.eval_names:
+        if name not in data["test"]:
+            continue
+        if name != config.dataset:
+            rows.append((name, config.input_size))
+        if config.learner == "vsml" and config.eval_input_size != config.input_size:
+            rows.append((name, config.eval_input_size))
+    evaluation, clone = {}, {}
+    for name, size in tqdm(list(dict.fromkeys(rows)), desc="test streams", disable=not progress):
+        source = data["test"][name].to(device)
+        row = f"{source.name}, input size {size}"
+        evaluation[row] = evaluate_on({config.learner: model}, source, config, size, episodes,
+                                      config.stream_length, device, seed=config.seed + 1)
+        if config.mode == "clone":
+            xs, ys = sample_streams(source, min(episodes, 256), config.stream_length, config.ways, size,
+                                    torch.Generator().manual_seed(config.seed + 3), device)
+            clone[row] = compare_clone_to_sgd(model, xs, ys, config.clone_lr)
+    variables = count_variables(config)
+    results = {
+        "evaluation": _Printed(evaluation, "; ".join(
+            f"{row}: " + ", ".join(f"{k} {100 * v['all']['mean']:.1f}%" for k, v in entry.items())
+            for row, entry in evaluation.items())),
+        "variables": _Printed(variables, ", ".join(f"{k} {v['meta_parameters']} meta-parameters / "
+                                                   f"{v['learned_variables']} learned" for k, v in variables.items())),
+    }
+    if clone:
+        results["clone"] = _Printed(clone, "; ".join(
+            f"{row}: weight error {entry['relative_weight_error_final']:.3f}" for row, entry in clone.items()))
+    if data.get("skipped"):
+        results["skipped_datasets"] = _Printed(data["skipped"], ", ".join(data["skipped"]))
+    return results
 
 
-def trace_figure(trace: dict, step: int, title: str | None = None):
-    """Three panels at step ``t``: the effective weights, the prediction for x_t, running accuracy."""
-    import matplotlib.pyplot as plt
-
-    length = len(trace["ys"])
-    if not 0 <= step < length:
-        raise ValueError(f"step must be in 0..{length - 1}, got {step}")
-    weights = trace["weights"][step].numpy()
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), gridspec_kw={"width_ratios": [1.1, 1, 1.6]})
-    limit = max(float(trace["weights"].abs().max()), 1e-6)
-    image = axes[0].imshow(weights.T, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit)
-    axes[0].set_xlabel("input unit a")
-    axes[0].set_ylabel("class b")
-    kind = "c_ab · r (cloned weight)" if trace["mode"] == "clone" else "cell contribution (h_ab W_out)[0]"
-    axes[0].set_title(f"effective weights after step {step}\n{kind}", fontsize=9)
-    fig.colorbar(image, ax=axes[0], fraction=0.05)
-    probabilities = trace["probabilities"][step].numpy()
-    label = int(trace["ys"][step])
-    colours = ["tab:green" if b == label else "tab:gray" for b in range(trace["ways"])]
-    axes[1].bar(range(trace["ways"]), probabilities, color=colours)
-    axes[1].set_ylim(0, 1)
-    axes[1].set_xticks(range(trace["ways"]))
-    axes[1].set_xlabel("class (green: the true one)")
-    verdict = "right" if bool(trace["correct"][step]) else "wrong"
-    axes[1].set_title(f"prediction for x_{step}, before its label: {verdict}", fontsize=9)
-    correct = trace["correct"].float()
-    running = torch.cumsum(correct, 0) / torch.arange(1, length + 1)
-    p_true = trace["probabilities"][torch.arange(length), trace["ys"]]
-    axes[2].plot(range(step + 1), p_true[:step + 1].numpy(), ".", color="tab:blue", markersize=4,
-                 label="p(true class)")
-    axes[2].plot(range(step + 1), running[:step + 1].numpy(), color="tab:orange", label="running accuracy")
-    axes[2].axhline(1 / trace["ways"], color="black", linestyle=":", linewidth=1)
-    axes[2].set_xlim(0, length - 1)
-    axes[2].set_ylim(0, 1.02)
-    axes[2].set_xlabel("example t of the stream")
-    axes[2].legend(fontsize=7, loc="lower right")
-    if title:
-        fig.suptitle(title, y=1.02)
-    fig.tight_layout()
-    return fig
+def evaluation_details(settings) -> dict:
+    """What results.json records about the test streams besides their number (``test_episodes``)."""
+    return {"test_unit": "streams of stream_length examples, per row", "test_seed": "config.seed + 1",
+            "tuning_seed": "config.seed + 2", "sgd_grid": list(SGD_GRID), "adam_grid": list(ADAM_GRID)}
 
 
-# --------------------------------------------------------------------------
-# Cost of one meta-step: seconds and the memory backprop keeps
-# --------------------------------------------------------------------------
-
-
-def load_run(folder, device="cpu"):
-    """``(model, results or None)`` from a run folder written by the command line (``checkpoint.pt``)."""
-    folder = Path(folder)
-    payload = torch.load(folder / "checkpoint.pt", map_location="cpu", weights_only=True)
-    model = build_model(VSMLConfig(**payload["config"]))
-    model.load_state_dict(payload["state_dict"])
-    model.to(device).eval()
-    results = folder / "results.json"
-    return model, (json.loads(results.read_text()) if results.is_file() else None)
-
-
-def meta_step_cost(config: VSMLConfig, repeats: int = 3, device="cpu", seed: int = 0) -> dict:
-    """Measure one meta-step of ``config`` on random streams: wall seconds (median of
-    ``repeats``) and the bytes of tensors autograd saves for the backward pass
-    (counted by ``saved_tensors_hooks``, unique storages; on a GPU also the peak
-    allocated memory). Measured, not estimated."""
-    device = torch.device(device)
-    torch.manual_seed(seed)
-    model = build_model(config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    g = torch.Generator().manual_seed(seed)
-    xs = torch.randn(config.meta_batch, config.stream_length, config.input_size, generator=g).to(device)
-    ys = torch.randint(0, config.ways, (config.meta_batch, config.stream_length), generator=g).to(device)
-    seen, saved = set(), [0]
-
-    def pack(tensor):
-        storage = tensor.untyped_storage()
-        key = (storage.data_ptr(), storage.nbytes())
-        if key not in seen:
-            seen.add(key)
-            saved[0] += storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        meta_step(model, optimizer, config, xs, ys)  # warm-up, and the saved-tensor count
-    times = []
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-    for _ in range(repeats):
-        started = time.perf_counter()
-        meta_step(model, optimizer, config, xs, ys)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - started)
-    return {"seconds": sorted(times)[len(times) // 2], "saved_for_backward_mb": saved[0] / 2**20,
-            "peak_gpu_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
-            "meta_parameters": sum(p.numel() for p in model.parameters()  # the clone readout is unused in scratch
-                                   if not (isinstance(model, VSMLLearner) and config.mode == "scratch"
-                                           and p is model.weight_readout)),
-            "device": str(device)}
-
-
-# --------------------------------------------------------------------------
-# Command line: config.json, checkpoint.pt, history.json, results.json/md
-# --------------------------------------------------------------------------
-
-OPTIONS = ("mode", "model", "dataset", "input_size", "ways", "stream_length", "message_size", "hidden", "ticks",
-           "feedback", "metarnn_hidden", "fastweight_size", "meta_batch", "truncation", "steps", "lr", "grad_clip", "clone_lr",
-           "eval_input_size", "seed")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m course_lib.vsml", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("train", help="meta-train (resumable), then evaluate")
-    p.add_argument("--out", type=Path, required=True, help="run folder (created)")
-    defaults = VSMLConfig()
-    for name in OPTIONS:
-        kind = type(getattr(defaults, name))
-        choices = {"mode": MODES, "model": MODELS, "dataset": DATASETS, "feedback": FEEDBACK}.get(name)
-        p.add_argument("--" + name.replace("_", "-"), type=kind, choices=choices,
-                       help=f"default {getattr(defaults, name)!r}")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    p.add_argument("--eval-only", action="store_true", help="only evaluate OUT/checkpoint.pt")
-    p.add_argument("--max-minutes", type=float, help="stop meta-training after this long (then evaluate)")
-    p.add_argument("--checkpoint-minutes", type=float, default=1.0)
-    p.add_argument("--eval-streams", type=int, default=512, help="test streams per dataset (95%% CI over them)")
-    p.add_argument("--eval-length", type=int, help="examples per test stream (default: stream_length)")
-    p.add_argument("--eval-datasets", default="digits,mnist,omniglot",
-                   help="comma list; the training dataset is evaluated on its held-out part")
-    p.add_argument("--device", help="cpu, cuda, cuda:N (default: automatic)")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--smoke-data", action="store_true", help="tiny data subsets (tests)")
-    return parser
-
-
-
-
-def _save_atomic(payload: dict, path: Path) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(handle)
-    try:
-        torch.save(payload, temporary)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
-
-
-def _config_from_args(args) -> VSMLConfig:
-    base = {}
-    path = args.out / "checkpoint.pt"
-    if args.resume or args.eval_only:
-        if not path.is_file():
-            raise ValueError(f"{'--resume' if args.resume else '--eval-only'}: no {path}; train first")
-        base = torch.load(path, map_location="cpu", weights_only=True)["config"]
-    stored = dict(base)
-    for name in OPTIONS:
-        value = getattr(args, name)
-        if value is not None:
-            if stored and name in ("mode", "model", "message_size", "hidden", "metarnn_hidden",
-                                   "fastweight_size", "input_size", "ways") and stored[name] != value:
-                raise ValueError(f"--{name.replace('_', '-')} {value} differs from the checkpoint's {stored[name]}")
-            base[name] = value
-    return VSMLConfig(**base)
-
-
-def _validate(args) -> VSMLConfig:
-    config = _config_from_args(args)
-    if args.max_minutes is not None and args.max_minutes < 0:
-        raise ValueError("--max-minutes must be >= 0")
-    if args.eval_streams < 2:
-        raise ValueError("--eval-streams must be at least 2 (a CI needs two streams)")
-    if args.eval_length is not None and args.eval_length < 1:
-        raise ValueError("--eval-length must be positive")
-    if not (args.resume or args.eval_only) and (args.out / "checkpoint.pt").exists():
-        raise ValueError(f"{args.out} already holds a run; continue it with --resume, evaluate it with "
-                         "--eval-only, or choose another --out")
-    unknown = set(filter(None, args.eval_datasets.split(","))) - set(DATASETS)
-    if unknown:
-        raise ValueError(f"--eval-datasets: unknown {sorted(unknown)}; use {DATASETS}")
-    return config
-
-
-
-
-def _results_markdown(config, results: dict, meta: dict) -> str:
-    title = {"vsml": "VSML", "metarnn": "Meta-RNN (LSTM) baseline", "fastweight": "Fast-weight learner"}[config.model]
-    lines = [f"# {title} ({config.mode}) meta-trained on {config.dataset}",
+def results_markdown(method, results: dict, config: VSMLConfig, meta: dict) -> str:
+    """Online accuracy by window of examples seen, per row; the variable counts; the clone's fidelity."""
+    lines = [f"# {describe(config)}",
              "",
-             f"{meta['steps_done']} meta-steps of {config.meta_batch} streams x {config.stream_length} examples, "
-             f"{config.ways}-way, input size {config.input_size}; {meta['eval_streams']} test streams per row, "
-             f"on {meta['machine'].get('gpu', meta['machine']['device'])}. "
-             f"Meta-step: {meta['seconds_per_meta_step']} s"
-             + ("" if meta["peak_memory_mb"] is None else f", peak GPU memory {meta['peak_memory_mb']} MB") + ".",
+             f"{meta['steps_done']} meta-steps of {config.steps}; {meta['test_episodes']} test streams per row, "
+             f"on {meta['machine'].get('gpu') or meta['machine']['device']}.",
              "",
-             f"Online accuracy (%, mean ± 95% CI over streams) on the i-th example of a stream, "
-             f"predicted before its label is given, averaged over the window of i shown. Stopped: "
-             f"{meta['stopped']}. SGD / Adam: online batch-1 linear classifier, learning rate tuned on "
-             f"separate streams from the grids {list(SGD_GRID)} / {list(ADAM_GRID)}. Unseen datasets use "
-             f"new random projections; the {config.input_size}-dim rows use the training input size.",
+             f"Online accuracy (%, mean ± 95% CI over streams) on the i-th example of a stream, predicted before "
+             f"its label is given, averaged over the window of i shown. SGD / Adam: online batch-1 linear "
+             f"classifier, learning rate tuned on separate streams from the grids {list(SGD_GRID)} / "
+             f"{list(ADAM_GRID)}. Every stream has its own random projection; the {config.input_size}-input rows "
+             "use the training input size.",
              ""]
     for row, entry in results["evaluation"].items():
         wins = list(next(iter(entry.values()))["windows"])
-        lines += [f"## {row}", "", "| learner | " + " | ".join(wins) + " | all |",
-                  "|---" * (len(wins) + 2) + "|"]
+        lines += [f"## {row}", "", "| learner | " + " | ".join(wins) + " | all |", "|---" * (len(wins) + 2) + "|"]
         for name, summary in entry.items():
             cells = [f"{100 * v['mean']:.1f} ± {100 * v['ci95']:.1f}" for v in summary["windows"].values()]
             lines.append(f"| {name} | " + " | ".join(cells)
                          + f" | {100 * summary['all']['mean']:.1f} ± {100 * summary['all']['ci95']:.1f} |")
         lines.append("")
-    lines += ["## Variables (per task)", "", "| model | meta-parameters | learned variables | ratio |",
+    lines += ["## Variables (per task)", "", "| learner | meta-parameters | learned variables | ratio |",
               "|---|---|---|---|"]
     for name, row in results["variables"].items():
         lines.append(f"| {name} | {row['meta_parameters']} | {row['learned_variables']} | "
@@ -964,152 +875,26 @@ def _results_markdown(config, results: dict, meta: dict) -> str:
         lines += ["", "## Backprop cloning (closed loop vs true SGD)", ""]
         for row, entry in results["clone"].items():
             lines.append(f"- {row}: " + ", ".join(f"{k} {v:.3f}" for k, v in entry.items()))
+    if results.get("skipped_datasets"):
+        lines += ["", "Skipped (could not be read): " + "; ".join(f"{k} ({v})" for k, v in
+                                                                    results["skipped_datasets"].items())]
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        config = _validate(args)
-        from .runtime import get_device
+def predictor(model: nn.Module):
+    """Few-shot episodes replayed as a stream (the capstone's adapter, ``benchmark.VSMLPredictor``)."""
+    from .benchmark import VSMLPredictor
 
-        device = get_device(args.device)
-    except (ValueError, RuntimeError) as error:
-        parser.error(str(error))  # exits with status 2 before anything is written
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(config.seed)
-    eval_names = [d for d in dict.fromkeys(args.eval_datasets.split(",")) if d]
-    try:
-        sources = {config.dataset: {k: v.to(device) for k, v in load_sources(config.dataset, args.smoke_data,
-                                                                             config.seed).items()}}
-    except Exception as error:  # noqa: BLE001 - missing files, no internet: say so, write nothing
-        parser.error(f"cannot load the training dataset {config.dataset!r}: {type(error).__name__}: {error}")
-    skipped = {}
-    for name in eval_names:
-        if name not in sources:
-            try:  # an evaluation set that cannot be read is skipped (and reported), not fatal
-                sources[name] = {"test": load_sources(name, args.smoke_data, config.seed)["test"].to(device)}
-            except Exception as error:  # noqa: BLE001 - e.g. no data and no internet
-                skipped[name] = f"{type(error).__name__}: {error}"
-                print(f"warning: skipping evaluation on {name}: {skipped[name]}", file=sys.stderr)
-    eval_names = [name for name in eval_names if name in sources]
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    command = "python -m course_lib.vsml " + " ".join(sys.argv[1:] if argv is None else argv)
-    record = {"config": dataclasses.asdict(config), "command": command}
-    if (args.resume or args.eval_only) and (args.out / "config.json").is_file():
-        previous = json.loads((args.out / "config.json").read_text())
-        record["command"] = previous.get("command", command)
-        record["later_commands"] = previous.get("later_commands", []) + [command]
-    write_json(args.out / "config.json", record)
-
-    model = build_model(config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    history, step, seconds = {"step": [], "loss": [], "accuracy": [], "grad_norm": []}, 0, 0.0
-    generator_state = None
-    checkpoint_path = args.out / "checkpoint.pt"
-    if args.resume or args.eval_only:
-        payload = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(payload["state_dict"])
-        optimizer.load_state_dict(payload["optimizer"])
-        history, step, seconds = payload["history"], payload["step"], payload["train_seconds"]
-        generator_state = payload.get("generator")
-    generator = torch.Generator(device=device)
-    generator.manual_seed(config.seed + 7919 * (step + 1))  # new tasks after a resume, still seeded
-    if generator_state is not None and generator_state.device.type == "cpu" and device.type == "cpu":
-        generator.set_state(generator_state)
-
-    def checkpoint():
-        _save_atomic({"config": dataclasses.asdict(config), "state_dict": {k: v.detach().cpu() for k, v in
-                                                                           model.state_dict().items()},
-                      "optimizer": optimizer.state_dict(), "history": history, "step": step,
-                      "train_seconds": seconds,
-                      "generator": generator.get_state() if device.type == "cpu" else None}, checkpoint_path)
-        write_json(args.out / "history.json", history)
-
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    started, last_save, steps_this_run, stopped = time.time(), time.time(), 0, "steps done"
-    train = sources[config.dataset]["train"]
-    if not args.eval_only:
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-        bar = tqdm(total=config.steps, initial=step, desc=f"{config.model} {config.mode}",
-                   disable=args.no_progress, mininterval=2.0)
-        try:
-            while step < config.steps:
-                if args.max_minutes is not None and time.time() - started >= 60 * args.max_minutes:
-                    stopped = "time limit"
-                    break
-                xs, ys = sample_streams(train, config.meta_batch, config.stream_length, config.ways,
-                                        config.input_size, generator, device)
-                info = meta_step(model, optimizer, config, xs, ys)
-                history["skipped_steps"] = history.get("skipped_steps", 0) + int(info["skipped"])
-                step += 1
-                steps_this_run += 1
-                if step % 10 == 0 or step == 1 or step == config.steps:
-                    for key in ("loss", "accuracy", "grad_norm"):
-                        history[key].append(info[key])
-                    history["step"].append(step)
-                bar.update(1)
-                bar.set_postfix(loss=f"{info['loss']:.3f}", acc=f"{info['accuracy'] or math.nan:.3f}", refresh=False)
-                if time.time() - last_save >= 60 * args.checkpoint_minutes:
-                    seconds += time.time() - last_save
-                    last_save = time.time()
-                    checkpoint()
-        except KeyboardInterrupt:
-            stopped = "interrupted"
-            print(f"stopped; resume with: python -m course_lib.vsml train --out {args.out} --resume",
-                  file=sys.stderr)
-        finally:
-            bar.close()
-            seconds += time.time() - last_save
-            checkpoint()
-        if stopped == "interrupted":
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the evaluation
-    train_time = time.time() - started
-    seconds_per_step = train_time / steps_this_run if steps_this_run else None
-    peak_mb = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-
-    # ---- evaluation (fast: batched streams, no gradients) ----
-    eval_started = time.time()
-    model.eval()
-    length = args.eval_length or config.stream_length
-    models = {config.model: model}
-    evaluation = {}
-    rows = [(config.dataset, config.input_size)]
-    for name in eval_names:
-        if name != config.dataset:
-            rows.append((name, config.input_size))
-        if config.model == "vsml" and config.eval_input_size != config.input_size:
-            rows.append((name, config.eval_input_size))
-    for name, size in dict.fromkeys(rows):
-        source = sources[name]["test"]
-        evaluation[f"{source.name}, input size {size}"] = evaluate_on(
-            models, source, config, size, args.eval_streams, length, device, seed=config.seed + 1)
-    results = {"evaluation": evaluation, "variables": count_variables(config)}
-    if config.mode == "clone":
-        results["clone"] = {}
-        for name, size in dict.fromkeys(rows):
-            source = sources[name]["test"]
-            xs, ys = sample_streams(source, min(args.eval_streams, 256), length, config.ways, size,
-                                    torch.Generator().manual_seed(config.seed + 3), device)
-            results["clone"][f"{source.name}, input size {size}"] = compare_clone_to_sgd(model, xs, ys,
-                                                                                       config.clone_lr)
-    meta = {"steps_done": step, "stopped": stopped, "train_seconds_total": round(seconds, 1),
-            "train_seconds_this_invocation": round(train_time, 1),
-            "seconds_per_meta_step": None if seconds_per_step is None else round(seconds_per_step, 4),
-            "peak_memory_mb": None if peak_mb is None else round(peak_mb, 1),
-            "eval_streams": args.eval_streams, "eval_length": length, "skipped_datasets": skipped,
-            "eval_seconds": round(time.time() - eval_started, 1), "machine": machine_description(device),
-            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    write_json(args.out / "results.json", {**results, "config": dataclasses.asdict(config), **meta})
-    (args.out / "results.md").write_text(_results_markdown(config, results, meta))
-    for row, entry in evaluation.items():
-        print(row + ": " + ", ".join(f"{k} {100 * v['all']['mean']:.1f}%" for k, v in entry.items()))
-    return results
+    return VSMLPredictor(model)
 
 
-if __name__ == "__main__":
+def describe(config: VSMLConfig) -> str:
+    return (f"{LEARNER_NAMES[config.learner]} ({config.mode}) meta-trained on {config.dataset}: "
+            f"{config.meta_batch} streams x {config.stream_length} examples per meta-step, {config.ways}-way, "
+            f"{config.input_size} inputs")
+
+
+if __name__ == "__main__":  # the former command line (course_lib.vsml_alias), as recorded in data/vsml/*/config.json
+    from .vsml_alias import main
+
     main()

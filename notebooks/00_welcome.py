@@ -76,7 +76,8 @@ import matplotlib.pyplot as plt
 import torch
 
 import course_lib as cl
-from course_lib import data, episodes, plots
+from course_lib import data, episodes
+from course_lib.teaching import plots
 
 MODE, DEVICE = cl.notebook_setup(seed=0)
 

@@ -43,7 +43,9 @@ import torch
 import torch.nn.functional as F
 
 import course_lib as cl
-from course_lib import checks, data, episodes, evaluation, models, plots, training
+from course_lib import data, episodes, evaluation, models, supervised
+from course_lib.teaching import plots
+from course_lib.teaching.checks import nb01 as checks
 
 MODE, DEVICE = cl.notebook_setup(seed=0)
 
@@ -99,14 +101,14 @@ print("hand-written update == torch.optim.SGD update")
 # %% [markdown]
 # ## Training: learning curves
 #
-# `course_lib.training.train_classifier` runs that step in a loop on random
+# `course_lib.supervised.train_classifier` runs that step in a loop on random
 # minibatches, with a progress bar, and records a history: the minibatch
 # loss at every step and the held-out accuracy now and then.
 
 # %%
 TRAIN_STEPS = cl.by_mode(smoke=30, full=1500)
 model = models.Conv4(num_classes=10)
-history = training.train_classifier(
+history = supervised.train_classifier(
     model, train_set, steps=TRAIN_STEPS, device=DEVICE, lr=0.1, batch_size=64,
     held_out=held_out, eval_every=max(TRAIN_STEPS // 10, 1), generator=torch.Generator().manual_seed(0),
 )
@@ -153,9 +155,9 @@ for k in SHOTS:
         generator = torch.Generator().manual_seed(1000 * k + draw)
         subset = k_per_class(train_set, k, generator)
         small_model = models.Conv4(num_classes=10)
-        training.train_classifier(small_model, subset, steps=FEW_STEPS, device=DEVICE, lr=0.1,
+        supervised.train_classifier(small_model, subset, steps=FEW_STEPS, device=DEVICE, lr=0.1,
                                   batch_size=64, generator=generator, progress=False)
-        accuracies.append(training.classification_accuracy(small_model, held_out, DEVICE))
+        accuracies.append(supervised.classification_accuracy(small_model, held_out, DEVICE))
     few_shot_curve[k] = evaluation.mean_confidence_interval(accuracies)
     print(f"k = {k:3d} per class: held-out accuracy {evaluation.format_accuracy(*few_shot_curve[k])}")
 

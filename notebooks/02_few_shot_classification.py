@@ -43,7 +43,9 @@ from IPython.display import HTML, display
 from tqdm.auto import tqdm
 
 import course_lib as cl
-from course_lib import baselines, checks, data, episodes, evaluation, explorer, models, plots, runtime
+from course_lib import baselines, data, episodes, evaluation, models, runtime
+from course_lib.teaching import explorer, plots
+from course_lib.teaching.checks import nb02 as checks
 
 MODE, DEVICE = cl.notebook_setup(seed=0)
 

@@ -52,7 +52,9 @@ import torch
 from IPython.display import HTML, Markdown, display
 
 import course_lib as cl
-from course_lib import baselines, checks, data, evaluation, explorer, matching_nets, models, plots, protonet, runtime
+from course_lib import baselines, data, episodes, evaluation, matching_nets, models, protonet, registry, runs, runtime
+from course_lib.teaching import explorer, plots
+from course_lib.teaching.checks import nb03 as checks
 
 MODE, DEVICE = cl.notebook_setup(seed=0)
 
@@ -98,7 +100,7 @@ for function in (protonet.prototypes, protonet.squared_euclidean, protonet.Proto
 # **Exercise 1: the prototypical loss.** Write the loss of one episode from
 # embeddings: prototypes $c_k$ from the support set, logits
 # $-\lVert z_q - c_k \rVert^2$, mean cross-entropy over the queries. (The
-# student copy of this notebook, made by `python -m course_lib.exercises`, has
+# student copy of this notebook, made by `python -m course_lib.teaching.exercises`, has
 # `raise NotImplementedError` where the solution is.)
 
 # %%
@@ -180,12 +182,12 @@ checks.check_matching_probabilities(matching_probabilities)
 # %% [markdown]
 # ## 4. Episodic training, live
 #
-# `protonet.train_episodic` is the whole meta-training loop: each step draws
+# `protonet.train` is the whole meta-training loop: each step draws
 # one episode from the **meta-training** classes, computes the loss of its
 # queries and takes one Adam step (learning rate $10^{-3}$, halved every
 # 2,000 episodes, as Snell et al.). Two details make it fast on a CPU:
 # the images live once as one tensor `[classes, 20, 1, 28, 28]` and an
-# episode is a single gather (`protonet.FastEpisodeSampler`, no per-episode
+# episode is a single gather (`episodes.FastEpisodeSampler`, no per-episode
 # Python image work), and the convolutions run in the `channels_last` memory
 # layout. The generator of episode $t$ depends only on (seed, $t$), so a run
 # that is interrupted and resumed from its checkpoint sees the same episodes
@@ -207,8 +209,8 @@ def train_small(model_class=protonet.ProtoNet, config_class=protonet.ProtoNetCon
     torch.manual_seed(0)
     model = model_class(config)
     start = time.perf_counter()
-    history = protonet.train_episodic(model, config, meta_train, device=DEVICE, loss_fn=loss_fn, progress=progress,
-                                      desc=f"{config.ways}-way {config.shots}-shot")
+    history = protonet.train(model, config, meta_train, device=DEVICE, loss_fn=loss_fn, progress=progress,
+                             desc=f"{config.ways}-way {config.shots}-shot")
     return model.eval(), history, time.perf_counter() - start
 
 
@@ -231,15 +233,15 @@ plt.show()
 # ## 5. The shipped checkpoint and the results table
 #
 # The checkpoint in `data/protonet/` was trained by the command line of
-# `course_lib`, which runs the same `train_episodic` as the cell above with
+# `course_lib`, which runs the same training step as the cell above with
 # the papers' protocol (60-way 5-shot 5-query episodes), shows progress,
 # checkpoints every few minutes, resumes with `--resume`, and writes its
 # config and its test accuracy over 1,000 test episodes per setting next to
 # the checkpoint:
 #
 # ```bash
-# python -m course_lib.train protonet --protocol vinyals --ways 60 --shots 5 --queries 5 \
-#     --steps 20000 --lr 1e-3 --halve-every 2000 --out data/protonet        # add --resume to continue
+# python -m course_lib train protonet --protocol vinyals --ways 60 --shots 5 --queries 5 \
+#     --steps 20000 --lr 1e-3 --lr-halve-every 2000 --out data/protonet     # add --resume to continue
 # ```
 #
 # `data/protonet/README.md` says how far it was trained and on which
@@ -251,14 +253,14 @@ plt.show()
 root = runtime.repo_root()
 SHIPPED = (root / "data" / "protonet") if root is not None else None
 shipped = None
-if SHIPPED is not None and (SHIPPED / protonet.CHECKPOINT_NAME).is_file():
-    shipped, payload = protonet.load_trained(SHIPPED, device=DEVICE)
-    print(f"loaded {SHIPPED.relative_to(root)}/{protonet.CHECKPOINT_NAME}: {payload['step']} training episodes of "
+if SHIPPED is not None and (SHIPPED / runs.CHECKPOINT_FILE).is_file():
+    shipped, payload = registry.load(SHIPPED, device=DEVICE)
+    print(f"loaded {SHIPPED.relative_to(root)}/{runs.CHECKPOINT_FILE}: {payload['step']} training episodes of "
           f"{payload['config']['ways']}-way {payload['config']['shots']}-shot "
           f"({payload['config']['distance']} distance)")
 else:
     print("No trained checkpoint in data/protonet/. Make one with (hours on a CPU, minutes on a GPU):\n"
-          "  python -m course_lib.train protonet --ways 60 --shots 5 --queries 5 --steps 20000 --out data/protonet\n"
+          "  python -m course_lib train protonet --ways 60 --shots 5 --queries 5 --steps 20000 --out data/protonet\n"
           "The cells below use the live model of section 4 in its place.")
 
 # %%
@@ -275,7 +277,7 @@ methods = {"pixel nearest neighbour": (baselines.nearest_neighbour, "no training
 if shipped is not None:
     methods["ProtoNet (shipped checkpoint)"] = (shipped.predict, f"{payload['step']} episodes, 60-way 5-shot")
 for ways, shots in TEST_SETTINGS:
-    sampler = protonet.FastEpisodeSampler(meta_test, ways, shots, queries=15)
+    sampler = episodes.FastEpisodeSampler(meta_test, ways, shots, queries=15)
     for name, (predict, note) in methods.items():
         result = evaluation.evaluate_few_shot(predict, sampler, episodes=EPISODES, seed=0, progress=False)
         table.add(name, baselines.setting_name(ways, shots), result, note=note)
@@ -402,7 +404,7 @@ effect_table = baselines.ResultsTable(
           f"{EFFECT_EPISODES} test episodes ({MODE} mode)",
 )
 for ways, shots in EFFECT_SETTINGS:
-    sampler = protonet.FastEpisodeSampler(meta_test, ways, shots, queries=15)
+    sampler = episodes.FastEpisodeSampler(meta_test, ways, shots, queries=15)
     for name, (trained, seconds) in effects.items():
         result = evaluation.evaluate_few_shot(trained.predict, sampler, episodes=EFFECT_EPISODES, seed=1,
                                               progress=False)
@@ -415,10 +417,10 @@ ABLATION_EPISODES = cl.by_mode(smoke=4, full=1000)
 ablation_runs = {}
 for name in ("reference", "no_rotations", "lake_split"):
     folder = ABLATIONS / name if ABLATIONS is not None else None
-    if folder is None or not (folder / protonet.CHECKPOINT_NAME).is_file():
+    if folder is None or not (folder / runs.CHECKPOINT_FILE).is_file():
         print(f"missing data/protonet_ablations/{name}: see data/protonet_ablations/README.md for its command")
         continue
-    ablation_runs[name] = protonet.load_trained(folder, device=DEVICE)
+    ablation_runs[name] = registry.load(folder, device=DEVICE)
     print(f"{name:13s} <- {json.loads((folder / 'config.json').read_text())['command']}")
 
 # The same Vinyals test classes, with and without their rotations, for the two Vinyals-split models
@@ -429,7 +431,7 @@ rotation_table = baselines.ResultsTable(
           f"episodes of the Vinyals test classes ({MODE} mode)")
 for test_name, test_split in vinyals_test.items():
     for ways, shots in ((5, 1), (20, 1)):
-        sampler = protonet.FastEpisodeSampler(test_split, ways, shots, queries=protonet.test_queries(ways))
+        sampler = episodes.FastEpisodeSampler(test_split, ways, shots, queries=protonet.test_queries(ways))
         for name in ("reference", "no_rotations"):
             if name in ablation_runs:
                 rotation_table.add(f"trained {'with' if name == 'reference' else 'without'} rotations",
@@ -446,10 +448,10 @@ rotation_table
 rows = ["| run | training classes | test classes | 5-way 1-shot | 20-way 1-shot |", "|---|---|---|---|---|"]
 for name, what in (("no_rotations", ("Vinyals train, no rotations", "Vinyals test (unseen characters)")),
                    ("lake_split", ("Lake background alphabets", "Lake evaluation alphabets (unseen alphabets)"))):
-    stored_ablation = protonet.read_results(ABLATIONS / name) if ABLATIONS is not None else None
+    stored_ablation = runs.RunFolder(ABLATIONS / name).results() if ABLATIONS is not None else None
     if stored_ablation is not None:
         rows.append(f"| {name} | {what[0]} | {what[1]} | "
-                    + " | ".join(str(protonet.accuracy_of(stored_ablation["results"][s]))
+                    + " | ".join(str(evaluation.AccuracyResult.from_dict(stored_ablation["results"][s]))
                                  for s in ("5-way 1-shot", "20-way 1-shot")) + " |")
 display(Markdown("\n".join(rows)))
 
@@ -479,14 +481,14 @@ display(Markdown("\n".join(rows)))
 # episodes were trained, on which machine, and the command that continues.
 
 # %%
-stored = protonet.read_results(SHIPPED) if SHIPPED is not None else None
+stored = runs.RunFolder(SHIPPED).results() if SHIPPED is not None else None
 if stored is None:
-    print("no data/protonet/results.json yet: run `python -m course_lib.train protonet --out data/protonet "
-          "--eval-only` after training")
+    print("no data/protonet/results.json yet: run `python -m course_lib eval protonet --out data/protonet` "
+          "after training")
 else:
     rows = ["| setting | ours (shipped checkpoint) | paper |", "|---|---|---|"]
     for name, entry in stored["results"].items():
-        rows.append(f"| {name} | {protonet.accuracy_of(entry)} ({entry['episodes']} episodes) | "
+        rows.append(f"| {name} | {evaluation.AccuracyResult.from_dict(entry)} ({entry['episodes']} episodes) | "
                     f"{100 * stored['paper'][name]:.1f} % |")
     display(Markdown(f"**ProtoNet, {stored['steps_done']} of {stored['config']['steps']} training episodes, "
                      f"evaluated on {stored['machine']['device']}**\n\n" + "\n".join(rows)))
@@ -502,18 +504,18 @@ else:
 
 # %%
 MATCHING = root / "data" / "matching_nets" if root is not None else None
-runs = sorted(MATCHING.glob("*/results.json"), key=lambda path: (len(path.parent.name), path.parent.name)) \
+matching_runs = sorted(MATCHING.glob("*/results.json"), key=lambda path: (len(path.parent.name), path.parent.name)) \
     if MATCHING is not None else []  # 5-way runs first
-if not runs:
+if not matching_runs:
     print("no Matching Networks results in data/matching_nets/ (see its README for the commands)")
 else:
-    settings = list(protonet.read_results(runs[0].parent)["paper"])
+    settings = list(runs.RunFolder(matching_runs[0].parent).results()["paper"])
     rows = ["| run | attention | trained on | " + " | ".join(settings) + " |", "|---|---|---|" + "---|" * len(settings)]
-    for path in runs:
-        run = protonet.read_results(path.parent)
+    for path in matching_runs:
+        run = runs.RunFolder(path.parent).results()
         c = run["config"]
         attention = "cosine" if c.get("temperature", 1.0) == 1.0 else f"cosine / {c['temperature']:g}"
-        cells = [str(protonet.accuracy_of(run["results"][s])) if s in run["results"] else "" for s in settings]
+        cells = [str(evaluation.AccuracyResult.from_dict(run["results"][s])) if s in run["results"] else "" for s in settings]
         rows.append(f"| `{path.parent.name}` | {attention} | {c['ways']}-way {c['shots']}-shot, "
                     f"{run['steps_done']:,} episodes | " + " | ".join(cells) + " |")
     rows.append("| paper (Vinyals et al. 2016) | cosine | the test setting | "

@@ -47,7 +47,9 @@
 # 8. **the inner loop, step by step**, in a widget: MAML's initialisation
 #    against the same network without meta-learning.
 #
-# All of it is `course_lib/maml.py`; the cells show its key lines.
+# All of it is `course_lib/maml.py` (with the per-task loop in `maml_fast.py`,
+# the cost meter in `maml_cost.py` and the sinusoid's test in `maml_sinusoid.py`
+# beside it); the cells show its key lines.
 
 # %%
 import inspect
@@ -60,7 +62,10 @@ import torch.nn.functional as F
 from IPython.display import Markdown, display
 
 import course_lib as cl
-from course_lib import checks, data, evaluation, maml, runtime
+from course_lib import data, evaluation, maml, maml_cost, maml_fast, maml_sinusoid, registry, runs, runtime
+from course_lib.episodes import FastEpisodeSampler, step_generator
+from course_lib.teaching import maml_figures
+from course_lib.teaching.checks import nb04 as checks
 
 MODE, DEVICE = cl.notebook_setup(seed=0)
 
@@ -104,25 +109,25 @@ print(inspect.getsource(maml.inner_adapt))
 root = runtime.repo_root()
 RUNS = (root / "data" / "maml") if root is not None else None
 COMMANDS = {  # the papers' settings (a GPU job); a shipped run's own command is in its config.json
-    "maml_5w1s": "python -m course_lib.maml --variant maml --ways 5 --shots 1 --steps 60000 --out data/maml/maml_5w1s",
-    "fomaml_5w1s": "python -m course_lib.maml --variant fomaml --ways 5 --shots 1 --steps 60000 "
-                   "--out data/maml/fomaml_5w1s",
-    "reptile_5w1s": "python -m course_lib.maml --variant reptile --ways 5 --shots 1 --steps 100000 "
+    "maml_5w1s": "python -m course_lib train maml --variant maml --ways 5 --shots 1 --out data/maml/maml_5w1s",
+    "fomaml_5w1s": "python -m course_lib train maml --variant fomaml --ways 5 --shots 1 --out data/maml/fomaml_5w1s",
+    "reptile_5w1s": "python -m course_lib train maml --variant reptile --ways 5 --shots 1 "
                     "--out data/maml/reptile_5w1s",
-    "maml_20w1s": "python -m course_lib.maml --variant maml --ways 20 --shots 1 --steps 60000 "
+    "maml_20w1s": "python -m course_lib train maml --variant maml --ways 20 --shots 1 "
                   "--test-settings 20x1,5x1 --out data/maml/maml_20w1s",
-    "sinusoid": "python -m course_lib.maml --task sinusoid --steps 70000 --device cpu --out data/maml/sinusoid",
+    "sinusoid": "python -m course_lib train maml --task sinusoid --device cpu --out data/maml/sinusoid",
 }
 
 
 def shipped_run(name):
     """(module, payload, results) of data/maml/<name>/, or None with the command that makes it."""
     folder = None if RUNS is None else RUNS / name
-    if folder is None or not (folder / maml.CHECKPOINT_NAME).is_file():
+    if folder is None or not (folder / "checkpoint.pt").is_file():
         print(f"no data/maml/{name}/ checkpoint yet; make it with (minutes on a GPU, add --max-minutes N to cap):\n"
               f"  {COMMANDS[name]}")
         return None
-    module, payload, results = maml.load_run(folder, device=DEVICE)
+    module, payload = registry.load(folder, device=DEVICE)  # the model its config.json describes, trained
+    results = runs.RunFolder(folder).results()
     print(f"loaded data/maml/{name}/: {payload['step']:,} of {module.config.steps:,} meta-iterations"
           + (f", trained on {results['machine'].get('gpu') or results['machine']['device']}" if results else "")
           + f"\n  made by: {json.loads((folder / 'config.json').read_text())['command']}")
@@ -131,31 +136,23 @@ def shipped_run(name):
 
 # %%
 SINE_STEPS = cl.by_mode(smoke=300, full=10000)
-sine_config = maml.default_config("sinusoid", "maml", steps=SINE_STEPS, log_every=cl.by_mode(smoke=20, full=200))
+sine_config = maml.MAMLConfig(task="sinusoid", steps=SINE_STEPS, log_every=cl.by_mode(smoke=20, full=200))
 torch.manual_seed(0)
-live_sine = maml.MetaLearner(sine_config, generator=torch.Generator().manual_seed(0))
-
-
-def sine_batch(step):
-    return maml.sinusoid_batch(maml.step_generator(0, step), sine_config.meta_batch, sine_config.shots,
-                               sine_config.queries, DEVICE)[0]
-
+live_sine = maml.build(sine_config)  # theta, and the jointly trained baseline (live_sine.joint) beside it
 
 start = time.perf_counter()
-sine_outcome = maml.train(live_sine, sine_batch, device=DEVICE, run_dir=None, progress=False, batching="vmap")
+sine_history = runs.train_loop(maml.trainer(live_sine, sine_config, {}, DEVICE).step, SINE_STEPS, progress=False)
 sine_seconds = time.perf_counter() - start
-joint_live = maml.pretrain_joint(sine_config, SINE_STEPS, device=DEVICE)
-print(f"MAML on sinusoids: {SINE_STEPS:,} meta-iterations (25 tasks each) in {sine_seconds:.0f} s on {DEVICE}; "
-      f"joint pretraining: {SINE_STEPS:,} Adam steps on the same number of tasks")
+print(f"MAML on sinusoids: {SINE_STEPS:,} meta-iterations (25 tasks each) in {sine_seconds:.0f} s on {DEVICE}, "
+      f"and beside them joint pretraining: {SINE_STEPS:,} Adam steps on the same number of tasks")
 
 shipped_sine = shipped_run("sinusoid")
+sine_model = shipped_sine[0] if shipped_sine is not None else live_sine
+sine_theta = {k: v.detach().cpu() for k, v in sine_model.theta().items()}
+sine_joint = {k: v.detach().cpu() for k, v in sine_model.joint.items()}
 if shipped_sine is not None:
-    sine_theta = {k: v.detach().cpu() for k, v in shipped_sine[0].theta().items()}
-    sine_joint = maml.load_joint(RUNS / "sinusoid")
     sine_source = f"shipped run, {shipped_sine[1]['step']:,} meta-iterations"
 else:
-    sine_theta = {k: v.detach().cpu() for k, v in live_sine.theta().items()}
-    sine_joint = {k: v.cpu() for k, v in joint_live.items()}
     sine_source = f"live run, {SINE_STEPS:,} meta-iterations"
 
 # %% [markdown]
@@ -171,7 +168,7 @@ else:
 (sx, sy, _, _), shapes = maml.sinusoid_batch(torch.Generator().manual_seed(5), 2, sine_config.shots, 1,
                                               torch.device("cpu"))
 figure_tasks = [(float(shapes[i, 0]), float(shapes[i, 1]), sx[i], sy[i]) for i in range(2)]
-fig = maml.sinusoid_figure(figure_tasks, {"MAML": sine_theta, "pretrained on all tasks": sine_joint},
+fig = maml_figures.sinusoid_figure(figure_tasks, {"MAML": sine_theta, "pretrained on all tasks": sine_joint},
                            steps_list=(0, 1, 10), inner_lr=sine_config.inner_lr)
 fig.suptitle(f"K = {sine_config.shots} points, step size {sine_config.inner_lr} ({sine_source})", y=1.02)
 plt.show()
@@ -186,7 +183,7 @@ plt.show()
 SINE_TASKS = 600
 curve_steps = list(range(11))
 sine_curves = {
-    name: maml.evaluate_regression(params, sine_config, tasks=SINE_TASKS, steps_list=curve_steps, device="cpu")
+    name: maml_sinusoid.evaluate_regression(params, sine_config, tasks=SINE_TASKS, steps_list=curve_steps, device="cpu")
     for name, params in (("MAML", sine_theta), ("pretrained on all tasks", sine_joint))
 }
 fig, ax = plt.subplots(figsize=(5.5, 3.4))
@@ -349,7 +346,7 @@ batch = tuple(v.double() for v in batch)
 theta64 = {k: v.double().requires_grad_() for k, v in theta.items()}
 kw = dict(variant="maml", steps=2, inner_lr=0.01, forward=maml.mlp_forward, regression=True)
 batched = torch.autograd.grad(maml.meta_loss(theta64, batch, **kw)[0], list(theta64.values()))
-looped = torch.autograd.grad(maml.meta_loss_loop(theta64, batch, **kw)[0], list(theta64.values()))
+looped = torch.autograd.grad(maml_fast.meta_loss_loop(theta64, batch, **kw)[0], list(theta64.values()))
 print("vmap over 4 tasks == a Python loop over them (second-order meta-gradient):",
       all(torch.allclose(a, b, atol=1e-12) for a, b in zip(batched, looped)))
 
@@ -361,8 +358,8 @@ print("vmap over 4 tasks == a Python loop over them (second-order meta-gradient)
 # it exactly. `stats_rows` lets the statistics come from the first rows only
 # (the support set): that matters in section 8. (Under `vmap`, PyTorch's own
 # batch norm gave second-order meta-gradients off by about 1e-2. In a plain
-# Python loop over tasks it is exact and faster, so the loop path of
-# `course_lib.maml` uses it, with one backward pass per task so that only one
+# Python loop over tasks it is exact and faster, so the loop path
+# (`course_lib.maml_fast`) uses it, with one backward pass per task so that only one
 # task's graph is alive at a time; `benchmarks/maml_peers.py` compares both
 # paths with `higher`, `torchopt` and `learn2learn`, results in
 # `data/maml/peers_cpu.md`.)
@@ -381,7 +378,7 @@ print(inspect.getsource(maml.batch_norm))
 #
 # * **time**: the median of a few repetitions, after a warm-up;
 # * **memory**: the peak size of the tensors autograd keeps for the backward
-#   pass (`maml.SavedTensorMeter`, a `saved_tensors_hooks` that counts
+#   pass (`maml_cost.SavedTensorMeter`, a `saved_tensors_hooks` that counts
 #   each storage once and releases it when the graph is freed). It measures
 #   the same thing on every device. On a GPU, the cell also reports
 #   `torch.cuda.max_memory_allocated` (everything, parameters and
@@ -391,24 +388,29 @@ print(inspect.getsource(maml.batch_norm))
 # %%
 splits = data.omniglot_splits("vinyals")
 meta_train, meta_test = splits["train"], splits["test"]
-train_episodes = maml.BatchedEpisodes(meta_train, DEVICE)
-test_episodes = maml.BatchedEpisodes(meta_test, DEVICE)
+
+
+def episodes(split, ways, shots, queries):
+    """Episodes of a split, drawn on DEVICE (notebook 03's sampler; maml.task_batch stacks a meta-batch)."""
+    return FastEpisodeSampler(split, ways, shots, queries, device=DEVICE)
+
+
 print(meta_train, meta_test, sep="\n")
 
 # %%
 COST_BATCH = cl.by_mode(smoke=2, full=4)  # tasks per meta-batch: small, to fit a CPU
 COST_STEPS = cl.by_mode(smoke=(1, 3), full=(1, 5))
 COST_VARIANTS = cl.by_mode(smoke=("maml", "fomaml"), full=("maml", "fomaml", "anil", "metasgd", "reptile"))
-cost_batch = train_episodes.sample(maml.step_generator(0, 0), COST_BATCH, 5, 1, 15)
+cost_batch = maml.task_batch(episodes(meta_train, 5, 1, 15), COST_BATCH, step_generator(0, 0))
 costs = {}
 for variant in COST_VARIANTS:
     for steps in COST_STEPS:
-        config = maml.default_config("omniglot", variant, meta_batch=COST_BATCH, inner_steps=steps)
-        module = maml.MetaLearner(config, generator=torch.Generator().manual_seed(0)).to(DEVICE)
+        config = maml.MAMLConfig(variant=variant, meta_batch=COST_BATCH, inner_steps=steps)
+        module = maml.build(config).to(DEVICE)
         batch = cost_batch
         if variant == "reptile":  # Reptile adapts on 10 examples per class (no support/query split)
-            batch = train_episodes.sample(maml.step_generator(0, 0), COST_BATCH, 5, 1, 9)
-        costs[variant, steps] = maml.measure_meta_gradient(module, batch, repeats=cl.by_mode(smoke=1, full=3))
+            batch = maml.task_batch(episodes(meta_train, 5, 1, 9), COST_BATCH, step_generator(0, 0))
+        costs[variant, steps] = maml_cost.measure_meta_gradient(module, batch, repeats=cl.by_mode(smoke=1, full=3))
 gpu = DEVICE.type == "cuda"
 rows = ["| variant | inner steps | ms per meta-gradient | graph kept for backward (MB)"
         + (" | peak GPU memory (MB) |" if gpu else " |"), "|---|---|---|---|" + ("---|" if gpu else "")]
@@ -507,24 +509,18 @@ print(inspect.getsource(maml.MetaLearner.__init__))
 # %%
 LIVE_ITERATIONS = cl.by_mode(smoke=2, full=40)
 LIVE_BATCH = cl.by_mode(smoke=2, full=4)
-live_config = maml.default_config("omniglot", "maml", meta_batch=LIVE_BATCH, steps=LIVE_ITERATIONS,
-                                  log_every=cl.by_mode(smoke=1, full=4))
+live_config = maml.MAMLConfig(meta_batch=LIVE_BATCH, steps=LIVE_ITERATIONS, log_every=cl.by_mode(smoke=1, full=4))
 torch.manual_seed(0)
-live_maml = maml.MetaLearner(live_config, generator=torch.Generator().manual_seed(0))
+live_maml = maml.build(live_config)
 
-
-def omniglot_batch(step):
-    return train_episodes.sample(maml.step_generator(0, step), live_config.meta_batch, live_config.ways,
-                                 live_config.shots, live_config.queries)
-
-
-start = time.perf_counter()
-live_outcome = maml.train(live_maml, omniglot_batch, device=DEVICE, run_dir=None, progress=False,
-                          batching="loop" if DEVICE.type == "cpu" else "vmap")
+start = time.perf_counter()  # the training step of `python -m course_lib train maml`, without the run folder
+live_history = runs.train_loop(maml.trainer(live_maml, live_config, {"train": meta_train}, DEVICE).step,
+                               LIVE_ITERATIONS, progress=False)
 live_seconds = time.perf_counter() - start
-print(f"{LIVE_ITERATIONS} meta-iterations of MAML ({LIVE_BATCH} tasks each) in {live_seconds:.0f} s on {DEVICE}")
-steps_logged, losses = live_outcome["history"]["loss"]
-_, accuracies = live_outcome["history"]["query_accuracy"]
+print(f"{LIVE_ITERATIONS} meta-iterations of MAML ({LIVE_BATCH} tasks each) in {live_seconds:.0f} s on {DEVICE} "
+      f"(batching: {live_config.batching})")
+steps_logged, losses = live_history["loss"]
+_, accuracies = live_history["query_accuracy"]
 fig, axes = plt.subplots(1, 2, figsize=(9, 2.8))
 axes[0].plot(steps_logged, losses, marker="o", ms=3)
 axes[0].set_ylabel("query loss after adaptation")
@@ -540,9 +536,10 @@ plt.show()
 # %% [markdown]
 # ## 8. The shipped checkpoints, against the papers
 #
-# The runs in `data/maml/` were made with the command line of the library,
-# which trains with `maml.train` (checkpointing, `--resume`, a time budget
-# `--max-minutes`) and then evaluates the checkpoint on `--test-episodes`
+# The runs in `data/maml/` were made with the command line of the library
+# (today `python -m course_lib train maml ...`: the training step above, in a
+# run folder, with checkpoints, `--resume` and a time budget
+# `--max-minutes`), which then evaluates the checkpoint on `--test-episodes`
 # test episodes (1,000 by default; 15 queries per class for 5-way, 5 for
 # 20-way; the same episodes for every run, drawn as in notebook 03), twice:
 # with the batch statistics used in training (`bn=query`) and with
@@ -572,8 +569,8 @@ recheck = {}
 for name, (module, payload, results) in shipped.items():
     ways, shots = module.config.ways, module.config.shots
     start = time.perf_counter()
-    recheck[name] = maml.evaluate_classification(module, test_episodes, ways, shots, queries_per_class(ways),
-                                                 count=RECHECK_EPISODES)
+    sampler = episodes(meta_test, ways, shots, queries_per_class(ways))
+    recheck[name] = maml_fast.evaluate_classification(module, sampler, count=RECHECK_EPISODES)
     print(f"{name}: {ways}-way {shots}-shot, {RECHECK_EPISODES} test episodes here: {recheck[name]} "
           f"({time.perf_counter() - start:.0f} s on {DEVICE})")
 
@@ -585,7 +582,7 @@ for name, (module, payload, results) in shipped.items():
 # (MAML and its first-order approximation), Nichol et al. 2018 Table 1
 # (Reptile with transduction), Li et al. 2017 (Meta-SGD); the Stanford CS330
 # homework asks for at least 97% on 5-way 1-shot. ANIL and Meta-SGD were not
-# trained on the GPU (run `python -m course_lib.maml --variant anil ...`).
+# trained on the GPU (run `python -m course_lib train maml --variant anil ...`).
 # Read every row with its training budget: a run stopped by its time limit
 # before the papers' number of meta-iterations says so.
 
@@ -653,8 +650,9 @@ for name, (module, payload, results) in shipped.items():
 EXTRA_STEPS = 10
 EXTRA_EPISODES = cl.by_mode(smoke=3, full=100)
 inner_model = shipped["maml_5w1s"][0] if "maml_5w1s" in shipped else live_maml.eval()
-extra, extra_curve = maml.evaluate_classification(inner_model, test_episodes, 5, 1, 15, count=EXTRA_EPISODES,
-                                                  inner_steps=EXTRA_STEPS, return_curve=True)
+extra = maml_fast.evaluate_classification(inner_model, episodes(meta_test, 5, 1, 15), count=EXTRA_EPISODES,
+                                          inner_steps=EXTRA_STEPS, return_curve=True)
+extra_curve = extra.accuracy_by_inner_step
 ax.plot(range(EXTRA_STEPS + 1), [100 * a for a in extra_curve], linestyle="--", color="black", marker=".",
         label=f"{'maml_5w1s' if 'maml_5w1s' in shipped else 'live MAML'}, {EXTRA_STEPS} steps, "
               f"{EXTRA_EPISODES} episodes (live)")
@@ -697,7 +695,9 @@ print("live curve:", " ".join(f"{100 * a:.1f}" for a in extra_curve))
 # %%
 # NBVAL_CHECK_OUTPUT
 probe = maml.conv4_init(5, hidden=8, generator=torch.Generator().manual_seed(0))
-esx, esy, eqx, eqy = (v[0].cpu() for v in test_episodes.sample(torch.Generator().manual_seed(1), 1, 5, 1, 3))
+probe_episode = episodes(meta_test, 5, 1, 3).sample(torch.Generator().manual_seed(1))
+esx, esy, eqx, eqy = (v.cpu() for v in (probe_episode.support_x, probe_episode.support_y, probe_episode.query_x,
+                                        probe_episode.query_y))
 others_changed = eqx.clone()
 others_changed[1:] = eqx[1:].flip(-1)  # mirror every query except the first
 for bn in maml.BN_MODES:
@@ -717,7 +717,8 @@ for bn in maml.BN_MODES:
 BN_EPISODES = cl.by_mode(smoke=3, full=100)
 live_bn_name = "maml_5w1s, live" if "maml_5w1s" in shipped else f"MAML after {LIVE_ITERATIONS} live meta-iterations"
 live_bn_model = shipped["maml_5w1s"][0] if "maml_5w1s" in shipped else live_maml.eval()
-live_bn = {bn: maml.evaluate_classification(live_bn_model, test_episodes, 5, 1, 15, count=BN_EPISODES, bn=bn)
+live_bn = {bn: maml_fast.evaluate_classification(live_bn_model, episodes(meta_test, 5, 1, 15), count=BN_EPISODES,
+                                                 bn=bn)
            for bn in maml.BN_MODES}
 lines = ["| model | setting | " + " | ".join(f"bn={bn}" for bn in maml.BN_MODES) + " | episodes |",
          "|---|---|" + "---|" * (len(maml.BN_MODES) + 1)]
@@ -739,10 +740,10 @@ display(Markdown(f"**Test accuracy by batch-norm mode of the query pass** (live 
 # One test episode, 5-way 1-shot, and two starting points for the *same*
 # inner loop (plain gradient descent on the 5 support images, step size
 # 0.4): MAML's meta-learned initialisation, and the same network at its
-# random initialisation (no meta-learning). `maml.inner_loop_trace` runs the
+# random initialisation (no meta-learning). `maml_figures.inner_loop_trace` runs the
 # loop and records, after every step, the query predictions, the query loss
 # and the accuracy (a pure function of the parameters and the episode);
-# `maml.inner_loop_figure` draws one step: the support set, two queries of
+# `maml_figures.inner_loop_figure` draws one step: the support set, two queries of
 # each class per model (green: right, red: wrong, with the predicted label)
 # and the loss and accuracy curves. First a static figure at the number of
 # steps used at test time, then the widget: a slider over the steps (on
@@ -753,18 +754,20 @@ TRACE_STEPS = 10
 widget_model = shipped["maml_5w1s"][0] if "maml_5w1s" in shipped else live_maml.eval()
 widget_label = "MAML (data/maml/maml_5w1s)" if "maml_5w1s" in shipped else f"MAML ({LIVE_ITERATIONS} live meta-iterations)"
 random_init = maml.MetaLearner(widget_model.config, generator=torch.Generator().manual_seed(1)).to(DEVICE)
-wsx, wsy, wqx, wqy = (v[0] for v in test_episodes.sample(torch.Generator().manual_seed(7), 1, 5, 1, 15))
-traces = {label: maml.inner_loop_trace(model.theta(), wsx, wsy, wqx, wqy, TRACE_STEPS,
+widget_episode = episodes(meta_test, 5, 1, 15).sample(torch.Generator().manual_seed(7))
+wsx, wsy, wqx, wqy = (widget_episode.support_x, widget_episode.support_y, widget_episode.query_x,
+                      widget_episode.query_y)
+traces = {label: maml_figures.inner_loop_trace(model.theta(), wsx, wsy, wqx, wqy, TRACE_STEPS,
                                        widget_model.config.inner_lr)
           for label, model in ((widget_label, widget_model), ("random init, same inner loop", random_init))}
 wsx, wsy, wqx, wqy = (v.cpu() for v in (wsx, wsy, wqx, wqy))
-fig = maml.inner_loop_figure(wsx, wsy, wqx, wqy, traces, step=widget_model.config.test_inner_steps)
+fig = maml_figures.inner_loop_figure(wsx, wsy, wqx, wqy, traces, step=widget_model.config.test_inner_steps)
 plt.show()
 for label, trace in traces.items():
     print(f"{label:32s} accuracy by step:", " ".join(f"{100 * a:.0f}" for a in trace.query_accuracy))
 
 # %%
-maml.inner_loop_widget(wsx, wsy, wqx, wqy, traces)
+maml_figures.inner_loop_widget(wsx, wsy, wqx, wqy, traces)
 
 # %% [markdown]
 # ## Summary

@@ -51,8 +51,9 @@ import torch
 from IPython.display import display
 
 import course_lib as cl
-from course_lib import bandits, baselines, data, episodes, evaluation, models, runtime
+from course_lib import bandits, baselines, data, episodes, evaluation, models, registry, runs, runtime
 from course_lib import sequence_learners as seq
+from course_lib.teaching import bandit_figures, sequence_figures
 
 MODE, DEVICE = cl.notebook_setup(seed=0)
 
@@ -112,7 +113,7 @@ print("changing the query labels changes no input: no label leaks into the query
 # %%
 import torch.nn.functional as F
 
-from course_lib import checks
+from course_lib.teaching.checks import nb05 as checks
 
 
 def shifted_label_inputs(labels, is_query, ways):
@@ -146,11 +147,12 @@ checks.check_shifted_label_inputs(shifted_label_inputs)
 #
 # Each (model, setting) pair is meta-trained with Adam on batches of 32
 # sequences from meta-training episodes with one query per class
-# (`seq.train_sequence_learner`). Training all of them takes longer than a
-# notebook should on a CPU, so in full mode the notebook loads the shipped
-# checkpoints in `data/black_box/`, each written by the command printed
-# below (an interrupted run resumes from its last save, every 500 steps); in smoke mode
-# it trains a few steps.
+# (`seq.train`; `seq.trainer` is its one step). Training all of them takes
+# longer than a notebook should on a CPU, so in full mode the notebook loads
+# the shipped run folders in `data/black_box/`, each made by the command
+# printed below (`python -m course_lib train sequence ...`, which
+# checkpoints every few minutes and continues with `--resume`); in smoke
+# mode it trains a few steps.
 
 # %%
 SETTINGS = [(2, 1), (2, 2), (3, 1), (4, 1)]
@@ -173,26 +175,30 @@ def learner_config(model: str, ways: int, shots: int) -> seq.SequenceConfig:
                               seed=SEEDS.get((model, ways, shots), 0))
 
 
+def train_live(config: seq.SequenceConfig, progress: bool = True):
+    torch.manual_seed(config.seed)
+    learner = seq.build(config)
+    return learner, seq.train(learner, config, meta_train, device=DEVICE, progress=progress)
+
+
 def sequence_learner(model: str, ways: int, shots: int):
-    """The shipped checkpoint in full mode, else meta-train (resumable) into the cache folder."""
+    """The shipped run folder in full mode, else meta-train here."""
     config = learner_config(model, ways, shots)
-    shipped = BLACK_BOX / f"{model}_{ways}way_{shots}shot.pt"
-    if not cl.is_smoke() and shipped.is_file():
-        learner, payload = seq.load_sequence_learner(shipped, config, DEVICE)
+    shipped = BLACK_BOX / f"{model}_{ways}way_{shots}shot"
+    if not cl.is_smoke() and (shipped / runs.CHECKPOINT_FILE).is_file():
+        learner, payload = registry.load(shipped, device=DEVICE)
+        assert payload["config"] == dataclasses.asdict(config), f"{shipped.name} holds another config"
         assert payload["step"] == config.steps, f"{shipped.name} is a partial run: rerun its command"
         return learner, payload["history"], f"loaded data/black_box/{shipped.name}"
-    path = runtime.cache_dir() / "checkpoints" / f"05_{model}_{ways}way_{shots}shot_{MODE}.pt"
-    if cl.is_smoke():
-        path.unlink(missing_ok=True)  # smoke mode always runs the training code
-    learner, history = seq.train_sequence_learner(config, meta_train, checkpoint=path, device=DEVICE)
+    learner, history = train_live(config)
     return learner, history, f"trained {config.steps} steps"
 
 
 def command(model: str, ways: int, shots: int) -> str:
     seed = SEEDS.get((model, ways, shots), 0)
-    return (f"python -m course_lib.sequence_learners --model {model} --ways {ways} --shots {shots} "
+    return (f"python -m course_lib train sequence --model {model} --ways {ways} --shots {shots} "
             f"--steps {STEPS[model]}{f' --seed {seed}' if seed else ''} "
-            f"--checkpoint data/black_box/{model}_{ways}way_{shots}shot.pt")
+            f"--out data/black_box/{model}_{ways}way_{shots}shot")
 
 
 learners, histories = {}, {}
@@ -336,29 +342,29 @@ table
 # come from their training histories and the shipped models'.
 
 # %%
-PLATEAU_RUNS = {  # label: (file, config, how it ended)
+PLATEAU_RUNS = {  # label: (run folder, config, how it ended)
     "transformer, layer norm on the embedding": (
-        "transformer_2way_1shot_embed_norm.pt",
+        "transformer_2way_1shot_embed_norm",
         dataclasses.replace(learner_config("transformer", 2, 1), steps=20000, embed_norm=True),
         "--embed-norm, stopped by hand at step 16,500"),
     "LSTM, no layer norm": (
-        "lstm_2way_1shot_long.pt", dataclasses.replace(learner_config("lstm", 2, 1), steps=20000),
+        "lstm_2way_1shot_long", dataclasses.replace(learner_config("lstm", 2, 1), steps=20000),
         "stopped by hand at step 14,500"),
     "transformer, 4-way, seed 0": (
-        "transformer_4way_1shot_seed0.pt", dataclasses.replace(learner_config("transformer", 4, 1), steps=10000, seed=0),
+        "transformer_4way_1shot_seed0", dataclasses.replace(learner_config("transformer", 4, 1), steps=10000, seed=0),
         "all its steps"),
 }
 plateau_histories = {}
 for label, (name, config, ended) in PLATEAU_RUNS.items():
     path = BLACK_BOX / "plateau" / name
-    print(f"{label}: python -m course_lib.sequence_learners --model {config.model} --ways {config.ways} --shots 1 "
-          f"--steps {config.steps} {'--embed-norm ' if config.embed_norm else ''}--checkpoint "
+    print(f"{label}: python -m course_lib train sequence --model {config.model} --ways {config.ways} --shots 1 "
+          f"--steps {config.steps} {'--embed-norm ' if config.embed_norm else ''}--out "
           f"data/black_box/plateau/{name} ({ended})")
-    if path.is_file():
-        plateau_histories[label] = seq.load_sequence_learner(path, config, DEVICE)[1]["history"]
+    if (path / runs.CHECKPOINT_FILE).is_file():
+        plateau_histories[label] = registry.load(path, device=DEVICE)[1]["history"]
     else:  # e.g. the notebook copied without data/: a short live run shows the start of the plateau
-        plateau_histories[label] = seq.train_sequence_learner(dataclasses.replace(config, steps=cl.by_mode(
-            smoke=SMOKE_STEPS, full=2000)), meta_train, device=DEVICE, progress=False)[1]
+        plateau_histories[label] = train_live(dataclasses.replace(config, steps=cl.by_mode(
+            smoke=SMOKE_STEPS, full=2000)), progress=False)[1]
 plateau_histories["transformer, no layer norm (the table's model)"] = histories["transformer", 2, 1]
 plateau_histories["transformer, 4-way, seed 1 (the table's model)"] = histories["transformer", 4, 1]
 
@@ -520,10 +526,10 @@ print(f"\nsaved to {results_path.parent.name}/{results_path.name}; {EPISODES} te
 # agent for 100 pulls (its time input becomes $t/100$): meta-training on
 # $T = 100$, from scratch or continuing from it, did worse in our CPU runs
 # (with a learning rate of $3 \cdot 10^{-3}$ the policy collapsed onto one
-# arm: entropy 0, the reward of random play). `course_lib.bandits` keeps the
-# options (`--init-from`, `--lr`, `--value-scale`, `--gae-lambda`) for you
-# to try. Full mode loads the shipped checkpoints (the commands are
-# printed); smoke mode trains a few updates.
+# arm: entropy 0, the reward of random play). `python -m course_lib train
+# rl2` keeps the options (`--init-from`, `--lr`, `--value-scale`,
+# `--gae-lambda`) for you to try. Full mode loads the shipped run folders
+# (the commands are printed); smoke mode trains a few updates.
 
 # %% [markdown]
 # **Exercise 2: UCB1's scores.** For one bandit, given the successes and
@@ -546,7 +552,7 @@ checks.check_ucb1_scores(ucb1_scores)
 
 # %%
 RL2_RUNS = {
-    # name: (task, arms, horizon, iterations, other options)
+    # name: (task, arms, horizon, steps, other options)
     "independent5_T10": ("independent", 5, 10, 10000, {}),
     "dependent2_T10": ("dependent", 2, 10, 1500, {}),
     "dependent2_T100": ("dependent", 2, 100, 3000, {"lr": 1e-3, "value_scale": 10.0}),
@@ -554,32 +560,32 @@ RL2_RUNS = {
 
 
 def rl2_config(name: str, smoke: bool) -> bandits.RL2Config:
-    task, arms, horizon, iterations, options = RL2_RUNS[name]
-    return bandits.RL2Config(task=task, arms=arms, horizon=horizon, iterations=3 if smoke else iterations,
+    task, arms, horizon, steps, options = RL2_RUNS[name]
+    return bandits.RL2Config(task=task, arms=arms, horizon=horizon, steps=3 if smoke else steps,
                              batch_size=16 if smoke else 256, **options)
 
 
-def rl2_path(name: str, smoke: bool):
-    return (runtime.cache_dir() / "checkpoints" / f"05_rl2_{name}_smoke.pt") if smoke \
-        else BLACK_BOX / f"rl2_{name}.pt"
-
-
 def rl2_command(name: str) -> str:
-    task, arms, horizon, iterations, options = RL2_RUNS[name]
+    task, arms, horizon, steps, options = RL2_RUNS[name]
     extra = "".join(f" --{key.replace('_', '-')} {value:g}" for key, value in options.items())
-    return (f"python -m course_lib.bandits --task {task} --arms {arms} --horizon {horizon} "
-            f"--iterations {iterations}{extra} --checkpoint data/black_box/rl2_{name}.pt")
+    return (f"python -m course_lib train rl2 --task {task} --arms {arms} --horizon {horizon} "
+            f"--steps {steps}{extra} --out data/black_box/rl2_{name}")
 
 
 agents, rl2_histories = {}, {}
 for name in RL2_RUNS:
-    smoke = cl.is_smoke() or not rl2_path(name, smoke=False).is_file()
-    config, path = rl2_config(name, smoke), rl2_path(name, smoke)
-    if smoke:
-        path.unlink(missing_ok=True)  # smoke mode always runs the training code
-    agents[name], rl2_histories[name] = bandits.train_rl2(config, checkpoint=path)
-    agents[name].eval()
-    how = f"trained {config.iterations} updates (smoke)" if smoke else f"loaded data/black_box/{path.name}"
+    folder = BLACK_BOX / f"rl2_{name}"
+    smoke = cl.is_smoke() or not (folder / runs.CHECKPOINT_FILE).is_file()
+    config = rl2_config(name, smoke)
+    if smoke:  # smoke mode (or no shipped run) trains a few updates here
+        torch.manual_seed(config.seed)
+        agents[name] = bandits.build(config)
+        rl2_histories[name] = bandits.train(agents[name], config)
+    else:
+        agents[name], payload = registry.load(folder)
+        assert payload["config"] == dataclasses.asdict(config), f"{folder.name} holds another config"
+        rl2_histories[name] = payload["history"]
+    how = f"trained {config.steps} updates (smoke)" if smoke else f"loaded data/black_box/{folder.name}"
     print(f"RL² {name:18s}: {how}  <- {rl2_command(name)}")
 # the same weights, played for 100 pulls
 agents["independent5_T100"] = agents["independent5_T10"].with_horizon(100)
@@ -787,7 +793,7 @@ plt.show()
 # Learning at test time is a forward pass; here it is one step at a time.
 # `seq.prediction_trace` returns the class probabilities at every step of one
 # sequence (a pure function of the model and the sequence);
-# `seq.trace_figure` draws the sequence up to step $t$ (green titles:
+# `sequence_figures.trace_figure` (in `course_lib.teaching`) draws the sequence up to step $t$ (green titles:
 # predicted right) and the prediction at $t$. First a static figure, the
 # last query of a 4-way 1-shot test sequence, then the widget (a slider
 # over $t$; on GitHub it is not interactive: run the notebook to use it).
@@ -796,13 +802,13 @@ plt.show()
 demo_model = learners["mann", 4, 1]
 demo = seq.make_sequence(test_samplers[4, 1].sample(torch.Generator().manual_seed(7)), torch.Generator().manual_seed(7))
 demo_probs = seq.prediction_trace(demo_model, demo)
-fig = seq.trace_figure(demo, demo_probs, step=len(demo.targets) - 1,
-                       title="memory-augmented LSTM, last query of a 4-way 1-shot test sequence")
+fig = sequence_figures.trace_figure(demo, demo_probs, step=len(demo.targets) - 1,
+                                    title="memory-augmented LSTM, last query of a 4-way 1-shot test sequence")
 plt.show()
 print("p(true class) by step:", [round(float(demo_probs[t, demo.targets[t]]), 2) for t in range(len(demo.targets))])
 
 # %%
-seq.step_widget(lambda t: seq.trace_figure(demo, demo_probs, t), steps=len(demo.targets))
+sequence_figures.step_widget(lambda t: sequence_figures.trace_figure(demo, demo_probs, t), steps=len(demo.targets))
 
 # %% [markdown]
 # The same for the bandit policy: the RL² agent on one bandit, for the
@@ -813,12 +819,12 @@ seq.step_widget(lambda t: seq.trace_figure(demo, demo_probs, t), steps=len(demo.
 # %%
 bandit_task = torch.tensor([0.2, 0.5, 0.9, 0.3, 0.6])  # one bandit, chosen to have a clear best arm
 bandit_run = bandits.policy_trace(agents["independent5_T10"], bandit_task, seed=0)
-fig = bandits.trace_figure(bandit_task, bandit_run, step=bandit_run.actions.shape[1] - 1)
+fig = bandit_figures.trace_figure(bandit_task, bandit_run, step=bandit_run.actions.shape[1] - 1)
 plt.show()
 
 # %%
-seq.step_widget(lambda t: bandits.trace_figure(bandit_task, bandit_run, t), steps=bandit_run.actions.shape[1],
-                description="pull t")
+sequence_figures.step_widget(lambda t: bandit_figures.trace_figure(bandit_task, bandit_run, t),
+                             steps=bandit_run.actions.shape[1], description="pull t")
 
 # %% [markdown]
 # ## What we learned

@@ -42,9 +42,12 @@ import torch
 import torch.nn.functional as F
 
 import course_lib as cl
-from course_lib import checks, data, evaluation, plots, training
+from course_lib import data, evaluation, runs
 from course_lib import learned_losses as ll
 from course_lib import learned_optimizers as lo
+from course_lib.teaching import optimizer_figures as figures
+from course_lib.teaching import plots
+from course_lib.teaching.checks import nb06 as checks
 
 MODE, DEVICE = cl.notebook_setup(seed=0)
 
@@ -107,7 +110,7 @@ print(f"this notebook computes on: {CPU}, {torch.get_num_threads()} thread")
 # and the `p` you are given. Careful with a gradient of exactly 0: `torch.where`
 # evaluates both branches, so keep the log away from 0 (e.g. with
 # `clamp_min`). (The student copy of this notebook, made by
-# `python -m course_lib.exercises`, has `raise NotImplementedError` where the
+# `python -m course_lib.teaching.exercises`, has `raise NotImplementedError` where the
 # solution is.) The LSTM below uses the library's `lo.preprocess_gradient`,
 # which passes the same check.
 
@@ -202,7 +205,8 @@ print("... and torch.optim.SGD to float precision:", torch.allclose(fixed, torch
 # (zero the gradients first); then detach `theta` and every tensor of the LSTM
 # `state` (a list of `(h, c)` pairs, one per layer). Return the list of the
 # meta-losses (floats). `lo.meta_train` does the same, with fresh problems at
-# every iteration, gradient clipping and checkpoints; it is what we use below.
+# every step and gradient clipping (`lo.trainer` is that step); it is what we
+# use below.
 
 # %%
 def meta_train_iteration(net, family, problems, meta_optimizer, horizon, K):
@@ -236,12 +240,11 @@ checks.check_truncated_meta_training(meta_train_iteration)
 T = cl.by_mode(smoke=20, full=100)  # meta-training horizon
 K = cl.by_mode(smoke=10, full=20)  # truncation length
 QUAD_CONFIG = lo.LearnedOptimizerConfig(horizon=T, unroll=K, optimizees_per_batch=cl.by_mode(smoke=4, full=32),
-                                        meta_lr=3e-3, seed=0)
-QUAD_ITERATIONS = cl.by_mode(smoke=3, full=200)
+                                        lr=3e-3, optimizee="quadratic", steps=cl.by_mode(smoke=3, full=200), seed=0)
 
 torch.manual_seed(0)
 quad_net = lo.LSTMOptimizer(QUAD_CONFIG)
-quad_history = lo.meta_train(quad_net, quadratics, QUAD_ITERATIONS)
+quad_history = lo.meta_train(quad_net, quadratics, QUAD_CONFIG.steps)
 plots.plot_history(quad_history, ["meta_loss", "final_loss"], logy=True,
                    labels=["meta-loss (mean f over the horizon)", f"f(θ_T), T = {T}"],
                    title="meta-training on 10-d quadratics")
@@ -250,7 +253,7 @@ plt.show()
 # %% [markdown]
 # **Baselines, tuned.** SGD, momentum (0.9), RMSprop and Adam, each with its
 # learning rate chosen from the grid $10^{-4}, 10^{-3.5}, \dots, 10$ on the
-# problems the LSTM saw in its first meta-training iterations, by the same
+# problems the LSTM saw in its first meta-training steps, by the same
 # criterion the LSTM is trained on: the mean loss over the $T$ steps.
 # **Evaluation** then uses fresh problems (another seed), which neither the
 # LSTM nor the grid search has seen. We run every optimizer for $5T$ steps
@@ -259,7 +262,7 @@ plt.show()
 # %%
 LR_GRID = cl.by_mode(smoke=(0.01, 0.1, 1.0), full=lo.LR_GRID)
 LONG = 5 * T
-tuning_problems = lo.meta_training_problems(quadratics, QUAD_CONFIG, iterations=2)
+tuning_problems = lo.meta_training_problems(quadratics, QUAD_CONFIG, steps=2)
 quad_tuned = lo.tune_learning_rates(quadratics, tuning_problems, T, grid=LR_GRID)
 quad_lrs = {name: result["lr"] for name, result in quad_tuned.items()}
 print("tuned learning rates:", {name: f"{lr:.3g}" for name, lr in quad_lrs.items()})
@@ -268,7 +271,7 @@ quad_test = lo.problem_batch(quadratics, cl.by_mode(smoke=4, full=128), seed=202
 quad_curves = lo.compare_optimizers({"LSTM (learned)": quad_net}, quad_lrs, quadratics, quad_test, LONG)
 print(f"{quad_test.theta0.shape[0]} fresh quadratics, mean ± 95% CI over problems:")
 print(lo.comparison_table(quad_curves, T, [T, LONG]))
-lo.plot_mean_losses(quad_curves, title="10-d quadratics (fresh problems)", trained_horizon=T)
+figures.plot_mean_losses(quad_curves, title="10-d quadratics (fresh problems)", trained_horizon=T)
 plt.show()
 
 # %% [markdown]
@@ -349,36 +352,43 @@ mlp_train, mlp_test = mlp_family("train"), mlp_family("test", part="held-out")
 print(mlp_train.name, "|", mlp_train.num_parameters, "parameters")
 
 MLP_CONFIG = lo.LearnedOptimizerConfig(horizon=T, unroll=K, optimizees_per_batch=cl.by_mode(smoke=2, full=4),
-                                       meta_lr=3e-3, seed=1)
-MLP_ITERATIONS = cl.by_mode(smoke=2, full=150)
-checkpoint = cl.runtime.cache_dir() / "checkpoints" / f"06_lstm_optimizer_mlp_{MODE}.pt"
-checkpoint.unlink(missing_ok=True)  # start from scratch
+                                       lr=3e-3, optimizee="mlp", steps=cl.by_mode(smoke=2, full=150), seed=1)
 torch.manual_seed(1)
 mlp_net = lo.LSTMOptimizer(MLP_CONFIG)
-mlp_history = lo.meta_train(mlp_net, mlp_train, MLP_ITERATIONS, checkpoint=checkpoint)
+meta_optimizer = torch.optim.Adam(mlp_net.parameters(), lr=MLP_CONFIG.lr)
+mlp_history = lo.meta_train(mlp_net, mlp_train, MLP_CONFIG.steps, meta_optimizer=meta_optimizer)
+checkpoint = cl.runtime.cache_dir() / "checkpoints" / f"06_lstm_optimizer_mlp_{MODE}.pt"
+runs.save_checkpoint(checkpoint, mlp_net, MLP_CONFIG, history=mlp_history, optimizer=meta_optimizer,
+                     step=MLP_CONFIG.steps)
 plots.plot_history(mlp_history, ["meta_loss", "final_loss"], logy=True,
                    labels=["meta-loss (mean f over the horizon)", f"f(θ_T), T = {T}"],
                    title="meta-training on the MLP (meta-training images)")
 plt.show()
 
 # %% [markdown]
-# Meta-training took a few minutes. Along the way `meta_train` wrote a
-# checkpoint every 50 iterations and at the end, with
-# `training.save_checkpoint`: weights, config, history and the meta-optimizer's
-# state, so an interrupted run can resume. From a terminal,
-# `python -m course_lib.learned_optimizers --optimizee mlp --checkpoint FILE`
-# runs this same meta-training (the notebook's full-mode settings) and
-# resumes from `FILE` if it exists. We load the checkpoint back into a fresh
-# network, which is the one used from here on.
+# Meta-training took a few minutes. The cell saved a checkpoint with
+# `runs.save_checkpoint`: weights, config, history and the meta-optimizer's
+# state, enough to resume. From a terminal,
+#
+# ```bash
+# python -m course_lib train learned-optimizer --optimizee mlp --optimizees-per-batch 4 --lr 3e-3 \
+#     --seed 1 --steps 150 --out runs/lstm_optimizer_mlp     # add --resume to continue
+# ```
+#
+# runs this same meta-training (the notebook's full-mode settings) in a run
+# folder: it checkpoints every few minutes, continues exactly with
+# `--resume`, and evaluates the result against the tuned baselines. We load
+# the checkpoint back into a fresh network, which is the one used from here
+# on.
 
 # %%
 mlp_net = lo.LSTMOptimizer(MLP_CONFIG)
-payload = training.load_checkpoint(checkpoint, mlp_net, MLP_CONFIG)
-print(f"loaded {checkpoint.name}: {payload['step']} meta-training iterations, "
+payload = runs.load_checkpoint(checkpoint, mlp_net, MLP_CONFIG)
+print(f"loaded {checkpoint.name}: {payload['step']} meta-training steps, "
       f"last meta-loss {payload['history'].last('meta_loss'):.4f}")
 
 # %%
-mlp_tuned = lo.tune_learning_rates(mlp_train, lo.meta_training_problems(mlp_train, MLP_CONFIG, iterations=2), T,
+mlp_tuned = lo.tune_learning_rates(mlp_train, lo.meta_training_problems(mlp_train, MLP_CONFIG, steps=2), T,
                                    grid=LR_GRID)
 mlp_lrs = {name: result["lr"] for name, result in mlp_tuned.items()}
 print("tuned learning rates:", {name: f"{lr:.3g}" for name, lr in mlp_lrs.items()})
@@ -388,7 +398,7 @@ mlp_curves = lo.compare_optimizers({"LSTM (learned)": mlp_net}, mlp_lrs, mlp_tes
 print(f"{mlp_test_problems.theta0.shape[0]} fresh MLP problems on held-out images (minibatch loss), "
       "mean ± 95% CI over problems:")
 print(lo.comparison_table(mlp_curves, T, [T, LONG]))
-lo.plot_mean_losses(mlp_curves, title="MLP 64-20-10 (sigmoid), fresh problems", trained_horizon=T)
+figures.plot_mean_losses(mlp_curves, title="MLP 64-20-10 (sigmoid), fresh problems", trained_horizon=T)
 plt.show()
 
 # %% [markdown]
@@ -403,7 +413,7 @@ plt.show()
 # bias built into truncated meta-training over 100 steps: the optimizer is
 # rewarded for fast early progress, and nothing tells it what to do after
 # step 100. The paper, with far more meta-training, reports its LSTM ahead of
-# all baselines on its (28x28) MNIST problem. Ours had 150 iterations with 4
+# all baselines on its (28x28) MNIST problem. Ours had 150 steps with 4
 # optimizees each, a few CPU minutes.
 #
 # ### Generalisation, honestly
@@ -436,7 +446,7 @@ for title, options in variants.items():
 
 fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
 for ax, (title, curves) in zip(axes, variant_curves.items()):
-    lo.plot_mean_losses(curves, ax=ax, title=title, trained_horizon=T)
+    figures.plot_mean_losses(curves, ax=ax, title=title, trained_horizon=T)
 fig.tight_layout()
 plt.show()
 
@@ -469,15 +479,15 @@ plt.show()
 # shared log axis. The dotted line marks the meta-training horizon. For the
 # quadratics the learned optimizer is the one meta-trained on quadratics; for
 # every MLP it is the one meta-trained on the sigmoid 64-20-10 MLP. The pure
-# function behind it, `lo.compare_trajectories(settings, optimizee, horizon)`,
-# is what the tests call.
+# function behind it, `figures.compare_trajectories(settings, optimizee, horizon)`
+# (`course_lib.teaching.optimizer_figures`), is what the tests call.
 
 # %%
-settings = {"10-d quadratic": lo.Setting(quadratics, quad_net, quad_lrs),
-            "MLP 64-20-10, sigmoid": lo.Setting(mlp_test, mlp_net, mlp_lrs)}
+settings = {"10-d quadratic": figures.Setting(quadratics, quad_net, quad_lrs),
+            "MLP 64-20-10, sigmoid": figures.Setting(mlp_test, mlp_net, mlp_lrs)}
 for title, options in variants.items():
-    settings["MLP " + title] = lo.Setting(mlp_family("test", part="held-out", **options), mlp_net, variant_lrs[title])
-explorer = lo.trajectory_explorer(settings, horizons=(K, 10 * T, K), value=T)
+    settings["MLP " + title] = figures.Setting(mlp_family("test", part="held-out", **options), mlp_net, variant_lrs[title])
+explorer = figures.trajectory_explorer(settings, horizons=(K, 10 * T, K), value=T)
 explorer
 
 # %% [markdown]
@@ -488,8 +498,8 @@ explorer
 # against 0.14 for Adam and momentum, 0.08 for RMSprop and 0.07 for SGD.
 
 # %%
-result = lo.compare_trajectories(settings, "MLP ReLU: 64-20-10", 3 * T)
-lo.plot_trajectories(result, trained_horizon=T)
+result = figures.compare_trajectories(settings, "MLP ReLU: 64-20-10", 3 * T)
+figures.plot_trajectories(result, trained_horizon=T)
 plt.show()
 print("step-to-step jumps of each problem's loss, mean |log10 f(θ_t+1) - log10 f(θ_t)| over steps and problems:")
 print(", ".join(f"{name} {(curves.log10().diff(dim=0).abs().mean()).item():.3f}"

@@ -44,10 +44,10 @@
 # 8. **Cost**: time and memory per meta-step, measured.
 #
 # The heavy results (meta-training for about ten minutes per model) come from
-# the shipped run folders in `data/vsml/`, written by
-# `python -m course_lib.vsml train ...` (the commands are printed below and in
-# `data/vsml/README.md`); the notebook reloads the checkpoints and recomputes
-# what is cheap.
+# the shipped run folders in `data/vsml/`, written by the course's command
+# line (`python -m course_lib train vsml ...` today; the commands that made
+# them are printed below and in `data/vsml/README.md`); the notebook reloads
+# the checkpoints and recomputes what is cheap.
 
 # %%
 import dataclasses
@@ -61,8 +61,11 @@ import torch
 import torch.nn.functional as F
 
 import course_lib as cl
-from course_lib import bandits, checks, runtime, symla, vsml
-from course_lib import sequence_learners as seq
+from course_lib import bandits, runtime, symla, vsml
+from course_lib import registry
+from course_lib.teaching import sequence_figures
+from course_lib.teaching import vsml_cost, vsml_figures
+from course_lib.teaching.checks import nb07 as checks
 
 MODE, DEVICE = cl.notebook_setup(seed=0)
 
@@ -84,7 +87,8 @@ def shipped(name):
     if folder is None or not (folder / "checkpoint.pt").is_file() or not (folder / "results.json").is_file():
         print(f"data/vsml/{name}: not shipped in this checkout (see data/vsml/README.md for the command)")
         return None
-    model, results = vsml.load_run(folder, CPU)
+    model, _ = registry.load(folder, CPU)
+    results = json.loads((folder / "results.json").read_text())
     record = json.loads((folder / "config.json").read_text())
     print(f"data/vsml/{name}: {results['steps_done']} meta-steps in {results['train_seconds_total'] / 60:.1f} min "
           f"on {results['machine']['device']} ({results['machine']['torch_threads']} thread), stopped: "
@@ -308,7 +312,7 @@ print(inspect.getsource(vsml.clone_loss))
 # %%
 def clone_table(results):
     print(f"{'test streams':44s} | weight error (end) | weight error (mean) | logit corr. | VSML clone | true SGD")
-    for row, entry in results["clone"].items():
+    for row, entry in results["results"]["clone"].items():
         print(f"{row:44s} | {entry['relative_weight_error_final']:18.3f} | {entry['relative_weight_error_mean']:19.3f} | "
               f"{entry['logit_correlation']:11.3f} | {100 * entry['vsml_accuracy']:9.1f}% | "
               f"{100 * entry['sgd_accuracy']:7.1f}%")
@@ -417,7 +421,7 @@ def merged_rows(all_results):
     """{row: {learner: summary}} from several runs' results.json (SGD/Adam are on the same streams in each)."""
     rows = {}
     for results in all_results:
-        for row, entry in results["evaluation"].items():
+        for row, entry in results["results"]["evaluation"].items():
             for name, summary in entry.items():
                 label = LEARNERS.get(name) or name.replace("sgd", "SGD").replace("adam", "Adam")
                 rows.setdefault(row, {}).setdefault(label, summary)
@@ -483,7 +487,7 @@ for run in ("metarnn", "fastweight"):
         early = json.loads(path.read_text())
         print(f"{LEARNERS[run]} after {early['steps_done']} meta-steps ({early['train_seconds_total'] / 60:.1f} min), "
               "accuracy over all 100 examples:")
-        for row, entry in early["evaluation"].items():
+        for row, entry in early["results"]["evaluation"].items():
             print(f"    {row:44s}: " + ", ".join(f"{name} {100 * v['all']['mean']:.1f} ± {100 * v['all']['ci95']:.1f}"
                                                 for name, v in entry.items()))
 
@@ -557,7 +561,7 @@ if ROWS:
 # %%
 if RUN["scratch"]:
     model, results, _ = RUN["scratch"]
-    streams = cl.by_mode(smoke=8, full=results["eval_streams"])
+    streams = cl.by_mode(smoke=8, full=results["test_episodes"])
     digits = vsml.load_sources("digits", seed=CONFIG.seed)["test"]
     started = time.perf_counter()
     again = vsml.evaluate_on({"vsml": model}, digits, CONFIG, CONFIG.input_size, streams, CONFIG.stream_length,
@@ -565,7 +569,7 @@ if RUN["scratch"]:
     row = f"{digits.name}, input size {CONFIG.input_size}"
     print(f"re-evaluated on {streams} streams in {time.perf_counter() - started:.0f} s: VSML "
           f"{100 * again['vsml']['all']['mean']:.2f}% (results.json: "
-          f"{100 * results['evaluation'][row]['vsml']['all']['mean']:.2f}%)")
+          f"{100 * results['results']['evaluation'][row]['vsml']['all']['mean']:.2f}%)")
 
 # %% [markdown]
 # ### A larger run: the paper's meta-batch, many more tasks
@@ -690,18 +694,24 @@ else:
 print(inspect.getsource(symla.SymLAAgent.step))
 
 # %%
-SYMLA = RUNS / "symla" if RUNS is not None else None
-if SYMLA is not None and (SYMLA / "results.json").is_file():
-    symla_results = json.loads((SYMLA / "results.json").read_text())
-    print(f"data/vsml/symla: SymLA {symla_results['symla_iterations']} A2C updates, RL² GRU "
-          f"{symla_results['rl2_iterations']} updates, {symla_results['trained on']}\n"
-          f"    command: {symla_results['command']}")
+SYMLA = RUNS / "symla" if RUNS is not None else None  # two run folders: symla/ and rl2/
+if SYMLA is not None and (SYMLA / "symla" / "results.json").is_file():
+    symla_run, rl2_run = (json.loads((SYMLA / name / "results.json").read_text()) for name in ("symla", "rl2"))
+    print(f"data/vsml/symla: SymLA {symla_run['steps_done']} A2C updates, RL² GRU {rl2_run['steps_done']} updates, "
+          f"independent {symla_run['config']['arms']}-armed Bernoulli bandits, {symla_run['config']['horizon']} pulls")
+    for name in ("symla", "rl2"):
+        print("    " + json.loads((SYMLA / name / "config.json").read_text())["command_now"])
     print("total reward over 10 pulls, mean ± 95% CI over 2,000 test bandits")
-    for row, entry in symla_results["evaluation"].items():
+    symla_results = symla_run["results"]
+    training_row = next(iter(symla_results))  # the RL² GRU has a row only where it was trained: 2 arms
+    symla_results[training_row] = {"SymLA": symla_results[training_row]["SymLA"], "RL² GRU": rl2_run["results"]["RL²"],
+                                   **{k: v for k, v in symla_results[training_row].items() if k != "SymLA"}}
+    for row, entry in symla_results.items():
         print(f"  {row:34s}: " + ", ".join(f"{k} {v['mean']:.2f} ± {v['ci95']:.2f}" for k, v in entry.items()))
 else:
     symla_results = None
-    print("data/vsml/symla is not shipped in this checkout: python -m course_lib.symla --out data/vsml/symla")
+    print("data/vsml/symla is not shipped in this checkout: "
+          "python -m course_lib train symla --steps 3000 --out data/vsml/symla/symla")
 
 # %% [markdown]
 # The RL² GRU trained on 2 arms has no row for 5 or 10 arms: its input and
@@ -712,16 +722,13 @@ else:
 
 # %%
 if symla_results is not None:
-    payload = torch.load(SYMLA / "symla.pt", map_location="cpu", weights_only=True)
-    symla_agent = symla.SymLAAgent(symla.SymLAConfig(**payload["config"]))
-    symla_agent.load_state_dict(payload["state_dict"])
-    symla_agent.eval()
-    rl2_5_path = ROOT / "data" / "black_box" / "rl2_independent5_T10.pt"
+    symla_agent, _ = registry.load(SYMLA / "symla")  # built from the run's own config
+    rl2_5_path = ROOT / "data" / "black_box" / "rl2_independent5_T10"
     policies = {"SymLA (trained on 2 arms)": symla.SymLAPolicy(symla_agent)}
-    if rl2_5_path.is_file():
-        rl2_5, _ = bandits.load_rl2(rl2_5_path)  # with the config it was trained with
+    if (rl2_5_path / "checkpoint.pt").is_file():
+        rl2_5, _ = registry.load(rl2_5_path)  # with the config it was trained with
         policies["RL² GRU (trained on 5 arms)"] = bandits.RL2Policy(rl2_5)
-    five = symla.evaluate(policies, 5, 10, bandits_count=cl.by_mode(smoke=50, full=2000))
+    five = bandits.reward_table(policies, bandits.IndependentBandits(5), 10, count=cl.by_mode(smoke=50, full=2000))
     for name, v in five.items():
         print(f"5 arms, 10 pulls: {name:28s} {v['mean']:.2f} ± {v['ci95']:.2f}")
     with torch.no_grad():
@@ -753,33 +760,33 @@ if symla_results is not None:
 # %% [markdown]
 # ## 7. Step through one learning stream
 #
-# `vsml.stream_trace` runs a learner on one stream and returns, for every
+# `vsml_figures.stream_trace` runs a learner on one stream and returns, for every
 # step, the prediction (made before the label) and the **effective
 # weights**, a readout of the cell states as an $A \times B$ matrix
-# (`vsml.effective_weights`): for a cloned learner the weight $c_{ab} \cdot r$
+# (`vsml_figures.effective_weights`): for a cloned learner the weight $c_{ab} \cdot r$
 # it was trained to carry; for the scratch-trained VSML, which has no
 # trained weight readout, each cell's contribution $(h_{ab} W_{\text{out}})[0]$
 # to the logit of class $b$ (the logit is their mean over $a$: a weight
-# times its input, in a linear layer). `vsml.trace_figure` draws step $t$.
+# times its input, in a linear layer). `vsml_figures.trace_figure` draws step $t$.
 # Both are pure functions, tested without a display. The stream: MNIST
 # test images at **32 inputs**, the scratch VSML meta-trained on digits at 16.
 
 # %%
 trace_model = RUN["scratch"][0] if RUN["scratch"] else vsml.VSMLLearner(CONFIG)
 stream_xs, stream_ys = vsml.sample_streams(mnist, 1, 100, 5, 32, torch.Generator().manual_seed(3), CPU)
-trace = vsml.stream_trace(trace_model, stream_xs[0], stream_ys[0])
-fig = vsml.trace_figure(trace, step=99, title="VSML (meta-trained on digits, 16 inputs) on an MNIST stream, 32 inputs")
+trace = vsml_figures.stream_trace(trace_model, stream_xs[0], stream_ys[0])
+fig = vsml_figures.trace_figure(trace, step=99, title="VSML (meta-trained on digits, 16 inputs) on an MNIST stream, 32 inputs")
 plt.show()
 print(f"online accuracy on this stream: first 25 examples {100 * trace['correct'][:25].float().mean():.0f}%, "
       f"last 25 {100 * trace['correct'][-25:].float().mean():.0f}%")
 
 # %%
-seq.step_widget(lambda t: vsml.trace_figure(trace, t), steps=len(trace["ys"]), description="example t")
+sequence_figures.step_widget(lambda t: vsml_figures.trace_figure(trace, t), steps=len(trace["ys"]), description="example t")
 
 # %% [markdown]
 # ## 8. What a meta-step costs
 #
-# Measured here, on this notebook's machine (`vsml.meta_step_cost`: the
+# Measured here, on this notebook's machine (`vsml_cost.meta_step_cost`: the
 # median wall time of one meta-step, forward and backward through a whole
 # stream, and the memory autograd keeps for the backward pass, counted
 # tensor by tensor with `saved_tensors_hooks`). Full mode measures the
@@ -793,8 +800,8 @@ cases = [("VSML", 16, "vsml"), ("VSML", 32, "vsml"), ("VSML", 64, "vsml"), ("Met
 print(f"meta-batch {cost_config.meta_batch} streams x {cost_config.stream_length} examples, "
       f"{torch.get_num_threads()} CPU thread")
 print(f"{'learner':14s} | inputs | meta-parameters | seconds / meta-step | saved for backward")
-for name, size, model_name in cases:
-    cost = vsml.meta_step_cost(dataclasses.replace(cost_config, model=model_name, input_size=size),
+for name, size, learner in cases:
+    cost = vsml_cost.meta_step_cost(dataclasses.replace(cost_config, learner=learner, input_size=size),
                                repeats=cl.by_mode(smoke=1, full=3))
     print(f"{name:14s} | {size:6d} | {cost['meta_parameters']:15,d} | {cost['seconds']:19.3f} | "
           f"{cost['saved_for_backward_mb']:15.1f} MB")
@@ -847,7 +854,7 @@ for run in ("scratch", "metarnn", "clone", "fastweight"):
 #   runs.
 #
 # **Try it.** Copy a run and resume it for longer (`cp -r data/vsml/scratch
-# runs/scratch && python -m course_lib.vsml train --out runs/scratch --resume
+# runs/scratch && python -m course_lib train vsml --out runs/scratch --resume
 # --max-minutes 30`) and see which rows move;
 # meta-train on Omniglot (`--dataset omniglot`) and test on digits; feed
 # only the label (`--feedback label`) and see whether VSML still learns

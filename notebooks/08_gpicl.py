@@ -58,9 +58,10 @@ import torch
 from IPython.display import Markdown, display
 
 import course_lib as cl
-from course_lib import checks, data, gpicl, runtime
+from course_lib import cli, data, gpicl, gpicl_runs, runtime
 from course_lib import icl_regression as icl
-from course_lib import sequence_learners as seq
+from course_lib.teaching import gpicl_figures, sequence_figures
+from course_lib.teaching.checks import nb08 as checks
 
 MODE, DEVICE = cl.notebook_setup(seed=0)
 
@@ -217,7 +218,7 @@ checks.check_pair_tokens(pair_tokens)
 
 # %%
 SWEEP = (runtime.repo_root() or runtime.cache_dir()) / "data" / "gpicl" / "sweep_cpu"
-shipped = gpicl.load_run(SWEEP)
+shipped = gpicl_runs.load_run(SWEEP)
 config = gpicl.GPICLConfig(**shipped["config"])
 print("shipped sweep:", shipped["command"])
 for model_name in ("transformer", "lstm"):
@@ -299,14 +300,14 @@ def log2_tasks(rows):
 
 
 if (REGRESSION / "weights.pt").is_file():
-    regression_run = icl.load_run(REGRESSION)
+    regression_run = gpicl_runs.load_regression_run(REGRESSION)
     print("shipped run:", json.loads((REGRESSION / "config.json").read_text())["command"])
     print(f"{regression_run['steps']:,} steps, {regression_run['train_seconds'] / 60:.1f} min of training")
     display(Markdown((REGRESSION / "results.md").read_text()))
-    regression_models, regression_config = icl.load_models(REGRESSION)
+    regression_models, regression_config = gpicl_runs.load_regression_models(REGRESSION)
     started = time.perf_counter()
-    live = icl.evaluate(regression_models, regression_config,
-                        sequences=cl.by_mode(smoke=32, full=regression_run["eval_sequences"]))
+    live = icl.evaluate_models(regression_models, regression_config,
+                               sequences=cl.by_mode(smoke=32, full=regression_run["eval_sequences"]))
     print(f"re-evaluated live in {time.perf_counter() - started:.0f} s ({len(live)} models; "
           f"{cl.by_mode(smoke=32, full=regression_run['eval_sequences'])} sequences each)")
     for again, shipped_row in zip(live, regression_run["rows"]):  # full mode: the same sequences as results.json
@@ -525,7 +526,7 @@ checks.check_accuracy_by_position(accuracy_by_position)
 # of the models whose weights are shipped, the one that generalised best (see data/gpicl/README.md)
 general = max((r for r in shipped["rows"] if (SWEEP / r["run"] / "weights.pt").is_file()),
               key=lambda r: r["evaluation"]["unseen_tasks"]["last_accuracy"])
-model, model_config = gpicl.load_model(SWEEP / general["run"] / "weights.pt", DEVICE)
+model, model_config = gpicl_runs.load_model(SWEEP / general["run"] / "weights.pt", DEVICE)
 test_tasks = gpicl.ProjectedTasks(mnist.images[9000:], mnist.labels[9000:], 10, model_config.input_dim,
                                   device=DEVICE, name="MNIST (last 1,000 test images)", stats=train_tasks.stats)
 sequences = cl.by_mode(smoke=32, full=512)
@@ -542,22 +543,25 @@ print("accuracy at t = 1, 5, 10, 20, 50:", [f"{100 * float(curve[t - 1]):.0f} %"
 # ### A smaller sweep, live
 #
 # In full mode the notebook reruns a smaller version of the sweep, with
-# the same command line (`gpicl.main`), three pool sizes and an even
+# the same command line (`python -m course_lib train gpicl`, here
+# `cli.main`), three pool sizes and an even
 # smaller model, for about three and a half minutes on the CPU; in smoke
 # mode it trains a few steps on a few hundred images to exercise the code.
 # Its numbers are only comparable to the shipped ones in their trend.
 
 # %%
 LIVE = runtime.cache_dir() / "gpicl" / f"08_live_{MODE}"
-live_args = ["sweep", "--num-tasks", "4,256,1024", "--pair-tokens", "--out", str(LIVE), "--device", str(DEVICE),
-             "--threads", "1", "--no-progress", "--seed", "0", "--lr", "1e-3", "--warmup", "50"]
+live_args = ["train", "gpicl", "--num-tasks", "4,256,1024", "--pair-tokens", "--out", str(LIVE), "--overwrite",
+             "--device", str(DEVICE), "--threads", "1", "--no-progress", "--seed", "0", "--lr", "1e-3",
+             "--warmup", "50"]
 live_args += cl.by_mode(
     smoke=["--d-model", "16", "--layers", "1", "--heads", "2", "--seq-len", "16", "--batch-size", "4",
-           "--steps", "5", "--eval-sequences", "8", "--smoke-data"],
+           "--steps", "5", "--test-episodes", "8", "--smoke-data"],
     full=["--d-model", "32", "--layers", "2", "--heads", "4", "--seq-len", "40", "--batch-size", "32",
-          "--steps", "100000", "--max-minutes", "3.5", "--eval-sequences", "256"])
+          "--steps", "100000", "--max-minutes", "3.5", "--test-episodes", "256"])
 started = time.perf_counter()
-live_rows = gpicl.main(live_args)
+cli.main(live_args)
+live_rows = gpicl_runs.load_run(LIVE)["rows"]
 print(f"live sweep: {time.perf_counter() - started:.0f} s, {live_rows[0]['steps']} steps per model")
 phase_diagram(live_rows, f"live sweep ({MODE} mode, {live_rows[0]['steps']} steps; dotted: chance)")
 plt.show()
@@ -656,7 +660,7 @@ def plateau_figure(plateau):
         evaluation = json.loads((PLATEAU / f"batch_{row['batch_size']}" / "phase_diagram.json").read_text())
         unseen = next(r for r in evaluation["rows"] if r["run"] == row["run"])["evaluation"]["unseen_tasks"]
         print(f"{label:34s}: {row['steps']:5d} steps, final loss {row['final_loss']:.3f}, unseen tasks "
-              f"(last 10 steps) {gpicl._cell(unseen)}")
+              f"(last 10 steps) {gpicl_runs.accuracy_cell(unseen)}")
     for ax in axes:
         ax.axhline(math.log(10), color="black", linestyle=":", linewidth=1)
         ax.axhline(0.75 * math.log(10), color="gray", linestyle="--", linewidth=1)
@@ -712,12 +716,12 @@ else:
 # %%
 OMNIGLOT_RUN = SWEEP.parent / "omniglot_cpu"
 if (OMNIGLOT_RUN / "phase_diagram.json").is_file():
-    omniglot_run = gpicl.load_run(OMNIGLOT_RUN)
+    omniglot_run = gpicl_runs.load_run(OMNIGLOT_RUN)
     row = omniglot_run["rows"][0]
     print(f"Omniglot-trained, {row['num_tasks']} tasks, batch {row['batch_size']}: loss below 0.95 ln 10 "
           f"{left_at(omniglot_run['histories'][row['run']], row['batch_size'])}, final loss {row['final_loss']} "
           f"after {row['steps']:,} steps")
-    print(", ".join(f"{gpicl.EVAL_NAMES[k]} {gpicl._cell(v)}" for k, v in row["evaluation"].items()))
+    print(", ".join(f"{gpicl.EVAL_NAMES[k]} {gpicl_runs.accuracy_cell(v)}" for k, v in row["evaluation"].items()))
 else:
     print(f"no shipped run in {OMNIGLOT_RUN}")
 
@@ -736,7 +740,7 @@ else:
 # %%
 SWEEP_B128 = SWEEP.parent / "sweep_cpu_b128"
 if (SWEEP_B128 / "phase_diagram.json").is_file():
-    large = gpicl.load_run(SWEEP_B128)
+    large = gpicl_runs.load_run(SWEEP_B128)
     print("shipped run:", large["command"])
     print(f"{large['machine'].get('cpu')} ({large['machine']['device']}, {large['machine']['torch_threads']} thread), "
           f"{large['train_seconds'] / 60:.1f} min of training")
@@ -835,15 +839,16 @@ plt.show()
 # $2 \times \text{hidden}$ numbers. This is the variable ratio of notebook 05
 # again, now as an argument for *which* black box generalises. (These are
 # counts; the paper's measurement that state size predicts in-context
-# learning is not repeated here: `python -m course_lib.gpicl sweep --model
+# learning is not repeated here: `python -m course_lib train gpicl --model
 # lstm --lstm-hidden ...` trains the LSTM side of the comparison.)
 
 # %% [markdown]
 # ## 6. Step through a sequence of an unseen task
 #
-# `gpicl.prediction_trace` runs one model on one sequence of one task and
-# returns its class probabilities at every step (a pure function: same
-# model, task and seed, same trace); `gpicl.trace_figure` draws step $t$:
+# `gpicl_figures.prediction_trace` runs one model on one sequence of one
+# task and returns its class probabilities at every step (a pure function:
+# same model, task and seed, same trace); `gpicl_figures.trace_figure`
+# draws step $t$:
 # the last few examples (title: the model's guess before the label was
 # given, and the label; green when the guess was right), the prediction at
 # $t$, and the probability of the true label at every step so far. Below,
@@ -852,17 +857,18 @@ plt.show()
 # is not interactive: run the notebook to use it).
 
 # %%
-trace = gpicl.prediction_trace(model, test_tasks, gpicl.UNSEEN_TASK_OFFSET + 123, seed=3)
+trace = gpicl_figures.prediction_trace(model, test_tasks, gpicl.UNSEEN_TASK_OFFSET + 123, seed=3)
 test_images = mnist.images[9000:]
-fig = gpicl.trace_figure(trace, test_images, step=len(trace.targets) - 1,
-                         title=f"{general['run']}: an unseen task, last step")
+fig = gpicl_figures.trace_figure(trace, test_images, step=len(trace.targets) - 1,
+                                 title=f"{general['run']}: an unseen task, last step")
 plt.show()
 print("right at each step:", "".join("x" if c else "." for c in trace.correct.tolist()))
 print(f"first half: {int(trace.correct[:25].sum())}/25 right, second half: {int(trace.correct[25:].sum())}/25 right")
 
 # %%
-seq.step_widget(lambda t: gpicl.trace_figure(trace, test_images, t, title=f"{general['run']}: an unseen task"),
-                steps=len(trace.targets))
+sequence_figures.step_widget(lambda t: gpicl_figures.trace_figure(trace, test_images, t,
+                                                                title=f"{general['run']}: an unseen task"),
+                             steps=len(trace.targets))
 
 # %% [markdown]
 # ## What we learned
@@ -900,7 +906,7 @@ seq.step_widget(lambda t: gpicl.trace_figure(trace, test_images, t, title=f"{gen
 # (`data/gpicl/README.md` has the commands) so that the phase diagram has
 # one batch size, and see whether 256 tasks still only identifies its
 # tasks; train the regression sweep for longer than the shipped run
-# (`python -m course_lib.icl_regression --out runs/regression
+# (`python -m course_lib train icl-regression --out runs/regression
 # --max-minutes 120`) and see whether 16 tasks ends at dMMSE; train the
 # LSTM of section 5 with the same
 # budget (`--model lstm --lstm-hidden 116`); rerun the sweep without

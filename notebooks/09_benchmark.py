@@ -54,8 +54,10 @@ from IPython.display import Markdown, display
 
 import course_lib as cl
 from course_lib import benchmark as bm
-from course_lib import checks, plots, runtime
+from course_lib import runtime
 from course_lib.evaluation import format_accuracy
+from course_lib.teaching import plots
+from course_lib.teaching.checks import nb09 as checks
 
 MODE, DEVICE = cl.notebook_setup(seed=0)
 

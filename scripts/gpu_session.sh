@@ -67,12 +67,12 @@ ablation train_1shot --shots 1 --queries 5
 
 # --- issue 6: the black-box learners longer than a CPU allows ---
 for model in lstm transformer; do
-  job ${model}_2w1s $PY -m course_lib.sequence_learners --model $model --ways 2 --shots 1 --steps $((STEPS_BIG * 3)) \
-      --checkpoint "$ROOT/black_box/long/${model}_2way_1shot.pt" --device $DEVICE --max-minutes $TRAIN_MIN --no-progress
+  job ${model}_2w1s $PY -m course_lib train sequence --model $model --ways 2 --shots 1 --steps $((STEPS_BIG * 3)) \
+      --out "$ROOT/black_box/long/${model}_2way_1shot" --device $DEVICE --max-minutes $TRAIN_MIN --no-progress
 done
-job rl2_T100 $PY -m course_lib.bandits --task independent --arms 5 --horizon 100 --iterations $((STEPS_SMALL * 2)) \
-    --value-scale 10 --init-from data/black_box/rl2_independent5_T10.pt \
-    --checkpoint "$ROOT/black_box/long/rl2_independent5_T100.pt" --max-minutes $TRAIN_MIN --no-progress
+job rl2_T100 $PY -m course_lib train rl2 --task independent --arms 5 --horizon 100 --steps $((STEPS_SMALL * 2)) \
+    --value-scale 10 --init-from data/black_box/rl2_independent5_T10 \
+    --out "$ROOT/black_box/long/rl2_independent5_T100" --max-minutes $TRAIN_MIN --no-progress
 
 # --- issues 5, 8, 9: MAML family, VSML, GPICL (commands filled in below) ---
 [ -f scripts/gpu_session_more.sh ] && source scripts/gpu_session_more.sh

@@ -21,6 +21,6 @@ job vsml_clone    $PY -m course_lib.vsml train --mode clone --model vsml --datas
     --out "$ROOT/vsml_gpu/clone"
 
 # --- issue 9: the GPICL phase diagram (all num_tasks in one process, stacked weights) ---
-job gpicl_sweep $PY -m course_lib.gpicl sweep --num-tasks 16,256,1024,4096,16384,65536,inf --pair-tokens \
-    --steps 100000 --batch-size 128 --out "$ROOT/gpicl/sweep_gpu" --checkpoint-dir /tmp/gpicl_ckpt/pair \
-    --device $DEVICE --max-minutes $TRAIN_MIN --keep-weights inf --no-progress
+job gpicl_sweep $PY -m course_lib train gpicl --num-tasks 16,256,1024,4096,16384,65536,inf --pair-tokens \
+    --steps 100000 --batch-size 128 --out "$ROOT/gpicl/sweep_gpu" \
+    --device $DEVICE --max-minutes $TRAIN_MIN --no-progress

@@ -2,18 +2,20 @@
 
 Every check must reject a wrong implementation with an ``ExerciseError`` that
 starts with the check's name and names the mistake, and must let a student's
-unfinished ``NotImplementedError`` through rather than hide it.
+unfinished ``NotImplementedError`` through rather than hide it. ``checks`` is
+the notebook's module of checks, e.g. ``course_lib.teaching.checks.nb06``.
 """
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import pytest
 
-from course_lib import checks
-from course_lib.checks import ExerciseError
+from course_lib.teaching.checks.common import ExerciseError
 
 
-def assert_rejected_in_plain_words(check: str, function, words: str) -> None:
+def assert_rejected_in_plain_words(checks: ModuleType, check: str, function, words: str) -> None:
     """``checks.<check>(function)`` fails, and its message starts with ``check`` and contains ``words``."""
     with pytest.raises(ExerciseError) as error:
         getattr(checks, check)(function)
@@ -21,7 +23,7 @@ def assert_rejected_in_plain_words(check: str, function, words: str) -> None:
     assert str(error.value).startswith(check)
 
 
-def assert_unfinished_exercises_surface(*check_names: str) -> None:
+def assert_unfinished_exercises_surface(checks: ModuleType, *check_names: str) -> None:
     """A placeholder that raises NotImplementedError reaches the student unchanged from every check."""
 
     def unfinished(*args):

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 from course_lib import bandits as B
+from course_lib import cli, registry, runs
 from course_lib.episodes import TaskDistribution
+from course_lib.teaching import bandit_figures
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _tolerance(values: torch.Tensor, z: float = 5.0) -> float:
@@ -113,21 +119,20 @@ def test_classic_algorithms_beat_random_and_ucb_tries_every_arm_first():
 
 
 def test_rl2_agent_input_shapes_and_a_short_training_run(tmp_path):
-    config = B.RL2Config(arms=3, horizon=6, hidden=8, batch_size=16, iterations=3)
+    config = B.RL2Config(arms=3, horizon=6, hidden=8, batch_size=16, steps=3)
     agent = B.RL2Agent(config)
     x0 = agent.make_input(None, None, 0, 4)
     assert x0.shape == (4, 3 + 1 + 1) and x0[:, :4].abs().sum() == 0  # no previous pull at t = 0
     x = agent.make_input(torch.tensor([2, 0, 1, 2]), torch.tensor([1.0, 0, 1, 0]), 3, 4)
     assert x[0].tolist()[:4] == [0, 0, 1, 1] and x[0, -1].item() == pytest.approx(0.5)
-    path = tmp_path / "rl2.pt"
-    agent, history = B.train_rl2(config, checkpoint=path, progress=False)
-    assert path.is_file() and len(history["total_reward"][1]) == 3
-    # resuming a finished run changes nothing; a longer config continues from step 3
-    again, _ = B.load_rl2(path, config)
+    history = B.train(agent, config, progress=False)
+    assert len(history["total_reward"][1]) == 3
+    path = tmp_path / "checkpoint.pt"
+    runs.save_checkpoint(path, agent, config, history=history, step=3)
+    again = B.build(config)
+    runs.load_checkpoint(path, again, config)
     for p, q in zip(agent.parameters(), again.parameters()):
         assert torch.equal(p, q)
-    stored, _ = B.load_rl2(path)  # no config given: the one it was trained with
-    assert stored.config == config and all(torch.equal(p, q) for p, q in zip(agent.parameters(), stored.parameters()))
     probs = B.IndependentBandits(3).sample_batch(5, torch.Generator().manual_seed(0)).probs
     out = B.rollout(B.RL2Policy(again), probs, 6, torch.Generator().manual_seed(0))
     assert out.action_probs.shape == (5, 6, 3)
@@ -135,11 +140,89 @@ def test_rl2_agent_input_shapes_and_a_short_training_run(tmp_path):
 
 
 def test_rl2_training_is_seeded():
-    config = B.RL2Config(arms=2, task="dependent", horizon=5, hidden=8, batch_size=8, iterations=2)
-    a, _ = B.train_rl2(config, progress=False)
-    b, _ = B.train_rl2(config, progress=False)
-    for p, q in zip(a.parameters(), b.parameters()):
+    config = B.RL2Config(arms=2, task="dependent", horizon=5, hidden=8, batch_size=8, steps=2)
+    agents = []
+    for _ in range(2):
+        torch.manual_seed(config.seed)
+        agents.append(B.build(config))
+        B.train(agents[-1], config, progress=False)
+    for p, q in zip(*(a.parameters() for a in agents)):
         assert torch.equal(p, q)
+
+
+TINY = ["--arms", "3", "--horizon", "5", "--hidden", "8", "--batch-size", "8", "--test-episodes", "20",
+        "--no-progress"]
+
+
+def test_command_line_trains_evaluates_and_starts_from_another_run(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    cli.main(["train", "rl2", "--out", str(first), "--steps", "3", *TINY])
+    results = json.loads((first / "results.json").read_text())
+    assert set(results["results"]) == {"RL²", "UCB1", "Thompson sampling", "random"}
+    assert results["results"]["RL²"]["bandits"] == 20 and "total reward" in (first / "results.md").read_text().lower()
+    cli.main(["train", "rl2", "--out", str(second), "--steps", "0", "--init-from", str(first), *TINY])
+    a, b = (torch.load(p / "checkpoint.pt", weights_only=True)["state_dict"] for p in (first, second))
+    assert all(torch.equal(t, b[k]) for k, t in a.items())  # 0 steps from the first run's weights
+
+
+def test_resume_with_the_same_steps_is_exact_even_with_an_annealed_entropy(tmp_path):
+    """Steps 0-1, a checkpoint, a fresh agent, steps 2-3 == steps 0-3 in one go: the bandits of a step and
+    its entropy bonus depend on (seed, step, config.steps) only (cli resumes the same way)."""
+    config = B.RL2Config(arms=3, horizon=5, hidden=8, batch_size=8, steps=4, entropy_start=0.1)
+
+    def fresh():
+        torch.manual_seed(config.seed)
+        agent = B.build(config)
+        return agent, B.trainer(agent, config)
+
+    straight, run = fresh()
+    for i in range(4):
+        run.step(i)
+    first, run = fresh()
+    for i in range(2):
+        run.step(i)
+    runs.save_checkpoint(tmp_path / "checkpoint.pt", first, config, optimizer=run.optimizer, step=2)
+    resumed, run = fresh()
+    runs.load_checkpoint(tmp_path / "checkpoint.pt", resumed, config, optimizer=run.optimizer)
+    for i in range(2, 4):
+        run.step(i)
+    assert all(torch.equal(p, q) for p, q in zip(straight.parameters(), resumed.parameters()))
+
+
+@pytest.mark.parametrize("options, match", [
+    (["--steps", "-3"], "steps must be >= 0"),
+    (["--task", "dependent", "--arms", "3"], "dependent bandits have 2 arms"),
+    (["--task", "contextual"], "task must be"),
+    (["--arms", "1"], "arms must be >= 2"),
+    (["--gamma", "1.5"], "gamma"),
+    (["--lr", "0"], "lr must be > 0"),
+])
+def test_bad_options_are_usage_errors_before_anything_is_written(tmp_path, options, match):
+    with pytest.raises(SystemExit, match=match):
+        cli.main(["train", "rl2", "--out", str(tmp_path / "run"), *options])
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("folder", [run.folder for run in B.RUNS])
+def test_the_shipped_agents_load_with_their_own_config(folder):
+    if not (REPO / folder / "checkpoint.pt").is_file():
+        pytest.skip(f"{folder} is not in this checkout")
+    agent, payload = registry.load(REPO / folder)
+    record = json.loads((REPO / folder / "config.json").read_text())
+    assert record["method"] == "rl2" and payload["config"] == record["config"] == agent.config.__dict__
+    assert payload["step"] == agent.config.steps
+
+
+def test_the_trace_figure_draws_one_bandit():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    torch.manual_seed(0)
+    agent = B.build(B.RL2Config(arms=3, horizon=6, hidden=8))
+    probs = torch.tensor([0.2, 0.5, 0.9])
+    trace = B.policy_trace(agent, probs)
+    fig = bandit_figures.trace_figure(probs, trace, step=3)
+    assert len(fig.axes) == 2 and trace.action_probs.shape == (1, 6, 3)
 
 
 def test_with_horizon_shares_weights_and_changes_only_the_time_input():

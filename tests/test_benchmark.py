@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -248,6 +250,18 @@ def test_cli_rejects_bad_input_before_writing_anything(tmp_path, capsys, argv, m
     assert error.value.code == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_smoke_run_never_writes_over_full_mode_results(tmp_path, monkeypatch, capsys):
+    """COURSE_MODE=smoke with the shipped folder (or any folder of full-mode results) is a usage error."""
+    monkeypatch.setenv("COURSE_MODE", "smoke")
+    shipped = bm._data_dir() / "benchmark"
+    before = (shipped / "results.json").read_bytes()
+    with pytest.raises(SystemExit) as error:
+        bm.main(["--methods", "pixel-nn", "--test-sets", "digits", "--settings", "5x1", "--out", str(shipped)])
+    assert error.value.code == 2 and "full-mode results" in capsys.readouterr().err
+    assert (shipped / "results.json").read_bytes() == before
+    assert bm.output_folder(None, "smoke") == Path(bm.SMOKE_OUT) and bm.output_folder(None, "full") == Path(bm.FULL_OUT)
 
 
 def test_written_markdown_and_csv_agree_with_results_json(tmp_path, monkeypatch):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course_lib import checks
-from course_lib.checks import ExerciseError
+from course_lib.teaching.checks import nb04 as checks
+from course_lib.teaching.checks.common import ExerciseError
 
 # ---------------------------------------------------------------- reference solutions (as in the notebook)
 

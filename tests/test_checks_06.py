@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from course_lib import checks
 from course_lib import learned_losses as ll
 from course_lib import learned_optimizers as lo
-from course_lib.checks import ExerciseError
+from course_lib.teaching.checks import nb06 as checks
+from course_lib.teaching.checks.common import ExerciseError
 from exercise_checks import assert_rejected_in_plain_words, assert_unfinished_exercises_surface
 
 # ---------------------------------------------------------------- reference solutions (as in the notebook)
@@ -180,11 +180,11 @@ WRONG = [
 
 @pytest.mark.parametrize("check, function, words", WRONG, ids=[f"{c}-{i}" for i, (c, _, _) in enumerate(WRONG)])
 def test_typical_mistakes_are_rejected_in_plain_words(check, function, words):
-    assert_rejected_in_plain_words(check, function, words)
+    assert_rejected_in_plain_words(checks, check, function, words)
 
 
 def test_an_unfinished_exercise_is_not_hidden():
-    assert_unfinished_exercises_surface("check_gradient_preprocessing", "check_truncated_meta_training",
+    assert_unfinished_exercises_surface(checks, "check_gradient_preprocessing", "check_truncated_meta_training",
                                         "check_learned_loss_inner_step")
 
 

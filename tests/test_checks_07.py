@@ -6,8 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_lib import checks, vsml
-from course_lib.checks import ExerciseError
+from course_lib import vsml
+from course_lib.teaching.checks import nb07 as checks
+from course_lib.teaching.checks.common import ExerciseError
 from exercise_checks import assert_rejected_in_plain_words, assert_unfinished_exercises_surface
 
 # ---------------------------------------------------------------- reference solutions (as in the notebook)
@@ -124,11 +125,12 @@ WRONG = [
 
 @pytest.mark.parametrize("check, function, words", WRONG, ids=[f"{c}-{i}" for i, (c, _, _) in enumerate(WRONG)])
 def test_typical_mistakes_are_rejected_in_plain_words(check, function, words):
-    assert_rejected_in_plain_words(check, function, words)
+    assert_rejected_in_plain_words(checks, check, function, words)
 
 
 def test_an_unfinished_exercise_is_not_hidden():
-    assert_unfinished_exercises_surface("check_vsml_messages", "check_feedback_message", "check_vsml_variable_count")
+    assert_unfinished_exercises_surface(checks, "check_vsml_messages", "check_feedback_message",
+                                        "check_vsml_variable_count")
 
 
 def test_a_crash_is_reported_with_its_error():

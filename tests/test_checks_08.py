@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_lib import checks
-from course_lib.checks import ExerciseError
+from course_lib.teaching.checks import nb08 as checks
+from course_lib.teaching.checks.common import ExerciseError
 
 # ---------------------------------------------------------------- reference solutions (as in the notebook)
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import socket
+import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -348,6 +351,95 @@ def test_course_data_dir_without_the_file_names_the_missing_path(tmp_path, isola
     assert str(data_dir / "omniglot" / "images_background.zip") in str(info.value)
     assert "COURSE_DATA_DIR" in str(info.value)
     assert tried == []
+
+
+# --------------------------------------------------------------------------
+# A server that never answers, and a download that is another file
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def silent_server(monkeypatch):
+    """A server on 127.0.0.1 that accepts connections and never answers; yields its base URL."""
+    for variable in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("no_proxy", "*")  # talk to the loopback server directly, never through a proxy
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.1)
+    held, stop = [], threading.Event()
+
+    def accept_and_stay_silent():
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            held.append(connection)  # kept open, never written to
+
+    thread = threading.Thread(target=accept_and_stay_silent, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    stop.set()
+    thread.join()
+    for connection in held:
+        connection.close()
+    listener.close()
+
+
+def test_a_silent_server_is_announced_then_given_up_on(silent_server, isolated_cache, monkeypatch, capsys):
+    """Before waiting, stderr names the URL and the timeout; after it, the error names the URL."""
+    monkeypatch.setattr(data, "DOWNLOAD_TIMEOUT_SECONDS", 1.0)
+    url = silent_server + "images_background.zip"
+    remote = RemoteFile("omniglot", "images_background.zip", (url,), ("sha256:" + "0" * 64,))
+    start = time.monotonic()
+    with pytest.raises(data.DataUnavailableError) as info:
+        data.fetch(remote)
+    assert time.monotonic() - start < 10  # the patched timeout is used, not a minute
+    announced = capsys.readouterr().err
+    assert url in announced and "1 s" in announced
+    assert f"{url}: no answer within 1 s" in str(info.value)
+    assert files_in(isolated_cache) == []
+
+
+def test_verify_checksum_tells_another_file_from_a_damaged_one(tmp_path, make_omniglot_zip, write_idx_gz):
+    """A mismatch on an intact .zip/.gz is 'not the expected file'; on an unreadable one, 'corrupt or truncated'."""
+    expected_zip = make_omniglot_zip(tmp_path / "expected.zip", "images_background", {"Alpha": 1}, 2)
+    other_zip = make_omniglot_zip(tmp_path / "images_background.zip", "images_background", {"Other": 2}, 2)
+    expected_gz = write_idx_gz(tmp_path / "expected.gz", np.zeros((2, 3), dtype=np.uint8))
+    other_gz = write_idx_gz(tmp_path / "labels.gz", np.ones((4,), dtype=np.uint8))
+    for other, expected in ((other_zip, expected_zip), (other_gz, expected_gz)):
+        path = other["path"]
+        with pytest.raises(data.ChecksumError) as info:
+            data.verify_checksum(path, [expected["checksum"]])
+        assert str(path) in str(info.value)
+        assert "not the expected file" in str(info.value) and "corrupt" not in str(info.value)
+
+        path.write_bytes(path.read_bytes()[:-20])  # truncated: unreadable
+        with pytest.raises(data.ChecksumError) as info:
+            data.verify_checksum(path, [expected["checksum"]])
+        assert "corrupt or truncated" in str(info.value) and "not the expected file" not in str(info.value)
+
+
+def test_a_download_of_another_valid_zip_is_reported_as_the_wrong_file(tmp_path, make_omniglot_zip, isolated_cache,
+                                                                       monkeypatch):
+    """The server sends an intact zip with other content: the error says so (not 'corrupt'), nothing is kept."""
+    expected = make_omniglot_zip(tmp_path / "src" / "bg.zip", "images_background", BACKGROUND_ALPHABETS, DRAWINGS)
+    other = make_omniglot_zip(tmp_path / "src" / "other.zip", "images_background", {"Other": 1}, DRAWINGS)
+    url = "https://example.invalid/bg.zip"
+    remote = RemoteFile("omniglot", "images_background.zip", (url,), (expected["checksum"],))
+    serve(monkeypatch, {url: other["path"].read_bytes()})
+    with pytest.raises(data.ChecksumError) as info:
+        data.fetch(remote)
+    message = str(info.value)
+    assert url in message and "not the expected file" in message and "corrupt" not in message
+    assert files_in(isolated_cache) == []
+
+    serve(monkeypatch, {url: expected["path"].read_bytes()[:1000]})  # cut off: corrupt, not another file
+    with pytest.raises(data.ChecksumError) as info:
+        data.fetch(remote)
+    assert "corrupt or truncated" in str(info.value) and "not the expected file" not in str(info.value)
 
 
 # --------------------------------------------------------------------------

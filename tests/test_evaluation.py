@@ -18,6 +18,7 @@ from course_lib.evaluation import (
 )
 
 Z = 1.959963984540054  # 97.5% quantile of N(0, 1)
+T_QUANTILES = {2: 12.706204736, 3: 4.302652730, 4: 3.182446305, 1000: 1.962341461}  # t_{0.975, n-1}, tables
 
 
 def test_mean_confidence_interval_hand_computed():
@@ -28,8 +29,8 @@ def test_mean_confidence_interval_hand_computed():
     assert mean == 0.75 and s == pytest.approx(0.5)
     got_mean, got_half = mean_confidence_interval(values)
     assert got_mean == pytest.approx(0.75, abs=1e-15)
-    assert got_half == pytest.approx(1.959964 * 0.5 / 2, abs=1e-6)
-    assert got_half == pytest.approx(Z * s / math.sqrt(4), rel=1e-12)
+    assert got_half == pytest.approx(3.182446 * 0.5 / 2, abs=1e-6)
+    assert got_half == pytest.approx(T_QUANTILES[4] * s / math.sqrt(4), rel=1e-9)
 
 
 def test_mean_confidence_interval_second_case_and_tensor_input():
@@ -39,7 +40,17 @@ def test_mean_confidence_interval_second_case_and_tensor_input():
     s = math.sqrt(sum((v - mean) ** 2 for v in values) / 2)
     got_mean, got_half = mean_confidence_interval(torch.tensor(values, dtype=torch.float64))
     assert got_mean == pytest.approx(mean, rel=1e-12)
-    assert got_half == pytest.approx(Z * s / math.sqrt(3), rel=1e-12)
+    assert got_half == pytest.approx(T_QUANTILES[3] * s / math.sqrt(3), rel=1e-9)
+
+
+def test_the_interval_uses_students_t_and_approaches_the_normal_one():
+    """t quantiles against printed tables; with 3 values the normal 1.96 understates the interval ~2.2x."""
+    from course_lib.evaluation import t_95
+
+    for n, quantile in T_QUANTILES.items():
+        assert t_95(n) == pytest.approx(quantile, rel=1e-8)
+    assert t_95(3) / Z == pytest.approx(2.195, abs=1e-3)
+    assert Z < t_95(10_000) < Z * 1.0002
 
 
 def test_mean_confidence_interval_single_value_has_no_interval():

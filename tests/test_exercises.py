@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_lib import exercises
+from course_lib.teaching import exercises
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""course_lib.explorer: the pure functions, and the widget driven headlessly like a student would."""
+"""course_lib.teaching.explorer: the pure functions, and the widget driven headlessly like a student would."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import io
 import pytest
 import torch
 
-from course_lib import baselines, explorer
+from course_lib import baselines
+from course_lib.teaching import explorer
 from course_lib.data import LabelledImages, load_digits
 from course_lib.episodes import Episode
 

@@ -1,14 +1,18 @@
-"""GPICL (notebook 08): tasks from random projections, causal models, training, and the sweep command line."""
+"""GPICL (notebook 08): tasks from random projections, causal models, training, and a sweep on the command line."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 
 import pytest
 import torch
 
-from course_lib import gpicl
+from course_lib import cli, gpicl, gpicl_runs
 from course_lib.gpicl import GPICLConfig, ProjectedTasks
+from course_lib.runs import train_loop
+from course_lib.teaching import gpicl_figures
 
 
 def toy_tasks(n=200, side=6, classes=10, input_dim=8, seed=0):
@@ -95,7 +99,7 @@ def test_omniglot_style_datasets_draw_their_own_classes_per_sequence():
     labels = torch.arange(60).repeat_interleave(4)
     tasks = ProjectedTasks(images, labels, num_classes=5, input_dim=6)
     g = torch.Generator().manual_seed(0)
-    idx, local = tasks._draw_examples(8, 30, g)
+    idx, local = tasks.draw_examples(8, 30, g)
     for b in range(8):
         classes = tasks.labels[idx[b]]
         assert len(set(classes.tolist())) <= 5
@@ -108,7 +112,7 @@ def test_omniglot_style_datasets_draw_their_own_classes_per_sequence():
 @pytest.mark.parametrize("model,pair", [("transformer", False), ("transformer", True), ("lstm", False)])
 def test_models_are_causal(model, pair):
     config = GPICLConfig(model=model, d_model=16, layers=2, heads=2, lstm_hidden=12, input_dim=8, seq_len=20,
-                         num_tasks=[1, 2], biased_fraction=[0.0, 0.0], pair_tokens=pair)
+                         num_tasks="1,2", pair_tokens=pair)
     torch.manual_seed(0)
     net = gpicl.build_model(config).eval()
     x = torch.randn(2, 3, 20, 18)
@@ -123,8 +127,7 @@ def test_models_are_causal(model, pair):
 
 
 def test_stacked_models_are_independent():
-    config = GPICLConfig(d_model=16, layers=1, heads=2, input_dim=8, seq_len=12, num_tasks=[1, 2],
-                         biased_fraction=[0.0, 0.0])
+    config = GPICLConfig(d_model=16, layers=1, heads=2, input_dim=8, seq_len=12, num_tasks="1,2")
     net = gpicl.build_model(config)
     x = torch.randn(2, 3, 12, 18)
     net(x)[0].sum().backward()  # only model 0's output
@@ -133,23 +136,17 @@ def test_stacked_models_are_independent():
 
 
 def test_sizes_state_vs_parameters():
-    config = GPICLConfig(d_model=32, layers=2, heads=4, input_dim=8, seq_len=50, lstm_hidden=64, num_tasks=[1])
+    config = GPICLConfig(d_model=32, layers=2, heads=4, input_dim=8, seq_len=50, lstm_hidden=64, num_tasks="1")
     t = gpicl.model_size(gpicl.build_model(config))
     assert t["state_size"] == 2 * 2 * 32 * 50
     manual = sum(p.numel() for p in gpicl.build_model(config, 1).parameters())
     assert t["parameters"] == manual
-    lstm = gpicl.model_size(gpicl.build_model(dataclasses_replace(config, model="lstm")))
+    lstm = gpicl.model_size(gpicl.build_model(dataclasses.replace(config, model="lstm")))
     assert lstm["state_size"] == 128 and lstm["parameters"] == 4 * 64 * (18 + 64 + 2) + 64 * 10 + 10
 
 
-def dataclasses_replace(config, **changes):
-    import dataclasses
-
-    return dataclasses.replace(config, **changes)
-
-
 def test_per_model_clipping_clips_each_model_on_its_own():
-    config = GPICLConfig(d_model=8, layers=1, heads=2, input_dim=4, seq_len=12, num_tasks=[1, 2])
+    config = GPICLConfig(d_model=8, layers=1, heads=2, input_dim=4, seq_len=12, num_tasks="1,2")
     net = gpicl.build_model(config)
     for p in net.parameters():
         p.grad = torch.ones_like(p)
@@ -162,101 +159,144 @@ def test_per_model_clipping_clips_each_model_on_its_own():
 
 def test_task_ids_pools_inf_and_biased_batches():
     g = torch.Generator().manual_seed(0)
-    ids = gpicl.draw_task_ids([4, None, 1000], [0.0, 0.0, 0.5], 64, g, "cpu")
+    ids = gpicl.draw_task_ids([4, "inf", 1000], [0.0, 0.0, 0.5], 64, g, "cpu")
     assert ids.shape == (3, 64)
     assert set(ids[0].tolist()) == {0, 1, 2, 3}
     assert (ids[1] >= gpicl.INF_TASK_OFFSET).all() and (ids[1] < 2 * gpicl.INF_TASK_OFFSET).all()
-    assert (ids[2, :32] == gpicl.FIXED_TASK_ID).all() and (ids[2, 32:] < 1000).all() and len(set(ids[2, 32:].tolist())) > 20
+    assert (ids[2, :32] == gpicl.FIXED_TASK_ID).all() and (ids[2, 32:] < 1000).all()
+    assert len(set(ids[2, 32:].tolist())) > 20
 
 
-def test_a_tiny_model_memorises_one_task(tmp_path):
+def test_a_tiny_model_memorises_one_task():
     tasks = toy_tasks(n=40, side=5, input_dim=16)
     config = GPICLConfig(d_model=32, layers=1, heads=2, ffn_mult=2, input_dim=16, seq_len=20, batch_size=16,
-                         steps=60, lr=3e-3, warmup=5, num_tasks=[1], biased_fraction=[0.0])
-    state = gpicl.new_train_state(config, "cpu")
-    state = gpicl.train(state, config, tasks, progress=False, checkpoint=tmp_path / "c.pt", log_every=10)
-    losses = [row[0] for row in state.history["loss"]]
-    assert state.step == 60 and len(losses) == 6
-    assert losses[0] > 1.8 and losses[-1] < 0.6 * losses[0], losses
-    results = gpicl.evaluate_models(state.model, {"test": tasks, "omniglot": tasks, "digits": tasks}, config,
-                                    sequences=16)
+                         steps=60, lr=3e-3, warmup=5, num_tasks="1")
+    torch.manual_seed(0)
+    model = gpicl.build(config)
+    history = train_loop(gpicl.trainer(model, config, {"train": tasks}).step, config.steps, progress=False)
+    steps, losses = history["loss_tasks_1"]
+    assert steps == list(range(60)) and "train_acc_tasks_1" in history
+    first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
+    assert first > 1.8 and last < 0.6 * first, losses
+    results = gpicl.evaluate_models(model, {"test": tasks, "omniglot": tasks, "digits": tasks}, config, sequences=16)
     assert results[0]["seen_tasks"]["last_accuracy"] > 0.5  # the memorised task, from its first examples
     assert results[0]["seen_tasks"]["by_position"][0] > 0.3
-    resumed = gpicl.load_train_state(tmp_path / "c.pt", config, "cpu")
-    assert resumed.step == 60 and resumed.history == state.history
 
 
-def test_parse_num_tasks():
+def test_parse_num_tasks_and_the_config_of_a_sweep():
     assert gpicl.parse_num_tasks("16, 2^10,inf") == [16, 1024, "inf"]
     for bad in ("0", "-3", "abc", "16,16", "", "1.5", "2^60"):
         with pytest.raises(ValueError):
             gpicl.parse_num_tasks(bad)
+    config = GPICLConfig(num_tasks="4096,4096", biased_fraction="0,0.25")  # the plateau run: one pool, two batches
+    assert config.run_names == ["tasks_4096", "tasks_4096_biased0.25"] and config.biased_fractions == [0.0, 0.25]
+    old = GPICLConfig(num_tasks=[4, 2**10, "inf"], biased_fraction=[0.0, 0.0, 0.0])  # as older run folders store it
+    assert old.num_tasks == "4,1024,inf" and old.biased_fraction == "0" and old.pools == [4, 1024, "inf"]
+    assert dataclasses.replace(old) == old
 
 
 TINY = ["--d-model", "16", "--layers", "1", "--heads", "2", "--seq-len", "16", "--batch-size", "4",
-        "--eval-sequences", "8", "--device", "cpu", "--no-progress", "--smoke-data"]
+        "--test-episodes", "8", "--device", "cpu", "--no-progress", "--smoke-data"]
+
+
+def train(*argv):
+    return cli.main(["train", "gpicl", *map(str, argv)])
 
 
 @pytest.mark.real_data("mnist")
 @pytest.mark.real_data("omniglot")
-def test_sweep_cli_writes_the_phase_diagram_and_resumes(tmp_path, capsys):
+def test_a_sweep_is_one_run_folder_and_writes_its_per_model_folders(tmp_path, capsys):
     out = tmp_path / "sweep"
-    rows = gpicl.main(["sweep", "--num-tasks", "2,inf", "--steps", "12", "--out", str(out), "--keep-weights", "inf",
-                       *TINY])
-    assert [r["num_tasks"] for r in rows] == [2, "inf"]
-    diagram = json.loads((out / "phase_diagram.json").read_text())
-    assert diagram["evaluated"] and len(diagram["rows"]) == 2
-    for row in diagram["rows"]:
-        assert row["steps"] == 12 and row["final_loss"] > 0
+    entries = train("--num-tasks", "2,inf", "--steps", 12, "--out", out, *TINY)
+    assert list(entries) == ["tasks_2", "tasks_inf"] and [r["num_tasks"] for r in entries.values()] == [2, "inf"]
+    for name in ("config.json", "checkpoint.pt", "history.json", "results.json", "results.md"):
+        assert (out / name).is_file(), name
+    results = json.loads((out / "results.json").read_text())
+    assert results["method"] == "gpicl" and results["steps_done"] == 12 and results["test_episodes"] == 8
+    for row in results["results"].values():
         for name in ("seen_tasks", "unseen_tasks", "omniglot", "digits"):
             entry = row["evaluation"][name]
             assert 0 <= entry["last_accuracy"] <= 1 and len(entry["by_position"]) == 16 and entry["sequences"] == 8
-    for name in ("config.json", "checkpoint.pt", "phase_diagram.md", "tasks_2/history.json", "tasks_2/results.json",
+    assert "| inf |" in (out / "results.md").read_text() and "tasks_inf: seen tasks" in capsys.readouterr().out
+
+    rows = gpicl_runs.write_model_folders(out, keep_weights=["inf"])
+    assert [r["steps"] for r in rows] == [12, 12] and all(r["final_loss"] > 0 for r in rows)
+    for name in ("phase_diagram.json", "phase_diagram.md", "tasks_2/history.json", "tasks_2/results.json",
                  "tasks_inf/results.md", "tasks_inf/weights.pt"):
         assert (out / name).is_file(), name
     assert not (out / "tasks_2" / "weights.pt").exists()
-    assert "| inf |" in (out / "phase_diagram.md").read_text()
+    run = gpicl_runs.load_run(out)
+    assert run["evaluated"] and [r["num_tasks"] for r in run["rows"]] == [2, "inf"]
+    assert set(run["histories"]) == {"tasks_2", "tasks_inf"} and run["histories"]["tasks_2"]["step"] == [10, 12]
+    assert run["config"]["d_model"] == 16 and "--num-tasks 2,inf" in run["command"]
+    model, config = gpicl_runs.load_model(out / "tasks_inf" / "weights.pt")
+    assert config.seq_len == 16 and model.num_models == 1
+    # weights decided on afterwards: from the checkpoint, the same as keep_weights would have written
+    path = gpicl_runs.extract_weights(out / "checkpoint.pt", out, 2)
+    assert path == out / "tasks_2" / "weights.pt"
+    kept = torch.load(out / "tasks_inf" / "weights.pt", weights_only=True)
+    again = torch.load(gpicl_runs.extract_weights(out / "checkpoint.pt", tmp_path / "again", "inf"), weights_only=True)
+    assert kept["model_index"] == again["model_index"] == 1
+    assert all(torch.equal(kept["state_dict"][k], again["state_dict"][k]) for k in kept["state_dict"])
+    assert torch.load(path, weights_only=True)["model_index"] == 0
+    with pytest.raises(ValueError, match="not 16"):
+        gpicl_runs.extract_weights(out / "checkpoint.pt", out, 16)
 
-    rows = gpicl.main(["sweep", "--out", str(out), "--resume", "--steps", "20", "--device", "cpu", "--no-progress",
-                       "--smoke-data", "--eval-sequences", "8"])
-    assert [r["steps"] for r in rows] == [20, 20]
-    config = json.loads((out / "config.json").read_text())
-    assert config["config"]["steps"] == 20 and config["config"]["d_model"] == 16
-    assert len(config["later_commands"]) == 1 and "--num-tasks 2,inf" in config["command"]
-    history = json.loads((out / "tasks_inf" / "history.json").read_text())
-    assert history["step"] == [10, 12, 20]  # resumed at 12, logged at 20
-    assert "tasks_inf" in capsys.readouterr().out
+
+@pytest.mark.real_data("mnist")
+@pytest.mark.real_data("omniglot")
+def test_a_resumed_sweep_reports_the_same_final_loss_as_a_straight_one(tmp_path):
+    """The issue "a run is never lost": same weights, but a resumed run reported another final loss."""
+    straight, halves = tmp_path / "straight", tmp_path / "halves"
+    train("--num-tasks", "2,inf", "--steps", 14, "--out", straight, *TINY)
+    train("--num-tasks", "2,inf", "--steps", 7, "--out", halves, *TINY)  # stops inside a 10-step window
+    train("--steps", 14, "--out", halves, "--resume", "--test-episodes", 8, "--device", "cpu", "--no-progress",
+          "--smoke-data")
+    a, b = gpicl_runs.load_run(straight), gpicl_runs.load_run(halves)
+    assert [r["final_loss"] for r in a["rows"]] == [r["final_loss"] for r in b["rows"]]
+    assert a["histories"] == b["histories"] and a["histories"]["tasks_inf"]["step"] == [10, 14]
+    assert [r["evaluation"] for r in a["rows"]] == [r["evaluation"] for r in b["rows"]]
 
 
-@pytest.mark.parametrize("bad", [["--num-tasks", "0"], ["--num-tasks", "lots"], ["--num-tasks", "4,4"],
-                                 ["--num-tasks", "4", "--biased-fraction", "1.5"], ["--num-tasks", "4", "--steps", "-1"],
-                                 ["--num-tasks", "4", "--device", "nonsense"]])
-def test_sweep_cli_rejects_bad_input_and_writes_nothing(tmp_path, capsys, bad):
+@pytest.mark.real_data("mnist")
+@pytest.mark.real_data("omniglot")
+def test_a_truncated_checkpoint_under_resume_is_an_error_that_names_it(tmp_path):
+    out = tmp_path / "run"
+    train("--num-tasks", "2", "--steps", 2, "--out", out, *TINY)
+    checkpoint = out / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    record = (out / "config.json").read_text()
+    with pytest.raises((SystemExit, ValueError), match=re.escape(str(checkpoint))):
+        train("--steps", 4, "--out", out, "--resume", *TINY)
+    assert (out / "config.json").read_text() == record
+
+
+@pytest.mark.parametrize("bad, match", [
+    (["--num-tasks", "0"], "at least 1 task"), (["--num-tasks", "lots"], "not a positive integer"),
+    (["--num-tasks", "4,4"], "names one model twice"), (["--biased-fraction", "1.5"], r"in \[0, 1\)"),
+    (["--num-tasks", "4,8", "--biased-fraction", "0,0.1,0.2"], "3 values for 2 models"),
+    (["--steps", "-1"], "steps must be >= 0"), (["--seq-len", "10"], "seq_len must be more than 10"),
+    (["--heads", "3"], "not divisible"), (["--model", "gru"], "model must be one of"),
+    (["--train-dataset", "cifar"], "train_dataset must be one of"), (["--resume"], "holds no checkpoint.pt"),
+])
+def test_bad_options_are_usage_errors_before_anything_is_loaded_or_written(tmp_path, monkeypatch, bad, match):
+    monkeypatch.setattr(gpicl, "load_data", lambda *a, **k: pytest.fail("data was loaded"))
     out = tmp_path / "bad"
-    with pytest.raises(SystemExit) as error:
-        gpicl.main(["sweep", "--out", str(out), *TINY[:-4], *bad])
-    assert error.value.code == 2
+    with pytest.raises(SystemExit, match=match):
+        train("--out", out, *TINY, *bad)
     assert not out.exists()
-    assert "error" in capsys.readouterr().err
-
-
-def test_resume_without_a_run_is_an_error(tmp_path):
-    with pytest.raises(SystemExit):
-        gpicl.main(["sweep", "--out", str(tmp_path / "none"), "--resume", "--device", "cpu"])
-    assert not (tmp_path / "none").exists()
 
 
 @pytest.mark.real_data("mnist")
 @pytest.mark.real_data("omniglot")
 def test_a_run_stopped_by_its_time_limit_still_writes_results(tmp_path):
     out = tmp_path / "short"
-    rows = gpicl.main(["train", "--num-tasks", "inf", "--pair-tokens", "--steps", "100000", "--max-minutes", "0.002",
-                       "--out", str(out), "--checkpoint-dir", str(tmp_path / "ckpt"), *TINY])
-    assert 0 < rows[0]["steps"] < 100000 and rows[0]["evaluation"]["unseen_tasks"]["sequences"] == 8
-    diagram = json.loads((out / "phase_diagram.json").read_text())
-    assert diagram["evaluated"] and diagram["rows"][0]["num_tasks"] == "inf"
-    assert (tmp_path / "ckpt" / "checkpoint.pt").is_file() and not (out / "checkpoint.pt").exists()
+    entries = train("--num-tasks", "inf", "--pair-tokens", "--steps", 100000, "--max-minutes", 0.0002, "--out", out,
+                    *TINY)
+    results = json.loads((out / "results.json").read_text())
+    assert 0 < results["steps_done"] < 100000 and entries["tasks_inf"]["evaluation"]["unseen_tasks"]["sequences"] == 8
     assert json.loads((out / "config.json").read_text())["config"]["pair_tokens"] is True
+    assert gpicl_runs.load_run(out)["rows"][0]["steps"] == results["steps_done"]
 
 
 # ---------------------------------------------------------------- notebook 08: shipped runs, traces, the widget
@@ -265,18 +305,26 @@ def test_a_run_stopped_by_its_time_limit_still_writes_results(tmp_path):
 @pytest.mark.parametrize("model", ["transformer", "lstm"])
 def test_load_model_restores_one_model_of_a_stack(tmp_path, model):
     config = GPICLConfig(model=model, d_model=16, layers=1, heads=2, lstm_hidden=8, input_dim=8, seq_len=12,
-                         num_tasks=[4, gpicl.INF], biased_fraction=[0.0, 0.0], pair_tokens=model == "transformer")
-    state = gpicl.new_train_state(config, "cpu")
-    names = ["tasks_4", "tasks_inf"]
-    gpicl.write_results(tmp_path, state, config, None, {}, names, keep_weights={"inf"})
-    assert not (tmp_path / "tasks_4" / "weights.pt").exists()
-    single, loaded_config = gpicl.load_model(tmp_path / "tasks_inf" / "weights.pt")
+                         num_tasks="4,inf", pair_tokens=model == "transformer")
+    stack = gpicl.build(config)
+    gpicl_runs.save_weights(stack, config, 1, tmp_path / "tasks_inf" / "weights.pt")
+    single, loaded_config = gpicl_runs.load_model(tmp_path / "tasks_inf" / "weights.pt")
     assert loaded_config == config and single.num_models == 1 and not single.training
     x = torch.randn(2, 3, 12, 18)
     with torch.no_grad():
-        expected = state.model.eval()(x)[1]
+        expected = stack.eval()(x)[1]
         got = single(x[1:])[0]
+        exact = gpicl.single_model(stack, 1)(x[1:])[0]
     assert torch.allclose(got, expected, atol=0.1)  # the weights went through bf16
+    assert torch.allclose(exact, expected, atol=1e-5)
+
+
+def test_the_few_shot_face_answers_an_episode_with_one_model_of_a_stack():
+    config = GPICLConfig(d_model=16, layers=1, heads=2, input_dim=8, seq_len=12, num_tasks="4,inf")
+    predict = gpicl.predictor(gpicl.build(config), model_index=1)
+    support_x, query_x = torch.rand(6, 1, 5, 5), torch.rand(4, 1, 5, 5)
+    scores = predict(support_x, torch.tensor([0, 1, 2, 0, 1, 2]), query_x)
+    assert scores.shape == (4, 3) and torch.isfinite(scores).all()
 
 
 def test_prediction_trace_is_causal_deterministic_and_drawn(tmp_path):
@@ -286,60 +334,49 @@ def test_prediction_trace_is_causal_deterministic_and_drawn(tmp_path):
     import matplotlib.pyplot as plt
 
     tasks = toy_tasks(n=60, side=5, input_dim=8)
-    config = GPICLConfig(d_model=16, layers=1, heads=2, input_dim=8, seq_len=20, num_tasks=[1, 2],
-                         biased_fraction=[0.0, 0.0], pair_tokens=True)
+    config = GPICLConfig(d_model=16, layers=1, heads=2, input_dim=8, seq_len=20, num_tasks="1,2", pair_tokens=True)
     torch.manual_seed(0)
     net = gpicl.build_model(config)
-    a = gpicl.prediction_trace(net, tasks, task_id=5, seed=1, model_index=1)
-    b = gpicl.prediction_trace(net, tasks, task_id=5, seed=1, model_index=1)
+    a = gpicl_figures.prediction_trace(net, tasks, task_id=5, seed=1, model_index=1)
+    b = gpicl_figures.prediction_trace(net, tasks, task_id=5, seed=1, model_index=1)
     assert torch.equal(a.probabilities, b.probabilities) and torch.equal(a.example_indices, b.example_indices)
     assert a.probabilities.shape == (20, 10) and torch.allclose(a.probabilities.sum(-1), torch.ones(20))
     assert torch.equal(a.targets, gpicl.label_permutations(torch.tensor([5]), 10)[0][tasks.labels[a.example_indices]])
     assert a.correct.dtype == torch.bool and a.correct.shape == (20,)
-    other = gpicl.prediction_trace(net, tasks, task_id=5, seed=1, model_index=0)
+    other = gpicl_figures.prediction_trace(net, tasks, task_id=5, seed=1, model_index=0)
     assert not torch.allclose(other.probabilities, a.probabilities)
-    shorter = gpicl.prediction_trace(net, tasks, task_id=5, seed=1, seq_len=12, model_index=1)  # causal: prefix
+    shorter = gpicl_figures.prediction_trace(net, tasks, task_id=5, seed=1, seq_len=12, model_index=1)  # a prefix
     assert torch.allclose(shorter.probabilities, a.probabilities[:12], atol=1e-5)
     images = torch.rand(60, 1, 5, 5)
     for step in (0, 7, 19, 100):  # 100 is clamped to the last step
-        fig = gpicl.trace_figure(a, images, step)
+        fig = gpicl_figures.trace_figure(a, images, step)
         assert len(fig.axes) == 8 + 2
         plt.close(fig)
 
 
-@pytest.mark.real_data("mnist")
-@pytest.mark.real_data("omniglot")
-def test_load_run_reads_what_the_sweep_wrote(tmp_path):
-    out = tmp_path / "sweep"
-    gpicl.main(["sweep", "--num-tasks", "2,inf", "--steps", "12", "--out", str(out), "--keep-weights", "inf", *TINY])
-    run = gpicl.load_run(out)
-    assert run["evaluated"] and [r["num_tasks"] for r in run["rows"]] == [2, "inf"]
-    assert set(run["histories"]) == {"tasks_2", "tasks_inf"} and run["histories"]["tasks_2"]["step"] == [10, 12]
-    assert run["config"]["d_model"] == 16 and "--num-tasks 2,inf" in run["command"]
-    model, config = gpicl.load_model(out / "tasks_inf" / "weights.pt")
-    assert config.seq_len == 16 and model.num_models == 1
-    # weights decided on afterwards: from the checkpoint, the same as --keep-weights would have written
-    assert not (out / "tasks_2" / "weights.pt").exists()
-    path = gpicl.extract_weights(out / "checkpoint.pt", out, 2)
-    assert path == out / "tasks_2" / "weights.pt"
-    kept = torch.load(out / "tasks_inf" / "weights.pt", weights_only=True)
-    again = torch.load(gpicl.extract_weights(out / "checkpoint.pt", tmp_path / "again", "inf"), weights_only=True)
-    assert kept["model_index"] == again["model_index"] == 1
-    assert all(torch.equal(kept["state_dict"][k], again["state_dict"][k]) for k in kept["state_dict"])
-    assert torch.load(path, weights_only=True)["model_index"] == 0
-    with pytest.raises(ValueError, match="not 16"):
-        gpicl.extract_weights(out / "checkpoint.pt", out, 16)
+def test_the_shipped_sweep_loads_as_notebook_08_reads_it():
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "data" / "gpicl" / "sweep_cpu"
+    if not (folder / "phase_diagram.json").is_file():
+        pytest.skip("data/gpicl/sweep_cpu is not in this checkout")
+    run = gpicl_runs.load_run(folder)
+    config = GPICLConfig(**run["config"])  # stored as lists by the former command line
+    assert config.pools == [4, 16, 256, 1024, 4096, 16384, 65536, "inf"] and config.pair_tokens
+    assert {r["run"] for r in run["rows"]} == set(run["histories"]) and run["rows"][3]["final_loss"] == 1.8502
+    model, loaded = gpicl_runs.load_model(folder / "tasks_1024" / "weights.pt")
+    assert loaded == config and gpicl.model_size(model)["parameters"] == run["rows"][3]["parameters"]
 
 
 @pytest.mark.real_data("mnist")
 @pytest.mark.real_data("omniglot")
 def test_omniglot_meta_training_keeps_every_evaluation_set_out_of_training():
-    """--train-dataset omniglot: trained on background characters only; its "test" characters, the
+    """train_dataset omniglot: trained on background characters only; its "test" characters, the
     evaluation alphabets and MNIST are never in "train" (compared image by image)."""
     from course_lib.data import omniglot_splits
 
     config = GPICLConfig(train_dataset="omniglot", d_model=16, layers=1, heads=2, seq_len=16, num_classes=10)
-    data = gpicl.load_task_data(config, "cpu")
+    data = gpicl.load_data(config)
     assert set(data) >= {"train", "test", "omniglot", "mnist"}
     background = omniglot_splits("lake", rotations=False)["train"]
     assert data["train"].dataset_classes + data["test"].dataset_classes == background.num_classes
@@ -356,11 +393,3 @@ def test_omniglot_meta_training_keeps_every_evaluation_set_out_of_training():
     assert data["test"].stats == data["train"].stats  # held-out characters standardised like training
     tokens, targets = data["train"].sample_batch(torch.arange(4), 16, torch.Generator().manual_seed(0))
     assert tokens.shape == (4, 16, 32 + 10) and targets.max() < 10
-
-
-def test_an_unknown_training_dataset_is_rejected_before_anything_is_written(tmp_path, capsys):
-    out = tmp_path / "bad"
-    with pytest.raises(SystemExit) as error:
-        gpicl.main(["train", "--train-dataset", "cifar", "--out", str(out)])
-    assert error.value.code == 2 and not out.exists()
-    assert "--train-dataset" in capsys.readouterr().err

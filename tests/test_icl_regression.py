@@ -2,13 +2,16 @@
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from course_lib import cli, gpicl_runs
 from course_lib import icl_regression as icl
+from course_lib.runs import train_loop
 
 
 def _sequences(dim=3, points=7, count=5, seed=0, noise_var=0.25):
@@ -69,8 +72,8 @@ def test_pools_are_reproducible_and_inf_has_none():
 
 
 def test_token_t_never_contains_y_t_and_the_model_is_causal():
-    config = icl.RegressionConfig(dim=3, points=6, d_model=16, heads=2, layers=2, num_tasks=[4, "inf"])
-    model = icl.build_models(config).eval()
+    config = icl.RegressionConfig(dim=3, points=6, d_model=16, heads=2, layers=2, num_tasks="4,inf")
+    model = icl.build(config).eval()
     _, x, y = _sequences(dim=3, points=6, count=4)
     x, y = x.expand(2, 4, 6, 3).clone(), y.expand(2, 4, 6).clone()
     t = 3
@@ -83,56 +86,78 @@ def test_token_t_never_contains_y_t_and_the_model_is_causal():
     assert not torch.allclose(before[..., t + 1], after[..., t + 1])  # ...but it is the context of t + 1
 
 
-def test_check_config_rejects_what_would_fail_later():
-    for bad in ({"noise_var": 0.0}, {"dim": 0}, {"d_model": 10, "heads": 4}, {"num_tasks": []},
-                {"num_tasks": [0]}):
+def test_the_config_rejects_what_would_fail_later():
+    for bad in ({"noise_var": 0.0}, {"dim": 0}, {"d_model": 10, "heads": 4}, {"num_tasks": ""},
+                {"num_tasks": "0"}, {"num_tasks": "4,4"}, {"steps": -1}):
         with pytest.raises(ValueError):
-            icl.check_config(icl.RegressionConfig(**bad))
+            icl.RegressionConfig(**bad)
+    old = icl.RegressionConfig(num_tasks=[1, 4, "inf"])  # as the shipped run folder stores it
+    assert old.num_tasks == "1,4,inf" and old.pools == [1, 4, "inf"]
 
 
 TINY = ["--dim", "3", "--points", "6", "--d-model", "16", "--heads", "2", "--layers", "1", "--batch-size", "8",
-        "--eval-sequences", "8", "--no-progress", "--threads", "1"]
+        "--test-episodes", "8", "--no-progress", "--threads", "1", "--device", "cpu"]
 
 
-def test_cli_writes_a_run_folder_and_resumes(tmp_path):
+def train(*argv):
+    return cli.main(["train", "icl-regression", *map(str, argv)])
+
+
+def test_a_sweep_is_one_run_folder_that_resumes_exactly(tmp_path):
     out = tmp_path / "run"
-    rows = icl.main(["--out", str(out), "--num-tasks", "2,inf", "--steps", "20", *TINY])
-    for name in ("config.json", "results.json", "results.md", "history.json", "weights.pt", "checkpoint.pt"):
+    entries = train("--out", out, "--num-tasks", "2,inf", "--steps", 20, *TINY)
+    for name in ("config.json", "results.json", "results.md", "history.json", "checkpoint.pt"):
         assert (out / name).is_file(), name
-    assert [r["num_tasks"] for r in rows] == [2, "inf"]
-    assert "dmmse" in rows[0]["new"] and "dmmse" not in rows[1]["new"]  # no dMMSE for an unlimited pool
-    assert all(math.isfinite(r["new"]["model"]["mean"]) for r in rows)
-    assert json.loads((out / "history.json").read_text())["step"] == [10, 20]
-    icl.main(["--out", str(out), "--resume", "--steps", "30", "--eval-sequences", "8", "--no-progress"])
-    results = icl.load_run(out)
-    assert results["steps"] == 30 and results["history"]["step"][-1] == 30
-    assert len(json.loads((out / "config.json").read_text())["later_commands"]) == 1
-    model, config = icl.load_models(out)
-    assert config.num_tasks == [2, "inf"] and model.num_models == 2
+    assert list(entries) == ["2", "inf"]
+    assert "dmmse" in entries["2"]["new"] and "dmmse" not in entries["inf"]["new"]  # no dMMSE for an unlimited pool
+    assert all(math.isfinite(r["new"]["model"]["mean"]) for r in entries.values())
+    run = gpicl_runs.load_regression_run(out)
+    assert run["steps"] == 20 and run["eval_sequences"] == 8 and [r["num_tasks"] for r in run["rows"]] == [2, "inf"]
+    assert run["history"]["step"] == [10, 20] and len(run["history"]["loss"][0]) == 2
+
+    halves = tmp_path / "halves"
+    train("--out", halves, "--num-tasks", "2,inf", "--steps", 7, *TINY)
+    train("--out", halves, "--resume", "--steps", 20, *TINY[-7:])
+    resumed = gpicl_runs.load_regression_run(halves)
+    assert resumed["history"] == run["history"] and resumed["rows"] == run["rows"]
+    assert len(json.loads((halves / "config.json").read_text())["later_commands"]) == 1
+
+    gpicl_runs.export_regression_weights(out)  # what a run folder ships: all models in bf16
+    model, config = gpicl_runs.load_regression_models(out)
+    assert config.pools == [2, "inf"] and model.num_models == 2
+    shipped = torch.load(out / "weights.pt", weights_only=True)["state_dict"]
+    assert all(v.dtype == torch.bfloat16 for v in shipped.values())
 
 
-def test_cli_bad_input_writes_nothing(tmp_path):
-    for bad in (["--num-tasks", "0"], ["--num-tasks", "many"], ["--noise-var", "0"]):
+def test_bad_input_is_a_usage_error_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(icl, "load_data", lambda *a, **k: pytest.fail("data was made"))
+    for bad, match in ((["--num-tasks", "0"], "at least 1"), (["--num-tasks", "many"], "not a positive integer"),
+                       (["--noise-var", "0"], "noise_var must be > 0"), (["--resume"], "holds no checkpoint.pt")):
         out = tmp_path / "bad"
-        with pytest.raises(SystemExit):
-            icl.main(["--out", str(out), "--steps", "2", *TINY, *bad])
+        with pytest.raises(SystemExit, match=match):
+            train("--out", out, "--steps", 2, *TINY, *bad)
         assert not out.exists()
-    if not torch.cuda.is_available():
-        with pytest.raises(SystemExit, match="cuda"):
-            icl.main(["--out", str(tmp_path / "gpu"), "--steps", "2", "--device", "cuda", *TINY])
-        assert not (tmp_path / "gpu").exists()
-    with pytest.raises(SystemExit, match="no checkpoint"):
-        icl.main(["--out", str(tmp_path / "none"), "--resume"])
+
+
+def test_a_truncated_checkpoint_under_resume_is_an_error_that_names_it(tmp_path):
+    out = tmp_path / "run"
+    train("--out", out, "--num-tasks", "2", "--steps", 2, *TINY)
+    checkpoint = out / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    with pytest.raises((SystemExit, ValueError), match=re.escape(str(checkpoint))):
+        train("--out", out, "--resume", "--steps", 4, *TINY[-7:])
 
 
 def test_training_learns_a_single_task():
     """Oracle: with one task in the pool the Bayes-optimal error is the noise floor; training must approach it."""
     config = icl.RegressionConfig(dim=2, points=4, d_model=16, heads=2, layers=1, batch_size=32, steps=150,
-                                  lr=3e-3, warmup=10, num_tasks=[1])
-    state = icl.train(icl.new_state(config), config, progress=False)
-    first, last = state.history["loss"][0][0], state.history["loss"][-1][0]
-    assert last < 0.3 * first
-    row = icl.evaluate(state.model, config, sequences=64)[0]
+                                  lr=3e-3, warmup=10, num_tasks="1")
+    torch.manual_seed(0)
+    model = icl.build(config)
+    history = train_loop(icl.trainer(model, config, icl.load_data(config)).step, config.steps, progress=False)
+    _, losses = history["loss_1"]
+    assert sum(losses[-10:]) < 0.3 * sum(losses[:10])
+    row = icl.evaluate_models(model, config, sequences=64)[0]
     assert row["pool"]["model"]["mean"] < 3 * row["pool"]["dmmse"]["mean"] + 0.05
 
 
@@ -141,8 +166,20 @@ def test_the_shipped_run_shows_both_regimes():
     folder = Path(__file__).resolve().parents[1] / "data" / "gpicl" / "regression_cpu"
     if not (folder / "weights.pt").is_file():
         pytest.skip("data/gpicl/regression_cpu is not in this checkout")
-    model, config = icl.load_models(folder)
-    rows = {row["num_tasks"]: row["new"] for row in icl.evaluate(model, config, sequences=128)}
+    model, config = gpicl_runs.load_regression_models(folder)
+    rows = {row["num_tasks"]: row["new"] for row in icl.evaluate_models(model, config, sequences=128)}
     assert rows[1]["model_to_dmmse"]["mean"] < 0.05 < rows[1]["model_to_ridge"]["mean"]
     assert rows[1024]["model_to_ridge"]["mean"] < 0.5 * rows[1024]["model_to_dmmse"]["mean"]
     assert rows["inf"]["model"]["mean"] < 0.5 * rows[1]["model"]["mean"]  # learns new tasks; 1 task does not
+    assert gpicl_runs.load_regression_run(folder)["steps"] == 15520
+
+
+def test_the_regression_face_predicts_queries_from_a_context():
+    config = icl.RegressionConfig(dim=3, points=6, d_model=16, heads=2, layers=1, num_tasks="2,inf")
+    model = icl.build(config)
+    _, x, y = _sequences(dim=3, points=6, count=1)
+    predict = icl.predictor(model, model_index=1)
+    queries = predict(x[0, :5], y[0, :5], x[0, 5:].expand(3, -1))
+    with torch.no_grad():
+        direct = icl.predict(model, x.expand(2, 1, 6, 3), y.expand(2, 1, 6))[1, 0, 5]
+    torch.testing.assert_close(queries, direct.expand(3))

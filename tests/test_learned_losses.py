@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from course_lib import learned_losses as ll
-from course_lib import models, training
+from course_lib import models, supervised
 from course_lib.data import LabelledImages, load_digits
 from course_lib.episodes import stack_tasks
 
@@ -113,7 +113,7 @@ def theta_of(model: models.MLP) -> torch.Tensor:
 
 @pytest.mark.parametrize("loss_name", ["cross_entropy", "learned_loss_at_init"])
 def test_inner_loop_with_cross_entropy_reproduces_train_classifier(digits, loss_name):
-    """inner_train(L_phi = CE) == course_lib.training.train_classifier (SGD on CE, same minibatches), float64."""
+    """inner_train(L_phi = CE) == course_lib.supervised.train_classifier (SGD on CE, same minibatches), float64."""
     task = one_task(digits)
     torch.manual_seed(3)
     model = models.MLP(64, (6,), 3).double()
@@ -125,7 +125,7 @@ def test_inner_loop_with_cross_entropy_reproduces_train_classifier(digits, loss_
                            generator=torch.Generator().manual_seed(7), create_graph=False)
 
     train_set = LabelledImages(x[0].reshape(-1, 1, 8, 8), task.train_y[0], ["a", "b", "c"])
-    training.train_classifier(model, train_set, steps=25, device="cpu", lr=0.4, batch_size=16,
+    supervised.train_classifier(model, train_set, steps=25, device="cpu", lr=0.4, batch_size=16,
                               generator=torch.Generator().manual_seed(7), progress=False)
     torch.testing.assert_close(theta, theta_of(model).detach(), rtol=1e-10, atol=1e-12)
     assert (theta - theta0).abs().max() > 1e-2  # training moved the weights

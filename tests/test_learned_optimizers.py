@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
 from torch import nn
 
+from course_lib import cli, runs
 from course_lib import learned_optimizers as lo
+from course_lib.teaching import optimizer_figures as figures
 from course_lib.data import load_digits
 from course_lib.episodes import stack_tasks
 
@@ -20,7 +23,7 @@ def digits_family() -> lo.MLPFamily:
 
 
 def tiny_config(**changes) -> lo.LearnedOptimizerConfig:
-    base = dict(hidden_size=4, num_layers=2, horizon=6, unroll=3, optimizees_per_batch=2, meta_lr=1e-2)
+    base = dict(hidden_size=4, num_layers=2, horizon=6, unroll=3, optimizees_per_batch=2, lr=1e-2)
     return lo.LearnedOptimizerConfig(**{**base, **changes})
 
 
@@ -261,7 +264,7 @@ def test_first_order_meta_gradient_drops_exactly_the_gradient_path():
 def test_meta_training_lowers_the_meta_loss_on_quadratics():
     """A short run on 10-d quadratics: the later meta-losses are lower than the first ones."""
     torch.manual_seed(0)
-    config = lo.LearnedOptimizerConfig(horizon=20, unroll=10, optimizees_per_batch=16, meta_lr=1e-2)
+    config = lo.LearnedOptimizerConfig(horizon=20, unroll=10, optimizees_per_batch=16, lr=1e-2)
     net = lo.LSTMOptimizer(config)
     history = lo.meta_train(net, lo.QuadraticFamily(), 30, progress=False)
     values = history["meta_loss"][1]
@@ -270,7 +273,7 @@ def test_meta_training_lowers_the_meta_loss_on_quadratics():
 
 
 def test_meta_training_resumes_from_its_checkpoint(tmp_path):
-    """3 iterations in one go == 2 iterations, checkpoint, a new process-like restart, 1 more."""
+    """3 steps in one go == 2 steps, checkpoint, a new process-like restart, 1 more."""
     family = lo.QuadraticFamily()
     config = tiny_config()
 
@@ -280,15 +283,17 @@ def test_meta_training_resumes_from_its_checkpoint(tmp_path):
 
     torch.manual_seed(0)
     first = lo.LSTMOptimizer(config)
-    path = tmp_path / "lstm.pt"
-    lo.meta_train(first, family, 2, checkpoint=path, progress=False)
+    path = tmp_path / "checkpoint.pt"
+    meta_optimizer = torch.optim.Adam(first.parameters(), lr=config.lr)
+    history = lo.meta_train(first, family, 2, meta_optimizer=meta_optimizer, progress=False)
+    runs.save_checkpoint(path, first, config, history=history, optimizer=meta_optimizer, step=2)
 
     resumed = lo.LSTMOptimizer(config)
-    meta_optimizer = torch.optim.Adam(resumed.parameters(), lr=config.meta_lr)
-    payload = lo.load_checkpoint(path, resumed, config, optimizer=meta_optimizer)
+    meta_optimizer = torch.optim.Adam(resumed.parameters(), lr=config.lr)
+    payload = runs.load_checkpoint(path, resumed, config, optimizer=meta_optimizer)
     assert payload["step"] == 2 and len(payload["history"]["meta_loss"][1]) == 2
     history = lo.meta_train(resumed, family, 3, history=payload["history"], meta_optimizer=meta_optimizer,
-                            start_iteration=payload["step"], progress=False)
+                            start_step=payload["step"], progress=False)
     assert history["meta_loss"][0] == [0, 1, 2]
     for a, b in zip(straight.parameters(), resumed.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
@@ -318,12 +323,12 @@ def settings(digits_family):
     torch.manual_seed(0)
     rule = lo.LSTMOptimizer(lo.LearnedOptimizerConfig())
     lrs = {"SGD": 0.01, "Adam": 0.1}
-    return {"quadratic": lo.Setting(lo.QuadraticFamily(), rule, lrs),
-            "digits MLP": lo.Setting(digits_family, rule, {"SGD": 0.5, "Adam": 0.01})}
+    return {"quadratic": figures.Setting(lo.QuadraticFamily(), rule, lrs),
+            "digits MLP": figures.Setting(digits_family, rule, {"SGD": 0.5, "Adam": 0.01})}
 
 
 def test_compare_trajectories_is_the_runs_it_claims(settings):
-    result = lo.compare_trajectories(settings, "quadratic", horizon=25, instances=3, seed=9)
+    result = figures.compare_trajectories(settings, "quadratic", horizon=25, instances=3, seed=9)
     assert result["optimizee"] == "quadratic" and result["horizon"] == 25
     assert list(result["curves"]) == ["LSTM (learned)", "SGD", "Adam"]
     problems = lo.problem_batch(settings["quadratic"].family, 3, 9)
@@ -333,19 +338,19 @@ def test_compare_trajectories_is_the_runs_it_claims(settings):
     assert torch.equal(result["curves"]["SGD"], lo.run_baseline("SGD", 0.01, family, problems, 25))
     for curve in result["curves"].values():
         assert curve.shape == (26, 3)
-    longer = lo.compare_trajectories(settings, "quadratic", horizon=40, instances=3, seed=9)
+    longer = figures.compare_trajectories(settings, "quadratic", horizon=40, instances=3, seed=9)
     assert torch.equal(longer["curves"]["Adam"][:26], result["curves"]["Adam"])  # same problems, longer
     with pytest.raises(KeyError):
-        lo.compare_trajectories(settings, "nope", 10)
+        figures.compare_trajectories(settings, "nope", 10)
     with pytest.raises(ValueError):
-        lo.compare_trajectories(settings, "quadratic", 0)
+        figures.compare_trajectories(settings, "quadratic", 0)
 
 
 def test_plot_trajectories_draws_one_panel_per_optimizer(settings):
     import matplotlib.pyplot as plt
 
-    result = lo.compare_trajectories(settings, "digits MLP", horizon=5, instances=2)
-    fig = lo.plot_trajectories(result, trained_horizon=3)
+    result = figures.compare_trajectories(settings, "digits MLP", horizon=5, instances=2)
+    fig = figures.plot_trajectories(result, trained_horizon=3)
     assert len(fig.axes) == 3 and [ax.get_title() for ax in fig.axes] == list(result["curves"])
     plt.close(fig)
 
@@ -353,7 +358,7 @@ def test_plot_trajectories_draws_one_panel_per_optimizer(settings):
 def test_widget_callbacks_recompute_on_dropdown_and_slider(settings):
     import matplotlib.pyplot as plt
 
-    box = lo.trajectory_explorer(settings, horizons=(5, 50, 5), value=10, instances=2)
+    box = figures.trajectory_explorer(settings, horizons=(5, 50, 5), value=10, instances=2)
     dropdown, slider = box.children[0].children
     assert box.last_result["optimizee"] == "quadratic" and box.last_result["horizon"] == 10
     slider.value = 15
@@ -361,7 +366,7 @@ def test_widget_callbacks_recompute_on_dropdown_and_slider(settings):
     assert box.last_result["curves"]["SGD"].shape == (16, 2)
     dropdown.value = "digits MLP"
     assert box.last_result["optimizee"] == "digits MLP"
-    expected = lo.compare_trajectories(settings, "digits MLP", 15, instances=2)
+    expected = figures.compare_trajectories(settings, "digits MLP", 15, instances=2)
     assert torch.equal(box.last_result["curves"]["Adam"], expected["curves"]["Adam"])
     plt.close("all")
 
@@ -380,24 +385,37 @@ def test_comparison_table_reports_means_and_paired_differences():
     assert lines[4].split()[1] == "-1.5000" and lines[4].split()[4] == "-2.0000"
 
 
-def test_command_line_meta_trains_and_resumes(tmp_path, capsys):
-    """The command line: 2 iterations, then asked for 3 it resumes at 2 and matches a straight run."""
-    path = tmp_path / "cli.pt"
-    tiny = ["--optimizee", "quadratic", "--checkpoint", str(path), "--horizon", "4", "--unroll", "2",
-            "--optimizees-per-batch", "2", "--hidden-size", "3"]
-    threads = torch.get_num_threads()
-    try:
-        lo._main(tiny + ["--iterations", "2"])
-        lo._main(tiny + ["--iterations", "3"])
-    finally:
-        torch.set_num_threads(threads)  # the command sets 1 thread for itself
-    assert "resuming from" in capsys.readouterr().out
-    config = lo.LearnedOptimizerConfig(horizon=4, unroll=2, optimizees_per_batch=2, hidden_size=3, meta_lr=3e-3)
+TINY = ["--optimizee", "quadratic", "--horizon", "4", "--unroll", "2", "--optimizees-per-batch", "2",
+        "--hidden-size", "3", "--test-episodes", "4", "--no-progress"]
+
+
+def test_command_line_meta_trains_resumes_and_matches_the_library(tmp_path):
+    """The command line: 2 steps, then --resume to 3; the same weights as ``meta_train`` for 3 steps."""
+    out = tmp_path / "run"
+    cli.main(["train", "learned-optimizer", "--out", str(out), "--steps", "2", *TINY])
+    cli.main(["train", "learned-optimizer", "--out", str(out), "--steps", "3", "--resume", "--no-progress",
+              "--test-episodes", "4"])
+    config = lo.LearnedOptimizerConfig(horizon=4, unroll=2, optimizees_per_batch=2, hidden_size=3,
+                                       optimizee="quadratic", steps=3)
     resumed = lo.LSTMOptimizer(config)
-    payload = lo.load_checkpoint(path, resumed, config)
+    payload = runs.load_checkpoint(out / "checkpoint.pt", resumed, config)
     assert payload["step"] == 3 and payload["history"]["meta_loss"][0] == [0, 1, 2]
     torch.manual_seed(0)
     straight = lo.LSTMOptimizer(config)
     lo.meta_train(straight, lo.QuadraticFamily(), 3, progress=False)
     for a, b in zip(straight.parameters(), resumed.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+    results = json.loads((out / "results.json").read_text())["results"]
+    assert set(results) == {"LSTM (learned)", "SGD", "momentum", "RMSprop", "Adam"}
+    assert results["LSTM (learned)"]["problems"] == 4 and "lr" in results["SGD"]
+    assert "| Adam |" in (out / "results.md").read_text()
+
+
+@pytest.mark.parametrize("options, match", [
+    (["--steps", "-3"], "steps must be >= 0"), (["--horizon", "10", "--unroll", "3"], "multiple of unroll"),
+    (["--optimizee", "resnet"], "optimizee must be"), (["--lr", "0"], "lr and preprocess_p must be > 0")])
+def test_bad_options_are_usage_errors_before_anything_is_written(tmp_path, monkeypatch, options, match):
+    monkeypatch.setattr(lo, "load_data", lambda *a, **k: pytest.fail("data was loaded"))
+    with pytest.raises(SystemExit, match=match):
+        cli.main(["train", "learned-optimizer", "--out", str(tmp_path / "run"), *options])
+    assert not (tmp_path / "run").exists()

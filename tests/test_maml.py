@@ -1,19 +1,23 @@
-"""MAML and its family: oracle checks of the meta-gradients, the variants, and the command line."""
+"""MAML and its family: oracle checks of the meta-gradients, the variants, training, evaluation, the run folders."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from course_lib import maml
+from course_lib import cli, maml, maml_cost, maml_sinusoid, registry
 from course_lib.data import LabelledImages
-from course_lib.training import save_checkpoint
-from course_lib.maml import (BN_MODES, MetaLearner, conv4_forward, conv4_init, default_config, inner_adapt,
-                             meta_backward_loop, meta_loss, meta_loss_loop, mlp_forward, mlp_init)
+from course_lib.episodes import FastEpisodeSampler
+from course_lib.maml import (BN_MODES, MAMLConfig, MetaLearner, conv4_forward, conv4_init, default_config,
+                             inner_adapt, meta_loss, mlp_forward, mlp_init)
+from course_lib.maml_fast import evaluate_classification, meta_backward_loop, meta_loss_loop
+from course_lib.runs import RunFolder, save_checkpoint, train_loop
+from course_lib.teaching import maml_figures
 
 TOL = 1e-8
 
@@ -103,7 +107,7 @@ def test_first_order_meta_gradient_is_the_query_gradient_at_the_adapted_paramete
 
 
 def count_native_batch_norm(monkeypatch) -> list:
-    """Patch F.batch_norm (what course_lib.maml calls) to count its calls; returns the counter."""
+    """Patch F.batch_norm (what course_lib.maml_fast calls) to count its calls; returns the counter."""
     calls, native = [], F.batch_norm
 
     def counted(*args, **kwargs):
@@ -163,7 +167,7 @@ def test_per_task_loop_keeps_one_task_graph_alive_at_a_time(variant, monkeypatch
         kept_at_backward.clear()
         for leaf in leaves:
             leaf.grad = None
-        with maml.SavedTensorMeter() as meter:
+        with maml_cost.SavedTensorMeter() as meter:
             meta_backward_loop(params, tuple(v[:tasks] for v in batch), **kw)
         peaks[tasks] = meter.peak
         assert len(kept_at_backward) == tasks  # one backward pass per task ...
@@ -172,7 +176,7 @@ def test_per_task_loop_keeps_one_task_graph_alive_at_a_time(variant, monkeypatch
     # The peak is one task's graph, whatever the meta-batch size; differentiating the mean of all the
     # losses at once (meta_loss_loop, or vmap) keeps all four.
     assert peaks[4] == peaks[1] == kept_at_backward[0] > 0
-    with maml.SavedTensorMeter() as whole:
+    with maml_cost.SavedTensorMeter() as whole:
         loss, _ = meta_loss_loop(params, batch, **kw)
     assert whole.peak > 3 * peaks[1]
     del loss
@@ -268,6 +272,34 @@ def test_inner_adapt_first_order_has_identity_jacobian_and_second_order_does_not
 
 
 # --------------------------------------------------------------------------
+# Configs
+# --------------------------------------------------------------------------
+
+
+def test_fields_left_at_none_take_the_papers_settings_and_given_ones_win():
+    assert (MAMLConfig().meta_batch, MAMLConfig().inner_lr, MAMLConfig().test_inner_steps) == (32, 0.4, 3)
+    twenty = MAMLConfig(ways=20)  # Finn et al.'s 20-way settings
+    assert (twenty.inner_steps, twenty.inner_lr, twenty.meta_batch, twenty.queries) == (5, 0.1, 16, 5)
+    reptile = MAMLConfig(variant="reptile")  # Nichol et al.'s
+    assert (reptile.inner_steps, reptile.meta_batch, reptile.queries, reptile.steps) == (5, 5, 9, 100000)
+    sine = MAMLConfig(task="sinusoid")
+    assert (sine.hidden, sine.shots, sine.meta_batch, sine.inner_lr, sine.steps) == (40, 10, 25, 0.01, 70000)
+    assert MAMLConfig(ways=20, inner_lr=0.4, meta_batch=8).inner_lr == 0.4
+    assert default_config("sinusoid", "metasgd", hidden=8) == MAMLConfig(task="sinusoid", variant="metasgd", hidden=8)
+
+
+@pytest.mark.parametrize("bad, match", [({"ways": 0}, "ways must be a positive integer"),
+                                        ({"variant": "protomaml"}, "variant must be one of"),
+                                        ({"inner_lr": -1.0}, "inner_lr must be a positive number"),
+                                        ({"shots": 10, "queries": 15}, "20 drawings"),
+                                        ({"batching": "threads"}, "batching must be one of"),
+                                        ({"task": "mnist"}, "task must be one of")])
+def test_bad_settings_are_refused_by_the_config(bad, match):
+    with pytest.raises(ValueError, match=match):
+        MAMLConfig(**bad)
+
+
+# --------------------------------------------------------------------------
 # Episodes, training, evaluation
 # --------------------------------------------------------------------------
 
@@ -279,97 +311,81 @@ def tiny_images(classes=12, per_class=20, side=16):
     return LabelledImages(images, labels, [str(c) for c in range(classes)], name="tiny")
 
 
-def test_test_episodes_are_those_of_the_protonet_sampler():
-    from course_lib.protonet import FastEpisodeSampler
-
+def test_meta_batches_are_drawn_as_before_the_shared_sampler_replaced_maml_own():
+    """task_batch (FastEpisodeSampler.sample_batch) draws exactly what the former BatchedEpisodes drew:
+    per episode, randperm of the classes, then a random order of each class's drawings."""
     data = tiny_images()
-    episodes = maml.BatchedEpisodes(data, torch.device("cpu"))
-    sx, sy, qx, qy = episodes.gather(*maml.episode_indices(torch.Generator().manual_seed(3), 12, 20, 5, 4), 1, 15)
-    sampler, g = FastEpisodeSampler(data, 5, 1, 15), torch.Generator().manual_seed(3)
-    for i in range(4):
-        e = sampler.sample(g)
-        assert torch.equal(sx[i], e.support_x) and torch.equal(qx[i], e.query_x)
-        assert torch.equal(sy[i], e.support_y) and torch.equal(qy[i], e.query_y)
+    sx, sy, qx, qy = maml.task_batch(FastEpisodeSampler(data, 5, 1, 15), 4, torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)
+    images = data.images[torch.argsort(data.labels, stable=True)].reshape(12, 20, 1, 16, 16)
+    for i in range(4):  # the former episode_indices + gather
+        classes = torch.randperm(12, generator=g)[:5]
+        members = torch.rand(5, 20, generator=g).argsort(dim=1)[:, :16]
+        chosen = images[classes[:, None], members]
+        assert torch.equal(sx[i], chosen[:, :1].reshape(5, 1, 16, 16))
+        assert torch.equal(qx[i], chosen[:, 1:].reshape(75, 1, 16, 16))
+        assert torch.equal(sy[i], torch.arange(5)) and torch.equal(qy[i], torch.arange(5).repeat_interleave(15))
 
 
-def test_training_learns_sinusoids_and_interrupt_checkpoints(tmp_path):
+def train_steps(config, data=None, device="cpu"):
+    model = maml.build(config)
+    history = train_loop(maml.trainer(model, config, data or {}, device).step, config.steps, progress=False)
+    return model, history
+
+
+def test_training_learns_sinusoids():
     config = default_config("sinusoid", "maml", hidden=20, meta_batch=10, steps=200, log_every=50)
-    module = MetaLearner(config, generator=torch.Generator().manual_seed(0))
-    before = maml.evaluate_regression(module.theta(), config, tasks=50, steps_list=(1,))["1 steps"].mean
+    before = maml_sinusoid.evaluate_regression(maml.build(config).theta(), config, tasks=50,
+                                               steps_list=(1,))["1 steps"].mean
+    model, history = train_steps(config)
+    after = maml_sinusoid.evaluate_regression(model.theta(), config, tasks=50, steps_list=(1,))["1 steps"].mean
+    assert history["loss"][0] == [49, 99, 149, 199] and after < 0.8 * before
+    joint = {k: v.detach() for k, v in model.joint.items()}  # the baseline trained beside theta
+    assert not torch.equal(joint["fc0_weight"], maml.build(config).joint["fc0_weight"])
 
-    def sample(step):
-        return maml.sinusoid_batch(maml.step_generator(0, step), 10, 10, 10, torch.device("cpu"))[0]
 
-    outcome = maml.train(module, sample, device=torch.device("cpu"), run_dir=tmp_path, progress=False)
-    after = maml.evaluate_regression(module.theta(), config, tasks=50, steps_list=(1,))["1 steps"].mean
-    assert outcome["step"] == 200 and len(outcome["history"]["loss"][0]) == 4 and after < 0.8 * before
-
-    def interrupted(step):
-        if step == 2:
-            raise KeyboardInterrupt
-        return sample(step)
-
-    fresh = MetaLearner(config, generator=torch.Generator().manual_seed(0))
-    with pytest.raises(KeyboardInterrupt):
-        maml.train(fresh, interrupted, device=torch.device("cpu"), run_dir=tmp_path / "cut", progress=False)
-    assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["step"] == 2
+def test_batching_is_chosen_by_a_rule_recorded_in_the_config_and_both_paths_train_alike():
+    assert maml.batching_for("omniglot", "cpu") == "loop" and maml.batching_for("omniglot", "cuda") == "vmap"
+    assert maml.batching_for("sinusoid", "cpu") == "vmap"
+    data = {"train": tiny_images()}
+    trained = {}
+    for batching in ("vmap", "loop", "auto", "auto"):
+        config = default_config(hidden=4, image_size=16, ways=3, meta_batch=2, queries=2, steps=3, batching=batching)
+        model, _ = train_steps(config, data)
+        assert config.batching == (batching if batching != "auto" else "loop")  # what config.json records
+        trained.setdefault(batching, []).append(torch.cat([v.detach().flatten() for v in model.theta().values()]))
+    assert torch.equal(trained["auto"][0], trained["auto"][1])  # deterministic: no timing involved
+    assert torch.equal(trained["auto"][0], trained["loop"][0])
+    assert relative(trained["vmap"][0], trained["loop"][0]) < 1e-5  # the same numbers, up to rounding
 
 
 def test_evaluation_is_reproducible_and_batching_does_not_matter():
-    data = tiny_images()
     config = default_config(hidden=4, image_size=16, ways=5)
     module = MetaLearner(config, generator=torch.Generator().manual_seed(0))
-    episodes = maml.BatchedEpisodes(data, torch.device("cpu"))
-    a = maml.evaluate_classification(module, episodes, 5, 1, 15, count=6, max_images=80)  # one task per chunk
-    b = maml.evaluate_classification(module, episodes, 5, 1, 15, count=6)
+    sampler = FastEpisodeSampler(tiny_images(), 5, 1, 15)
+    a = evaluate_classification(module, sampler, count=6, max_images=80)  # one task per chunk
+    b = evaluate_classification(module, sampler, count=6)
     assert a.episodes == 6 and abs(a.mean - b.mean) < 1e-6 and abs(a.ci95 - b.ci95) < 1e-6
     # Oracle: the same episodes through the training objective (3 steps, no curve) give the same accuracy.
-    c, curve = maml.evaluate_classification(module, episodes, 5, 1, 15, count=6, return_curve=True)
-    batch = episodes.gather(*maml.episode_indices(torch.Generator().manual_seed(0), 12, 20, 5, 6), 1, 15)
+    c = evaluate_classification(module, sampler, count=6, return_curve=True)
+    batch = maml.task_batch(sampler, 6, torch.Generator().manual_seed(0))
     with torch.no_grad():
         _, accuracy = maml.meta_loss(module.theta(), batch, **module.objective_kwargs(steps=3))
+    curve = c.accuracy_by_inner_step
     assert len(curve) == 4 and abs(curve[-1] - c.mean) < 1e-6 and abs(float(accuracy) - c.mean) < 1e-6
+    assert c.as_dict()["accuracy_by_inner_step"] == [round(v, 5) for v in curve] and "accuracy_by" not in a.as_dict()
     with pytest.raises(ValueError, match="5-way head"):
-        maml.evaluate_classification(module, episodes, 10, 1, 5, count=2)
+        evaluate_classification(module, FastEpisodeSampler(tiny_images(), 10, 1, 5), count=2)
 
 
-# --------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------
-
-COMMON = ["--smoke-data", "--hidden", "8", "--meta-batch", "2", "--queries", "2", "--test-episodes", "4",
-          "--no-progress", "--device", "cpu"]
-
-
-@pytest.mark.real_data("omniglot")
-@pytest.mark.parametrize("variant", ["maml", "reptile"])
-def test_cli_writes_a_resumable_run_folder(tmp_path, variant):
-    out = tmp_path / variant
-    maml.main(["--variant", variant, "--ways", "5", "--shots", "1", "--steps", "3", "--out", str(out), *COMMON])
-    for name in ("config.json", "checkpoint.pt", "history.json", "results.json", "results.md"):
-        assert (out / name).is_file(), name
-    results = json.loads((out / "results.json").read_text())
-    assert results["steps_done"] == 3 and results["stopped"] == "finished" and results["ms_per_step"] > 0
-    assert set(results["results"]) == {"5-way 1-shot", "5-way 1-shot bn=support"}
-    assert results["results"]["5-way 1-shot"]["episodes"] == 4 and results["machine"]["device"] == "cpu"
-    assert "5-way 1-shot" in (out / "results.md").read_text()
-
-    maml.main(["--out", str(out), "--resume", "--steps", "5", "--test-episodes", "3", "--no-progress",
-               "--smoke-data", "--device", "cpu"])
-    config = json.loads((out / "config.json").read_text())
-    assert config["config"]["steps"] == 5 and config["config"]["hidden"] == 8 and config["config"]["variant"] == variant
-    assert "--steps 3" in config["command"] and len(config["later_commands"]) == 1
-    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 5
-    assert json.loads((out / "results.json").read_text())["steps_done"] == 5
-
-
-@pytest.mark.real_data("omniglot")
-def test_cli_time_budget_stops_early_and_still_writes_results(tmp_path):
-    out = tmp_path / "budget"
-    maml.main(["--variant", "fomaml", "--steps", "1000", "--max-minutes", "0.0001", "--out", str(out), *COMMON])
-    results = json.loads((out / "results.json").read_text())
-    assert results["stopped"] == "time budget" and 1 <= results["steps_done"] < 1000
-    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == results["steps_done"]
+def test_predictor_is_one_episode_of_the_evaluation():
+    config = default_config(hidden=4, image_size=16, ways=5, test_inner_steps=2)
+    module = MetaLearner(config, generator=torch.Generator().manual_seed(0))
+    sampler = FastEpisodeSampler(tiny_images(), 5, 1, 15)
+    episode = sampler.sample(torch.Generator().manual_seed(0))
+    predicted = maml.predictor(module)(episode.support_x, episode.support_y, episode.query_x).argmax(-1)
+    accuracy = float((predicted == episode.query_y).float().mean())
+    assert accuracy == pytest.approx(evaluate_classification(module, sampler, count=1, bn="support").mean, abs=1e-6)
 
 
 def test_init_from_copies_the_matching_meta_parameters_and_keeps_a_new_head(tmp_path):
@@ -388,79 +404,115 @@ def test_init_from_copies_the_matching_meta_parameters_and_keeps_a_new_head(tmp_
     other = MetaLearner(default_config("omniglot", "maml", 20, hidden=16))
     with pytest.raises(ValueError, match="no meta-parameter"):
         maml.load_initialisation(other, path)  # another width: nothing matches
-
-
-def test_runs_saved_before_init_from_existed_still_resume():
-    config = default_config("omniglot", "maml", 5)
-    stored = {k: v for k, v in dataclasses.asdict(config).items() if k != "init_from"}
-    maml._check_resumable(stored, config)  # no error: the missing field has its default
-    with pytest.raises(ValueError, match="init_from"):
-        maml._check_resumable(stored, dataclasses.replace(config, init_from="other.pt"))
-
-
-def test_cli_sinusoid(tmp_path):
-    out = tmp_path / "sine"
-    maml.main(["--task", "sinusoid", "--steps", "20", "--joint-steps", "20", "--hidden", "10", "--test-episodes",
-               "20", "--out", str(out), "--no-progress", "--device", "cpu"])
-    results = json.loads((out / "results.json").read_text())
-    assert set(results["results"]) == {"maml", "joint pretraining"}
-    assert set(results["results"]["maml"]) == {"0 steps", "1 steps", "10 steps"}
-    assert (out / "joint.pt").is_file() and "MSE" in (out / "results.md").read_text()
-
-
-@pytest.mark.parametrize("bad", [["--ways", "0"], ["--variant", "protomaml"], ["--inner-lr", "-1"],
-                                 ["--shots", "10", "--queries", "15"], ["--test-settings", "20x1"],
-                                 ["--eval-only"], ["--init-from", "no/such/checkpoint.pt"]])
-def test_cli_rejects_bad_input_and_writes_nothing(tmp_path, bad, capsys):
-    out = tmp_path / "never"
-    with pytest.raises(SystemExit) as raised:
-        maml.main(["--out", str(out), "--steps", "3", *COMMON, *bad])
-    assert raised.value.code == 2 and not out.exists()
-    assert "error" in capsys.readouterr().err
-
-
-def test_batching_by_vmap_or_loop_trains_the_same_and_auto_picks_one():
-    config = default_config("sinusoid", "maml", hidden=16, meta_batch=5, steps=8, log_every=4)
-
-    def sample(step):
-        return maml.sinusoid_batch(maml.step_generator(0, step), 5, 10, 10, torch.device("cpu"))[0]
-
-    trained = {}
-    for batching in ("vmap", "loop", "auto"):
-        module = MetaLearner(config, generator=torch.Generator().manual_seed(0))
-        outcome = maml.train(module, sample, device=torch.device("cpu"), run_dir=None, progress=False,
-                             batching=batching)
-        trained[batching] = flat([v.detach() for v in module.theta().values()])
-        assert outcome["batching"] == (batching if batching != "auto" else outcome["batching"])
-    assert outcome["batching"] in ("vmap", "loop") and set(outcome["batching_trial_ms"]) == {"vmap", "loop"}
-    assert relative(trained["vmap"], trained["loop"]) < 1e-5 and relative(trained["auto"], trained["loop"]) < 1e-5
+    with pytest.raises(ValueError, match="no checkpoint"):
+        maml.load_initialisation(other, tmp_path / "missing.pt")
 
 
 # --------------------------------------------------------------------------
-# Notebook 04's helpers: shipped runs, costs, the inner-loop widget
+# Run folders: python -m course_lib train|eval maml, and the former python -m course_lib.maml
+# --------------------------------------------------------------------------
+
+COMMON = ["--smoke-data", "--hidden", "8", "--meta-batch", "2", "--queries", "2", "--test-episodes", "4",
+          "--test-settings", "5x1", "--no-progress", "--device", "cpu"]
+
+
+@pytest.mark.real_data("omniglot")
+@pytest.mark.parametrize("variant", ["maml", "reptile"])
+def test_a_run_folder_has_both_batch_norm_modes_and_the_curve_and_the_old_command_still_runs(tmp_path, variant):
+    out = tmp_path / variant
+    maml.main(["--variant", variant, "--ways", "5", "--shots", "1", "--steps", "3", "--out", str(out), *COMMON])
+    record = json.loads((out / "config.json").read_text())
+    assert record["method"] == "maml" and record["config"]["batching"] == "loop"  # the CPU's, recorded
+    results = json.loads((out / "results.json").read_text())
+    assert results["steps_done"] == 3 and set(results["results"]) == {"5-way 1-shot", "5-way 1-shot bn=support"}
+    entry = results["results"]["5-way 1-shot"]
+    steps = record["config"]["test_inner_steps"]
+    assert entry["episodes"] == 4 and len(entry["accuracy_by_inner_step"]) == steps + 1
+    assert "| 5-way 1-shot | support |" in (out / "results.md").read_text()
+    maml.main(["--out", str(out), "--eval-only", "--test-episodes", "3", "--test-settings", "5x1,20x1",
+               "--no-progress", "--smoke-data", "--device", "cpu"])  # 20-way: skipped (a 5-way head)
+    results = json.loads((out / "results.json").read_text())
+    assert results["results"]["5-way 1-shot"]["episodes"] == 3 and "20-way 1-shot" not in results["results"]
+    assert json.loads((out / "config.json").read_text())["later_commands"][0].startswith("python -m course_lib eval")
+
+
+def test_sinusoid_run_folder_holds_the_joint_baseline_and_loads(tmp_path):
+    out = tmp_path / "sine"
+    cli.main(["train", "maml", "--task", "sinusoid", "--steps", "6", "--hidden", "10", "--log-every", "3",
+              "--test-episodes", "20", "--out", str(out), "--no-progress", "--device", "cpu"])
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["results"]) == {"maml", "joint pretraining"}
+    assert set(results["results"]["maml"]) == {"0 steps", "1 steps", "10 steps"}
+    assert "MSE" in (out / "results.md").read_text()
+    module, payload = registry.load(out)
+    assert module.config.hidden == 10 and module.config.batching == "vmap" and payload["step"] == 6
+    assert not module.training and set(dict(module.joint.items())) == set(module.theta())
+    assert payload["history"]["loss"][0] == [2, 5]
+
+
+@pytest.mark.real_data("omniglot")
+def test_time_budget_stops_early_and_still_writes_results(tmp_path):
+    out = tmp_path / "budget"
+    cli.main(["train", "maml", "--variant", "fomaml", "--steps", "1000", "--max-minutes", "0.0001", "--out", str(out),
+              *COMMON])
+    results = json.loads((out / "results.json").read_text())
+    assert 1 <= results["steps_done"] < 1000
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == results["steps_done"]
+
+
+@pytest.mark.parametrize("bad, match", [(["--ways", "0"], "ways must be"), (["--variant", "protomaml"], "variant"),
+                                        (["--inner-lr", "-1"], "inner_lr"), (["--shots", "10", "--queries", "15"],
+                                                                             "20 drawings"),
+                                        (["--batching", "threads"], "batching"), (["--bn", "running"], "bn must")])
+def test_bad_options_are_usage_errors_before_anything_is_loaded_or_written(tmp_path, monkeypatch, bad, match):
+    monkeypatch.setattr("course_lib.maml.omniglot_splits", lambda *a, **k: pytest.fail("data was loaded"))
+    out = tmp_path / "never"
+    with pytest.raises(SystemExit, match=match):
+        cli.main(["train", "maml", "--out", str(out), "--steps", "3", *COMMON, *bad])
+    assert not out.exists()
+
+
+def test_a_missing_init_from_checkpoint_is_refused_before_any_file_is_written(tmp_path):
+    out = tmp_path / "never"
+    with pytest.raises(SystemExit, match="no checkpoint at"):
+        cli.main(["train", "maml", "--task", "sinusoid", "--out", str(out), "--steps", "3", "--init-from",
+                  str(tmp_path / "missing.pt"), "--no-progress", "--device", "cpu"])
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("folder", [run.folder for run in maml.RUNS
+                                    if (Path(__file__).resolve().parent.parent / run.folder).is_dir()])
+def test_shipped_runs_load_and_may_be_resumed(folder):
+    run = RunFolder(Path(__file__).resolve().parent.parent / folder)
+    module, payload = registry.load(run.path)
+    assert module.config.batching == "loop" and payload["step"] > 1000
+    config = MAMLConfig(**run.stored_config())
+    run.check("maml", dataclasses.replace(config, steps=config.steps + 1), resume=True)  # only steps changed: fine
+
+
+# --------------------------------------------------------------------------
+# Notebook 04's helpers: costs, the inner-loop widget, the sinusoid figure
 # --------------------------------------------------------------------------
 
 
 def test_evaluation_by_loop_and_by_vmap_agree():
-    data = tiny_images()
     config = default_config(hidden=4, image_size=16, ways=5, test_inner_steps=2)
     module = MetaLearner(config, generator=torch.Generator().manual_seed(0))
-    episodes = maml.BatchedEpisodes(data, torch.device("cpu"))
-    looped, curve_loop = maml.evaluate_classification(module, episodes, 5, 1, 15, count=5, batching="loop",
-                                                      return_curve=True)
-    batched, curve_vmap = maml.evaluate_classification(module, episodes, 5, 1, 15, count=5, batching="vmap",
-                                                       return_curve=True)
-    plain = maml.evaluate_classification(module, episodes, 5, 1, 15, count=5)  # auto, last step only
+    sampler = FastEpisodeSampler(tiny_images(), 5, 1, 15)
+    looped = evaluate_classification(module, sampler, count=5, batching="loop", return_curve=True)
+    batched = evaluate_classification(module, sampler, count=5, batching="vmap", return_curve=True)
+    plain = evaluate_classification(module, sampler, count=5)  # auto, last step only
     assert abs(looped.mean - batched.mean) < 1e-6 and abs(plain.mean - looped.mean) < 1e-6
-    assert curve_loop == pytest.approx(curve_vmap, abs=1e-6) and len(curve_loop) == 3
+    assert looped.accuracy_by_inner_step == pytest.approx(batched.accuracy_by_inner_step, abs=1e-6)
+    assert len(looped.accuracy_by_inner_step) == 3
     with pytest.raises(ValueError, match="batching"):
-        maml.evaluate_classification(module, episodes, 5, 1, 15, count=2, batching="threads")
+        evaluate_classification(module, sampler, count=2, batching="threads")
 
 
 def test_inner_loop_trace_records_each_step_of_the_inner_loop():
     params = {k: v.detach() for k, v in small_conv().items()}
     sx, sy, qx, qy = (v[0] for v in image_batch())
-    trace = maml.inner_loop_trace(params, sx, sy, qx, qy, steps=3, inner_lr=0.3, forward=conv4_forward)
+    trace = maml_figures.inner_loop_trace(params, sx, sy, qx, qy, steps=3, inner_lr=0.3, forward=conv4_forward)
     assert trace.steps == 3 and len(trace.query_loss) == 4 and len(trace.support_loss) == 4
     assert trace.query_outputs.shape == (4, len(qx), 3)
     assert torch.allclose(trace.query_outputs.sum(-1), torch.ones(4, len(qx), dtype=torch.float64))
@@ -475,12 +527,12 @@ def test_inner_loop_trace_records_each_step_of_the_inner_loop():
         assert torch.equal(trace.predictions(s), logits.argmax(-1))
     assert trace.support_loss[-1] < trace.support_loss[0]  # it is gradient descent on the support loss
     # The same inputs give the same trace (a pure function), and theta is untouched.
-    again = maml.inner_loop_trace(params, sx, sy, qx, qy, steps=3, inner_lr=0.3, forward=conv4_forward)
+    again = maml_figures.inner_loop_trace(params, sx, sy, qx, qy, steps=3, inner_lr=0.3, forward=conv4_forward)
     assert again.query_loss == trace.query_loss
     # Regression: predictions instead of probabilities, no accuracy.
     mlp = {k: v.detach() for k, v in small_mlp().items()}
     rsx, rsy, rqx, rqy = (v[0] for v in regression_batch())
-    sine = maml.inner_loop_trace(mlp, rsx, rsy, rqx, rqy, steps=2, inner_lr=0.05, forward=mlp_forward,
+    sine = maml_figures.inner_loop_trace(mlp, rsx, rsy, rqx, rqy, steps=2, inner_lr=0.05, forward=mlp_forward,
                                  regression=True)
     assert sine.query_accuracy is None and sine.query_outputs.shape == (3, len(rqx), 1)
 
@@ -488,7 +540,7 @@ def test_inner_loop_trace_records_each_step_of_the_inner_loop():
 def test_inner_loop_figure_and_widget_render_headlessly(monkeypatch):
     import matplotlib
 
-    from course_lib import plots
+    from course_lib.teaching import plots
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -496,9 +548,9 @@ def test_inner_loop_figure_and_widget_render_headlessly(monkeypatch):
     params = {k: v.detach() for k, v in small_conv().items()}
     other = {k: v.detach() for k, v in small_conv(seed=1).items()}
     sx, sy, qx, qy = (v[0] for v in image_batch())
-    traces = {"MAML": maml.inner_loop_trace(params, sx, sy, qx, qy, 3, 0.3),
-              "random init": maml.inner_loop_trace(other, sx, sy, qx, qy, 2, 0.3)}
-    fig = maml.inner_loop_figure(sx, sy, qx, qy, traces, step=99, per_class=1)  # the step is clamped
+    traces = {"MAML": maml_figures.inner_loop_trace(params, sx, sy, qx, qy, 3, 0.3),
+              "random init": maml_figures.inner_loop_trace(other, sx, sy, qx, qy, 2, 0.3)}
+    fig = maml_figures.inner_loop_figure(sx, sy, qx, qy, traces, step=99, per_class=1)  # the step is clamped
     images = len(sx) + 2 * 3  # support row + one query per class per model
     assert len(fig.axes) == images + 2 and "after 3 inner steps" in fig._suptitle.get_text()
     plt.close(fig)
@@ -509,7 +561,7 @@ def test_inner_loop_figure_and_widget_render_headlessly(monkeypatch):
         plt.close(figure)
 
     monkeypatch.setattr(plots, "show_in_output", record)
-    widget = maml.inner_loop_widget(sx, sy, qx, qy, traces, per_class=1)
+    widget = maml_figures.inner_loop_widget(sx, sy, qx, qy, traces, per_class=1)
     assert widget.slider.max == 3 and widget.slider.value == 0
     widget.slider.value = 2
     assert [title for _, title in shown] == ["after 0 inner steps", "after 2 inner steps"]
@@ -526,7 +578,7 @@ def test_sinusoid_figure_draws_one_panel_per_task_and_model():
     (sx, sy, _, _), ap = maml.sinusoid_batch(torch.Generator().manual_seed(0), 2, 5, 1, torch.device("cpu"))
     tasks = [(float(ap[i, 0]), float(ap[i, 1]), sx[i], sy[i]) for i in range(2)]
     models = {"a": mlp_init((1, 8, 8, 1)), "b": mlp_init((1, 8, 8, 1))}
-    fig = maml.sinusoid_figure(tasks, models, steps_list=(0, 1), inner_lr=0.01, grid_points=20)
+    fig = maml_figures.sinusoid_figure(tasks, models, steps_list=(0, 1), inner_lr=0.01, grid_points=20)
     assert len(fig.axes) == 4
     plt.close(fig)
 
@@ -538,7 +590,7 @@ def test_meta_gradient_cost_grows_with_inner_steps_only_for_second_order():
         for steps in (1, 4):
             config = default_config(variant=variant, hidden=4, image_size=16, ways=3, inner_steps=steps)
             module = MetaLearner(config, generator=torch.Generator().manual_seed(0))
-            costs[variant, steps] = maml.measure_meta_gradient(module, batch, repeats=1)
+            costs[variant, steps] = maml_cost.measure_meta_gradient(module, batch, repeats=1)
             assert costs[variant, steps]["ms"] > 0 and costs[variant, steps]["gpu_peak_mb"] is None
             assert all(p.grad is None for p in module.parameters())  # nothing left behind
     assert costs["maml", 4]["graph_mb"] > 1.3 * costs["maml", 1]["graph_mb"]
@@ -551,19 +603,8 @@ def test_meta_gradient_cost_grows_with_inner_steps_only_for_second_order():
 
 def test_saved_tensor_meter_counts_what_the_graph_keeps():
     x = torch.randn(1000, requires_grad=True)  # 4,000 bytes
-    with maml.SavedTensorMeter() as meter:
+    with maml_cost.SavedTensorMeter() as meter:
         y = (x * x).sum()  # mul saves x (once, though twice referenced)
     assert meter.peak == 4000 and meter.current == 4000
     del y
     assert meter.current == 0  # released with the graph
-
-
-def test_load_run_reads_a_run_folder_of_the_command_line(tmp_path):
-    out = tmp_path / "sine"
-    maml.main(["--task", "sinusoid", "--steps", "5", "--joint-steps", "5", "--hidden", "10", "--test-episodes",
-               "5", "--out", str(out), "--no-progress", "--device", "cpu"])
-    module, payload, results = maml.load_run(out)
-    assert module.config.hidden == 10 and payload["step"] == 5 and not module.training
-    assert results["steps_done"] == 5 and "maml" in results["results"]
-    joint = maml.load_joint(out)
-    assert set(joint) == set(module.theta()) and maml.load_joint(tmp_path) is None

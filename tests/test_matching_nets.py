@@ -53,7 +53,6 @@ def test_episodic_training_lowers_the_loss():
     config = mn.MatchingNetConfig(hidden=8, ways=3, shots=1, queries=3, steps=30, channels_last=False,
                                   temperature=0.1)
     torch.manual_seed(0)
-    history = protonet.train_episodic(mn.MatchingNet(config), config, data, loss_fn=mn.episode_loss,
-                                      progress=False)
+    history = protonet.train(mn.MatchingNet(config), config, data, loss_fn=mn.episode_loss, progress=False)
     losses = history["loss"][1]
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5

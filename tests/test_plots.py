@@ -1,4 +1,4 @@
-"""course_lib.plots: smoke tests of the figures (layout, contents, prediction frames)."""
+"""course_lib.teaching.plots: smoke tests of the figures (layout, contents, prediction frames)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
 
-from course_lib import plots  # noqa: E402
 from course_lib.data import LabelledImages  # noqa: E402
 from course_lib.episodes import EpisodeSampler  # noqa: E402
-from course_lib.training import History  # noqa: E402
+from course_lib.teaching import plots  # noqa: E402
+from course_lib.runs import History  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from course_lib import baselines, protonet
+from course_lib import baselines, protonet, registry
 from course_lib.data import LabelledImages
+from course_lib.episodes import FastEpisodeSampler
 from course_lib.evaluation import evaluate_few_shot
 
 REPO = Path(__file__).resolve().parent.parent
@@ -75,7 +76,7 @@ def test_cosine_variant_is_bounded_by_its_scale_and_predict_keeps_train_mode():
 
 def test_fast_sampler_draws_valid_disjoint_episodes():
     data = tiny_images(classes=8, per_class=6)
-    sampler = protonet.FastEpisodeSampler(data, ways=4, shots=2, queries=3)
+    sampler = FastEpisodeSampler(data, ways=4, shots=2, queries=3)
     for seed in range(5):
         episode = sampler.sample(torch.Generator().manual_seed(seed))
         assert episode.support_x.shape == (8, 1, 28, 28) and episode.query_x.shape == (12, 1, 28, 28)
@@ -92,7 +93,7 @@ def test_fast_sampler_draws_valid_disjoint_episodes():
     same = [sampler.sample(torch.Generator().manual_seed(3)).support_x for _ in range(2)]
     assert torch.equal(*same)
     with pytest.raises(ValueError, match="same number"):
-        protonet.FastEpisodeSampler(data.subset_classes(range(2)).__class__(
+        FastEpisodeSampler(data.subset_classes(range(2)).__class__(
             data.images[:7], torch.tensor([0, 0, 0, 1, 1, 1, 1]), ["a", "b"]), 2, 1, 1)
 
 
@@ -101,45 +102,34 @@ def test_learning_rate_halves_on_schedule():
     assert [protonet.learning_rate(config, s) for s in (0, 1999, 2000, 4000)] == [1e-3, 1e-3, 5e-4, 2.5e-4]
 
 
-def test_interrupted_then_resumed_training_equals_uninterrupted(tmp_path):
-    data = tiny_images()
-    torch.manual_seed(0)
-    straight = protonet.ProtoNet(tiny_config(steps=6))
-    history = protonet.train_episodic(straight, tiny_config(steps=6), data, run_dir=tmp_path / "a", progress=False)
-
-    torch.manual_seed(0)
-    first = protonet.ProtoNet(tiny_config(steps=2))
-    protonet.train_episodic(first, tiny_config(steps=2), data, run_dir=tmp_path / "b", progress=False)
-    torch.manual_seed(123)  # a fresh process: different initial weights, overwritten by the checkpoint
-    resumed = protonet.ProtoNet(tiny_config(steps=6))
-    resumed_history = protonet.train_episodic(resumed, tiny_config(steps=6), data, run_dir=tmp_path / "b",
-                                              resume=True, progress=False)
-    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
-        assert torch.equal(a, b), name
-    assert resumed_history["loss"] == history["loss"]
-    model, payload = protonet.load_trained(tmp_path / "b")
-    assert payload["step"] == 6 and len(payload["history"]["loss"][0]) == 6
-    with pytest.raises(ValueError, match="another config"):
-        protonet.train_episodic(protonet.ProtoNet(tiny_config(steps=8, lr=0.1)), tiny_config(steps=8, lr=0.1),
-                                data, run_dir=tmp_path / "b", resume=True, progress=False)
+def test_train_runs_the_steps_of_the_config_and_logs_them():
+    config = tiny_config(steps=4)
+    history = protonet.train(protonet.ProtoNet(config), config, tiny_images(), progress=False)
+    assert history["loss"][0] == [0, 1, 2, 3] and history.steps_done == 4
 
 
-def test_time_budget_stops_with_a_checkpoint(tmp_path):
+def test_time_budget_stops_the_loop():
     config = tiny_config(steps=1000)
-    protonet.train_episodic(protonet.ProtoNet(config), config, tiny_images(), run_dir=tmp_path, max_seconds=0.0,
-                            progress=False)
-    _, payload = protonet.load_trained(tmp_path)
-    assert payload["step"] == 1 and payload["history"]["loss"][0] == [0]
+    history = protonet.train(protonet.ProtoNet(config), config, tiny_images(), max_seconds=0.0, progress=False)
+    assert history.steps_done == 0 and history.stopped == "time"
+
+
+def test_bad_settings_are_refused_when_the_config_is_made():
+    for bad, match in ((dict(ways=1), "ways"), (dict(shots=0), "shots"), (dict(queries=0), "queries"),
+                       (dict(lr_halve_every=0), "lr_halve_every"), (dict(protocol="x"), "protocol"),
+                       (dict(distance="manhattan"), "distance")):
+        with pytest.raises(ValueError, match=match):
+            tiny_config(**bad)
 
 
 def _trained_or_shipped(splits):
-    if (SHIPPED / protonet.CHECKPOINT_NAME).is_file():
-        model, _ = protonet.load_trained(SHIPPED)
+    if (SHIPPED / "checkpoint.pt").is_file():
+        model, _ = registry.load(SHIPPED)
         return model, "shipped"
     config = protonet.ProtoNetConfig(hidden=32, ways=20, shots=1, queries=5, steps=120, lr_halve_every=10**6)
     torch.manual_seed(0)
     model = protonet.ProtoNet(config)
-    protonet.train_episodic(model, config, splits["train"], progress=False)
+    protonet.train(model, config, splits["train"], progress=False)
     return model.eval(), "trained here"
 
 
@@ -149,7 +139,7 @@ def test_trained_protonet_beats_pixel_nearest_neighbour_by_a_margin():
 
     splits = omniglot_splits("vinyals")
     model, origin = _trained_or_shipped(splits)
-    test = protonet.FastEpisodeSampler(splits["test"], ways=5, shots=1, queries=5)
+    test = FastEpisodeSampler(splits["test"], ways=5, shots=1, queries=5)
     ours = evaluate_few_shot(model.predict, test, episodes=100, seed=0, progress=False)
     pixels = evaluate_few_shot(baselines.nearest_neighbour, test, episodes=100, seed=0, progress=False)
     assert ours.mean > pixels.mean + 0.15, (origin, ours, pixels)

@@ -77,15 +77,25 @@ def test_the_repository_readme_matches_the_shipped_results():
     assert results.main(["--root", str(REPO), "--check"]) == 0
 
 
-def test_the_black_box_block_takes_numbers_from_the_notebook_table_and_steps_from_the_checkpoint(tmp_path):
+def black_box_run(root, name: str, step: int, command: str):
+    """A run folder of data/black_box as results.black_box_table reads it: its checkpoint and config.json."""
     import torch
 
+    folder = root / "data" / "black_box" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({"step": step, "config": {"steps": step}}, folder / "checkpoint.pt")
+    (folder / "config.json").write_text(json.dumps({"method": "sequence", "command": command}))
+
+
+def test_the_black_box_block_takes_numbers_from_the_notebook_table_and_steps_from_the_checkpoint(tmp_path):
     folder = tmp_path / "data" / "black_box"
     folder.mkdir(parents=True)
     (folder / "05_black_box_full.json").write_text(json.dumps({"rows": {
         "pixel nearest neighbour": {"2-way 1-shot": {"mean": 0.672, "ci95": 0.017, "episodes": 1000}},
         "in-context transformer": {"2-way 1-shot": {"mean": 0.9312, "ci95": 0.011, "episodes": 1000}}}}))
-    torch.save({"config": {"steps": 10000, "seed": 0}}, folder / "transformer_2way_1shot.pt")
+    command = ("python -m course_lib train sequence --model transformer --ways 2 --shots 1 --steps 10000 "
+               "--out data/black_box/transformer_2way_1shot")
+    black_box_run(tmp_path, "transformer_2way_1shot", 10000, command)
     readme = tmp_path / "README.md"
     block = "black-box-table"
     readme.write_text(f"{results.BEGIN}\n{results.END}\n{results.begin_marker(block)}\nold\n{results.end_marker(block)}\n")
@@ -93,9 +103,9 @@ def test_the_black_box_block_takes_numbers_from_the_notebook_table_and_steps_fro
     assert results.main(["--root", str(tmp_path), "--write-readme"]) == 0
     text = readme.read_text()
     assert "| in-context transformer | 2-way 1-shot (1,000 episodes) | 93.1 ± 1.1 % | > 90 % | 10,000 |" in text
-    assert "--model transformer --ways 2 --shots 1 --steps 10000 --checkpoint data/black_box/transformer_2way_1shot.pt" in text
+    assert f"`{command}`" in text
     assert "| pixel nearest neighbour | 2-way 1-shot (1,000 episodes) | 67.2 ± 1.7 % |" in text and "\nold\n" not in text
-    torch.save({"config": {"steps": 20000}}, folder / "transformer_2way_1shot.pt")  # retrained: README is stale
+    black_box_run(tmp_path, "transformer_2way_1shot", 20000, command)  # retrained: README is stale
     assert results.main(["--root", str(tmp_path), "--check"]) == 1
 
 
@@ -105,14 +115,13 @@ def test_the_repository_readme_has_every_generated_block():
         assert results.begin_marker(block) in readme and results.end_marker(block) in readme, block
 
 
-def test_a_checkpoint_trained_with_another_seed_shows_it_in_its_command(tmp_path):
-    import torch
-
-    folder = tmp_path / "data" / "black_box"
-    folder.mkdir(parents=True)
-    torch.save({"config": {"steps": 10000, "seed": 1}}, folder / "transformer_4way_1shot.pt")
+def test_a_converted_run_shows_todays_command_for_it(tmp_path):
+    black_box_run(tmp_path, "transformer_4way_1shot", 10000, "python -m course_lib.sequence_learners --seed 1 ...")
+    config = tmp_path / "data" / "black_box" / "transformer_4way_1shot" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "command_now": "python -m course_lib train "
+                                  "sequence --seed 1 --out data/black_box/transformer_4way_1shot"}))
     command, steps = results._black_box_command(tmp_path, "transformer", "4-way 1-shot")
-    assert command.endswith("--steps 10000 --seed 1 --checkpoint data/black_box/transformer_4way_1shot.pt")
+    assert command == "python -m course_lib train sequence --seed 1 --out data/black_box/transformer_4way_1shot"
     assert steps == "10,000"
 
 

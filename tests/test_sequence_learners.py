@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 import pytest
 import torch
 
+from course_lib import cli, registry, runs
 from course_lib import sequence_learners as S
 from course_lib.data import LabelledImages
 from course_lib.episodes import Episode, EpisodeSampler
 from course_lib.evaluation import evaluate_few_shot
+from course_lib.teaching import sequence_figures
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _episode(ways=3, shots=2, queries=2, seed=0) -> Episode:
@@ -78,7 +84,7 @@ def test_no_query_label_leaks_into_any_input():
     assert torch.equal(a.label_inputs, b.label_inputs)
     for model_name in ("lstm", "mann", "transformer"):
         torch.manual_seed(0)
-        model = S.build_model(_config(model_name, ways=3, shots=1)).eval()
+        model = S.build(_config(model_name, ways=3, shots=1)).eval()
         assert torch.equal(S.sequence_logits(model, a), S.sequence_logits(model, b)), model_name
 
 
@@ -105,7 +111,7 @@ def test_shifted_label_inputs_hide_labels_after_queries():
 @pytest.mark.parametrize("model_name", ["lstm", "mann", "transformer"])
 def test_models_are_causal_and_have_the_right_shapes(model_name):
     torch.manual_seed(0)
-    model = S.build_model(_config(model_name, ways=3, shots=2)).eval()
+    model = S.build(_config(model_name, ways=3, shots=2)).eval()
     batch = S.stack_sequences([S.make_sequence(_episode(seed=s), torch.Generator().manual_seed(s)) for s in range(2)])
     logits = model(batch.images, batch.label_inputs)
     assert logits.shape == (2, 12, 3)
@@ -119,34 +125,108 @@ def test_models_are_causal_and_have_the_right_shapes(model_name):
 
 
 def test_learned_variable_counts():
-    lstm = S.build_model(_config("lstm", layers=2))
+    lstm = S.build(_config("lstm", layers=2))
     assert lstm.learned_variables(10) == 2 * 2 * 16 == lstm.learned_variables(100)
-    transformer = S.build_model(_config("transformer", layers=2))
+    transformer = S.build(_config("transformer", layers=2))
     assert transformer.learned_variables(10) == 2 * 2 * 16 * 10
-    mann = S.build_model(_config("mann", ways=3))
+    mann = S.build(_config("mann", ways=3))
     assert mann.learned_variables(10) == 2 * 16 + (8 + 3) * 9  # LSTM state + 9 written (key, label) slots
-    with pytest.raises(ValueError):
-        S.build_model(_config("gru"))
+    with pytest.raises(ValueError, match="model must be"):
+        _config("gru")
 
 
-def test_training_checkpoint_resume_and_evaluation(tmp_path):
+def test_training_checkpoint_and_evaluation(tmp_path):
     data = _tiny_dataset()
     config = _config("lstm", ways=2, shots=1, steps=4, lr=3e-3)
-    path = tmp_path / "lstm.pt"
-    model, history = S.train_sequence_learner(config, data, checkpoint=path, progress=False)
-    assert path.is_file() and len(history["loss"][1]) == 4
-    loaded, payload = S.load_sequence_learner(path, config)
+    torch.manual_seed(config.seed)
+    model = S.build(config)
+    history = S.train(model, config, data, progress=False)
+    assert len(history["loss"][1]) == 4
+    path = tmp_path / "checkpoint.pt"
+    runs.save_checkpoint(path, model, config, history=history, step=4)
+    loaded = S.build(config)
+    payload = runs.load_checkpoint(path, loaded, config)
     assert payload["step"] == 4
     for p, q in zip(model.parameters(), loaded.parameters()):
         assert torch.equal(p, q)
-    longer = dataclasses.replace(config, steps=6)
     with pytest.raises(ValueError):  # a checkpoint of another config is refused, not silently reused
-        S.load_sequence_learner(path, longer)
+        runs.load_checkpoint(path, S.build(config), dataclasses.replace(config, hidden=8))
     sampler = EpisodeSampler(data, ways=2, shots=1, queries=1)
-    result = evaluate_few_shot(S.SequenceClassifier(loaded), sampler, episodes=5, progress=False)
+    result = evaluate_few_shot(S.SequenceClassifier(loaded.eval()), sampler, episodes=5, progress=False)
     assert result.episodes == 5 and 0 <= result.mean <= 1
     by_instance = S.accuracy_by_instance(loaded, sampler, episodes=6, batch_size=4)
     assert set(by_instance) == {"1st", "query"} and by_instance["query"].episodes == 6
+
+
+TINY = ["--embed", "8", "--hidden", "16", "--heads", "2", "--batch-size", "4", "--ways", "2", "--shots", "1",
+        "--test-episodes", "3", "--no-progress", "--device", "cpu"]
+
+
+@pytest.fixture
+def tiny_data(monkeypatch):
+    """The command line on :func:`_tiny_dataset` instead of Omniglot."""
+    monkeypatch.setattr(S, "load_data", lambda config, smoke=False: {"train": _tiny_dataset(), "test": _tiny_dataset()})
+
+
+@pytest.mark.parametrize("model_name", ["lstm", "mann", "transformer"])
+def test_command_line_resume_is_exact_for_every_model(tmp_path, tiny_data, model_name):
+    """4 steps in one go == 2 steps + --resume to 4, for each of the three models (test_cli covers one)."""
+    straight, halves = tmp_path / "straight", tmp_path / "halves"
+    cli.main(["train", "sequence", "--model", model_name, "--out", str(straight), "--steps", "4", *TINY])
+    cli.main(["train", "sequence", "--model", model_name, "--out", str(halves), "--steps", "2", *TINY])
+    cli.main(["train", "sequence", "--out", str(halves), "--steps", "4", "--resume", *TINY[-5:]])
+    a, b = (torch.load(p / "checkpoint.pt", weights_only=True) for p in (straight, halves))
+    assert a["step"] == b["step"] == 4 and a["history"] == b["history"]
+    assert all(torch.equal(t, b["state_dict"][k]) for k, t in a["state_dict"].items())
+    results = json.loads((straight / "results.json").read_text())
+    assert list(results["results"]) == ["2-way 1-shot"] and results["test_queries_per_class"] == 1
+    model, _ = registry.load(straight)
+    assert isinstance(model, S.MODELS[model_name])
+
+
+def test_the_command_line_matches_the_library(tmp_path, tiny_data):
+    """``train sequence`` and ``build`` + ``train`` in process give the same weights."""
+    cli.main(["train", "sequence", "--model", "mann", "--out", str(tmp_path / "run"), "--steps", "3", *TINY])
+    config = S.SequenceConfig(model="mann", ways=2, shots=1, embed=8, hidden=16, heads=2, batch_size=4, steps=3)
+    torch.manual_seed(config.seed)
+    model = S.build(config)
+    S.train(model, config, _tiny_dataset(), progress=False)
+    stored = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(t, stored[k]) for k, t in model.state_dict().items())
+
+
+def test_evaluation_tests_the_own_setting_and_asked_settings_with_as_many_ways():
+    torch.manual_seed(0)
+    config = _config("lstm", ways=2, shots=1)
+    results = S.evaluate(S.build(config).eval(), config, {"test": _tiny_dataset()}, settings=((5, 1), (2, 2)),
+                         episodes=3, progress=False)
+    assert list(results) == ["2-way 1-shot", "2-way 2-shot"]
+
+
+@pytest.mark.parametrize("options, match", [
+    (["--steps", "-3"], "steps must be >= 0"),
+    (["--model", "gru"], "model must be"),
+    (["--ways", "1"], "ways must be >= 2"),
+    (["--batch-size", "0"], "batch_size must be >= 1"),
+    (["--protocol", "lakes"], "protocol must be"),
+    (["--model", "transformer", "--hidden", "10", "--heads", "4"], "multiple of heads"),
+])
+def test_bad_options_are_usage_errors_before_anything_is_loaded_or_written(tmp_path, monkeypatch, options, match):
+    monkeypatch.setattr(S, "load_data", lambda *a, **k: pytest.fail("data was loaded"))
+    with pytest.raises(SystemExit, match=match):
+        cli.main(["train", "sequence", "--out", str(tmp_path / "run"), *options])
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("folder", [run.folder for run in S.RUNS])
+def test_the_shipped_run_folders_load_with_their_own_config(folder):
+    if not (REPO / folder / "checkpoint.pt").is_file():
+        pytest.skip(f"{folder} is not in this checkout")
+    model, payload = registry.load(REPO / folder)
+    record = json.loads((REPO / folder / "config.json").read_text())
+    assert record["method"] == "sequence" and payload["config"] == record["config"]
+    assert isinstance(model, S.MODELS[record["config"]["model"]]) and payload["step"] > 0
+    assert record["command_now"].startswith("python -m course_lib train sequence")
 
 
 class _PixelLogits(torch.nn.Module):
@@ -168,7 +248,7 @@ def test_sequence_classifier_returns_query_logits_in_query_order():
         logits = classify(episode.support_x, episode.support_y, episode.query_x)
         assert torch.equal(logits, episode.query_x[:, 0, 0, :3])
     torch.manual_seed(0)
-    model = S.build_model(_config("transformer", ways=3, shots=2)).eval()
+    model = S.build(_config("transformer", ways=3, shots=2)).eval()
     assert S.SequenceClassifier(model)(episode.support_x, episode.support_y, episode.query_x).shape == (6, 3)
 
 
@@ -177,18 +257,18 @@ def test_trace_is_a_probability_per_step_and_figure_renders():
 
     matplotlib.use("Agg")
     torch.manual_seed(0)
-    model = S.build_model(_config("lstm", ways=3, shots=1)).eval()
+    model = S.build(_config("lstm", ways=3, shots=1)).eval()
     seq = S.make_sequence(_episode(ways=3, shots=1, queries=1), torch.Generator().manual_seed(0))
     probs = S.prediction_trace(model, seq)
     assert probs.shape == (6, 3) and torch.allclose(probs.sum(-1), torch.ones(6))
-    fig = S.trace_figure(seq, probs, step=3)
+    fig = sequence_figures.trace_figure(seq, probs, step=3)
     assert len(fig.axes) == 7
 
 
 def test_embedding_layer_norm_is_an_option_and_off_by_default():
     x = torch.rand(5, 1, 28, 28)
-    plain = S.build_model(_config("transformer", ways=2, shots=1))
-    normed = S.build_model(_config("transformer", ways=2, shots=1, embed_norm=True))
+    plain = S.build(_config("transformer", ways=2, shots=1))
+    normed = S.build(_config("transformer", ways=2, shots=1, embed_norm=True))
     assert isinstance(plain.encoder.norm, torch.nn.Identity)
     assert isinstance(normed.encoder.norm, torch.nn.LayerNorm)
     z = normed.encoder(x)  # unit variance over the 64 features of each image
@@ -198,7 +278,7 @@ def test_embedding_layer_norm_is_an_option_and_off_by_default():
 
 def test_a_checkpoint_with_the_other_embedding_norm_is_refused(tmp_path):
     config = _config("mann", ways=2, shots=1, steps=2)
-    path = tmp_path / "mann.pt"
-    S.train_sequence_learner(config, _tiny_dataset(), checkpoint=path, progress=False)
+    path = tmp_path / "checkpoint.pt"
+    runs.save_checkpoint(path, S.build(config), config, step=0)
     with pytest.raises(ValueError, match="embed_norm"):
-        S.load_sequence_learner(path, dataclasses.replace(config, embed_norm=True))
+        runs.load_checkpoint(path, S.build(config), dataclasses.replace(config, embed_norm=True))

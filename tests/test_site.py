@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_lib import site
+from course_lib.teaching import site
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import pytest
 import torch
 
-from course_lib import bandits, symla
+from course_lib import bandits, cli, registry, symla
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _play(agent, actions, rewards, arms):
@@ -44,10 +50,44 @@ def test_any_number_of_arms_and_a_policy_interface():
 
 
 def test_update_and_evaluation_run():
-    config = symla.SymLAConfig(hidden=4, batch_size=8, horizon=5, iterations=3)
-    agent, history = symla.train(config)
-    assert history["iterations_done"] == 3 and all(p.grad is not None and torch.isfinite(p.grad).all()
-                                                    for p in agent.parameters())
-    result = symla.evaluate({"SymLA": symla.SymLAPolicy(agent), "random": bandits.RandomPolicy()}, 3, 5,
-                            bandits_count=20)
+    config = symla.SymLAConfig(hidden=4, batch_size=8, horizon=5, steps=3)
+    torch.manual_seed(0)
+    agent = symla.build(config)
+    history = symla.train(agent, config, progress=False)
+    assert len(history["total_reward"][1]) == 3 and all(
+        p.grad is not None and torch.isfinite(p.grad).all() for p in agent.parameters())
+    result = bandits.reward_table({"SymLA": symla.SymLAPolicy(agent), "random": bandits.RandomPolicy()},
+                                  bandits.IndependentBandits(3), 5, count=20)
     assert set(result) == {"SymLA", "random"} and result["SymLA"]["ci95"] > 0
+    rows = symla.evaluate(agent, config, episodes=10)
+    assert list(rows) == ["2 arms (training distribution)", "5 arms (never trained on)", "10 arms (never trained on)"]
+    assert set(rows["5 arms (never trained on)"]) == {"SymLA", "UCB1", "Thompson sampling", "random"}
+
+
+def test_command_line_writes_a_run_folder(tmp_path):
+    out = tmp_path / "run"
+    cli.main(["train", "symla", "--out", str(out), "--steps", "2", "--hidden", "4", "--batch-size", "8",
+              "--horizon", "5", "--test-episodes", "10", "--no-progress"])
+    results = json.loads((out / "results.json").read_text())
+    assert results["steps_done"] == 2 and len(results["results"]) == 3
+    assert "| 5 arms (never trained on) |" in (out / "results.md").read_text()
+
+
+@pytest.mark.parametrize("options, match", [
+    (["--steps", "-3"], "steps must be >= 0"), (["--task", "dependent"], "task must be 'independent'"),
+    (["--message-size", "0"], "message_size must be >= 1"), (["--arms", "1"], "arms must be >= 2")])
+def test_bad_options_are_usage_errors_before_anything_is_written(tmp_path, options, match):
+    with pytest.raises(SystemExit, match=match):
+        cli.main(["train", "symla", "--out", str(tmp_path / "run"), *options])
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_shipped_agent_reproduces_its_shipped_numbers():
+    """The converted run folder: same weights, so the same total reward on the same 2,000 test bandits."""
+    folder = REPO / "data" / "vsml" / "symla" / "symla"
+    if not (folder / "checkpoint.pt").is_file():
+        pytest.skip("data/vsml/symla is not in this checkout")
+    agent, payload = registry.load(folder)
+    shipped = json.loads((folder / "results.json").read_text())["results"]["5 arms (never trained on)"]["SymLA"]
+    again = bandits.reward_table({"SymLA": symla.SymLAPolicy(agent)}, bandits.IndependentBandits(5), 10, count=2000)
+    assert payload["step"] == 3000 and again["SymLA"]["mean"] == shipped["mean"]

@@ -1,14 +1,16 @@
-"""Tests for course_lib.vsml: invariances, gradients, backprop cloning, the command line."""
+"""Tests for course_lib.vsml: invariances, gradients, backprop cloning, its runs on the command line."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from torch.func import functional_call
 
-from course_lib import vsml
+from course_lib import cli, registry, runs, vsml
+from course_lib.teaching import vsml_cost, vsml_figures
 
 
 def tiny_config(**overrides) -> vsml.VSMLConfig:
@@ -67,7 +69,7 @@ def test_same_meta_parameters_run_two_input_sizes_on_both_devices():
             assert logits.shape == (2, 5, ways) and logits.device.type == device
             assert torch.isfinite(logits).all()
     # The Meta-RNN, by contrast, has a fixed input size and says so.
-    rnn = vsml.MetaRNN(tiny_config(model="metarnn"))
+    rnn = vsml.MetaRNN(tiny_config(learner="metarnn"))
     with pytest.raises(ValueError, match="built for 4 inputs"):
         vsml.stream_logits(rnn, torch.randn(2, 5, 11), torch.zeros(2, 5, dtype=torch.long), 3)
 
@@ -199,62 +201,122 @@ def test_streams_are_seeded_and_label_permuted():
     assert a[0].shape == (4, 12, 5) and a[1].shape == (4, 12) and int(a[1].max()) < 3
 
 
-def _cli(tmp_path, *extra):
+TINY = ["--meta-batch", "2", "--stream-length", "6", "--input-size", "4", "--eval-input-size", "7", "--hidden", "4",
+        "--metarnn-hidden", "8", "--fastweight-size", "4", "--eval-datasets", "digits"]
+EVAL = ["--test-episodes", "3", "--no-progress", "--smoke-data"]
+VARIANTS = {"vsml": [], "metarnn": ["--learner", "metarnn"], "fastweight": ["--learner", "fastweight"],
+            "clone": ["--mode", "clone"]}
+
+
+def run_cli(*argv):
+    return cli.main([str(a) for a in argv])
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_variant_resumes_exactly(tmp_path, variant):
+    """test_cli.py covers the default learner; the other learners and clone mode train differently."""
+    straight, halves = tmp_path / "straight", tmp_path / "halves"
+    run_cli("train", "vsml", "--out", straight, "--steps", 4, *TINY, *VARIANTS[variant], *EVAL)
+    run_cli("train", "vsml", "--out", halves, "--steps", 2, *TINY, *VARIANTS[variant], *EVAL)
+    run_cli("train", "vsml", "--out", halves, "--steps", 4, "--resume", *EVAL)
+    a = torch.load(straight / "checkpoint.pt", weights_only=True)
+    b = torch.load(halves / "checkpoint.pt", weights_only=True)
+    assert a["step"] == b["step"] == 4 and a["history"] == b["history"]
+    for name, tensor in a["state_dict"].items():
+        assert torch.equal(tensor, b["state_dict"][name]), name
+    assert ("accuracy" in a["history"]) == (variant != "clone")  # clone mode is teacher-forced: no accuracy
+
+
+@pytest.mark.parametrize("learner", ["vsml", "metarnn"])
+def test_a_run_writes_stream_results_and_reloads(tmp_path, capsys, learner):
     out = tmp_path / "run"
-    args = ["train", "--out", str(out), "--device", "cpu", "--smoke-data", "--no-progress", "--meta-batch", "4",
-            "--stream-length", "8", "--input-size", "6", "--eval-input-size", "9", "--hidden", "4",
-            "--metarnn-hidden", "8", "--eval-streams", "8", "--eval-datasets", "digits,mnist", *extra]
-    return out, args
-
-
-@pytest.mark.parametrize("model", ["vsml", "metarnn", "fastweight"])
-def test_cli_trains_writes_everything_and_resumes(tmp_path, model):
-    out, args = _cli(tmp_path, "--model", model)
-    vsml.main(args + ["--steps", "3"])
-    for name in ("config.json", "checkpoint.pt", "history.json", "results.json", "results.md"):
-        assert (out / name).is_file(), name
+    run_cli("train", "vsml", "--out", out, "--steps", 2, *TINY, "--learner", learner, *EVAL)
     results = json.loads((out / "results.json").read_text())
-    assert results["steps_done"] == 3
-    rows = results["evaluation"]
-    assert any("input size 6" in r for r in rows)
-    assert any("input size 9" in r for r in rows) == (model == "vsml")
-    assert any(k.startswith("sgd") for k in next(iter(rows.values())))
-    vsml.main(["train", "--out", str(out), "--resume", "--steps", "5", "--device", "cpu", "--smoke-data",
-               "--no-progress", "--eval-streams", "4", "--eval-datasets", "digits"])
-    assert json.loads((out / "results.json").read_text())["steps_done"] == 5
-    history = json.loads((out / "history.json").read_text())
-    assert history["step"][-1] == 5
-    config = json.loads((out / "config.json").read_text())
-    assert config["config"]["model"] == model and len(config["later_commands"]) == 1
-    before = (out / "checkpoint.pt").read_bytes()
-    with pytest.raises(SystemExit):  # a finished run is never overwritten by a fresh one
-        vsml.main(args + ["--steps", "3"])
-    assert (out / "checkpoint.pt").read_bytes() == before
-    vsml.main(["train", "--out", str(out), "--eval-only", "--device", "cpu", "--smoke-data", "--no-progress",
-               "--eval-streams", "4", "--eval-datasets", "digits"])
-    assert json.loads((out / "results.json").read_text())["steps_done"] == 5
-    assert (out / "checkpoint.pt").read_bytes() == before  # evaluation does not touch the checkpoint
-    with pytest.raises(SystemExit):  # the architecture cannot change on resume
-        vsml.main(["train", "--out", str(out), "--resume", "--ways", "4", "--device", "cpu", "--smoke-data"])
+    assert results["method"] == "vsml" and results["steps_done"] == 2 and results["test_episodes"] == 3
+    rows = results["results"]["evaluation"]
+    assert list(rows) == ["digits (held-out examples), input size 4"] + (
+        ["digits (held-out examples), input size 7"] if learner == "vsml" else [])
+    entry = rows["digits (held-out examples), input size 4"]
+    assert list(entry)[0] == learner and any(k.startswith("sgd (lr") for k in entry)
+    assert set(entry[learner]) == {"curve", "windows", "all"} and len(entry[learner]["curve"]) == 6
+    assert results["results"]["variables"]["vsml"]["learned_variables"] == 4 * 5 * 2 * 4
+    markdown = (out / "results.md").read_text()
+    assert "## digits (held-out examples), input size 4" in markdown and "## Variables" in markdown
+    assert f"vsml evaluation: digits (held-out examples), input size 4: {learner}" in capsys.readouterr().out
+    model, payload = registry.load(out)
+    assert type(model) is vsml.LEARNER_CLASSES[learner] and payload["step"] == 2 and not model.training
+    run_cli("eval", "vsml", "--out", out, "--test-episodes", 2, "--no-progress", "--smoke-data")
+    assert json.loads((out / "results.json").read_text())["test_episodes"] == 2
 
 
-def test_cli_clone_mode(tmp_path):
-    out, args = _cli(tmp_path, "--mode", "clone", "--eval-datasets", "digits")
-    vsml.main(args + ["--steps", "2"])
-    results = json.loads((out / "results.json").read_text())
-    assert "relative_weight_error_final" in next(iter(results["clone"].values()))
+def test_clone_mode_reports_the_closed_loop_comparison(tmp_path):
+    out = tmp_path / "run"
+    run_cli("train", "vsml", "--out", out, "--steps", 1, *TINY, "--mode", "clone", *EVAL)
+    clone = json.loads((out / "results.json").read_text())["results"]["clone"]
+    assert "relative_weight_error_final" in clone["digits (held-out examples), input size 7"]
+    assert "Backprop cloning" in (out / "results.md").read_text()
 
 
-@pytest.mark.parametrize("bad", [["--ways", "1"], ["--dataset", "cifar"], ["--resume"], ["--input-size", "0"],
-                                 ["--mode", "clone", "--model", "metarnn"], ["--eval-datasets", "svhn"],
-                                 ["--max-minutes", "-1"]])
-def test_cli_bad_input_fails_clearly_and_writes_nothing(tmp_path, capsys, bad):
-    out, args = _cli(tmp_path, *bad)
-    with pytest.raises(SystemExit) as error:
-        vsml.main(args)
-    assert error.value.code == 2
-    assert "error" in capsys.readouterr().err
+@pytest.mark.parametrize("options, match", [
+    (["--ways", "50"], "digits has 10 classes"),  # the issue: this used to fail after writing a 0-step run
+    (["--ways", "12", "--dataset", "omniglot"], "is tested on it"),  # digits and MNIST are test datasets
+    (["--ways", "1"], "ways must be at least 2"),
+    (["--dataset", "cifar"], "dataset must be one of"),
+    (["--learner", "lstm"], "learner must be one of"),
+    (["--mode", "clone", "--learner", "metarnn"], "clone mode needs --learner vsml"),
+    (["--mode", "clone", "--feedback", "label"], "clone mode needs the error"),
+    (["--eval-datasets", "digits,svhn"], "eval_datasets must be"),
+    (["--input-size", "0"], "input_size must be a positive integer"),
+    (["--lr", "0"], "must be > 0"),
+    (["--resume"], "holds no checkpoint.pt"),
+])
+def test_bad_options_are_refused_before_any_data_is_loaded_or_file_written(tmp_path, monkeypatch, options, match):
+    monkeypatch.setattr(vsml, "load_sources", lambda *a, **k: pytest.fail("data was loaded"))
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit, match=match):
+        run_cli("train", "vsml", "--out", out, *options)
     assert not out.exists()
+
+
+@pytest.mark.real_data("omniglot")
+def test_more_ways_than_the_smoke_data_has_are_refused_before_writing(tmp_path):
+    """Valid on the full Omniglot (659 test classes), but --smoke-data keeps 20: load_data says so first."""
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit, match="ways=30, but omniglot has 20 classes"):
+        run_cli("train", "vsml", "--out", out, "--ways", "30", "--dataset", "omniglot", "--eval-datasets", "omniglot",
+                "--smoke-data")
+    assert not out.exists()
+    run_cli("train", "vsml", "--out", out, "--steps", 1, *TINY[:-2], "--ways", "20", "--dataset", "omniglot",
+            "--eval-datasets", "omniglot", *EVAL)  # the corrected retry goes into the same folder
+    assert json.loads((out / "results.json").read_text())["steps_done"] == 1
+
+
+def test_the_old_command_line_translates_to_the_new_one(monkeypatch):
+    from course_lib import vsml_alias
+
+    seen = []
+    monkeypatch.setattr(cli, "main", lambda argv: seen.append(argv))
+    vsml_alias.main(["train", "--model", "metarnn", "--eval-streams", "256", "--out", "x", "--resume"])
+    vsml_alias.main(["train", "--out", "x", "--eval-only", "--eval-datasets", "digits"])
+    assert seen == [["train", "vsml", "--learner", "metarnn", "--test-episodes", "256", "--out", "x", "--resume"],
+                    ["eval", "vsml", "--out", "x", "--eval-datasets", "digits"]]
+    with pytest.raises(SystemExit, match="--eval-length is gone"):
+        vsml_alias.main(["train", "--out", "x", "--eval-length", "50"])
+
+
+@pytest.mark.parametrize("folder", [run.folder for run in vsml.RUNS
+                                    if (Path(__file__).resolve().parent.parent / run.folder).is_dir()])
+def test_every_shipped_run_loads_through_the_registry(folder):
+    run = runs.RunFolder(Path(__file__).resolve().parent.parent / folder)
+    if not run.checkpoint.is_file():
+        pytest.skip(f"{folder} is not in this checkout")
+    model, payload = registry.load(run.path)
+    config = vsml.VSMLConfig(**payload["config"])
+    assert type(model) is vsml.LEARNER_CLASSES[config.learner] and payload["step"] > 0
+    assert run.record()["method"] == "vsml" and run.record()["config"] == payload["config"]
+    results = run.results()
+    assert results["steps_done"] == payload["step"]
+    assert config.learner in next(iter(results["results"]["evaluation"].values()))
 
 
 def test_stream_trace_and_figure_headless():
@@ -268,44 +330,34 @@ def test_stream_trace_and_figure_headless():
     for mode in ("scratch", "clone"):
         model = vsml.VSMLLearner(tiny_config(mode=mode))
         xs, ys = torch.randn(9, 7, generator=g), torch.randint(0, 3, (9,), generator=g)
-        trace = vsml.stream_trace(model, xs, ys)
+        trace = vsml_figures.stream_trace(model, xs, ys)
         assert trace["probabilities"].shape == (9, 3) and trace["weights"].shape == (9, 7, 3)
         torch.testing.assert_close(trace["probabilities"].sum(-1), torch.ones(9))
         # The trace is the batched stream, step for step.
         logits, _, _, states = vsml.run_stream(model, xs[None], ys[None], return_states=True)
         torch.testing.assert_close(trace["probabilities"], logits[0].softmax(-1))
-        torch.testing.assert_close(trace["weights"][4], vsml.effective_weights(model, states[4])[0])
+        torch.testing.assert_close(trace["weights"][4], vsml_figures.effective_weights(model, states[4])[0])
         if mode == "clone":
             torch.testing.assert_close(trace["weights"][4], model.weights(states[4])[0])
         else:  # the cell contributions average to the logit
             torch.testing.assert_close(trace["weights"].mean(1), logits[0], atol=1e-5, rtol=1e-5)
         for step in (0, 8):
-            fig = vsml.trace_figure(trace, step, title="t")
+            fig = vsml_figures.trace_figure(trace, step, title="t")
             assert len(fig.axes) >= 3
             plt.close(fig)
         with pytest.raises(ValueError, match="step must be in 0..8"):
-            vsml.trace_figure(trace, 9)
+            vsml_figures.trace_figure(trace, 9)
     with pytest.raises(ValueError, match="one stream"):
-        vsml.stream_trace(model, xs[None], ys[None])
+        vsml_figures.stream_trace(model, xs[None], ys[None])
     with pytest.raises(TypeError, match="VSML learners only"):
-        vsml.effective_weights(vsml.MetaRNN(tiny_config(model="metarnn")), None)
+        vsml_figures.effective_weights(vsml.MetaRNN(tiny_config(learner="metarnn")), None)
 
 
 def test_meta_step_cost_measures_time_and_saved_memory():
-    small = vsml.meta_step_cost(tiny_config(meta_batch=2), repeats=1)
-    wide = vsml.meta_step_cost(tiny_config(meta_batch=2, input_size=16), repeats=1)
+    small = vsml_cost.meta_step_cost(tiny_config(meta_batch=2), repeats=1)
+    wide = vsml_cost.meta_step_cost(tiny_config(meta_batch=2, input_size=16), repeats=1)
     assert small["seconds"] > 0 and small["saved_for_backward_mb"] > 0
     assert small["meta_parameters"] == wide["meta_parameters"]  # theta does not grow with the layer
     assert wide["saved_for_backward_mb"] > 2 * small["saved_for_backward_mb"]  # the cell grid does
-    rnn = vsml.meta_step_cost(tiny_config(model="metarnn", meta_batch=2), repeats=1)
+    rnn = vsml_cost.meta_step_cost(tiny_config(learner="metarnn", meta_batch=2), repeats=1)
     assert rnn["peak_gpu_mb"] is None and rnn["meta_parameters"] > 0
-
-
-def test_load_run_restores_the_trained_learner(tmp_path):
-    out, args = _cli(tmp_path, "--eval-datasets", "digits")
-    vsml.main(args + ["--steps", "2"])
-    model, results = vsml.load_run(out)
-    assert results["steps_done"] == 2 and not model.training
-    payload = torch.load(out / "checkpoint.pt", weights_only=True)
-    for name, value in model.state_dict().items():
-        torch.testing.assert_close(value, payload["state_dict"][name])

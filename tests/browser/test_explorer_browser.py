@@ -1,6 +1,6 @@
 """End to end: the episode explorer served by Voila, clicked in a real headless Chromium.
 
-The test writes a one-cell notebook that shows :class:`course_lib.explorer.EpisodeExplorer`
+The test writes a one-cell notebook that shows :class:`course_lib.teaching.explorer.EpisodeExplorer`
 (Omniglot when its files are available, else scikit-learn digits), serves it
 with Voila on 127.0.0.1 and a free port, opens it in Debian's ``chromium``
 driven by Playwright, waits until the explorer has rendered an episode,
@@ -78,7 +78,8 @@ def browser_requirements():
 # --------------------------------------------------------------------------
 
 APP_SOURCE = '''\
-from course_lib import baselines, data, explorer
+from course_lib import baselines, data
+from course_lib.teaching import explorer
 
 if {use_omniglot!r}:
     splits = data.omniglot_splits("lake")

@@ -1,0 +1,283 @@
+"""Notebook 08's runs on disk: a sweep's per-model folders, bf16 weights, and reading runs back.
+
+A GPICL sweep trained with ``python -m course_lib train gpicl --out FOLDER``
+is one run folder (:mod:`course_lib.runs`): ``config.json``, ``checkpoint.pt``
+(the stacked models and Adam's state), ``history.json`` (every model's loss at
+every step) and ``results.json`` / ``results.md`` (the phase diagram).
+:func:`write_model_folders` adds the layout that notebook 08 and the capstone
+read:
+
+* ``phase_diagram.json`` / ``.md``: one row per model (steps, final training
+  loss, accuracies on seen tasks, unseen tasks and unseen datasets);
+* ``tasks_<n>/``: ``history.json`` (loss and training accuracy, means over
+  every 10 steps), ``results.json``, ``results.md`` and, for the pool sizes
+  named in ``keep_weights``, ``weights.pt`` (one model, bf16: :func:`load_model`).
+
+The folders shipped in ``data/gpicl`` have that layout (the course's former
+command line wrote it; their ``config.json`` records those commands).
+:func:`load_run` reads a sweep in either form. The second half does the same
+for in-context regression (:mod:`course_lib.icl_regression`), whose run
+folder ships its models as one bf16 ``weights.pt``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .evaluation import format_accuracy
+from .gpicl import EVAL_NAMES, LAST_POSITIONS, GPICLConfig, StackedTransformer, build_model
+from .icl_regression import RegressionConfig
+from .icl_regression import build as build_regression
+from .runs import (CHECKPOINT_FILE, HISTORY_FILE, RESULTS_FILE, History, RunError, RunFolder, atomic_write,
+                   load_checkpoint, read_checkpoint, read_json, write_json, write_text)
+
+HISTORY_WINDOW = 10  # tasks_<n>/history.json: one point per 10 training steps
+FINAL_LOSS_STEPS = 50  # "final loss": the mean training loss of the last 50 steps
+
+
+def accuracy_cell(entry: dict | None) -> str:
+    """``"52.2 ± 1.4 %"`` for an evaluation entry of a row (``–`` when there is none)."""
+    return "–" if entry is None else format_accuracy(entry["last_accuracy"], entry["last_ci95"])
+
+
+# --------------------------------------------------------------------------
+# From a run folder's per-step history to per-model curves and rows
+# --------------------------------------------------------------------------
+
+
+def window_means(pairs: list[tuple[int, float]], window: int = HISTORY_WINDOW,
+                 digits: int = 4) -> tuple[list[int], list[float]]:
+    """``[(step index, value), ...]`` -> one mean per ``window`` steps, labelled by the steps done at its end."""
+    groups: dict[int, list[tuple[int, float]]] = {}
+    for step, value in pairs:
+        groups.setdefault(step // window, []).append((step, value))
+    steps = [max(s for s, _ in group) + 1 for _, group in sorted(groups.items())]
+    means = [round(sum(v for _, v in group) / len(group), digits) for _, group in sorted(groups.items())]
+    return steps, means
+
+
+def model_histories(history: History, names: list[str]) -> dict[str, dict]:
+    """``{"tasks_16": {"step": [10, 20, ...], "loss": [...], "train_acc_last": [...]}, ...}``."""
+    histories = {}
+    for name in names:
+        steps, loss = window_means(history.records.get(f"loss_{name}", []))
+        _, accuracy = window_means(history.records.get(f"train_acc_{name}", []), digits=3)
+        histories[name] = {"step": steps, "loss": loss, "train_acc_last": accuracy}
+    return histories
+
+
+def final_loss(history: History, name: str, steps: int = FINAL_LOSS_STEPS) -> float | None:
+    """Mean training loss of model ``name`` over its last ``steps`` steps (the same for a resumed run)."""
+    losses = [v for _, v in history.records.get(f"loss_{name}", [])][-steps:]
+    return round(sum(losses) / len(losses), 4) if losses else None
+
+
+def sweep_summary(folder: Path | str) -> dict:
+    """What ``phase_diagram.json`` holds, with ``config`` and every model's ``histories``, from a run folder."""
+    run = RunFolder(folder)
+    results, record = run.results(), run.record()
+    if results is None or not (run.path / HISTORY_FILE).is_file():
+        raise RunError(f"{run.path} holds no {RESULTS_FILE} and {HISTORY_FILE}: train it first "
+                       f"(python -m course_lib train gpicl --out {run.path} ...)")
+    config = GPICLConfig(**record["config"])
+    history = History.from_state_dict(read_json(run.path / HISTORY_FILE))
+    rows = []
+    for name, row in results["results"].items():
+        rows.append({"run": name, "num_tasks": row["num_tasks"], "biased_fraction": row["biased_fraction"],
+                     "batch_size": row["batch_size"], "steps": results["steps_done"],
+                     "final_loss": final_loss(history, name), "parameters": row["parameters"],
+                     "state_size": row["state_size"], "evaluation": row["evaluation"]})
+    return {"rows": rows, "evaluated": True, "last_positions": results.get("last_positions", LAST_POSITIONS),
+            "machine": results["machine"], "device": results["machine"]["device"], "command": record["command"],
+            "later_commands": record.get("later_commands", []), "test_episodes": results["test_episodes"],
+            "eval_seconds": results["eval_seconds"], "finished": results["finished"], "config": record["config"],
+            "histories": model_histories(history, config.run_names)}
+
+
+def phase_diagram_markdown(rows: list[dict], config: GPICLConfig, meta: dict) -> str:
+    columns = [k for k in EVAL_NAMES if any(k in (row.get("evaluation") or {}) for row in rows)] or \
+        ["seen_tasks", "unseen_tasks", "omniglot", "digits"]
+    source = "MNIST" if config.train_dataset == "mnist" else "Omniglot background"
+    device = meta.get("device") or meta.get("machine", {}).get("device")
+    seconds = f"; {meta['train_seconds']:.0f} s of training in all" if "train_seconds" in meta else ""
+    lines = [
+        f"# GPICL phase diagram: {config.model}, {source} tasks (random projection to {config.input_dim} + label "
+        f"permutation), {config.seq_len} examples per sequence, tokens "
+        f"{'[x_t, y_(t-1), x_(t-1)] (--pair-tokens)' if config.pair_tokens else '[x_t, y_(t-1)] (as in the paper)'}",
+        "",
+        f"Accuracy over the last {LAST_POSITIONS} steps of each sequence (after {config.seq_len - LAST_POSITIONS}-"
+        f"{config.seq_len - 1} examples), mean ± 95% CI over sequences; chance = {100 / config.num_classes:.0f} %; "
+        f"ln({config.num_classes}) = {math.log(config.num_classes):.3f}. Device: {device}; "
+        f"batch {config.batch_size}{seconds}.",
+        "",
+        "| tasks | biased | steps | final loss | " + " | ".join(EVAL_NAMES[k] for k in columns)
+        + " | acc. at step 1 / 10 / 50 (unseen) |",
+        "|---|---|---|---|" + "---|" * len(columns) + "---|",
+    ]
+    for row in rows:
+        ev = row.get("evaluation") or {}
+        by = (ev.get("unseen_tasks") or {}).get("by_position") or []
+        picks = " / ".join(f"{100 * by[i]:.0f} %" for i in (0, 9, 49) if i < len(by)) or "–"
+        lines.append(f"| {row['num_tasks']} | {row['biased_fraction']:g} | {row['steps']} | "
+                     f"{row.get('final_loss', '–')} | " + " | ".join(accuracy_cell(ev.get(k)) for k in columns)
+                     + f" | {picks} |")
+    lines += ["", f"Parameters per model: {rows[0]['parameters']:,}; state size after {config.seq_len} steps: "
+              f"{rows[0]['state_size']:,} numbers." if rows else ""]
+    return "\n".join(lines) + "\n"
+
+
+def model_markdown(row: dict, config: GPICLConfig) -> str:
+    lines = [f"# GPICL {config.model}, {row['num_tasks']} tasks (biased fraction {row['biased_fraction']:g}), "
+             f"{row['steps']} steps", "",
+             f"Final training loss {row['final_loss']} (ln {config.num_classes} = "
+             f"{math.log(config.num_classes):.3f}).", ""]
+    if row.get("evaluation") is not None:
+        lines += ["| evaluated on | accuracy, last 10 steps |", "|---|---|"]
+        lines += [f"| {EVAL_NAMES[k]} | {accuracy_cell(v)} |" for k, v in row["evaluation"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_model_folders(folder: Path | str, keep_weights=()) -> list[dict]:
+    """Write ``phase_diagram.json`` / ``.md`` and ``tasks_<n>/`` for every model of a trained sweep.
+
+    ``keep_weights``: pool sizes (``[1024, "inf"]``) whose model is also saved as ``tasks_<n>/weights.pt``.
+    Returns the rows.
+    """
+    folder = Path(folder)
+    summary = sweep_summary(folder)
+    config = GPICLConfig(**summary["config"])
+    histories = summary.pop("histories")
+    diagram = {k: v for k, v in summary.items() if k != "config"}
+    rows = diagram["rows"]
+    write_json(folder / "phase_diagram.json", diagram)
+    write_text(folder / "phase_diagram.md", phase_diagram_markdown(rows, config, diagram))
+    keep = {str(v) for v in keep_weights}
+    model = None
+    for m, row in enumerate(rows):
+        out = folder / row["run"]
+        write_json(out / "history.json", histories[row["run"]])
+        write_json(out / "results.json", {**row, "config": summary["config"],
+                                          **{k: v for k, v in diagram.items() if k != "rows"}})
+        write_text(out / "results.md", model_markdown(row, config))
+        if str(row["num_tasks"]) in keep:
+            if model is None:
+                model = build_model(config)
+                load_checkpoint(folder / CHECKPOINT_FILE, model, config)
+            save_weights(model, config, m, out / "weights.pt")
+    return rows
+
+
+def load_run(folder: Path | str) -> dict:
+    """A sweep: ``{"config", "command", "rows", "histories", "machine", ...}``.
+
+    ``rows`` is the phase diagram (one per model, with its evaluation), ``histories`` maps each run name
+    (``tasks_<n>``) to its curves (steps, training loss and accuracy, every 10 steps). Reads
+    ``phase_diagram.json`` and the per-model folders where they exist, else the run folder itself.
+    """
+    folder = Path(folder)
+    record = read_json(folder / "config.json")
+    if (folder / "phase_diagram.json").is_file():
+        diagram = read_json(folder / "phase_diagram.json")
+        histories = {row["run"]: read_json(folder / row["run"] / "history.json")
+                     for row in diagram["rows"] if (folder / row["run"] / "history.json").is_file()}
+    else:
+        diagram = sweep_summary(folder)
+        histories = diagram.pop("histories")
+    return {**diagram, "config": record.get("config"), "command": record["command"],
+            "later_commands": record.get("later_commands", []), "histories": histories, "folder": str(folder)}
+
+
+# --------------------------------------------------------------------------
+# One model of a stack, in bf16
+# --------------------------------------------------------------------------
+
+
+def save_weights(model: nn.Module, config: GPICLConfig, m: int, path: Path) -> Path:
+    """Model ``m`` of a stack, in bf16 (what :func:`load_model` reads)."""
+    if isinstance(model, StackedTransformer):
+        weights = {k: v[m].detach().to(torch.bfloat16).cpu().clone() for k, v in model.state_dict().items()}
+    else:  # StackedLSTM: the m-th LSTM and head
+        weights = {k: v.detach().to(torch.bfloat16).cpu().clone() for k, v in model.state_dict().items()
+                   if k.startswith((f"lstms.{m}.", f"heads.{m}."))}
+    payload = {"config": dataclasses.asdict(config), "model_index": m, "state_dict": weights}
+    return atomic_write(path, lambda temporary: torch.save(payload, temporary))
+
+
+def load_model(path: Path | str, device="cpu") -> tuple[nn.Module, GPICLConfig]:
+    """One model from a ``weights.pt`` (bf16), as a stack of one model (float32, eval mode), and its config."""
+    payload = read_checkpoint(path)
+    config = GPICLConfig(**payload["config"])
+    model = build_model(config, num_models=1)
+    m = payload["model_index"]
+    if isinstance(model, StackedTransformer):
+        state = {k: v.float().unsqueeze(0) for k, v in payload["state_dict"].items()}
+    else:  # the LSTM's keys name its place in the stack it came from
+        state = {re.sub(rf"^(lstms|heads)\.{m}\.", r"\1.0.", k): v.float() for k, v in payload["state_dict"].items()}
+    model.load_state_dict(state)
+    return model.to(device).eval(), config
+
+
+def extract_weights(checkpoint: Path | str, out: Path | str, num_tasks) -> Path:
+    """Write ``<out>/tasks_<num_tasks>/weights.pt`` from a sweep's ``checkpoint.pt``: the model trained with
+    that pool size, as :func:`write_model_folders` would have kept it."""
+    config = GPICLConfig(**read_checkpoint(checkpoint)["config"])
+    pools = [str(n) for n in config.pools]
+    if str(num_tasks) not in pools:
+        raise ValueError(f"{checkpoint} holds models for num_tasks {pools}, not {num_tasks}")
+    model = build_model(config)
+    load_checkpoint(checkpoint, model, config)
+    m = pools.index(str(num_tasks))
+    return save_weights(model, config, m, Path(out) / config.run_names[m] / "weights.pt")
+
+
+# --------------------------------------------------------------------------
+# In-context regression: one run folder, all models in one bf16 weights.pt
+# --------------------------------------------------------------------------
+
+
+def load_regression_run(folder: Path | str) -> dict:
+    """``results.json`` of an in-context regression run with ``rows`` (one per pool size), ``steps``,
+    ``eval_sequences`` and its training ``history`` (``{"step": [...], "loss": [[one per model], ...]}``,
+    every 10 steps)."""
+    folder = Path(folder)
+    results, history = read_json(folder / RESULTS_FILE), read_json(folder / HISTORY_FILE)
+    if "rows" not in results:  # a run folder of python -m course_lib train icl-regression
+        config = RegressionConfig(**results["config"])
+        results = {**results, "rows": list(results["results"].values()), "steps": results["steps_done"],
+                   "eval_sequences": results["test_episodes"]}
+        records = History.from_state_dict(history).records
+        curves = [window_means(records.get(f"loss_{n}", []), digits=5) for n in config.pools]
+        history = {"step": curves[0][0], "loss": [list(values) for values in zip(*(c[1] for c in curves))]}
+    return {**results, "history": history}
+
+
+def export_regression_weights(folder: Path | str) -> Path:
+    """Write ``weights.pt`` (every model, bf16) from the run folder's ``checkpoint.pt``."""
+    folder = Path(folder)
+    config = RegressionConfig(**read_checkpoint(folder / CHECKPOINT_FILE)["config"])
+    model = build_regression(config)
+    load_checkpoint(folder / CHECKPOINT_FILE, model, config)
+    payload = {"config": dataclasses.asdict(config),
+               "state_dict": {k: v.detach().to(torch.bfloat16) for k, v in model.state_dict().items()}}
+    return atomic_write(folder / "weights.pt", lambda temporary: torch.save(payload, temporary))
+
+
+def load_regression_models(folder: Path | str) -> tuple[StackedTransformer, RegressionConfig]:
+    """All models of a run folder (its ``weights.pt``, else its ``checkpoint.pt``; float32, eval mode)."""
+    folder = Path(folder)
+    if not (folder / "weights.pt").is_file():
+        config = RegressionConfig(**read_checkpoint(folder / CHECKPOINT_FILE)["config"])
+        model = build_regression(config)
+        load_checkpoint(folder / CHECKPOINT_FILE, model, config)
+        return model.eval(), config
+    payload = read_checkpoint(folder / "weights.pt")
+    config = RegressionConfig(**payload["config"])
+    model = build_regression(config)
+    model.load_state_dict({k: v.float() for k, v in payload["state_dict"].items()})
+    return model.eval(), config

@@ -1,0 +1,87 @@
+"""The methods of the course, by name: what the command line, the capstone and the tables read.
+
+Each method is one module that exports the same small face:
+
+* ``Config``: a dataclass with every setting of a run, ``steps`` and ``seed``
+  among them; its ``__post_init__`` rejects bad values;
+* ``build(config) -> model``;
+* ``load_data(config, smoke=False) -> dict``: the data the method trains and
+  is tested on (``smoke`` keeps a few classes, for tests);
+* ``trainer(model, config, data, device) -> runs.Trainer``: one training step
+  and the optimizer whose state a checkpoint keeps;
+* ``evaluate(model, config, data, device, settings, episodes, progress) -> dict``:
+  ``{"5-way 1-shot": AccuracyResult, ...}`` (or plain JSON values);
+* ``predictor(model)``: ``predict(support_x, support_y, query_x) -> scores``
+  for few-shot episodes (the capstone calls it);
+* ``PAPER``: the paper's numbers by test setting; ``RUNS``: its runs
+  (:class:`course_lib.runs.RunSpec`: the folders this repository ships under
+  ``data/``, how the README tables name them, and the options that train
+  them at the paper's budget, which ``scripts/train_all.sh`` runs);
+* ``describe(config) -> str``: one line for tables and ``results.md``.
+
+Optional: ``paper(config) -> dict`` (where the paper's numbers depend on a
+variant), ``evaluation_details(settings) -> dict`` (more for results.json) and
+``results_markdown(method, results, config, meta) -> str`` (a results.md
+other than the table of accuracies by setting), for methods whose results
+are not few-shot accuracies.
+
+Adding a method = one new module with that face + one line in :data:`METHODS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+METHODS = {  # name on the command line -> module
+    "protonet": "course_lib.protonet",
+    "matching": "course_lib.matching_nets",
+    "maml": "course_lib.maml",
+    "sequence": "course_lib.sequence_learners",
+    "rl2": "course_lib.bandits",
+    "symla": "course_lib.symla",
+    "learned-optimizer": "course_lib.learned_optimizers",
+    "gpicl": "course_lib.gpicl",
+    "icl-regression": "course_lib.icl_regression",
+    "vsml": "course_lib.vsml",
+}
+
+FACE = ("Config", "build", "load_data", "trainer", "evaluate", "predictor", "PAPER", "RUNS", "describe")
+
+
+def names() -> list[str]:
+    return list(METHODS)
+
+
+def get(name: str) -> ModuleType:
+    """The module of method ``name``, checked to export the whole face."""
+    if name not in METHODS:
+        raise KeyError(f"unknown method {name!r}; the registered ones: {', '.join(METHODS)}")
+    module = importlib.import_module(METHODS[name])
+    missing = [attribute for attribute in FACE if not hasattr(module, attribute)]
+    if missing:
+        raise TypeError(f"{module.__name__} is registered as {name!r} but does not export {', '.join(missing)}")
+    return module
+
+
+def register(name: str, module: str) -> None:
+    """Add a method at run time (a plug-in, or a test's toy method)."""
+    if name in METHODS and METHODS[name] != module:
+        raise ValueError(f"{name!r} is already registered as {METHODS[name]}")
+    METHODS[name] = module
+
+
+def load(folder, device="cpu"):
+    """``(model, checkpoint payload)`` of a run folder, built from its own stored method and config."""
+    from .runs import RunError, RunFolder, load_checkpoint
+
+    run = RunFolder(folder)
+    if not run.checkpoint.is_file():
+        raise RunError(f"{run.path} holds no checkpoint.pt: train it first (python -m course_lib train ...)")
+    name = run.record().get("method")
+    if name is None:
+        raise RunError(f"{run.config_file} does not say which method trained {run.path}")
+    method = get(name)
+    model = method.build(method.Config(**run.stored_config()))
+    payload = load_checkpoint(run.checkpoint, model, map_location=device)
+    return model.to(device).eval(), payload

@@ -1,0 +1,194 @@
+"""course_lib.runs: history, the training loop, checkpoints and run folders that are never lost."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+
+import pytest
+import torch
+
+from course_lib import runs
+from course_lib.runs import CheckpointMismatchError, History, RunError, RunFolder, load_checkpoint, save_checkpoint
+
+
+@dataclasses.dataclass
+class Config:
+    hidden: int = 4
+    lr: float = 0.1
+    steps: int = 10
+
+
+def make_mlp(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+
+
+# --------------------------------------------------------------------------
+# History and the loop
+# --------------------------------------------------------------------------
+
+
+def test_history_logs_and_round_trips():
+    history = History()
+    history.log(0, loss=1.0)
+    history.log(1, loss=0.5, accuracy=0.2)
+    assert history["loss"] == ([0, 1], [1.0, 0.5]) and history.last("accuracy") == 0.2 and "loss" in history
+    assert History.from_state_dict(history.state_dict()).records == history.records
+    with pytest.raises(KeyError, match="recorded"):
+        history["nope"]
+
+
+def test_loop_logs_every_step_evaluates_and_saves_at_the_end():
+    saved = []
+    history = runs.train_loop(lambda i: {"loss": float(i)}, 5, evaluate=lambda: {"acc": 1.0}, eval_every=2,
+                              save=lambda done, h: saved.append(done), progress=False)
+    assert history["loss"][0] == [0, 1, 2, 3, 4] and history["acc"][0] == [1, 3, 4]
+    assert history.steps_done == 5 and history.stopped is None and saved == [5]
+
+
+def test_loop_resumes_from_a_step_and_stops_on_time():
+    history = runs.train_loop(lambda i: {"loss": 0.0}, 6, start_step=4, progress=False)
+    assert history["loss"][0] == [4, 5]
+    stopped = runs.train_loop(lambda i: {"loss": 0.0}, 1000, max_seconds=0.0, progress=False)
+    assert stopped.steps_done == 0 and stopped.stopped == "time"  # checked before each step
+    with pytest.raises(ValueError):
+        runs.train_loop(lambda i: {}, -1, progress=False)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_between_steps_and_the_checkpoint_holds_the_last_completed_step(signum):
+    """The signal arrives in the middle of step 2: step 2 finishes, is saved, and nothing after it runs."""
+    weights, saved = torch.zeros(1), {}
+
+    def step(i):
+        if i == 2:
+            os.kill(os.getpid(), signum)
+        weights.add_(1.0)  # the rest of the step still runs
+        return {"loss": float(i)}
+
+    def save(done, history):
+        saved.update(step=done, weights=weights.clone(), logged=history["loss"][0])
+
+    with pytest.raises(KeyboardInterrupt):
+        runs.train_loop(step, 10, save=save, progress=False)
+    assert saved["step"] == 3 and saved["weights"].item() == 3.0 and saved["logged"] == [0, 1, 2]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+
+# --------------------------------------------------------------------------
+# Checkpoints
+# --------------------------------------------------------------------------
+
+
+def test_checkpoint_round_trip_with_optimizer_history_and_rng(tmp_path):
+    model = make_mlp()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    model(torch.ones(2, 3)).sum().backward()
+    optimizer.step()
+    history = History()
+    history.log(0, loss=1.0)
+    torch.manual_seed(7)
+    path = save_checkpoint(tmp_path / "run" / "checkpoint.pt", model, Config(), history=history,
+                           optimizer=optimizer, step=1, extra={"note": 3})
+    expected = torch.rand(3)
+    fresh, fresh_optimizer = make_mlp(seed=1), None
+    fresh_optimizer = torch.optim.Adam(fresh.parameters(), lr=0.1)
+    payload = load_checkpoint(path, fresh, Config(), optimizer=fresh_optimizer, restore_rng=True)
+    assert torch.equal(torch.rand(3), expected)  # the random stream goes on where it was saved
+    assert payload["step"] == 1 and payload["history"].records == history.records and payload["extra"] == {"note": 3}
+    for a, b in zip(model.state_dict().values(), fresh.state_dict().values()):
+        assert torch.equal(a, b)
+    assert fresh_optimizer.state_dict()["state"][0]["step"] == 1
+    assert [p.name for p in path.parent.iterdir()] == ["checkpoint.pt"]  # no temporary files left
+
+
+@pytest.mark.parametrize("problem, match", [
+    ("class", "holds a Sequential"), ("config", "another config"), ("shape", "different architecture"),
+    ("bare", "not written by"), ("truncated", "not a readable checkpoint"), ("missing", "no checkpoint"),
+])
+def test_a_wrong_checkpoint_is_refused_with_a_reason_that_names_it(tmp_path, problem, match):
+    path = save_checkpoint(tmp_path / "model.pt", make_mlp(), Config())
+    target, config = make_mlp(seed=1), None
+    if problem == "class":
+        target = torch.nn.Linear(3, 2)
+    elif problem == "config":
+        config = Config(lr=0.5)
+    elif problem == "shape":
+        target = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2))
+    elif problem == "bare":
+        torch.save(make_mlp().state_dict(), path)
+    elif problem == "truncated":
+        path.write_bytes(path.read_bytes()[:100])
+    elif problem == "missing":
+        path = tmp_path / "nope.pt"
+    before = [t.clone() for t in target.state_dict().values()]
+    with pytest.raises((CheckpointMismatchError, FileNotFoundError), match=match) as error:
+        load_checkpoint(path, target, config)
+    assert path.name in str(error.value)
+    assert all(torch.equal(a, b) for a, b in zip(before, target.state_dict().values()))  # untouched
+
+
+# --------------------------------------------------------------------------
+# Run folders
+# --------------------------------------------------------------------------
+
+
+def test_a_folder_with_a_run_is_never_replaced_silently(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    run.start("toy", Config(), "first command")
+    save_checkpoint(run.checkpoint, make_mlp(), Config(), step=3)
+    before = run.checkpoint.read_bytes()
+    with pytest.raises(RunError, match="already holds a run.*--resume.*--overwrite"):
+        run.start("toy", Config(), "second command")
+    assert run.checkpoint.read_bytes() == before and run.record()["command"] == "first command"
+    run.start("toy", Config(steps=20), "resumed", resume=True)
+    assert run.record()["command"] == "first command" and run.record()["later_commands"] == ["resumed"]
+    run.start("toy", Config(hidden=8), "replaced", overwrite=True)
+    assert not run.checkpoint.exists() and run.record() == {"method": "toy", "config": dataclasses.asdict(Config(hidden=8)),
+                                                            "command": "replaced"}
+
+
+def test_resume_needs_a_checkpoint_and_the_same_config_but_steps(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    with pytest.raises(RunError, match="holds no checkpoint.pt"):
+        run.check("toy", Config(), resume=True)
+    assert not run.path.exists()
+    run.start("toy", Config(), "first")
+    save_checkpoint(run.checkpoint, make_mlp(), Config(), step=3)
+    run.check("toy", Config(steps=99), resume=True)  # more steps: fine
+    with pytest.raises(RunError, match="lr: stored 0.1 vs yours 0.5"):
+        run.check("toy", Config(lr=0.5), resume=True)
+    with pytest.raises(RunError, match="holds a toy run, not other"):
+        run.check("other", Config(), resume=True)
+    with pytest.raises(RunError, match="choose one"):
+        run.check("toy", Config(), resume=True, overwrite=True)
+
+
+def test_a_corrupt_config_json_is_named(tmp_path):
+    run = RunFolder(tmp_path)
+    run.config_file.write_text("{not json")
+    with pytest.raises(RunError, match="config.json is not valid JSON"):
+        run.record()
+
+
+def test_batch_norm_buffers_survive_and_the_file_is_plain_weights(tmp_path):
+    from course_lib.models import Conv4
+
+    model = Conv4(hidden=8, num_classes=5).train()
+    model(torch.rand(4, 1, 28, 28))  # updates the running statistics
+    path = save_checkpoint(tmp_path / "conv.pt", model, {"hidden": 8, "num_classes": 5})
+    payload = torch.load(path, weights_only=True)
+    assert payload["format"] == runs.CHECKPOINT_FORMAT and payload["model_class"] == "Conv4"
+    fresh = Conv4(hidden=8, num_classes=5)
+    load_checkpoint(path, fresh, {"hidden": 8, "num_classes": 5})
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, fresh.state_dict()[name]), name
+
+
+def test_a_config_that_is_not_plain_is_refused_and_nothing_is_written(tmp_path):
+    for bad in (["hidden", 8], Config):  # a list; the class instead of an instance
+        with pytest.raises(TypeError):
+            save_checkpoint(tmp_path / "model.pt", make_mlp(), bad)
+    assert list(tmp_path.iterdir()) == []
