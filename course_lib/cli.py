@@ -245,13 +245,16 @@ def _evaluate(args, method, run: RunFolder, config, settings, device, data, trai
         "eval_seconds": round(time.time() - started, 1),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    markdown = getattr(method, "results_markdown", results_markdown)
     paper = paper_numbers(method, config)
-    run.write_results({"results": entries, "paper": paper, **meta}, markdown(method, entries, config, meta))
+    summary = getattr(method, "results_markdown", results_markdown)(method, entries, config, meta)
+    run.write_results({"results": entries, "paper": paper, **meta}, summary)
+    if not all(hasattr(result, "as_dict") for result in results.values()):  # not accuracies: print the summary
+        print(summary)
     for name, result in results.items():
-        paper_value = paper.get(name)
-        print(f"{args.method} {name}: {result}"
-              + ("" if paper_value is None else f"  (paper {100 * paper_value:.1f} %)"))
+        if hasattr(result, "as_dict"):
+            paper_value = paper.get(name)
+            print(f"{args.method} {name}: {result}"
+                  + ("" if paper_value is None else f"  (paper {100 * paper_value:.1f} %)"))
     return entries
 
 

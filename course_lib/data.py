@@ -36,7 +36,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from .runtime import DATA_DIR_VARIABLE, cache_dir, local_data_dir
+from .runtime import DATA_DIR_VARIABLE, cache_dir, local_data_dir, progress_bar
 
 CACHE_FORMAT_VERSION = 1
 # Seconds a download waits for the server (to connect, and then for each block)
@@ -260,9 +260,7 @@ def _download(url: str, destination: Path) -> None:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, open(temporary, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
-            from tqdm.auto import tqdm
-
-            with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {destination.name}") as bar:
+            with progress_bar(total=total, unit="B", unit_scale=True, desc=f"download {destination.name}") as bar:
                 for block in iter(lambda: response.read(1 << 20), b""):
                     out.write(block)
                     bar.update(len(block))
@@ -584,3 +582,13 @@ def load_digits() -> LabelledImages:
         class_names=[str(d) for d in range(10)],
         name="sklearn digits",
     )
+
+
+def standardise(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """``x`` shifted and scaled by one mean and one std over all values of ``reference``.
+
+    The learners that read raw projected pixels (VSML, GPICL) standardise an
+    episode with its support set as ``reference``, so no query is used.
+    """
+    mean, std = reference.mean(), reference.std()
+    return (x - mean) / std.clamp_min(1e-6)

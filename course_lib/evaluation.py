@@ -19,9 +19,9 @@ from typing import Callable, Iterable, Sequence
 
 import torch
 from scipy.stats import t as student_t
-from tqdm.auto import tqdm
 
 from .episodes import Episode, TaskDistribution
+from .runtime import progress_bar
 
 Z_95 = 1.959963984540054  # the 97.5% quantile of the standard normal: t_{0.975, n-1} as n grows
 
@@ -109,7 +109,7 @@ def evaluate_few_shot(
         stream = iter(tasks)
         total = len(tasks) if hasattr(tasks, "__len__") else None  # type: ignore[arg-type]
     accuracies = []
-    for episode in tqdm(stream, total=total, desc=desc, disable=not progress, leave=False):
+    for episode in progress_bar(stream, total=total, desc=desc, disable=not progress, leave=False):
         # No torch.no_grad() here: fine-tuning and MAML need gradients to predict.
         accuracies.append(episode_accuracy(predict, episode))
     mean, ci95 = mean_confidence_interval(accuracies)

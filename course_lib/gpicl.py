@@ -64,18 +64,21 @@ weights that notebook 08 and the capstone read.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import re
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .data import standardise
 from .episodes import step_generator
-from .evaluation import mean_confidence_interval
-from .runs import RunSpec, Trainer
+from .evaluation import format_accuracy, mean_confidence_interval
+from .runs import RunSpec, Trainer, read_checkpoint
 
 INF = "inf"
 MODELS = ("transformer", "lstm")
@@ -737,6 +740,105 @@ def evaluate(model: nn.Module, config: GPICLConfig, data: dict, device="cpu", *,
             for name, n, f, entry in zip(config.run_names, config.pools, config.biased_fractions, evaluation)}
 
 
+def accuracy_cell(entry: dict | None) -> str:
+    """``"52.2 ± 1.4 %"`` for an evaluation entry of a row (``–`` when there is none)."""
+    return "–" if entry is None else format_accuracy(entry["last_accuracy"], entry["last_ci95"])
+
+
+# --------------------------------------------------------------------------
+# From a run folder's per-step history to per-model curves and rows
+# --------------------------------------------------------------------------
+
+
+def phase_diagram_markdown(rows: list[dict], config: GPICLConfig, meta: dict) -> str:
+    columns = [k for k in EVAL_NAMES if any(k in (row.get("evaluation") or {}) for row in rows)] or \
+        ["seen_tasks", "unseen_tasks", "omniglot", "digits"]
+    source = "MNIST" if config.train_dataset == "mnist" else "Omniglot background"
+    device = meta.get("device") or meta.get("machine", {}).get("device")
+    seconds = f"; {meta['train_seconds']:.0f} s of training in all" if "train_seconds" in meta else ""
+    lines = [
+        f"# GPICL phase diagram: {config.model}, {source} tasks (random projection to {config.input_dim} + label "
+        f"permutation), {config.seq_len} examples per sequence, tokens "
+        f"{'[x_t, y_(t-1), x_(t-1)] (--pair-tokens)' if config.pair_tokens else '[x_t, y_(t-1)] (as in the paper)'}",
+        "",
+        f"Accuracy over the last {LAST_POSITIONS} steps of each sequence (after {config.seq_len - LAST_POSITIONS}-"
+        f"{config.seq_len - 1} examples), mean ± 95% CI over sequences; chance = {100 / config.num_classes:.0f} %; "
+        f"ln({config.num_classes}) = {math.log(config.num_classes):.3f}. Device: {device}; "
+        f"batch {config.batch_size}{seconds}.",
+        "",
+        "| tasks | biased | steps | final loss | " + " | ".join(EVAL_NAMES[k] for k in columns)
+        + " | acc. at step 1 / 10 / 50 (unseen) |",
+        "|---|---|---|---|" + "---|" * len(columns) + "---|",
+    ]
+    for row in rows:
+        ev = row.get("evaluation") or {}
+        by = (ev.get("unseen_tasks") or {}).get("by_position") or []
+        picks = " / ".join(f"{100 * by[i]:.0f} %" for i in (0, 9, 49) if i < len(by)) or "–"
+        lines.append(f"| {row['num_tasks']} | {row['biased_fraction']:g} | {row['steps']} | "
+                     f"{row.get('final_loss', '–')} | " + " | ".join(accuracy_cell(ev.get(k)) for k in columns)
+                     + f" | {picks} |")
+    lines += ["", f"Parameters per model: {rows[0]['parameters']:,}; state size after {config.seq_len} steps: "
+              f"{rows[0]['state_size']:,} numbers." if rows else ""]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------
+# Few-shot episodes as in-context tasks (the capstone, notebook 09)
+# --------------------------------------------------------------------------
+
+
+class GPICLPredictor:
+    """A few-shot classifier ``(support_x, support_y, query_x) -> logits [Q, ways]`` made of one GPICL model.
+
+    The transformer reads tokens ``[W x_t, onehot(y_{t-1})]`` of 10 classes,
+    ``W`` a task's random projection to ``input_dim``. Each episode is a new
+    task id (``UNSEEN_TASK_OFFSET`` + a counter: never in any training pool),
+    inputs standardised with one mean and one std (of the support set), the
+    support set in a random order, then one query per sequence (no query sees
+    another); the logits are restricted to the episode's N labels (the model
+    always has 10 outputs, and every training sequence used all 10 classes).
+    """
+
+    def __init__(self, model: nn.Module, shape, seed: int = 0) -> None:
+        self.model, self.shape = model, shape  # shape: input_dim and num_classes
+        self.reset(seed)
+
+    def reset(self, seed: int) -> None:
+        self.generator = torch.Generator().manual_seed(seed)
+        self.counter = seed * 1_000_003
+
+    def __call__(self, support_x, support_y, query_x):
+        c = self.shape
+        ways, n = int(support_y.max()) + 1, len(support_y)
+        device = next(self.model.parameters()).device
+        flat_s, flat_q = support_x.flatten(1).float(), query_x.flatten(1).float()
+        flat_s, flat_q = standardise(flat_s, flat_s), standardise(flat_q, flat_s)
+        self.counter += 1
+        W = projection_matrices(torch.tensor([UNSEEN_TASK_OFFSET + self.counter]), flat_s.shape[1], c.input_dim)[0]
+        order = torch.randperm(n, generator=self.generator)
+        xs, ys = flat_s[order] @ W, support_y[order]
+        Q = len(query_x)
+        inputs = torch.cat([xs.unsqueeze(0).expand(Q, -1, -1), (flat_q @ W).unsqueeze(1)], dim=1)  # [Q, n+1, dim]
+        slot = F.pad(F.one_hot(ys, c.num_classes).float(), (0, 0, 1, 0))  # [n+1, classes]: y_{t-1}
+        tokens = torch.cat([inputs, slot.unsqueeze(0).expand(Q, -1, -1)], dim=-1).unsqueeze(0).to(device)
+        with torch.no_grad():
+            return self.model(tokens)[0, :, -1, :ways]
+
+
+def load_weights(path, device="cpu") -> tuple[nn.Module, GPICLConfig]:
+    """One model of a sweep from its ``weights.pt`` (bf16), as a stack of one (float32, eval mode), and its config."""
+    payload = read_checkpoint(path)
+    config = GPICLConfig(**payload["config"])
+    model = build_model(config, num_models=1)
+    m = payload["model_index"]
+    if isinstance(model, StackedTransformer):
+        state = {k: v.float().unsqueeze(0) for k, v in payload["state_dict"].items()}
+    else:  # the LSTM's keys name its place in the stack it came from
+        state = {re.sub(rf"^(lstms|heads)\.{m}\.", r"\1.0.", k): v.float() for k, v in payload["state_dict"].items()}
+    model.load_state_dict(state)
+    return model.to(device).eval(), config
+
+
 # --------------------------------------------------------------------------
 # The face the registry reads (course_lib.registry)
 # --------------------------------------------------------------------------
@@ -745,9 +847,9 @@ Config = GPICLConfig
 PAPER: dict[str, float] = {}  # the paper reports curves at GPU scale, no number comparable to these runs
 SMOKE_SWEEP = ("--steps", "2", "--batch-size", "4")
 RUNS = (
-    RunSpec("data/gpicl/sweep_cpu", "GPICL phase diagram, CPU-sized, batch 32"),
+    RunSpec("data/gpicl/sweep_cpu", "GPICL phase diagram, CPU-sized, batch 32", capstone="gpicl"),
     RunSpec("data/gpicl/sweep_cpu_b128", "GPICL, the largest pools at batch 128"),
-    RunSpec("data/gpicl/omniglot_cpu", "GPICL on Omniglot background characters"),
+    RunSpec("data/gpicl/omniglot_cpu", "GPICL on Omniglot background characters", capstone="gpicl-omniglot"),
     RunSpec("data/gpicl/plateau_cpu", "GPICL's loss plateau"),
     RunSpec("data/gpicl/sweep", "GPICL phase diagram at the paper's budget",
             ("--pair-tokens", "--num-tasks", "16,256,1024,4096,16384,65536,inf", "--steps", "100000",
@@ -768,17 +870,46 @@ def evaluation_details(settings) -> dict:
 
 
 def results_markdown(method, entries: dict, config: GPICLConfig, meta: dict) -> str:
-    """results.md: the phase diagram table (:func:`course_lib.gpicl_runs.phase_diagram_markdown`)."""
-    from .gpicl_runs import phase_diagram_markdown
-
+    """results.md: the phase diagram table (:func:`phase_diagram_markdown`)."""
     return phase_diagram_markdown([{**row, "steps": meta["steps_done"]} for row in entries.values()], config, meta)
 
 
-def predictor(model: nn.Module, model_index: int = 0):
-    """Few-shot episodes answered by model ``model_index`` of a stack (the capstone's adapter)."""
-    from .benchmark import GPICLPredictor
-
+def predictor(model: nn.Module, model_index: int = 0) -> GPICLPredictor:
+    """Few-shot episodes answered by model ``model_index`` of a stack (:class:`GPICLPredictor`)."""
     return GPICLPredictor(single_model(model, model_index).eval(), getattr(model, "shape", None) or model.config)
+
+
+CAPSTONE_POOL = "1024"  # the capstone's rows: the model of a sweep trained on a pool of 1,024 tasks
+
+
+def capstone_model(folder, device="cpu") -> tuple[nn.Module, dict]:
+    """The 1,024-task model of a sweep folder (``tasks_1024/weights.pt``) and ``{"config", "step"}``."""
+    run = Path(folder) / f"tasks_{CAPSTONE_POOL}"
+    model, config = load_weights(run / "weights.pt", device)
+    results = run / "results.json"
+    steps = json.loads(results.read_text()).get("steps") if results.is_file() else None
+    return model, {"config": config, "step": steps}
+
+
+def capstone_row(run: RunSpec, model: nn.Module, payload: dict) -> dict:
+    """What the capstone's table says about a sweep's 1,024-task model."""
+    config, steps = payload["config"], payload["step"]
+    size = model_size(model)
+    trained = f"the 1,024-task model, {steps:,} steps" if steps else "the 1,024-task model"
+    restricted = "logits restricted to the episode's N of its 10 classes"
+    if config.train_dataset == "omniglot":
+        trained_on = (f"Omniglot background (Lake, {964 - OMNIGLOT_HELD_OUT_CHARACTERS} of its 964 characters, "
+                      "10 random ones per sequence), 1,024 random projections + label permutations")
+        note = (f"{run.folder}/tasks_{CAPSTONE_POOL} ({trained}); the capstone's shared meta-training data; "
+                f"{restricted}")
+    else:
+        trained_on = "MNIST test images 0-8,999, 1,024 random projections + label permutations"
+        note = (f"{run.folder}/tasks_{CAPSTONE_POOL} ({trained}; notebook 08's run); {restricted}; meta-trained "
+                "on MNIST digits, so its MNIST column is in-distribution (held-out images)")
+    return {"trained_on": trained_on, "family": "black-box", "note": note, "meta_parameters": size["parameters"],
+            "learned_variables": lambda ways, shots: model.state_size(ways * shots + 1),
+            "supports": lambda ways, shots: ways * shots + 1 <= config.seq_len,
+            "in_distribution": "mnist" if config.train_dataset == "mnist" else "omniglot"}
 
 
 def describe(config: GPICLConfig) -> str:

@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .evaluation import format_accuracy
-from .gpicl import EVAL_NAMES, LAST_POSITIONS, GPICLConfig, StackedTransformer, build_model
+from .gpicl import (EVAL_NAMES, LAST_POSITIONS, GPICLConfig, StackedTransformer, accuracy_cell, build_model,
+                    load_weights, phase_diagram_markdown)
 from .icl_regression import RegressionConfig
 from .icl_regression import build as build_regression
 from .runs import (CHECKPOINT_FILE, HISTORY_FILE, RESULTS_FILE, History, RunError, RunFolder, atomic_write,
@@ -39,16 +38,6 @@ from .runs import (CHECKPOINT_FILE, HISTORY_FILE, RESULTS_FILE, History, RunErro
 
 HISTORY_WINDOW = 10  # tasks_<n>/history.json: one point per 10 training steps
 FINAL_LOSS_STEPS = 50  # "final loss": the mean training loss of the last 50 steps
-
-
-def accuracy_cell(entry: dict | None) -> str:
-    """``"52.2 ± 1.4 %"`` for an evaluation entry of a row (``–`` when there is none)."""
-    return "–" if entry is None else format_accuracy(entry["last_accuracy"], entry["last_ci95"])
-
-
-# --------------------------------------------------------------------------
-# From a run folder's per-step history to per-model curves and rows
-# --------------------------------------------------------------------------
 
 
 def window_means(pairs: list[tuple[int, float]], window: int = HISTORY_WINDOW,
@@ -98,38 +87,6 @@ def sweep_summary(folder: Path | str) -> dict:
             "later_commands": record.get("later_commands", []), "test_episodes": results["test_episodes"],
             "eval_seconds": results["eval_seconds"], "finished": results["finished"], "config": record["config"],
             "histories": model_histories(history, config.run_names)}
-
-
-def phase_diagram_markdown(rows: list[dict], config: GPICLConfig, meta: dict) -> str:
-    columns = [k for k in EVAL_NAMES if any(k in (row.get("evaluation") or {}) for row in rows)] or \
-        ["seen_tasks", "unseen_tasks", "omniglot", "digits"]
-    source = "MNIST" if config.train_dataset == "mnist" else "Omniglot background"
-    device = meta.get("device") or meta.get("machine", {}).get("device")
-    seconds = f"; {meta['train_seconds']:.0f} s of training in all" if "train_seconds" in meta else ""
-    lines = [
-        f"# GPICL phase diagram: {config.model}, {source} tasks (random projection to {config.input_dim} + label "
-        f"permutation), {config.seq_len} examples per sequence, tokens "
-        f"{'[x_t, y_(t-1), x_(t-1)] (--pair-tokens)' if config.pair_tokens else '[x_t, y_(t-1)] (as in the paper)'}",
-        "",
-        f"Accuracy over the last {LAST_POSITIONS} steps of each sequence (after {config.seq_len - LAST_POSITIONS}-"
-        f"{config.seq_len - 1} examples), mean ± 95% CI over sequences; chance = {100 / config.num_classes:.0f} %; "
-        f"ln({config.num_classes}) = {math.log(config.num_classes):.3f}. Device: {device}; "
-        f"batch {config.batch_size}{seconds}.",
-        "",
-        "| tasks | biased | steps | final loss | " + " | ".join(EVAL_NAMES[k] for k in columns)
-        + " | acc. at step 1 / 10 / 50 (unseen) |",
-        "|---|---|---|---|" + "---|" * len(columns) + "---|",
-    ]
-    for row in rows:
-        ev = row.get("evaluation") or {}
-        by = (ev.get("unseen_tasks") or {}).get("by_position") or []
-        picks = " / ".join(f"{100 * by[i]:.0f} %" for i in (0, 9, 49) if i < len(by)) or "–"
-        lines.append(f"| {row['num_tasks']} | {row['biased_fraction']:g} | {row['steps']} | "
-                     f"{row.get('final_loss', '–')} | " + " | ".join(accuracy_cell(ev.get(k)) for k in columns)
-                     + f" | {picks} |")
-    lines += ["", f"Parameters per model: {rows[0]['parameters']:,}; state size after {config.seq_len} steps: "
-              f"{rows[0]['state_size']:,} numbers." if rows else ""]
-    return "\n".join(lines) + "\n"
 
 
 def model_markdown(row: dict, config: GPICLConfig) -> str:
@@ -211,16 +168,7 @@ def save_weights(model: nn.Module, config: GPICLConfig, m: int, path: Path) -> P
 
 def load_model(path: Path | str, device="cpu") -> tuple[nn.Module, GPICLConfig]:
     """One model from a ``weights.pt`` (bf16), as a stack of one model (float32, eval mode), and its config."""
-    payload = read_checkpoint(path)
-    config = GPICLConfig(**payload["config"])
-    model = build_model(config, num_models=1)
-    m = payload["model_index"]
-    if isinstance(model, StackedTransformer):
-        state = {k: v.float().unsqueeze(0) for k, v in payload["state_dict"].items()}
-    else:  # the LSTM's keys name its place in the stack it came from
-        state = {re.sub(rf"^(lstms|heads)\.{m}\.", r"\1.0.", k): v.float() for k, v in payload["state_dict"].items()}
-    model.load_state_dict(state)
-    return model.to(device).eval(), config
+    return load_weights(path, device)
 
 
 def extract_weights(checkpoint: Path | str, out: Path | str, num_tasks) -> Path:

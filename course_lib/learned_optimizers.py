@@ -55,6 +55,7 @@ from torch import nn
 from .episodes import TaskDistribution, stack_tasks, step_generator
 from .evaluation import mean_confidence_interval
 from .runs import History, Trainer, train_loop
+from .runtime import progress_bar
 
 
 @dataclass
@@ -528,12 +529,10 @@ def tune_learning_rates(
     with :func:`trajectory_score` as the criterion: the same problems and
     criterion the learned optimizer is meta-trained with.
     """
-    from tqdm.auto import tqdm
-
     results = {}
     runs = [(name, lr) for name in names for lr in grid]
     scores: dict[str, dict[float, float]] = {name: {} for name in names}
-    for name, lr in tqdm(runs, desc=f"tune baselines on {family.name}", disable=not progress, leave=False):
+    for name, lr in progress_bar(runs, desc=f"tune baselines on {family.name}", disable=not progress, leave=False):
         scores[name][lr] = trajectory_score(run_baseline(name, lr, family, problems, steps))
     for name in names:
         best = min(scores[name], key=scores[name].get)

@@ -29,7 +29,7 @@ from torch import nn
 
 from . import protonet
 from .episodes import Episode
-from .models import Conv4
+from .models import Conv4, count_parameters
 from .protonet import FewShotModel
 from .runs import RunSpec
 
@@ -131,7 +131,7 @@ CONFIDENCE_CAP = ("a softmax over unscaled cosines cannot be confident (at most 
                   "`data/matching_nets/README.md`): the temperature-0.1 rows below show what scaling recovers")
 
 
-def _scaled(ways: int, queries: int) -> RunSpec:
+def _scaled(ways: int, queries: int, capstone: str = "") -> RunSpec:
     """A run with the cosine / 0.1 of ``--temperature 0.1``, trained on ``ways``-way 1-shot episodes."""
     return RunSpec(f"data/matching_nets/{ways}way_1shot_scaled", "Matching Networks, cosine / 0.1",
                    ("--ways", str(ways), "--shots", "1", "--queries", str(queries), "--temperature", "0.1",
@@ -139,19 +139,28 @@ def _scaled(ways: int, queries: int) -> RunSpec:
                    trained_on=f"same data, cosine attention with temperature 0.1 (not in the paper), {ways}-way "
                               "1-shot training",
                    differs=f"one {ways}-way 1-shot model is tested in all four settings, where the paper trained "
-                           "one per setting", explains_own_setting=False)
+                           "one per setting", explains_own_setting=False, capstone=capstone)
 
 
 RUNS = (
     RunSpec("data/matching_nets/5way_1shot", "Matching Networks",
-            trained_on="same data, cosine attention, 5-way 1-shot training", differs=CONFIDENCE_CAP),
-    _scaled(5, queries=15),
+            trained_on="same data, cosine attention, 5-way 1-shot training", differs=CONFIDENCE_CAP,
+            capstone="matching-net"),
+    _scaled(5, queries=15, capstone="matching-net-scaled"),
     RunSpec("data/matching_nets/20way_1shot", "Matching Networks", trained_on="same data, 20-way 1-shot training",
             differs=CONFIDENCE_CAP),
     _scaled(20, queries=5),
 )
 load_data, evaluate, evaluation_details, predictor = (protonet.load_data, protonet.evaluate,
                                                       protonet.evaluation_details, protonet.predictor)
+
+
+def capstone_row(run: RunSpec, model: MatchingNet, payload: dict) -> dict:
+    """What the capstone's table says about a run; the numbers fitted to a task are the support embeddings."""
+    return {"trained_on": protonet.training_data(model.config), "family": "metric",
+            "meta_parameters": count_parameters(model),
+            "learned_variables": lambda ways, shots: ways * shots * model.config.hidden,
+            "note": f"{run.folder}; learned variables: the support embeddings"}
 
 
 def build(config: MatchingNetConfig) -> MatchingNet:

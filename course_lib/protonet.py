@@ -39,7 +39,7 @@ from .baselines import DISTANCE_SCORES
 from .data import LabelledImages, omniglot_splits
 from .episodes import Episode, FastEpisodeSampler, step_generator
 from .evaluation import AccuracyResult, evaluate_few_shot
-from .models import Conv4
+from .models import Conv4, count_parameters
 from .runs import History, RunSpec, Trainer, train_loop
 
 
@@ -272,10 +272,10 @@ PAPER_OPTIONS = ("--ways", "60", "--shots", "5", "--queries", "5", "--steps", "2
 SMOKE_OPTIONS = ("--ways", "5", "--steps", "3")
 RUNS = (
     RunSpec("data/protonet", "ProtoNet", ("--protocol", "vinyals", *PAPER_OPTIONS), SMOKE_OPTIONS,
-            trained_on="Omniglot Vinyals split, rotations, Conv4-64, 60-way 5-shot training"),
+            trained_on="Omniglot Vinyals split, rotations, Conv4-64, 60-way 5-shot training", capstone="protonet"),
     RunSpec("data/protonet_ablations/reference", "ProtoNet, 20-way 5-shot training (ablation reference)"),
     RunSpec("data/protonet_ablations/no_rotations", "ProtoNet, no rotations (ablation)"),
-    RunSpec("data/protonet_ablations/lake_split", "ProtoNet, Lake split (ablation)"),
+    RunSpec("data/protonet_ablations/lake_split", "ProtoNet, Lake split (ablation)", capstone="protonet-background"),
     RunSpec("data/protonet_background", "ProtoNet on the capstone's shared data (Omniglot background)",
             ("--protocol", "lake", *PAPER_OPTIONS), SMOKE_OPTIONS),
 )
@@ -306,6 +306,23 @@ def evaluation_details(settings) -> dict:
 
 def predictor(model: FewShotModel):
     return model.predict
+
+
+def training_data(config) -> str:
+    """The meta-training data in the capstone's words (its shared data begins "Omniglot background")."""
+    episodes = f"{config.ways}-way {config.shots}-shot episodes"
+    if config.protocol == "lake":
+        return f"Omniglot background (Lake, 964 characters, {'' if config.rotations else 'no '}rotations; {episodes})"
+    return f"Omniglot, Vinyals split{' + rotations' if config.rotations else ''} ({episodes})"
+
+
+def capstone_row(run: RunSpec, model: FewShotModel, payload: dict) -> dict:
+    """What the capstone's table says about a run; the numbers fitted to a task are the N prototypes."""
+    shared = "; the capstone's shared meta-training data" if model.config.protocol == "lake" else ""
+    return {"trained_on": training_data(model.config), "family": "metric", "meta_parameters": count_parameters(model),
+            "learned_variables": lambda ways, shots: ways * model.config.hidden,
+            "note": f"{run.folder} ({payload['step']:,} training episodes){shared}; learned variables: the N "
+                    "prototypes"}
 
 
 def describe(config) -> str:

@@ -23,7 +23,14 @@ Optional: ``paper(config) -> dict`` (where the paper's numbers depend on a
 variant), ``evaluation_details(settings) -> dict`` (more for results.json) and
 ``results_markdown(method, results, config, meta) -> str`` (a results.md
 other than the table of accuracies by setting), for methods whose results
-are not few-shot accuracies.
+are not few-shot accuracies. A method whose ``RUNS`` name rows of the
+capstone (``RunSpec.capstone``, notebook 09) exports
+``capstone_row(run, model, payload) -> dict``: the row's ``trained_on``,
+``family``, ``note``, ``meta_parameters`` and ``learned_variables(ways,
+shots)``, and where they differ from the defaults ``supports(ways, shots)``
+and ``in_distribution`` (:class:`course_lib.capstone.Row`); and
+``capstone_model(folder, device) -> (model, payload)`` where such a run is
+not loaded by :func:`load`.
 
 Adding a method = one new module with that face + one line in :data:`METHODS`.
 """

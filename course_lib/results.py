@@ -13,7 +13,7 @@ into one Markdown table, so that no number in the README is typed by hand:
 A run folder without ``results.json`` (not trained yet) is left out. The
 README has more generated blocks (``BLOCKS``), each between its own markers:
 notebook 05's black-box table, with the command behind each checkpoint, and
-the capstone benchmark of notebook 09 (``data/benchmark/results.json``).
+the capstone of notebook 09 (``data/capstone/results.json``).
 """
 
 from __future__ import annotations
@@ -218,29 +218,29 @@ def black_box_table(root: Path) -> str:
     return "\n".join(header + body) + "\n"
 
 
-# The capstone benchmark (notebook 09), written by `python -m course_lib.benchmark`.
-BENCHMARK_RESULTS = "data/benchmark/results.json"
-BENCHMARK_COLUMNS = (("omniglot", "5-way 1-shot"), ("mnist", "5-way 1-shot"), ("digits", "5-way 1-shot"),
+# The capstone (notebook 09), written by `python -m course_lib.capstone`.
+CAPSTONE_RESULTS = "data/capstone/results.json"
+CAPSTONE_COLUMNS = (("omniglot", "5-way 1-shot"), ("mnist", "5-way 1-shot"), ("digits", "5-way 1-shot"),
                      ("mnist-permuted", "5-way 1-shot"), ("digits-permuted", "5-way 1-shot"),
                      ("omniglot", "2-way 1-shot"), ("mnist", "2-way 1-shot"), ("omniglot", "10-way 10-shot"),
                      ("mnist", "10-way 10-shot"))
 
 
-def benchmark_table(root: Path) -> str:
-    """A compact view of the benchmark: the 5-way 1-shot, 2-way 1-shot and 10-way 10-shot columns (results.md has all)."""
+def capstone_table(root: Path) -> str:
+    """A compact view of the capstone: the 5-way 1-shot, 2-way 1-shot and 10-way 10-shot columns (results.md has all)."""
     header = ["| method | meta-trained on | " + " | ".join(f"{test} {setting.replace('-way ', 'w').replace('-shot', 's')}"
-                                                      for test, setting in BENCHMARK_COLUMNS)
+                                                      for test, setting in CAPSTONE_COLUMNS)
               + " | learned / meta-parameters | hardware, evaluation time |",
-              "|---|---|" + "---|" * len(BENCHMARK_COLUMNS) + "---|---|"]
-    path = root / BENCHMARK_RESULTS
+              "|---|---|" + "---|" * len(CAPSTONE_COLUMNS) + "---|---|"]
+    path = root / CAPSTONE_RESULTS
     if not path.is_file():
-        return "\n".join(header + ["| (no benchmark results yet) |" + " |" * (len(BENCHMARK_COLUMNS) + 3)]) + "\n"
+        return "\n".join(header + ["| (no capstone results yet) |" + " |" * (len(CAPSTONE_COLUMNS) + 3)]) + "\n"
     saved = json.loads(path.read_text())
     runs = {run["method"]: run for run in saved.get("runs", [])}
     body = []
     for method, entry in saved["methods"].items():
         cells, row = entry.get("cells", {}), []
-        for test, setting in BENCHMARK_COLUMNS:
+        for test, setting in CAPSTONE_COLUMNS:
             cell = cells.get(test, {}).get(setting)
             if cell is None:
                 row.append("–")
@@ -257,7 +257,7 @@ def benchmark_table(root: Path) -> str:
 
 
 # Generated blocks of the README: name -> function of the repository root. The first is required.
-BLOCKS = {"results-table": table, "black-box-table": black_box_table, "benchmark-table": benchmark_table}
+BLOCKS = {"results-table": table, "black-box-table": black_box_table, "capstone-table": capstone_table}
 
 
 def readme_block(readme: str, block: str = "results-table") -> tuple[int, int] | None:

@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from tqdm.auto import tqdm
+
+from .runtime import progress_bar
 
 CHECKPOINT_FORMAT = "course_lib.checkpoint/1"
 CONFIG_FILE, CHECKPOINT_FILE, HISTORY_FILE = "config.json", "checkpoint.pt", "history.json"
@@ -203,7 +204,7 @@ def train_loop(
     history = history if history is not None else History()
     history.steps_done, history.stopped = start_step, None
     started = saved_at = time.monotonic()
-    bar = tqdm(total=steps, initial=start_step, desc=desc, disable=not progress)
+    bar = progress_bar(total=steps, initial=start_step, desc=desc, disable=not progress)
     with _StopRequests() as stop:
         for i in range(start_step, steps):
             if stop.requested:
@@ -372,6 +373,8 @@ class RunSpec:
     that is shipped but not retrained there); ``smoke`` goes on top of them
     for a few steps on a CPU. ``trained_on`` and ``differs`` are the README
     results table's words for the run ("" keeps it out of that table).
+    ``capstone`` names the run's row in notebook 09's capstone table ("" keeps
+    it out); the method module's ``capstone_row`` describes that row.
     """
 
     folder: str  # relative to the repository root, e.g. "data/protonet"
@@ -382,6 +385,7 @@ class RunSpec:
     differs: str = ""  # what differs from the paper's run besides its length, shown when below the paper
     explains_own_setting: bool = True  # False: ``differs`` says nothing about the setting it trained on
     job: str = ""  # train_all's name for it (default: the folder's last part)
+    capstone: str = ""  # its row in the capstone table (course_lib.capstone), e.g. "maml-background"
 
     @property
     def name(self) -> str:

@@ -83,10 +83,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
+from .data import standardise
 from .episodes import step_generator
 from .runs import RunError, RunSpec, Trainer
+from .runtime import progress_bar
 
 # --------------------------------------------------------------------------
 # Configuration
@@ -718,6 +719,56 @@ def compare_clone_to_sgd(model: VSMLLearner, xs, ys, clone_lr: float) -> dict:
 
 
 # --------------------------------------------------------------------------
+# Few-shot episodes as streams (the capstone, notebook 09)
+# --------------------------------------------------------------------------
+
+
+class VSMLPredictor:
+    """A few-shot classifier ``(support_x, support_y, query_x) -> logits [Q, ways]`` made of an online learner.
+
+    VSML reads one example at a time, then its label, on streams of
+    ``input_size`` randomly projected inputs. Each episode gets its own
+    Gaussian projection ``pixels -> input_size`` (``/ sqrt(pixels)``, as
+    :func:`sample_streams`), inputs standardised with the support set's mean
+    and std; the support set is shown in a fresh random order per pass, for
+    as many passes as fill the stream length it was trained on, and each
+    query is then classified from that state (one more step, its own copy of
+    the state, so no query sees another). The output grid has N units:
+    VSML's meta-parameters do not depend on the number of classes.
+    """
+
+    def __init__(self, model: nn.Module, seed: int = 0) -> None:
+        self.model = model
+        self.reset(seed)
+
+    def reset(self, seed: int) -> None:
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, support_x, support_y, query_x):
+        config = self.model.config
+        ways, n = int(support_y.max()) + 1, len(support_y)
+        device = next(self.model.parameters()).device
+        flat_s, flat_q = support_x.flatten(1).float(), query_x.flatten(1).float()
+        flat_s, flat_q = standardise(flat_s, flat_s), standardise(flat_q, flat_s)
+        dim = flat_s.shape[1]
+        projection = torch.randn(dim, config.input_size, generator=self.generator) / math.sqrt(dim)
+        passes = max(1, math.ceil(config.stream_length / n))
+        order = torch.cat([torch.randperm(n, generator=self.generator) for _ in range(passes)])
+        order = order[:max(n, config.stream_length)]
+        xs = (flat_s[order] @ projection).unsqueeze(0).to(device)
+        ys = support_y[order].unsqueeze(0).to(device)
+        with torch.no_grad():
+            state = self.model.initial_state(1, config.input_size, ways, device=device)
+            previous = (torch.zeros(1, ways, device=device), torch.full((1,), -1, dtype=torch.long, device=device))
+            _, state, previous = run_stream(self.model, xs, ys, state, previous)
+            Q = len(query_x)
+            state = tuple(s.expand(Q, *s.shape[1:]) for s in state)
+            previous = (previous[0].expand(Q, -1), previous[1].expand(Q))
+            logits, _ = self.model.step(state, (flat_q @ projection).to(device), *previous)
+        return logits
+
+
+# --------------------------------------------------------------------------
 # The face the registry reads (course_lib.registry)
 # --------------------------------------------------------------------------
 
@@ -730,9 +781,9 @@ def _paper_scale(mode: str = "scratch", learner: str = "vsml", dataset: str = "d
 SMOKE_RUN = ("--meta-batch", "4", "--steps", "2")
 RUNS = (
     RunSpec("data/vsml/scratch", "VSML, meta-trained from scratch on digits", _paper_scale(), SMOKE_RUN,
-            job="vsml_scratch"),
+            job="vsml_scratch", capstone="vsml"),
     RunSpec("data/vsml/scratch_omniglot", "VSML on the capstone's shared data (Omniglot background)",
-            _paper_scale(dataset="omniglot"), SMOKE_RUN, job="vsml_scratch_omniglot"),
+            _paper_scale(dataset="omniglot"), SMOKE_RUN, job="vsml_scratch_omniglot", capstone="vsml-omniglot"),
     RunSpec("data/vsml/clone", "VSML, backprop cloning", _paper_scale(mode="clone"), SMOKE_RUN, job="vsml_clone"),
     RunSpec("data/vsml/metarnn", "Meta-RNN baseline", _paper_scale(learner="metarnn"), SMOKE_RUN, job="vsml_metarnn"),
     RunSpec("data/vsml/fastweight", "fast-weight learner"),
@@ -814,7 +865,7 @@ def evaluate(model: nn.Module, config: VSMLConfig, data: dict, device="cpu", *, 
         if config.learner == "vsml" and config.eval_input_size != config.input_size:
             rows.append((name, config.eval_input_size))
     evaluation, clone = {}, {}
-    for name, size in tqdm(list(dict.fromkeys(rows)), desc="test streams", disable=not progress):
+    for name, size in progress_bar(list(dict.fromkeys(rows)), desc="test streams", disable=not progress):
         source = data["test"][name].to(device)
         row = f"{source.name}, input size {size}"
         evaluation[row] = evaluate_on({config.learner: model}, source, config, size, episodes,
@@ -881,11 +932,27 @@ def results_markdown(method, results: dict, config: VSMLConfig, meta: dict) -> s
     return "\n".join(lines) + "\n"
 
 
-def predictor(model: nn.Module):
-    """Few-shot episodes replayed as a stream (the capstone's adapter, ``benchmark.VSMLPredictor``)."""
-    from .benchmark import VSMLPredictor
-
+def predictor(model: nn.Module) -> VSMLPredictor:
+    """Few-shot episodes replayed as a stream (:class:`VSMLPredictor`)."""
     return VSMLPredictor(model)
+
+
+def capstone_row(run: RunSpec, model: nn.Module, payload: dict) -> dict:
+    """What the capstone's table says about a run: its data, its variables, where it is in distribution."""
+    c = model.config
+    counts = count_variables(c)["vsml"]
+    replayed = f"support set replayed to a {c.stream_length}-step stream"
+    if c.dataset == "omniglot":
+        trained_on = f"Omniglot background (Lake, 964 characters), random projections to {c.input_size}"
+        note = f"{run.folder}; the capstone's shared meta-training data; {replayed}"
+    else:
+        trained_on = f"scikit-learn digits (70 % of the images), random projections to {c.input_size}"
+        note = (f"{run.folder} (notebook 07's run); {replayed}; meta-trained on digits, so its digits columns are "
+                "in-distribution (held-out images, seen classes)")
+    return {"trained_on": trained_on, "family": "black-box", "note": note,
+            "meta_parameters": counts["meta_parameters"],
+            "learned_variables": lambda ways, shots: c.input_size * ways * 2 * c.hidden,
+            "in_distribution": "digits" if c.dataset == "digits" else "omniglot"}
 
 
 def describe(config: VSMLConfig) -> str:

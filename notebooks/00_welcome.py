@@ -8,9 +8,9 @@
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
 #   kernelspec:
-#     display_name: Python 3 (ipykernel)
+#     display_name: Python (meta-learning course)
 #     language: python
-#     name: python3
+#     name: meta-learning-course
 # ---
 
 # %% [markdown]
@@ -54,8 +54,11 @@
 #
 # ## How to run the course
 #
-# * `make course` opens this notebook in JupyterLab; `make test` runs every
-#   test and every notebook in smoke mode.
+# * `make course` opens your copy of this notebook in JupyterLab: the copies
+#   live in `work/` (ignored by git), so the notebooks in `notebooks/` keep the
+#   outputs of the reference run. To start a notebook afresh, delete its copy in
+#   `work/` and run `make course` again. `make test` runs every test and every
+#   notebook in smoke mode.
 # * **Modes.** `COURSE_MODE=full` (the default) uses the budgets the text
 #   talks about; `COURSE_MODE=smoke` uses tiny budgets so that every notebook
 #   runs in about a minute on a laptop CPU. Numbers printed in smoke mode only

@@ -8,9 +8,9 @@
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
 #   kernelspec:
-#     display_name: Python 3 (ipykernel)
+#     display_name: Python (meta-learning course)
 #     language: python
-#     name: python3
+#     name: meta-learning-course
 # ---
 
 # %% [markdown]
@@ -40,7 +40,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from IPython.display import HTML, display
-from tqdm.auto import tqdm
 
 import course_lib as cl
 from course_lib import baselines, data, episodes, evaluation, models, runtime
@@ -361,7 +360,7 @@ table = baselines.ResultsTable(
 )
 seconds = dict.fromkeys(methods, 0.0)
 cells = [(name, ways, shots) for name in methods for ways, shots in SETTINGS]
-for name, ways, shots in tqdm(cells, desc="table cells"):
+for name, ways, shots in runtime.progress_bar(cells, desc="table cells"):
     dataset, predict, note = methods[name]
     start = time.perf_counter()
     sampler = episodes.EpisodeSampler(dataset, ways=ways, shots=shots, queries=QUERIES)

@@ -8,9 +8,9 @@
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
 #   kernelspec:
-#     display_name: Python 3 (ipykernel)
+#     display_name: Python (meta-learning course)
 #     language: python
-#     name: python3
+#     name: meta-learning-course
 # ---
 
 # %% [markdown]
@@ -47,9 +47,10 @@
 # 8. **the inner loop, step by step**, in a widget: MAML's initialisation
 #    against the same network without meta-learning.
 #
-# All of it is `course_lib/maml.py` (with the per-task loop in `maml_fast.py`,
-# the cost meter in `maml_cost.py` and the sinusoid's test in `maml_sinusoid.py`
-# beside it); the cells show its key lines.
+# All of it is in `course_lib/maml/`: the method in `algorithm.py`, top to
+# bottom (with the per-task loop in `fast.py`, the cost meter in `cost.py`
+# and the sinusoid's test in `sinusoid.py` beside it); the cells show its key
+# lines.
 
 # %%
 import inspect
@@ -62,7 +63,10 @@ import torch.nn.functional as F
 from IPython.display import Markdown, display
 
 import course_lib as cl
-from course_lib import data, evaluation, maml, maml_cost, maml_fast, maml_sinusoid, registry, runs, runtime
+from course_lib import data, evaluation, maml, registry, runs, runtime
+from course_lib.maml import cost as maml_cost
+from course_lib.maml import fast as maml_fast
+from course_lib.maml import sinusoid as maml_sinusoid
 from course_lib.episodes import FastEpisodeSampler, step_generator
 from course_lib.teaching import maml_figures
 from course_lib.teaching.checks import nb04 as checks
@@ -359,8 +363,8 @@ print("vmap over 4 tasks == a Python loop over them (second-order meta-gradient)
 # (the support set): that matters in section 8. (Under `vmap`, PyTorch's own
 # batch norm gave second-order meta-gradients off by about 1e-2. In a plain
 # Python loop over tasks it is exact and faster, so the loop path
-# (`course_lib.maml_fast`) uses it, with one backward pass per task so that only one
-# task's graph is alive at a time; `benchmarks/maml_peers.py` compares both
+# (`course_lib.maml.fast`) uses it, with one backward pass per task so that only one
+# task's graph is alive at a time; `speed/maml_peers.py` compares both
 # paths with `higher`, `torchopt` and `learn2learn`, results in
 # `data/maml/peers_cpu.md`.)
 

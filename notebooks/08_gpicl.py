@@ -8,9 +8,9 @@
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
 #   kernelspec:
-#     display_name: Python 3 (ipykernel)
+#     display_name: Python (meta-learning course)
 #     language: python
-#     name: python3
+#     name: meta-learning-course
 # ---
 
 # %% [markdown]
@@ -660,7 +660,7 @@ def plateau_figure(plateau):
         evaluation = json.loads((PLATEAU / f"batch_{row['batch_size']}" / "phase_diagram.json").read_text())
         unseen = next(r for r in evaluation["rows"] if r["run"] == row["run"])["evaluation"]["unseen_tasks"]
         print(f"{label:34s}: {row['steps']:5d} steps, final loss {row['final_loss']:.3f}, unseen tasks "
-              f"(last 10 steps) {gpicl_runs.accuracy_cell(unseen)}")
+              f"(last 10 steps) {gpicl.accuracy_cell(unseen)}")
     for ax in axes:
         ax.axhline(math.log(10), color="black", linestyle=":", linewidth=1)
         ax.axhline(0.75 * math.log(10), color="gray", linestyle="--", linewidth=1)
@@ -721,7 +721,7 @@ if (OMNIGLOT_RUN / "phase_diagram.json").is_file():
     print(f"Omniglot-trained, {row['num_tasks']} tasks, batch {row['batch_size']}: loss below 0.95 ln 10 "
           f"{left_at(omniglot_run['histories'][row['run']], row['batch_size'])}, final loss {row['final_loss']} "
           f"after {row['steps']:,} steps")
-    print(", ".join(f"{gpicl.EVAL_NAMES[k]} {gpicl_runs.accuracy_cell(v)}" for k, v in row["evaluation"].items()))
+    print(", ".join(f"{gpicl.EVAL_NAMES[k]} {gpicl.accuracy_cell(v)}" for k, v in row["evaluation"].items()))
 else:
     print(f"no shipped run in {OMNIGLOT_RUN}")
 

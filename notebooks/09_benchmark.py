@@ -8,9 +8,9 @@
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
 #   kernelspec:
-#     display_name: Python 3 (ipykernel)
+#     display_name: Python (meta-learning course)
 #     language: python
-#     name: python3
+#     name: meta-learning-course
 # ---
 
 # %% [markdown]
@@ -35,8 +35,8 @@
 #    first-order MAML and Reptile (04), the black-box sequence learners (05), VSML (07)
 #    and GPICL (08); and one row per family meta-trained on **the same
 #    data**, Omniglot's background alphabets.
-# 4. **The table** (from `data/benchmark/`, made by
-#    `python -m course_lib.benchmark`), a live re-evaluation of the cheap
+# 4. **The table** (from `data/capstone/`, made by
+#    `python -m course_lib.capstone`), a live re-evaluation of the cheap
 #    methods on the same episodes, and two plots: in- against
 #    out-of-distribution accuracy, and *structure against generality*
 #    (the variable ratio of notebooks 05 and 07 against how much of its
@@ -53,7 +53,7 @@ import torch
 from IPython.display import Markdown, display
 
 import course_lib as cl
-from course_lib import benchmark as bm
+from course_lib import capstone as cap
 from course_lib import runtime
 from course_lib.evaluation import format_accuracy
 from course_lib.teaching import plots
@@ -70,7 +70,7 @@ MODE, DEVICE = cl.notebook_setup(seed=0)
 torch.set_num_threads(1)
 CPU = torch.device("cpu")
 ROOT = runtime.repo_root()
-SHIPPED = ROOT / "data" / "benchmark" if ROOT is not None else None
+SHIPPED = ROOT / "data" / "capstone" if ROOT is not None else None
 
 # %% [markdown]
 # ## 1. The test sets
@@ -91,9 +91,9 @@ SHIPPED = ROOT / "data" / "benchmark" if ROOT is not None else None
 #   evaluation alphabets that are also Vinyals test characters. The
 #   Vinyals-trained models have seen *other* characters of these alphabets.
 # * **MNIST**: GPICL was meta-trained on the first 9,000 images of the MNIST
-#   test set, so the benchmark uses the last 1,000.
+#   test set, so the capstone uses the last 1,000.
 # * **Digits**: VSML was meta-trained on 70 % of scikit-learn's digits; the
-#   benchmark uses the other 30 %.
+#   capstone uses the other 30 %.
 #
 # Even so, **two cells are in distribution for one method each**: VSML was
 # meta-trained on digits (new images of the same ten classes) and GPICL on
@@ -101,7 +101,7 @@ SHIPPED = ROOT / "data" / "benchmark" if ROOT is not None else None
 
 # %%
 # NBVAL_CHECK_OUTPUT
-pools = {name: bm.load_test_set(name) for name in bm.TEST_SETS}
+pools = {name: cap.load_test_set(name) for name in cap.TEST_SETS}
 for name, pool in pools.items():
     images = pool.images
     print(f"{name:16s} {len(pool):5d} images, {pool.num_classes:3d} classes, "
@@ -110,8 +110,8 @@ for name, pool in pools.items():
           f"mean of the 2x2 corners {images[:, :, :2, :2].mean():.4f}")
 
 # %%
-fig = plots.show_images(torch.cat([pools[name].images[:6] for name in bm.TEST_SETS]), ncols=6, size=1.0,
-                        titles=[name if i == 0 else "" for name in bm.TEST_SETS for i in range(6)],
+fig = plots.show_images(torch.cat([pools[name].images[:6] for name in cap.TEST_SETS]), ncols=6, size=1.0,
+                        titles=[name if i == 0 else "" for name in cap.TEST_SETS for i in range(6)],
                         suptitle="six images of each test set (ink is drawn dark)")
 plt.show()
 
@@ -141,17 +141,17 @@ def permute_pixels(images: torch.Tensor, permutation: torch.Tensor) -> torch.Ten
 checks.check_permute_pixels(permute_pixels)
 # the library's version made the table's permuted sets: yours must agree with it on real images
 sample = pools["mnist"].images[:8]
-permutation = bm.pixel_permutation()
-print("same as course_lib.benchmark.permute_pixels:",
-      torch.equal(permute_pixels(sample, permutation), bm.permute_pixels(sample, permutation)))
+permutation = cap.pixel_permutation()
+print("same as course_lib.capstone.permute_pixels:",
+      torch.equal(permute_pixels(sample, permutation), cap.permute_pixels(sample, permutation)))
 
 # %% [markdown]
 # ## 2. The protocol: the same episodes for everyone
 #
-# `bm.draw_episodes` runs the course's `EpisodeSampler` with one seeded
+# `cap.draw_episodes` runs the course's `EpisodeSampler` with one seeded
 # generator per (test set, setting) and keeps *which images* it picked. The
 # permuted sets reuse the episodes of their base set. The index lists of the
-# shipped table are in `data/benchmark/episodes.npz`; here we load them (or
+# shipped table are in `data/capstone/episodes.npz`; here we load them (or
 # draw them again: the same seed gives the same lists) and check the claim
 # with the one method that must be blind to a pixel permutation.
 
@@ -159,24 +159,24 @@ print("same as course_lib.benchmark.permute_pixels:",
 # NBVAL_CHECK_OUTPUT
 EPISODES_FILE = SHIPPED / "episodes.npz" if SHIPPED is not None else None
 if EPISODES_FILE is not None and EPISODES_FILE.is_file():
-    lists = bm.load_episodes(EPISODES_FILE)
-    print(f"loaded {len(lists)} index lists from data/benchmark/episodes.npz")
+    lists = cap.load_episodes(EPISODES_FILE)
+    print(f"loaded {len(lists)} index lists from data/capstone/episodes.npz")
 else:
     lists = {}
     print("no shipped index lists: drawing them (same seeds, same lists)")
 for key in ("omniglot/5w1s", "mnist/5w5s"):
     base, setting = key.split("/")
     ways, shots = int(setting[0]), int(setting[2])
-    fresh = bm.draw_episodes(pools[base], ways, shots, 3, bm.episode_seed(base, ways, shots))
+    fresh = cap.draw_episodes(pools[base], ways, shots, 3, cap.episode_seed(base, ways, shots))
     if key in lists:
         assert torch.equal(fresh.support, lists[key].support[:3]) and torch.equal(fresh.query, lists[key].query[:3])
-    print(f"{key}: seed {bm.episode_seed(base, ways, shots)}, first episode's classes {fresh.classes[0].tolist()}, "
+    print(f"{key}: seed {cap.episode_seed(base, ways, shots)}, first episode's classes {fresh.classes[0].tolist()}, "
           f"support rows {fresh.support[0].tolist()[:5]}...")
 
 # %%
-methods, missing = bm.build_methods(["pixel-nn"], CPU)
-check = bm.run_benchmark(methods, ["mnist", "mnist-permuted"], [(5, 1)], episodes=cl.by_mode(smoke=20, full=200),
-                         pools=pools, episode_lists=lists, progress=False)["pixel-nn"]["cells"]
+rows, missing = cap.build_rows(["pixel-nn"], CPU)
+check = cap.run_rows(rows, ["mnist", "mnist-permuted"], [(5, 1)], episodes=cl.by_mode(smoke=20, full=200),
+                     pools=pools, episode_lists=lists, progress=False)["pixel-nn"]["cells"]
 a, b = check["mnist"]["5-way 1-shot"], check["mnist-permuted"]["5-way 1-shot"]
 print(f"pixel nearest neighbour, 5-way 1-shot: mnist {100 * a['mean']:.2f} %, mnist-permuted {100 * b['mean']:.2f} % "
       f"({a['episodes']} identical episodes)")
@@ -185,11 +185,16 @@ assert a["mean"] == b["mean"], "a pixel permutation changed a pixel-space neares
 # %% [markdown]
 # ## 3. The methods, and how each one is plugged in
 #
-# Every method is a function `predict(support_x, support_y, query_x) ->
-# logits [queries, N]`, the interface of `course_lib.evaluation` since
-# notebook 01. Most checkpoints already have one (`ProtoNet.predict`,
-# `MatchingNet.predict`, `baselines.*`). Four needed a small **adapter** in
-# `course_lib/benchmark.py`, each documented there:
+# Every row of the table is a function `predict(support_x, support_y,
+# query_x) -> logits [queries, N]`, the interface of `course_lib.evaluation`
+# since notebook 01. The capstone reads the method registry
+# (`course_lib.registry`): a method module names the runs that are rows
+# (`RunSpec(..., capstone="maml")` in its `RUNS`), its `predictor(model)`
+# answers the episodes and its `capstone_row` says what the table shows
+# about the run; the baselines that no method trains (the pixel learners,
+# the pretrained features) are the capstone's own rows. Most predictors are
+# the model's own (`ProtoNet.predict`, `MatchingNet.predict`); four methods
+# needed more, each documented in its module:
 #
 # * **MAML / first-order MAML / Reptile**: three inner steps (Reptile: ten) from the meta-learned
 #   initialisation, keeping the first N rows of the 5-way head, with batch
@@ -214,7 +219,7 @@ assert a["mean"] == b["mean"], "a pixel permutation changed a pixel-space neares
 #   cannot hold a 10-way 10-shot support set and a query, so that column
 #   is "–", like MAML's (5-way heads) and the black-box learners'.
 #
-# The benchmark never invents a row: a method whose checkpoint is not in the
+# The capstone never invents a row: a method whose checkpoint is not in the
 # checkout is listed as missing (Reptile was, until its CPU checkpoint
 # was shipped).
 
@@ -223,11 +228,11 @@ assert a["mean"] == b["mean"], "a pixel permutation changed a pixel-space neares
 RECORD = None
 if SHIPPED is not None and (SHIPPED / "results.json").is_file():
     RECORD = json.loads((SHIPPED / "results.json").read_text())
-    print(f"data/benchmark/results.json: {len(RECORD['methods'])} methods, "
+    print(f"data/capstone/results.json: {len(RECORD['methods'])} methods, "
           f"{len(RECORD['test_sets'])} test sets x {len(RECORD['settings'])} settings")
     print("missing:", ", ".join(RECORD["missing"]) or "none")
 else:
-    print("data/benchmark/results.json is not in this checkout: run python -m course_lib.benchmark")
+    print("data/capstone/results.json is not in this checkout: run python -m course_lib.capstone")
 
 # %%
 if RECORD is not None:
@@ -252,7 +257,7 @@ if RECORD is not None:
 
 # %%
 if RECORD is not None:
-    display(Markdown(bm.to_markdown(RECORD)))
+    display(Markdown(cap.to_markdown(RECORD)))
     counts = {name: {c["episodes"] for row in m["cells"].values() for c in row.values()}
               for name, m in RECORD["methods"].items()}
     fewer = {name: sorted(v) for name, v in counts.items() if v != {RECORD["episodes"]}}
@@ -269,7 +274,7 @@ if RECORD is not None:
 # the Vinyals split for ProtoNet, Matching nets and MAML (as in their
 # papers), digits for notebook 07's VSML, MNIST for notebook 08's GPICL.
 # A fair comparison gives every method **the same meta-training data**.
-# `bm.SHARED_TRAINING` lists one row per family meta-trained on
+# `cap.shared_training` lists one row per family meta-trained on
 # **Omniglot's 30 background alphabets and nothing else** (Lake's split,
 # 964 characters): the pretrained features of notebook 02, ProtoNet and
 # MAML trained on that split (`protonet-background`, `maml-background`),
@@ -281,8 +286,8 @@ if RECORD is not None:
 
 # %%
 if RECORD is not None:
-    shared = [name for name in bm.SHARED_TRAINING if name in RECORD["methods"]]
-    display(Markdown(bm.to_markdown(RECORD, ["pixel-nn"] + shared)))
+    shared = cap.shared_training(RECORD)
+    display(Markdown(cap.to_markdown(RECORD, ["pixel-nn"] + shared)))
     for name in shared:
         print(f"{name:20s} {RECORD['methods'][name]['trained_on']}")
 
@@ -330,11 +335,11 @@ if RECORD is not None:
 # %%
 LIVE_METHODS = ["pixel-nn", "protonet", "gpicl"]
 LIVE_EPISODES = cl.by_mode(smoke=4, full=200)
-live_methods, live_missing = bm.build_methods(LIVE_METHODS, CPU)
+live_rows, live_missing = cap.build_rows(LIVE_METHODS, CPU)
 start = time.perf_counter()
-live = bm.run_benchmark(live_methods, bm.TEST_SETS, bm.SETTINGS, episodes=LIVE_EPISODES, pools=pools,
-                        episode_lists=lists, progress=False)
-print(f"{len(live_methods)} methods x {len(bm.TEST_SETS)} test sets x {len(bm.SETTINGS)} settings, "
+live = cap.run_rows(live_rows, cap.TEST_SETS, cap.SETTINGS, episodes=LIVE_EPISODES, pools=pools,
+                    episode_lists=lists, progress=False)
+print(f"{len(live_rows)} methods x {len(cap.TEST_SETS)} test sets x {len(cap.SETTINGS)} settings, "
       f"{LIVE_EPISODES} episodes per cell, in {time.perf_counter() - start:.0f} s"
       + (f"; missing: {', '.join(live_missing)}" if live_missing else ""))
 
@@ -386,9 +391,9 @@ checks.check_kept_share(kept_share)
 
 # %%
 if RECORD is not None:
-    fig = bm.plot_generality(RECORD)
+    fig = cap.plot_generality(RECORD)
     plt.show()
-    kept = {name: bm.generality(RECORD, name, m["variables"]["setting"]) for name, m in RECORD["methods"].items()}
+    kept = {name: cap.generality(RECORD, name, m["variables"]["setting"]) for name, m in RECORD["methods"].items()}
     for name, g in sorted(kept.items(), key=lambda kv: -kv[1]["in_distribution"] if kv[1] else 0):
         if g is not None:
             print(f"{name:20s} in {100 * g['in_distribution']:5.1f} %  out {100 * g['out_of_distribution']:5.1f} %  "
@@ -397,8 +402,8 @@ if RECORD is not None:
 # %% [markdown]
 # ## 6. What the table shows, and what it does not
 #
-# Read the printed numbers above (they come from `data/benchmark/results.json`;
-# `data/benchmark/README.md` has the command that made it):
+# Read the printed numbers above (they come from `data/capstone/results.json`;
+# `data/capstone/README.md` has the command that made it):
 #
 # * **In distribution, the convolutional models trained on Omniglot win,
 #   by far.** ProtoNet is the best on unseen Omniglot characters; the scaled Matching
@@ -472,9 +477,10 @@ if RECORD is not None:
 
 # %% [markdown]
 # **Try it.** Rerun one row with more episodes
-# (`python -m course_lib.benchmark --methods maml --episodes 1000 --out runs/bench`),
-# add a method (a function `predict(support_x, support_y, query_x)` and an
-# entry in `bm.BUILDERS`), or continue the Reptile checkpoint to the
+# (`python -m course_lib.capstone --methods maml --episodes 1000 --out runs/capstone`),
+# add a method (a module with the registry's face, `capstone_row` among it,
+# and a run of its `RUNS` marked `capstone="my-method"`: `tests/toy_method.py`
+# is one), or continue the Reptile checkpoint to the
 # paper's budget (`ONLY=reptile_5w1s ROOT=data scripts/train_all.sh` on a
 # GPU) and rerun its row to see how much of the gap to MAML was training
 # time.

@@ -140,14 +140,14 @@ def convert_black_box(root: Path = ROOT) -> None:
     for stem, command in RL2.items():
         convert_checkpoint_file(root, f"data/black_box/{stem}.pt", f"data/black_box/{stem}", "rl2", command,
                                 rl2_command)
-    benchmark = root / "data/benchmark/results.json"  # its notes name the checkpoint files
-    if benchmark.is_file():
-        text = benchmark.read_text()
+    capstone = root / "data/capstone/results.json"  # its notes name the checkpoint files
+    if capstone.is_file():
+        text = capstone.read_text()
         for model in SEQUENCE_NAMES:
             text = text.replace(f"data/black_box/{model}_<W>way_<K>shot.pt:", f"data/black_box/{model}_<W>way_<K>shot:")
-        if text != benchmark.read_text():
-            write_text(benchmark, text)
-            print("data/benchmark/results.json: notes name the run folders")
+        if text != capstone.read_text():
+            write_text(capstone, text)
+            print("data/capstone/results.json: notes name the run folders")
 
 
 # --------------------------------------------------------------------------
@@ -309,7 +309,32 @@ def convert_maml(root: Path = ROOT) -> None:
             print(f"{folder.relative_to(root)}/checkpoint.pt: config fields init_from and batching")
 
 
-CONVERSIONS = (convert_black_box, convert_symla, convert_vsml, convert_maml)
+# --------------------------------------------------------------------------
+# Notebook 09: data/benchmark/ -> data/capstone/, each part with its row's in-distribution test set
+# --------------------------------------------------------------------------
+
+
+def convert_capstone(root: Path = ROOT) -> None:
+    old, new = root / "data/benchmark", root / "data/capstone"
+    if old.is_dir() and not new.exists():
+        moved = subprocess.run(["git", "mv", "data/benchmark", "data/capstone"], cwd=root,
+                               capture_output=True).returncode == 0
+        if not moved:
+            old.replace(new)
+        print("moved data/benchmark -> data/capstone")
+    results = new / "results.json"
+    if not results.is_file():
+        return
+    rows = json.loads(results.read_text())["methods"]
+    for path in sorted((new / "parts").glob("*.json")):  # assemble() used to add it from a table of names
+        part = json.loads(path.read_text())
+        if "in_distribution" not in part["result"] and part["method"] in rows:
+            part["result"]["in_distribution"] = rows[part["method"]].get("in_distribution", "omniglot")
+            write_json(path, part)
+            print(f"{path.relative_to(root)}: in_distribution {part['result']['in_distribution']}")
+
+
+CONVERSIONS = (convert_capstone, convert_black_box, convert_symla, convert_vsml, convert_maml)
 
 
 def main() -> None:

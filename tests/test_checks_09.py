@@ -106,6 +106,6 @@ def test_an_unfinished_exercise_is_reported_not_hidden():
 
 
 def test_the_library_permutation_passes_the_check():
-    from course_lib import benchmark
+    from course_lib import capstone
 
-    checks.check_permute_pixels(benchmark.permute_pixels)
+    checks.check_permute_pixels(capstone.permute_pixels)

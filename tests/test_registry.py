@@ -2,7 +2,8 @@
 
 Registered at run time, the toy method (tests/toy_method.py) is listed by the
 command line, trains and resumes in a run folder, is evaluated, gets a job in
-scripts/train_all.sh and a row in the README's results table.
+scripts/train_all.sh, a row in the README's results table and a row in the
+capstone (notebook 09).
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course_lib import cli, registry, results
+from course_lib import capstone, cli, registry, results
+from course_lib.data import LabelledImages
+from course_lib.evaluation import format_accuracy
 
 
 @pytest.fixture
@@ -39,6 +42,35 @@ def test_a_registered_method_is_listed_trained_resumed_tabled_and_given_a_job(to
                     "--steps", "100"]) in cli.jobs(tmp_path / "runs")
     model, payload = registry.load(folder)
     assert payload["step"] == 6 and isinstance(model, torch.nn.Linear)
+
+
+def test_a_registered_method_gets_a_capstone_row(toy, tmp_path):
+    """The capstone reads the registry: the toy's run is a row, evaluated on a tiny test set and tabled."""
+    cli.main(["train", "toy", "--out", str(tmp_path / "data" / "toy"), "--steps", "6", "--test-settings", "2x1",
+              "--test-episodes", "5", "--no-progress"])
+    assert capstone.row_names()[-1] == "toy"
+    rows, missing = capstone.build_rows(["toy", "pixel-nn"], root=tmp_path)
+    assert not missing and [row.name for row in rows] == ["toy", "pixel-nn"]
+    means = toy.load_data(toy.Config())["means"]
+    labels = torch.arange(len(means)).repeat_interleave(20)
+    points = means[labels] + 0.5 * torch.randn(len(labels), means.shape[1], generator=torch.Generator().manual_seed(1))
+    pool = LabelledImages(points.view(len(labels), 1, 2, 2), labels, [str(c) for c in range(len(means))], name="blobs")
+    result = capstone.run_rows(rows, ["mnist"], [(5, 1), (2, 1)], episodes=20, pools={"mnist": pool},
+                               episode_lists={}, progress=False)
+    cell = result["toy"]["cells"]["mnist"]["2-way 1-shot"]
+    assert cell["episodes"] == 20 and cell["mean"] > 0.6
+    assert result["toy"]["variables"] == {"setting": "5-way 1-shot", "meta_parameters": 20, "learned_variables": 20,
+                                          "ratio_learned_per_meta": 1.0}
+    out = tmp_path / "capstone"
+    for name, entry in result.items():
+        capstone.write_part(out, name, entry, mode="smoke", episodes=20, command="test",
+                            hardware={"device": "cpu", "torch_threads": 1})
+    record = capstone.assemble(out, "test")
+    assert list(record["methods"]) == ["pixel-nn", "toy"]  # the baselines first, then the registry's order
+    toy_line = next(line for line in (out / "results.md").read_text().splitlines() if line.startswith("| toy |"))
+    assert format_accuracy(cell["mean"], cell["ci95"]) in toy_line
+    assert capstone.read_csv((out / "results.csv").read_text())["toy"][("mnist", "2-way 1-shot")][0] == pytest.approx(
+        cell["mean"], abs=1e-6)
 
 
 def test_a_module_without_the_whole_face_is_refused(monkeypatch):

@@ -125,8 +125,8 @@ def test_a_converted_run_shows_todays_command_for_it(tmp_path):
     assert steps == "10,000"
 
 
-def test_the_benchmark_block_shows_each_cell_of_the_benchmark_file_and_marks_short_ones(tmp_path):
-    folder = tmp_path / "data" / "benchmark"
+def test_the_capstone_block_shows_each_cell_of_the_capstone_file_and_marks_short_ones(tmp_path):
+    folder = tmp_path / "data" / "capstone"
     folder.mkdir(parents=True)
     cell = {"mean": 0.9758, "ci95": 0.0023, "episodes": 1000, "seconds": 60.0}
     (folder / "results.json").write_text(json.dumps({
@@ -137,9 +137,9 @@ def test_the_benchmark_block_shows_each_cell_of_the_benchmark_file_and_marks_sho
                                    "mnist": {"5-way 1-shot": {**cell, "mean": 0.7561, "episodes": 300}}}},
             "mann": {"trained_on": "Lake", "cells": {"omniglot": {"2-way 1-shot": {**cell, "mean": 0.949}}}}},
         "runs": [{"method": "protonet", "hardware": {"gpu": "NVIDIA H100"}}]}))
-    text = results.benchmark_table(tmp_path)
+    text = results.capstone_table(tmp_path)
     protonet_row = next(line for line in text.splitlines() if line.startswith("| protonet |"))
     assert "| 97.6 ± 0.2 % | 75.6 ± 0.2 % (300 ep.) | – |" in protonet_row
     assert "320 / 111,936" in protonet_row and "NVIDIA H100, 2 min" in protonet_row
     mann_row = next(line for line in text.splitlines() if line.startswith("| mann |"))
-    assert mann_row.count("–") == len(results.BENCHMARK_COLUMNS) - 1 and "94.9 ± 0.2 %" in mann_row
+    assert mann_row.count("–") == len(results.CAPSTONE_COLUMNS) - 1 and "94.9 ± 0.2 %" in mann_row

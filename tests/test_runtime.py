@@ -190,3 +190,125 @@ def test_notebook_setup_seeds_and_reports(monkeypatch, capsys):
     assert torch.equal(drawn, torch.rand(3, generator=torch.Generator().manual_seed(5)))
     printed = capsys.readouterr().out
     assert "smoke" in printed and "cpu" in printed
+
+
+# --------------------------------------------------------------------------
+# The notebook's checkout and the imported course_lib
+# --------------------------------------------------------------------------
+
+
+def make_checkout(folder):
+    for name in ("notebooks", "course_lib"):
+        (folder / name).mkdir(parents=True)
+    (folder / "pyproject.toml").write_text("")
+    return folder
+
+
+def test_check_checkout_passes_when_course_lib_is_the_notebooks_own(tmp_path):
+    """A notebook in notebooks/ or work/ of checkout A, course_lib imported from A: fine."""
+    checkout = make_checkout(tmp_path / "a")
+    (checkout / "work").mkdir()
+    for folder in (checkout / "notebooks", checkout / "work", checkout):
+        runtime.check_checkout(folder, package_file=checkout / "course_lib" / "__init__.py")
+
+
+def test_check_checkout_names_both_checkouts_and_the_fix(tmp_path):
+    """A notebook of checkout A run by the kernel of checkout B: an error naming A, B and `make install` in A."""
+    mine, other = make_checkout(tmp_path / "mine"), make_checkout(tmp_path / "other")
+    with pytest.raises(runtime.WrongCheckoutError) as info:
+        runtime.check_checkout(mine / "notebooks", package_file=other / "course_lib" / "__init__.py")
+    message = str(info.value)
+    assert str(mine) in message and str(other / "course_lib") in message
+    assert f"`make install` in {mine}" in message
+
+
+def test_check_checkout_is_silent_outside_a_checkout(tmp_path):
+    """A script or notebook outside any checkout (a plain install) has nothing to compare."""
+    other = make_checkout(tmp_path / "other")
+    (tmp_path / "elsewhere").mkdir()
+    runtime.check_checkout(tmp_path / "elsewhere", package_file=other / "course_lib" / "__init__.py")
+
+
+def test_notebook_setup_refuses_a_course_lib_from_another_checkout(tmp_path, monkeypatch, capsys):
+    """notebook_setup (every notebook's first cell) runs the check in the notebook's folder (the kernel's cwd)."""
+    mine = make_checkout(tmp_path / "mine")
+    monkeypatch.chdir(mine / "notebooks")
+    with pytest.raises(runtime.WrongCheckoutError, match="make install"):
+        runtime.notebook_setup()
+    monkeypatch.chdir(runtime.repo_root() / "notebooks")  # this checkout's own notebooks: fine
+    monkeypatch.setenv("COURSE_DEVICE", "cpu")
+    runtime.notebook_setup()
+
+
+# --------------------------------------------------------------------------
+# Progress bars
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("plain, ci, expected", [
+    (None, None, False), ("1", None, True), (None, "true", True), ("0", "true", False), ("", "1", True),
+])
+def test_plain_progress_follows_the_variable_then_ci(monkeypatch, plain, ci, expected):
+    """COURSE_PLAIN_PROGRESS decides when set (1 / 0); otherwise CI makes bars plain."""
+    for name, value in (("COURSE_PLAIN_PROGRESS", plain), ("CI", ci)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    assert runtime.plain_progress() is expected
+
+
+def test_plain_progress_bar_prints_whole_lines_and_no_frozen_start(monkeypatch, capsys):
+    """Plain bars: no "0%" line, no carriage returns; the final line of a kept bar; nothing for leave=False."""
+    import io
+
+    monkeypatch.setenv("COURSE_PLAIN_PROGRESS", "1")
+    stream = io.StringIO()
+    bar = runtime.progress_bar(total=300, desc="train", file=stream)
+    assert isinstance(bar, runtime.PlainProgress)
+    for _ in range(300):
+        bar.update()
+    bar.close()
+    for _ in runtime.progress_bar(range(50), desc="evaluate", leave=False, file=stream):
+        pass
+    text = stream.getvalue()
+    assert "\r" not in text
+    assert text.splitlines() == [text.splitlines()[0]] and text.startswith("train: 100%|") and "300/300" in text
+    timed = io.StringIO()
+    bar = runtime.progress_bar(total=4, desc="slow", mininterval=0, file=timed)
+    for _ in range(4):
+        bar.update()
+    bar.close()
+    lines = timed.getvalue().splitlines()
+    assert lines[-1].startswith("slow: 100%|") and len(lines) == len(set(lines)), lines
+    assert not any(line.split("|")[0].endswith(" 0%") for line in lines)
+
+
+def test_interactive_progress_bar_is_tqdm_auto(monkeypatch):
+    """Without the variable or CI, the bar is tqdm.auto's (a widget in a live notebook)."""
+    from tqdm.auto import tqdm
+
+    monkeypatch.delenv("COURSE_PLAIN_PROGRESS", raising=False)
+    monkeypatch.delenv("CI", raising=False)
+    bar = runtime.progress_bar(range(3), disable=True)
+    assert isinstance(bar, tqdm) and not isinstance(bar, runtime.PlainProgress)
+
+
+def test_progress_bars_are_made_only_through_runtime_progress_bar():
+    """No course_lib module or notebook makes a tqdm bar itself (it would be a frozen widget in committed outputs)."""
+    from pathlib import Path
+
+    repo = Path(runtime.__file__).resolve().parent.parent
+    files = [*(repo / "course_lib").rglob("*.py"), *(repo / "notebooks").glob("[0-9][0-9]_*.py")]
+    offenders = [name for name in (path.relative_to(repo).as_posix() for path in files)
+                 if name != "course_lib/runtime.py" and "tqdm" in (repo / name).read_text(encoding="utf-8")]
+    assert offenders == [], "use course_lib.runtime.progress_bar instead of tqdm"
+
+
+def test_make_notebooks_executes_with_plain_progress_bars():
+    """The Makefile's `notebooks` target (nbconvert --execute) sets COURSE_PLAIN_PROGRESS=1."""
+    from pathlib import Path
+
+    makefile = (Path(runtime.__file__).resolve().parent.parent / "Makefile").read_text()
+    recipe = makefile.split("\nnotebooks:", 1)[1].split("\n\n", 1)[0]
+    assert "COURSE_PLAIN_PROGRESS=1 $(VENV)/bin/jupyter nbconvert --to notebook --execute" in recipe

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -108,3 +109,78 @@ def test_the_course_site_builds_with_no_broken_references(tmp_path):
     assert code == 0
     assert site.external_scripts(out) == []
     assert len(list(out.glob("[0-9][0-9]_*.html"))) == len(site.course_notebooks(REPO / "notebooks"))
+    for page in out.glob("[0-9][0-9]_*.html"):
+        text = page.read_text(encoding="utf-8")
+        assert "NBVAL_" not in text, f"{page.name} shows the notebook tests' markers"
+        assert "<title>Notebook</title>" not in text and 'class="course-nav course-nav-top"' in text, page.name
+
+
+def write_widget_notebook(path: Path, heading: str) -> None:
+    """A notebook whose one output is a widget view (with its stored state), like the explorer's cells."""
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_markdown_cell(f"# {heading}\n\nSome text."),
+        nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nslider = make_slider()\n  # NBVAL_IGNORE_OUTPUT\nslider", outputs=[
+            nbformat.v4.new_output("display_data", {
+                "text/plain": "IntSlider(value=0)",
+                site.WIDGET_VIEW: {"model_id": "abc", "version_major": 2, "version_minor": 0}})]),
+    ]
+    notebook.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {
+        "state": {}, "version_major": 2, "version_minor": 0}}
+    nbformat.write(notebook, path)
+
+
+def test_pages_have_their_heading_as_title_navigation_and_a_note_on_widgets(tmp_path):
+    """<title> is the first heading (not nbconvert's "Notebook"); index, previous and next links at top and
+    bottom; the static-snapshot note only where widgets are shown; no nbval markers in the code shown."""
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    write_notebook(notebooks / "00_first.ipynb", "# 00 · First\n\nText.")
+    write_widget_notebook(notebooks / "01_second.ipynb", "01 · Second <with> brackets")
+    write_notebook(notebooks / "02_third.ipynb", "# 02 · Third")
+    out = tmp_path / "site"
+    site.build(notebooks, out)
+    pages = {name: (out / f"{name}.html").read_text() for name in ("00_first", "01_second", "02_third")}
+    assert "<title>00 · First</title>" in pages["00_first"]
+    assert "<title>01 · Second &lt;with&gt; brackets</title>" in pages["01_second"]
+    assert "<title>Notebook</title>" not in "".join(pages.values())
+
+    def nav_links(page: str) -> list[tuple[str, str]]:
+        navs = re.findall(r'<nav [^>]*class="course-nav[^"]*"[^>]*>(.*?)</nav>', page, re.S)
+        assert len(navs) == 2, "one navigation bar at the top, one at the bottom"
+        assert navs[0] == navs[1]
+        return re.findall(r'<a class="course-(\w+)" href="([^"]+)"', navs[0])
+
+    assert nav_links(pages["00_first"]) == [("index", "index.html"), ("next", "01_second.html")]
+    assert nav_links(pages["01_second"]) == [("prev", "00_first.html"), ("index", "index.html"),
+                                             ("next", "02_third.html")]
+    assert nav_links(pages["02_third"]) == [("prev", "01_second.html"), ("index", "index.html")]
+    assert "02 · Third →" in pages["01_second"] and "← 00 · First" in pages["01_second"]
+    assert site.SNAPSHOT_NOTE in pages["01_second"]
+    assert site.SNAPSHOT_NOTE not in pages["00_first"] and site.SNAPSHOT_NOTE not in pages["02_third"]
+    assert "NBVAL" not in pages["01_second"]
+    assert "make_slider" in pages["01_second"]
+    assert site.broken_references(out) == []
+
+
+def test_the_widget_renderers_fonts_are_shipped_and_checked(tmp_path):
+    """The icon fonts the widget renderer loads from its folder are shipped (with their license) and
+    found by the renderer (its public path points at them); the check reports a missing one."""
+    renderer = site.ASSETS / site.WIDGET_RENDERER
+    fonts = site.script_fonts(renderer)
+    assert {Path(font).suffix for font in fonts} == {".woff2", ".woff", ".ttf"} and len(fonts) == 9, fonts
+    for font in fonts:
+        assert (renderer.parent / font).stat().st_size > 10_000, font
+    assert "SIL OFL 1.1" in (renderer.parent / "FONT_AWESOME_LICENSE.txt").read_text()
+    readme = (site.ASSETS / site.VENDOR / "README.md").read_text()
+    assert all(font in readme for font in fonts), "each shipped font has its row (source, license, sha256)"
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    write_widget_notebook(notebooks / "00_first.ipynb", "00 · First")
+    out = tmp_path / "site"
+    site.build(notebooks, out)
+    page = (out / "00_first.html").read_text()
+    assert "window.__jupyter_widgets_assets_path__ = 'vendor/html-manager/'" in page
+    assert site.broken_references(out) == []
+    (out / site.VENDOR / "html-manager" / fonts[0]).unlink()
+    assert site.broken_references(out) == [f"{site.WIDGET_RENDERER}: loads font {fonts[0]!r} -> missing"]

@@ -2,7 +2,8 @@
 
 What a new method (a Relation Network, say) writes: a config, a model, one
 training step, an evaluation, and the lines that tell the registry about its
-runs. The data: Gaussian blobs, one class per mean.
+runs, and the row it gets in the capstone (notebook 09). The data: Gaussian
+blobs, one class per mean.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class Config:
 
 PAPER = {"2-way 1-shot": 0.99}
 RUNS = (RunSpec("data/toy", "Toy prototypes", ("--steps", "100"), ("--steps", "2"),
-                trained_on="Gaussian blobs, 2-way 1-shot"),)
+                trained_on="Gaussian blobs, 2-way 1-shot", capstone="toy"),)
 
 
 def describe(config: Config) -> str:
@@ -60,10 +61,17 @@ def sample(means, ways, shots, generator):
 
 def predictor(model):
     def predict(support_x, support_y, query_x):
-        z_s, z_q = model(support_x), model(query_x)
+        z_s, z_q = model(support_x.flatten(1)), model(query_x.flatten(1))  # the capstone's pools are images
         prototypes = torch.stack([z_s[support_y == k].mean(0) for k in range(int(support_y.max()) + 1)])
         return -torch.cdist(z_q, prototypes)
     return predict
+
+
+def capstone_row(run: RunSpec, model, payload: dict) -> dict:
+    """The capstone's words for the run: its data, its variables (the N prototypes are fitted to a task)."""
+    return {"trained_on": "Gaussian blobs", "family": "metric", "note": f"{run.folder} ({payload['step']} steps)",
+            "meta_parameters": sum(p.numel() for p in model.parameters()),
+            "learned_variables": lambda ways, shots: ways * model.out_features}
 
 
 def trainer(model, config: Config, data: dict, device="cpu") -> Trainer:

@@ -41,7 +41,7 @@ import torch
 from ..baselines import DISTANCE_SCORES
 from ..data import LabelledImages
 from ..episodes import Episode, EpisodeSampler
-from .plots import plot_episode
+from .plots import panel, plot_episode
 
 ANY = "any"
 NO_METHOD = "(none)"
@@ -443,12 +443,12 @@ class EpisodeExplorer:
                              (self.summary, "explorer-summary"), (self.support, "explorer-support"),
                              (self.header, "explorer-header"), (self.query_details, "explorer-query")):
             widget.add_class(name)
-        self.widget = w.VBox([
+        self.widget = panel([
             w.HBox([self.split, self.group, self.method]),
             w.HBox([self.ways, self.shots, self.queries, self.seed, self.resample]),
             self.header, self.summary, self.support, self.image,
             w.HBox([self.query, self.query_details]),
-        ])
+        ], about="the episode explorer")
         self.widget.add_class("episode-explorer")
 
         self.episode: Episode | None = None

@@ -148,7 +148,7 @@ def inner_loop_widget(support_x, support_y, query_x, query_y, traces: dict[str, 
 
     slider.observe(show, names="value")
     show()
-    box = widgets.VBox([slider, output])
+    box = plots.panel([slider, output], about="a slider over the inner steps")
     box.slider = slider  # for tests and for setting the step from code
     return box
 

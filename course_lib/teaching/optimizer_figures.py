@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from ..learned_optimizers import OptimizeeFamily, compare_optimizers, problem_batch
-from .plots import show_in_output
+from .plots import panel, show_in_output
 
 COLORS = {"LSTM (learned)": "tab:red", "SGD": "tab:blue", "momentum": "tab:orange", "RMSprop": "tab:green",
           "Adam": "tab:purple"}
@@ -110,7 +110,7 @@ def trajectory_explorer(settings: dict[str, Setting], horizons: tuple[int, int, 
     slider = widgets.IntSlider(value=value, min=horizons[0], max=horizons[1], step=horizons[2],
                                description="horizon", continuous_update=False)
     output = widgets.Output()
-    box = widgets.VBox([widgets.HBox([dropdown, slider]), output])
+    box = panel([widgets.HBox([dropdown, slider]), output], about="optimizer trajectories by optimizee and horizon")
 
     def refresh(*_):
         box.last_result = compare_trajectories(settings, dropdown.value, slider.value, instances=instances)

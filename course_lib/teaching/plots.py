@@ -7,6 +7,7 @@ it; the notebook decides when to show it.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -117,6 +118,32 @@ def plot_history(
     ax.legend()
     ax.grid(alpha=0.3)
     return ax
+
+
+def panel(children, about: str):
+    """``ipywidgets.VBox(children)`` whose plain-text form says what it is.
+
+    A viewer that cannot draw widgets (GitHub, a terminal, a notebook's text
+    output) shows a widget's plain text, which for a VBox is a dump such as
+    ``VBox(children=(IntSlider(value=0, ...``. A panel shows
+    ``[interactive widget: <about>; run the notebook to use it]`` instead.
+    """
+    return _panel_class()(children, about=about)
+
+
+@functools.cache
+def _panel_class():
+    import ipywidgets as widgets
+
+    class Panel(widgets.VBox):
+        def __init__(self, children=(), *, about: str, **kwargs):
+            super().__init__(children, **kwargs)
+            self.about = about
+
+        def __repr__(self) -> str:
+            return f"[interactive widget: {self.about}; run the notebook to use it]"
+
+    return Panel
 
 
 def show_in_output(output, fig) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from ..sequence_learners import LabelSequence
-from .plots import show_in_output
+from .plots import panel, show_in_output
 
 
 def trace_figure(sequence: LabelSequence, probabilities: torch.Tensor, step: int, title: str | None = None):
@@ -56,4 +56,4 @@ def step_widget(render, steps: int, description: str = "step t"):
 
     slider.observe(show, names="value")
     show()
-    return widgets.VBox([slider, output])
+    return panel([slider, output], about=f"a slider over {description}")

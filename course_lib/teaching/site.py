@@ -20,7 +20,13 @@ relative path:
   (``site_assets/templates/course``, nbconvert's ``lab`` template otherwise)
   configures it for ``$...$`` and ``$$...$$`` as the notebooks write them;
 * RequireJS and the ipywidgets renderer (``@jupyter-widgets/html-manager``),
-  which draw the widgets from their stored state.
+  which draw the widgets from their stored state, with the Font Awesome icon
+  fonts the renderer loads from its own folder (``woff2``, ``woff``, ``ttf``).
+
+Every page carries its notebook's first heading as its title, links to the
+index and to the previous and next notebook at its top and bottom, and,
+where it shows widgets, a note that they are a static snapshot. Markers for
+the notebook tests (``# NBVAL_CHECK_OUTPUT``) are left out of the code shown.
 
 The template also leaves out nbconvert's Mermaid loader (an import from a
 CDN): no notebook of the course has a Mermaid diagram.
@@ -28,8 +34,8 @@ CDN): no notebook of the course has a Mermaid diagram.
 Vendoring (about 6 MB) was chosen over a CDN (pages showed raw TeX offline
 and in CI, which has no internet) and over an npm install at build time (a
 second package manager in the install step, for three files). The check
-fails on a missing local script as on a missing image, and on any page that
-loads a script from an http(s) address.
+fails on a missing local script, stylesheet or font as on a missing image,
+and on any page that loads a script from an http(s) address.
 """
 
 from __future__ import annotations
@@ -49,6 +55,12 @@ VENDOR = "vendor"  # the folder of the shipped scripts, in ASSETS and in the bui
 MATHJAX = f"{VENDOR}/mathjax/tex-svg-full.js"
 REQUIRE_JS = f"{VENDOR}/requirejs/require.js"
 WIDGET_RENDERER = f"{VENDOR}/html-manager/embed-amd.js"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+SNAPSHOT_NOTE = "Static snapshot: widgets do not respond here."
+NBVAL_MARKER = re.compile(r"^[ \t]*#[ \t]*NBVAL_[A-Z_]+[ \t]*\n?", re.MULTILINE)
+# Fonts a bundled script loads from its own folder (webpack: ``__webpack_require__.p + "name.woff2"``).
+# Only the formats current browsers ask for: .eot (old Internet Explorer) and .svg fonts are not shipped.
+SCRIPT_FONT = re.compile(r"""\.p\s*\+\s*["']([\w.-]+\.(?:woff2|woff|ttf))["']""")
 
 
 def course_notebooks(folder: Path) -> list[Path]:
@@ -63,6 +75,27 @@ def notebook_title(notebook) -> str:
                 if line.startswith("# "):
                     return line[2:].strip()
     return "untitled"
+
+
+def has_widgets(notebook) -> bool:
+    """Whether any output of the notebook is a widget (drawn from stored state, but inert, on the site)."""
+    return any(WIDGET_VIEW in output.get("data", {})
+               for cell in notebook.cells if cell.cell_type == "code" for output in cell.get("outputs", []))
+
+
+def without_test_markers(notebook):
+    """The notebook with the nbval marker lines (``# NBVAL_CHECK_OUTPUT``) taken out of its code."""
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.source = NBVAL_MARKER.sub("", cell.source)
+    return notebook
+
+
+def navigation(entries: list[tuple[str, str]], position: int) -> dict:
+    """Links of page ``position`` among ``entries`` (``(file name, title)`` in course order): index, previous, next."""
+    previous = entries[position - 1] if position > 0 else None
+    following = entries[position + 1] if position + 1 < len(entries) else None
+    return {"index": "index.html", "previous": previous, "next": following}
 
 
 def _rewrite_notebook_links(body: str) -> str:
@@ -86,13 +119,18 @@ def build(notebooks: Path, out: Path, repo_files: Path | None = None) -> list[Pa
         extra_template_basedirs=[str(ASSETS / "templates")], template_name="course",
         mathjax_url=MATHJAX, require_js_url=REQUIRE_JS, widget_renderer_url=WIDGET_RENDERER,
     )
+    notebooks_read = [nbformat.read(source, as_version=4) for source in sources]
+    names = [(f"{source.stem}.html", notebook_title(notebook)) for source, notebook in zip(sources, notebooks_read)]
     entries = []
-    for source in sources:
-        notebook = nbformat.read(source, as_version=4)
-        body, _ = exporter.from_notebook_node(notebook)
-        page = out / f"{source.stem}.html"
+    for position, notebook in enumerate(notebooks_read):
+        name, title = names[position]
+        resources = {"metadata": {"name": title}, "course_nav": navigation(names, position),
+                     "widget_assets_url": WIDGET_RENDERER.rsplit("/", 1)[0],
+                     "course_snapshot_note": SNAPSHOT_NOTE if has_widgets(notebook) else ""}
+        body, _ = exporter.from_notebook_node(without_test_markers(notebook), resources=resources)
+        page = out / name
         page.write_text(_rewrite_notebook_links(body), encoding="utf-8")
-        entries.append((page, notebook_title(notebook)))
+        entries.append((page, title))
     # Images the notebooks link to by relative path (e.g. ../docs/images/x.png).
     if repo_files is not None and (repo_files / "docs" / "images").is_dir():
         shutil.copytree(repo_files / "docs" / "images", out / "images")
@@ -151,8 +189,14 @@ class _References(HTMLParser):
             self.scripts.append(data)
 
 
+def script_fonts(script: Path) -> list[str]:
+    """The font files a bundled script (the widget renderer) loads from its own folder."""
+    return sorted(set(SCRIPT_FONT.findall(script.read_text(encoding="utf-8", errors="replace"))))
+
+
 def broken_references(out: Path) -> list[str]:
-    """Local links, anchors and images in ``out/*.html`` that do not resolve."""
+    """Local links, anchors, images, scripts and stylesheets in ``out/*.html`` that do not resolve,
+    and fonts that a local script loads from its folder that are missing (the widget renderer's icons)."""
     pages = sorted(out.glob("*.html"))
     parsed = {}
     for page in pages:
@@ -160,6 +204,7 @@ def broken_references(out: Path) -> list[str]:
         parser.feed(page.read_text(encoding="utf-8"))
         parsed[page.name] = parser
     problems = []
+    scripts: set[Path] = set()
     for page in pages:
         for kind, value in parsed[page.name].references:
             if kind in ("img.src", "script.src") and not value:
@@ -178,6 +223,16 @@ def broken_references(out: Path) -> list[str]:
                 anchors = parsed[target.name].anchors  # browsers try the raw, then the decoded id
                 if url.fragment not in anchors and unquote(url.fragment) not in anchors:
                     problems.append(f"{page.name}: {kind} {value!r} -> no anchor #{url.fragment}")
+            if kind == "script.src" and target.suffix == ".js":
+                scripts.add(target)
+        for text in parsed[page.name].scripts:  # scripts loaded by inline code (the widget renderer's loader)
+            for path in re.findall(r"""['"]([\w./-]+\.js)['"]""", text):
+                if not urlparse(path).scheme and (page.parent / path).is_file():
+                    scripts.add((page.parent / path).resolve())
+    for script in sorted(scripts):
+        for font in script_fonts(script):
+            if not (script.parent / font).is_file():
+                problems.append(f"{script.relative_to(out.resolve())}: loads font {font!r} -> missing")
     return problems
 
 
@@ -211,14 +266,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {len(pages)} pages to {args.out}/ (open {args.out / 'index.html'})")
     problems = broken_references(args.out)
     if problems:
-        print(f"{len(problems)} broken links, images or scripts:", *problems, sep="\n  ", file=sys.stderr)
+        print(f"{len(problems)} broken links, images, scripts or fonts:", *problems, sep="\n  ", file=sys.stderr)
         return 1
     external = external_scripts(args.out)
     if external:
         print(f"{len(external)} scripts come from the internet (the site must work offline):", *external,
               sep="\n  ", file=sys.stderr)
         return 1
-    print("all local links, images and scripts resolve; no page loads a script from the internet")
+    print("all local links, images, scripts and fonts resolve; no page loads a script from the internet")
     return 0
 
 

@@ -3,7 +3,12 @@
 Builds the site from the committed notebooks (``python -m course_lib.teaching.site
 build`` does the same), opens the index and every notebook page from disk in
 Debian's ``chromium`` driven by Playwright, and checks what a link checker
-cannot: each page renders a title, every image has been decoded by the
+cannot: each page has its notebook's first heading as its title (not
+nbconvert's "Notebook") and renders it, links to the index and to the
+previous and next notebook (and following "next" from the first page walks
+the whole course), pages with widgets show the static-snapshot note, no
+request fails (scripts, stylesheets, the widget renderer's icon fonts:
+``requestfailed`` in Chromium, e.g. ERR_FILE_NOT_FOUND), every image has been decoded by the
 browser (``naturalWidth > 0``: not just present on disk), the index links
 to every page, and the equations are typeset: MathJax ships with the site
 (``site/vendor/``), so with every http(s) request refused, as on a reader's
@@ -24,6 +29,7 @@ import os
 import re
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from course_lib.teaching import site
@@ -60,8 +66,6 @@ def built_site(tmp_path_factory):
 
 
 def _markdown_of(notebook: Path) -> str:
-    import nbformat
-
     return "\n".join(c.source for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "markdown")
 
 
@@ -87,10 +91,45 @@ def test_every_page_renders_with_its_title_and_decoded_images(built_site):
             page.route("http*://**", lambda route: (external.append(route.request.url), route.abort()))
             errors = []
             page.on("pageerror", lambda error: errors.append(str(error)[:200]))
+            failed_requests = []  # e.g. a font the widget renderer asks for that is not shipped
+            page.on("requestfailed", lambda request: failed_requests.append(
+                f"{request.url.rsplit('/', 1)[-1]} ({request.failure})"))
+            notebook_pages = [p for p in pages if p.name != "index.html"]
             for path in pages:
                 errors.clear()
+                failed_requests.clear()
                 page.goto(path.as_uri(), wait_until="load", timeout=60_000)
+                page.wait_for_load_state("networkidle", timeout=30_000)  # fonts and widget views requested
                 if path.name != "index.html":
+                    notebook = nbformat.read(REPO_ROOT / "notebooks" / f"{path.stem}.ipynb", as_version=4)
+                    if page.title() != site.notebook_title(notebook):
+                        problems.append(f"{path.name}: title {page.title()!r}, not the first heading")
+                    position = notebook_pages.index(path)
+                    expected = {
+                        "index": "index.html",
+                        "prev": notebook_pages[position - 1].name if position else None,
+                        "next": notebook_pages[position + 1].name if position + 1 < len(notebook_pages) else None,
+                    }
+                    for where in ("top", "bottom"):
+                        nav = page.locator(f"nav.course-nav-{where}")
+                        if nav.count() != 1 or not nav.is_visible():
+                            problems.append(f"{path.name}: no visible {where} navigation")
+                            continue
+                        found = {
+                            "index": nav.locator("a.course-index").get_attribute("href"),
+                            "prev": (nav.locator("a[rel=prev]").get_attribute("href")
+                                     if nav.locator("a[rel=prev]").count() else None),
+                            "next": (nav.locator("a[rel=next]").get_attribute("href")
+                                     if nav.locator("a[rel=next]").count() else None),
+                        }
+                        if found != expected:
+                            problems.append(f"{path.name}: {where} navigation {found}, expected {expected}")
+                    note = page.locator(".course-snapshot-note")
+                    shows_note = note.count() == 1 and note.is_visible() and "widgets do not respond here" in note.inner_text()
+                    if site.has_widgets(notebook) != shows_note:
+                        problems.append(f"{path.name}: widgets {site.has_widgets(notebook)}, snapshot note shown {shows_note}")
+                    if "NBVAL_" in page.evaluate("() => document.body.innerText"):
+                        problems.append(f"{path.name}: shows nbval markers in its code")
                     if not page.evaluate("() => Boolean(window.MathJax && MathJax.startup && MathJax.startup.promise)"):
                         problems.append(f"{path.name}: MathJax did not load")
                     else:
@@ -122,13 +161,27 @@ def test_every_page_renders_with_its_title_and_decoded_images(built_site):
                 page.screenshot(path=str(ARTIFACTS / f"{path.stem}.png"))
                 if errors:
                     problems.append(f"{path.name}: JavaScript errors {errors[:3]}")
+                if failed_requests:
+                    problems.append(f"{path.name}: {len(failed_requests)} failed requests {failed_requests[:6]}")
             page.goto((out / "index.html").as_uri())
             links = page.eval_on_selector_all("ol a", "els => els.map(e => e.getAttribute('href'))")
+            # A reader who only follows "next" from the first page sees every page, in order.
+            page.goto(notebook_pages[0].as_uri(), wait_until="load")
+            walked = [page.url.rsplit("/", 1)[-1]]
+            while page.locator("nav.course-nav-bottom a[rel=next]").count() and len(walked) <= len(pages):
+                page.locator("nav.course-nav-bottom a[rel=next]").click()
+                page.wait_for_load_state("load")
+                walked.append(page.url.rsplit("/", 1)[-1])
+            page.locator("nav.course-nav-top a.course-index").click()
+            page.wait_for_load_state("load")
+            back_to_index = page.url.rsplit("/", 1)[-1]
         finally:
             browser.close()
     assert problems == []
     assert external == [], "the pages asked the internet for these (the site must work offline)"
     assert links == [p.name for p in pages[1:]], "the index must link to every notebook page, in course order"
+    assert walked == [p.name for p in pages[1:]], "following 'next' from the first page must walk the course"
+    assert back_to_index == "index.html"
 
 
 def test_notebook_pages_show_their_figures(built_site):

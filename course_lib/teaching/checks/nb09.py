@@ -1,4 +1,4 @@
-"""Checks for the exercises of notebook 09: the capstone benchmark."""
+"""Checks for the exercises of notebook 09: the capstone."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from .common import fail, passed, run_student
 def check_permute_pixels(permute_pixels: Callable) -> None:
     """``permute_pixels(images [B, 1, H, W], permutation [H*W]) -> [B, 1, H, W]``: pixel i of every output
     image is pixel ``permutation[i]`` of the input image (the same permutation for every image), as
-    :func:`course_lib.benchmark.permute_pixels` does for the permuted test sets."""
+    :func:`course_lib.capstone.permute_pixels` does for the permuted test sets."""
     name = "check_permute_pixels"
     generator = torch.Generator().manual_seed(9)
     cases = [(4, 1, 5, 5), (3, 1, 28, 28), (2, 1, 3, 4)]
