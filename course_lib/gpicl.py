@@ -95,6 +95,14 @@ EVALUATION_SEED = 1234
 # --------------------------------------------------------------------------
 
 
+def check_optimisation(config) -> None:
+    """The optimiser settings GPICL and in-context regression share: steps, warm-up, lr, clipping."""
+    if config.steps < 0 or config.warmup < 0:
+        raise ValueError("steps and warmup must be >= 0")
+    if not config.lr > 0 or config.clip < 0:
+        raise ValueError(f"lr must be > 0 and clip >= 0, got lr={config.lr}, clip={config.clip}")
+
+
 @dataclass
 class GPICLConfig:
     """One sweep: one model per pool size in ``num_tasks``, all with the same architecture and training."""
@@ -148,10 +156,7 @@ class GPICLConfig:
             raise ValueError(f"d_model={self.d_model} is not divisible by heads={self.heads}")
         if self.train_dataset not in TRAIN_DATASETS:
             raise ValueError(f"train_dataset must be one of {TRAIN_DATASETS}, got {self.train_dataset!r}")
-        if self.steps < 0 or self.warmup < 0:
-            raise ValueError("steps and warmup must be >= 0")
-        if not self.lr > 0 or self.clip < 0:
-            raise ValueError(f"lr must be > 0 and clip >= 0, got lr={self.lr}, clip={self.clip}")
+        check_optimisation(self)
 
     @property
     def pools(self) -> list:

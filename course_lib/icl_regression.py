@@ -86,10 +86,7 @@ class RegressionConfig:
             raise ValueError(f"noise_var must be > 0 (the estimators divide by it), got {self.noise_var!r}")
         if self.d_model % self.heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by heads={self.heads}")
-        if self.steps < 0 or self.warmup < 0:
-            raise ValueError("steps and warmup must be >= 0")
-        if not self.lr > 0 or self.clip < 0:
-            raise ValueError(f"lr must be > 0 and clip >= 0, got lr={self.lr}, clip={self.clip}")
+        gpicl.check_optimisation(self)
 
     @property
     def pools(self) -> list:
