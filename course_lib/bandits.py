@@ -1,42 +1,12 @@
-"""Bernoulli bandits, classic bandit algorithms, and RL² (a meta-learned GRU policy).
+"""Bernoulli bandits, classic bandit algorithms, the Bayes-optimal policy, and RL² (notebook 05).
 
-Introduced in notebook 05 (black-box meta-learning). A *task* is a K-armed
-Bernoulli bandit: arm k pays reward 1 with probability p_k and 0 otherwise.
-A task distribution p(T) is a distribution over the vector p:
-
-* :class:`IndependentBandits`: p_k ~ U[0, 1] independently (Duan et al. 2016);
-* :class:`DependentBandits`: two arms with p_2 = 1 - p_1, p_1 ~ U[0, 1]
-  (Wang et al. 2016): one pull of either arm says something about both.
-
-An agent plays one task for ``horizon`` pulls. Its **(pseudo-)regret** after
-T pulls is the expected reward it missed by not always pulling the best arm:
-
-    regret_T = sum_{t=1..T} (max_k p_k - p_{a_t})
-
-(the expectation over the rewards; ``rollout`` records it per pull, so its mean
-over tasks estimates the expected regret without the noise of the rewards).
-
-Policies share one small interface (``reset`` / ``act`` / ``observe``), all
-vectorised over a batch of tasks: :class:`RandomPolicy`, :class:`FixedArmPolicy`,
-:class:`OraclePolicy`, :class:`GreedyPolicy`, :class:`UCB1`,
-:class:`ThompsonSampling`, and :class:`RL2Policy` around a trained
-:class:`RL2Agent`: a GRU that reads (previous action, previous reward, time)
-and whose hidden state is the only thing that changes while it learns a task.
-:func:`train` meta-trains it with advantage actor-critic (REINFORCE with a
-learned value baseline and an entropy bonus) over many tasks at once.
-
-``python -m course_lib train rl2`` runs the same training step in a run
-folder (what made the agents in ``data/black_box/``)::
-
-    python -m course_lib train rl2 --task independent --arms 5 --horizon 10 --steps 10000 \\
-        --out data/black_box/rl2_independent5_T10
-
-``--init-from`` starts from another run's weights (a curriculum over
-horizons) and ``--value-scale`` / ``--gae-lambda`` tune the critic;
-``data/black_box/README.md`` says which of these runs helped.
-
-:func:`bayes_optimal_value` and :class:`BayesOptimalPolicy` give the exact
-Bayes-optimal policy for short horizons: the ceiling for any learned policy.
+A task is a K-armed Bernoulli bandit, arm k paying 1 with probability p_k: :class:`IndependentBandits`
+(p_k ~ U[0, 1], Duan et al. 2016) or :class:`DependentBandits` (p_2 = 1 - p_1, Wang et al. 2016: one pull
+tells about both arms). The pseudo-regret of T pulls, sum_t (max_k p_k - p_{a_t}), is the expected reward
+missed by not always pulling the best arm. Policies share one vectorised interface (``reset`` / ``act`` /
+``observe``). :class:`RL2Agent` is a GRU that reads (previous action, previous reward, t/T); its hidden
+state is all that changes while it learns a task, and :func:`a2c_update` meta-trains its weights over many
+tasks at once. :func:`bayes_optimal_value`, exact for short horizons, is the ceiling of any learned policy.
 """
 
 from __future__ import annotations
@@ -44,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,12 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .episodes import TaskDistribution, step_generator
+from .evaluation import mean_confidence_interval
 from .runs import CHECKPOINT_FILE, History, RunSpec, Trainer, read_checkpoint, train_loop
 from .runtime import repo_root
 
-# --------------------------------------------------------------------------
-# Tasks
-# --------------------------------------------------------------------------
+# ---------------- Tasks
 
 
 @dataclass
@@ -73,14 +42,12 @@ class BanditTask:
 
 
 class IndependentBandits(TaskDistribution[BanditTask]):
-    """K arms, p_k ~ U[low, high] independently."""
+    """K arms, p_k ~ U[0, 1] independently."""
 
-    def __init__(self, arms: int = 5, low: float = 0.0, high: float = 1.0) -> None:
+    def __init__(self, arms: int = 5) -> None:
         if arms < 2:
             raise ValueError(f"a bandit needs at least 2 arms, got {arms}")
-        if not 0.0 <= low <= high <= 1.0:
-            raise ValueError(f"need 0 <= low <= high <= 1, got {low}, {high}")
-        self.arms, self.low, self.high = arms, low, high
+        self.arms = arms
 
     def sample(self, generator: torch.Generator | None = None) -> BanditTask:
         return BanditTask(self.sample_batch(1, generator).probs[0])
@@ -88,11 +55,10 @@ class IndependentBandits(TaskDistribution[BanditTask]):
     def sample_batch(self, batch_size: int, generator: torch.Generator | None = None) -> BanditTask:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        u = torch.rand(batch_size, self.arms, generator=generator)
-        return BanditTask(self.low + (self.high - self.low) * u)
+        return BanditTask(torch.rand(batch_size, self.arms, generator=generator))
 
     def __repr__(self) -> str:
-        return f"IndependentBandits(arms={self.arms}, p ~ U[{self.low}, {self.high}])"
+        return f"IndependentBandits(arms={self.arms}, p ~ U[0, 1])"
 
 
 class DependentBandits(TaskDistribution[BanditTask]):
@@ -114,24 +80,21 @@ class DependentBandits(TaskDistribution[BanditTask]):
 
 
 def expected_step_regret(probs: torch.Tensor, action_probs: torch.Tensor) -> torch.Tensor:
-    """Closed form: E[max_k p_k - p_a] for a ~ action_probs, per task (``[B, K] -> [B]``)."""
+    """E[max_k p_k - p_a] for a ~ action_probs, per task (``[B, K] -> [B]``)."""
     return probs.max(-1).values - (probs * action_probs).sum(-1)
 
 
-# Closed forms used by the tests and the notebook (expected over tasks AND actions).
 def random_policy_expected_regret(arms: int, horizon: int) -> float:
-    """Uniform random policy on IndependentBandits(arms) (U[0, 1]): T (E max p - E mean p) = T (K/(K+1) - 1/2)."""
+    """Uniform random play on IndependentBandits(arms): T (E max p - E mean p) = T (K/(K+1) - 1/2)."""
     return horizon * (arms / (arms + 1) - 0.5)
 
 
 def fixed_arm_dependent_expected_regret(horizon: int) -> float:
-    """Always pulling arm 0 on DependentBandits: E max(0, 1 - 2 p) = 1/4 per pull."""
+    """Always arm 0 on DependentBandits: E max(0, 1 - 2 p) = 1/4 per pull."""
     return horizon / 4
 
 
-# --------------------------------------------------------------------------
-# A vectorised environment and rollouts
-# --------------------------------------------------------------------------
+# ---------------- A vectorised environment, policies and rollouts
 
 
 class BanditEnv:
@@ -140,17 +103,9 @@ class BanditEnv:
     def __init__(self, probs: torch.Tensor, generator: torch.Generator | None = None) -> None:
         if probs.ndim != 2:
             raise ValueError(f"probs must be [batch, arms], got shape {tuple(probs.shape)}")
-        self.probs = probs
-        self.generator = generator
+        self.probs, self.generator = probs, generator
+        self.batch_size, self.arms = probs.shape
         self.best = probs.max(-1).values
-
-    @property
-    def batch_size(self) -> int:
-        return self.probs.shape[0]
-
-    @property
-    def arms(self) -> int:
-        return self.probs.shape[1]
 
     def pull(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Rewards and the per-task pseudo-regret ``max p - p_a`` of these actions."""
@@ -177,10 +132,8 @@ class Rollout:
 
 
 class BanditPolicy:
-    """Vectorised policy: ``reset(batch, arms, horizon)``, ``act(t) -> actions [B]``, ``observe(a, r)``.
-
-    ``probs(t)`` (optional) returns the action distribution ``[B, K]`` before acting.
-    """
+    """Vectorised policy: ``reset(batch, arms, horizon)``, ``act(t) -> actions [B]``, ``observe(a, r)``, and
+    optionally ``probs(t)``, the action distribution ``[B, K]`` before acting."""
 
     name = "policy"
 
@@ -193,8 +146,7 @@ class BanditPolicy:
         return None
 
     def act(self, t: int) -> torch.Tensor:
-        p = self.probs(t)
-        return torch.multinomial(p, 1, generator=self.generator).squeeze(1)
+        return torch.multinomial(self.probs(t), 1, generator=self.generator).squeeze(1)
 
     def observe(self, actions: torch.Tensor, rewards: torch.Tensor) -> None:
         self.counts[torch.arange(self.batch_size), actions] += 1
@@ -215,8 +167,7 @@ class FixedArmPolicy(BanditPolicy):
     """Always the same arm (a reference point for closed-form tests)."""
 
     def __init__(self, arm: int = 0) -> None:
-        self.arm = arm
-        self.name = f"always arm {arm}"
+        self.arm, self.name = arm, f"always arm {arm}"
 
     def probs(self, t: int) -> torch.Tensor:
         return F.one_hot(torch.full((self.batch_size,), self.arm), self.arms).float()
@@ -266,8 +217,7 @@ class UCB1(BanditPolicy):
 
     def act(self, t: int) -> torch.Tensor:
         n = self.counts.clamp(min=1)
-        bonus = torch.sqrt(self.c * math.log(max(t, 1)) / n)
-        scores = self.successes / n + bonus
+        scores = self.successes / n + torch.sqrt(self.c * math.log(max(t, 1)) / n)
         scores = torch.where(self.counts == 0, torch.full_like(scores, math.inf), scores)
         return _argmax_random_ties(scores, self.generator)
 
@@ -288,35 +238,40 @@ class ThompsonSampling(BanditPolicy):
         return torch.from_numpy(self.rng.beta(a, b)).argmax(-1)
 
 
-# --------------------------------------------------------------------------
-# The Bayes-optimal policy: an exact oracle for short horizons
-# --------------------------------------------------------------------------
+def rollout(policy: BanditPolicy, probs: torch.Tensor, horizon: int,
+            generator: torch.Generator | None = None) -> Rollout:
+    """Play ``policy`` on the bandits ``probs [B, K]`` for ``horizon`` pulls (no gradients)."""
+    env = BanditEnv(probs, generator)
+    policy.reset(env.batch_size, env.arms, horizon, generator)
+    actions, rewards, regret, action_probs = [], [], [], []
+    with torch.no_grad():
+        for t in range(horizon):
+            action_probs.append(policy.probs(t))
+            actions.append(policy.act(t))
+            reward, step_regret = env.pull(actions[-1])
+            policy.observe(actions[-1], reward)
+            rewards.append(reward), regret.append(step_regret)
+    exposed = all(p is not None for p in action_probs)
+    return Rollout(*(torch.stack(v, 1) for v in (actions, rewards, regret)),
+                   torch.stack(action_probs, 1) if exposed else None)
 
-# Posterior states the exact solver may visit (an upper bound, counted before symmetry): 5 arms x 20 pulls
-# is 1e7 (about 350k states after symmetry, seconds); 5 x 30 would be 2e8 (minutes and gigabytes).
-MAX_BAYES_STATES = 30_000_000
 
+# ---------------- The Bayes-optimal policy: an exact oracle for short horizons
 
-def _posterior_states_bound(task: str, arms: int, horizon: int) -> int:
-    """Ways to split ``horizon`` outcomes over the (successes, failures) of every arm."""
-    cells = 2 if task == "dependent" else 2 * arms
-    return math.comb(horizon + cells - 1, cells - 1)
+MAX_BAYES_STATES = 30_000_000  # posterior states the solver may visit (before symmetry): up to 5 arms x 20 pulls
 
 
 def _next_states(task: str, state: tuple, arm: int) -> tuple[float, tuple, tuple]:
     """(P(reward 1), state after a success, state after a failure) of pulling ``arm`` in posterior ``state``.
 
-    ``independent`` (p_k ~ U[0, 1], i.e. Beta(1, 1) priors): the state is the sorted tuple of each arm's
-    (successes, failures); arms with the same counts are interchangeable, so sorting merges them.
-    ``dependent`` (p_2 = 1 - p_1): the state is (a, b) with posterior p_1 ~ Beta(1 + a, 1 + b); a success
-    of arm 1 or a failure of arm 2 is evidence for p_1 (a + 1), the other two outcomes for p_2 (b + 1).
+    ``independent`` (Beta(1, 1) priors): the state is the sorted tuple of each arm's (successes, failures);
+    sorting merges interchangeable arms. ``dependent``: the state is (a, b) with p_1 ~ Beta(1 + a, 1 + b);
+    a success of arm 1 or a failure of arm 2 is evidence for p_1 (a + 1), the other two for p_2 (b + 1).
     """
     if task == "dependent":
         a, b = state
         p1 = (a + 1) / (a + b + 2)
-        if arm == 0:
-            return p1, (a + 1, b), (a, b + 1)
-        return 1 - p1, (a, b + 1), (a + 1, b)
+        return (p1, (a + 1, b), (a, b + 1)) if arm == 0 else (1 - p1, (a, b + 1), (a + 1, b))
     s, f = state[arm]
     win = tuple(sorted(state[:arm] + ((s + 1, f),) + state[arm + 1:]))
     lose = tuple(sorted(state[:arm] + ((s, f + 1),) + state[arm + 1:]))
@@ -326,16 +281,15 @@ def _next_states(task: str, state: tuple, arm: int) -> tuple[float, tuple, tuple
 @functools.lru_cache(maxsize=None)
 def _bayes_value(task: str, state: tuple, pulls_left: int) -> float:
     """Bellman's equation over posterior states: the best expected reward still to come."""
-    if pulls_left == 0:
-        return 0.0
-    return max(_bayes_action_values(task, state, pulls_left))
+    return max(_bayes_action_values(task, state, pulls_left)) if pulls_left else 0.0
 
 
 def _bayes_action_values(task: str, state: tuple, pulls_left: int) -> list[float]:
     values = []
     for arm in range(len(state)):
         p, win, lose = _next_states(task, state, arm)
-        values.append(p * (1 + _bayes_value(task, win, pulls_left - 1)) + (1 - p) * _bayes_value(task, lose, pulls_left - 1))
+        values.append(p * (1 + _bayes_value(task, win, pulls_left - 1))
+                      + (1 - p) * _bayes_value(task, lose, pulls_left - 1))
     return values
 
 
@@ -344,7 +298,8 @@ def _check_bayes_size(task: str, arms: int, horizon: int) -> None:
         raise ValueError(f"task must be 'independent' or 'dependent', got {task!r}")
     if task == "dependent" and arms != 2:
         raise ValueError(f"dependent bandits have 2 arms, got {arms}")
-    bound = _posterior_states_bound(task, arms, horizon)
+    cells = 2 if task == "dependent" else 2 * arms
+    bound = math.comb(horizon + cells - 1, cells - 1)  # ways to split the outcomes over every arm's counts
     if bound > MAX_BAYES_STATES:
         raise ValueError(f"the exact Bayes-optimal solution for {arms} arms and {horizon} pulls may visit up to "
                          f"{bound:.1e} posterior states (limit {MAX_BAYES_STATES:.0e}): use a shorter horizon "
@@ -361,11 +316,8 @@ def bayes_optimal_solvable(task: str, arms: int, horizon: int) -> bool:
 
 
 def bayes_optimal_value(task: str, arms: int, horizon: int) -> float:
-    """Expected total reward of the Bayes-optimal policy on ``task`` bandits (p ~ U[0, 1]) over ``horizon`` pulls.
-
-    No policy can do better in expectation over the task distribution, learned or not: it is the ceiling
-    for RL² (Duan et al. 2016 report the Gittins index at 6.6 for 5 arms and 10 pulls; this is exact).
-    """
+    """Expected total reward of the Bayes-optimal policy on ``task`` bandits over ``horizon`` pulls: no policy
+    does better over the task distribution (Duan et al. 2016 report 6.6 for 5 arms and 10 pulls; this is exact)."""
     _check_bayes_size(task, arms, horizon)
     start = (0, 0) if task == "dependent" else tuple([(0, 0)] * arms)
     return _bayes_value(task, start, horizon)
@@ -375,14 +327,14 @@ class BayesOptimalPolicy(BanditPolicy):
     """Acts by the exact action values of :func:`bayes_optimal_value` (knows the prior and the horizon, not p)."""
 
     def __init__(self, task: str = "independent") -> None:
-        self.task = task
-        self.name = "Bayes-optimal"
+        self.task, self.name = task, "Bayes-optimal"
 
     def reset(self, batch_size, arms, horizon, generator=None) -> None:
         _check_bayes_size(self.task, arms, horizon)
         super().reset(batch_size, arms, horizon, generator)
 
     def _state(self, i: int) -> tuple[tuple, list[int]]:
+        """Task ``i``'s posterior state, and the arm behind each of its entries."""
         successes = [int(v) for v in self.successes[i]]
         failures = [int(n) - s for n, s in zip(self.counts[i], successes)]
         if self.task == "dependent":
@@ -401,41 +353,13 @@ class BayesOptimalPolicy(BanditPolicy):
         return torch.tensor(actions)
 
 
-def rollout(
-    policy: BanditPolicy,
-    probs: torch.Tensor,
-    horizon: int,
-    generator: torch.Generator | None = None,
-) -> Rollout:
-    """Play ``policy`` on the bandits ``probs [B, K]`` for ``horizon`` pulls (no gradients)."""
-    env = BanditEnv(probs, generator)
-    policy.reset(env.batch_size, env.arms, horizon, generator)
-    actions, rewards, regret, action_probs = [], [], [], []
-    with torch.no_grad():
-        for t in range(horizon):
-            p = policy.probs(t)
-            if p is not None:
-                action_probs.append(p)
-            a = policy.act(t)
-            r, g = env.pull(a)
-            policy.observe(a, r)
-            actions.append(a), rewards.append(r), regret.append(g)
-    return Rollout(
-        torch.stack(actions, 1),
-        torch.stack(rewards, 1),
-        torch.stack(regret, 1),
-        torch.stack(action_probs, 1) if len(action_probs) == horizon else None,
-    )
-
-
-# --------------------------------------------------------------------------
-# RL²: a recurrent policy whose hidden state is the learner
-# --------------------------------------------------------------------------
+# ---------------- RL²: a recurrent policy whose hidden state is the learner
 
 
 @dataclass
-class RL2Config:
-    """An RL² agent and its meta-training by A2C (one step = one batch of tasks, one episode each)."""
+class A2CConfig:
+    """An agent's meta-training by A2C on bandits (one step = one batch of tasks, one episode each):
+    what RL² and SymLA (``course_lib.symla``) share."""
 
     arms: int = 5
     horizon: int = 100
@@ -443,54 +367,47 @@ class RL2Config:
     task: str = "independent"  # or "dependent"
     batch_size: int = 256
     lr: float = 3e-3
-    gamma: float = 0.99  # within one task; the hidden state is reset between tasks
+    gamma: float = 0.99  # within one task; the agent's state is reset between tasks
     gae_lambda: float = 0.3
     entropy_start: float = 0.05  # the entropy bonus goes linearly from entropy_start at step 0 ...
     entropy_end: float = 0.0  # ... to entropy_end at the last step (resuming with more steps stretches the rest)
     value_coef: float = 0.5
     steps: int = 1000
     seed: int = 0
-    timestep_input: bool = True
     value_scale: float = 1.0  # the value head predicts return / value_scale (keeps its loss O(1) for long T)
-    init_from: str = ""  # curriculum: start from the weights of this run folder (e.g. trained on a shorter horizon)
 
     def __post_init__(self) -> None:
-        check_a2c_config(self)
+        for name, least in (("arms", 2), ("horizon", 1), ("hidden", 1), ("batch_size", 1), ("steps", 0),
+                            ("seed", 0)):
+            if getattr(self, name) < least:
+                raise ValueError(f"{name} must be >= {least}, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not (0 < self.gamma <= 1 and 0 <= self.gae_lambda <= 1):
+            raise ValueError(f"need 0 < gamma <= 1 and 0 <= gae_lambda <= 1, got {self.gamma}, {self.gae_lambda}")
+        if min(self.entropy_start, self.entropy_end, self.value_coef) < 0 or not self.value_scale > 0:
+            raise ValueError("entropy_start, entropy_end and value_coef must be >= 0 and value_scale > 0")
         if self.task not in ("independent", "dependent"):
             raise ValueError(f"task must be 'independent' or 'dependent', got {self.task!r}")
         if self.task == "dependent" and self.arms != 2:
             raise ValueError(f"dependent bandits have 2 arms, got arms={self.arms}")
 
 
-def check_a2c_config(config) -> None:
-    """The checks every A2C bandit config needs (RL² here, SymLA in ``course_lib.symla``)."""
-    for name, least in (("arms", 2), ("horizon", 1), ("hidden", 1), ("batch_size", 1), ("steps", 0), ("seed", 0)):
-        if getattr(config, name) < least:
-            raise ValueError(f"{name} must be >= {least}, got {getattr(config, name)}")
-    if not config.lr > 0:
-        raise ValueError(f"lr must be > 0, got {config.lr}")
-    if not (0 < config.gamma <= 1 and 0 <= config.gae_lambda <= 1):
-        raise ValueError(f"need 0 < gamma <= 1 and 0 <= gae_lambda <= 1, got {config.gamma}, {config.gae_lambda}")
-    if min(config.entropy_start, config.entropy_end, config.value_coef) < 0 or not config.value_scale > 0:
-        raise ValueError("entropy_start, entropy_end and value_coef must be >= 0 and value_scale > 0")
+@dataclass
+class RL2Config(A2CConfig):
+    """An RL² agent and its meta-training by A2C."""
+
+    timestep_input: bool = True
+    init_from: str = ""  # a curriculum: start from the weights of this run folder (e.g. a shorter horizon)
 
 
-def task_distribution(config: RL2Config) -> TaskDistribution[BanditTask]:
-    if config.task == "independent":
-        return IndependentBandits(config.arms)
-    if config.task == "dependent":
-        if config.arms != 2:
-            raise ValueError("dependent bandits have 2 arms")
-        return DependentBandits()
-    raise ValueError(f"task must be 'independent' or 'dependent', got {config.task!r}")
+def task_distribution(config: A2CConfig) -> TaskDistribution[BanditTask]:
+    return DependentBandits() if config.task == "dependent" else IndependentBandits(config.arms)
 
 
 class RL2Agent(nn.Module):
-    """GRU policy for RL²: input (one-hot previous action, previous reward, t/T), output logits and V.
-
-    The weights are the meta-parameters (trained across tasks); the hidden
-    state h_t is the learned variable: all it knows about the current task.
-    """
+    """GRU policy for RL²: input (one-hot previous action, previous reward, t/T), output logits and V. The
+    weights are meta-parameters; the hidden state h_t, all it knows about the current task, is learned."""
 
     def __init__(self, config: RL2Config) -> None:
         super().__init__()
@@ -500,13 +417,15 @@ class RL2Agent(nn.Module):
         self.policy_head = nn.Linear(config.hidden, config.arms)
         self.value_head = nn.Linear(config.hidden, 1)
 
-    def initial_state(self, batch_size: int) -> torch.Tensor:
+    def initial_state(self, batch_size: int, arms: int | None = None) -> torch.Tensor:
+        """h_0 = 0 (``arms``, when given, must be the arm count it was trained on)."""
+        if arms not in (None, self.config.arms):
+            raise ValueError(f"the agent was trained on {self.config.arms} arms, not {arms}")
         return torch.zeros(batch_size, self.config.hidden, device=self.policy_head.weight.device)
 
     def make_input(self, prev_action: torch.Tensor | None, prev_reward: torch.Tensor | None, t: int, batch_size: int):
         """Step t's input. At t = 0 there is no previous pull: zeros."""
-        device = self.policy_head.weight.device
-        x = torch.zeros(batch_size, self.input_size, device=device)
+        x = torch.zeros(batch_size, self.input_size, device=self.policy_head.weight.device)
         if prev_action is not None:
             x[:, : self.config.arms] = F.one_hot(prev_action, self.config.arms).float()
             x[:, self.config.arms] = prev_reward
@@ -514,8 +433,9 @@ class RL2Agent(nn.Module):
             x[:, -1] = t / self.config.horizon
         return x
 
-    def step(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        h = self.cell(x, h)
+    def step(self, h: torch.Tensor, prev_action, prev_reward, t: int):
+        """One pull: ``(logits [batch, arms], value [batch], h)``; ``prev_action`` None at t = 0."""
+        h = self.cell(self.make_input(prev_action, prev_reward, t, h.shape[0]), h)
         return self.policy_head(h), self.value_head(h).squeeze(-1), h
 
     def learned_variables(self) -> int:
@@ -529,49 +449,44 @@ class RL2Agent(nn.Module):
         return agent.train(self.training)
 
 
-class RL2Policy(BanditPolicy):
-    """A trained :class:`RL2Agent` as a :class:`BanditPolicy` (fixed weights; samples its actions)."""
+class AgentPolicy(BanditPolicy):
+    """A trained agent (``initial_state``, ``step``) as a :class:`BanditPolicy` that samples its actions:
+    fixed weights, a fresh state for every bandit."""
 
-    def __init__(self, agent: RL2Agent, greedy: bool = False) -> None:
-        self.agent = agent
-        self.greedy = greedy
-        self.name = "RL²"
+    def __init__(self, agent: nn.Module, name: str) -> None:
+        self.agent, self.name = agent, name
 
     def reset(self, batch_size, arms, horizon, generator=None) -> None:
         super().reset(batch_size, arms, horizon, generator)
-        if arms != self.agent.config.arms:
-            raise ValueError(f"the agent was trained on {self.agent.config.arms} arms, not {arms}")
-        self.h = self.agent.initial_state(batch_size)
-        self.prev = None
-        self._probs_t = None
-        self.hidden_states = []
+        self.state = self.agent.initial_state(batch_size, arms)
+        self.prev, self.probs_at = (None, None), None
+
+    def agent_step(self, t: int):
+        return self.agent.step(self.state, *self.prev, t)
 
     def probs(self, t: int) -> torch.Tensor:
-        if self._probs_t is None or self._probs_t[0] != t:
-            prev_a, prev_r = self.prev if self.prev is not None else (None, None)
-            x = self.agent.make_input(prev_a, prev_r, t, self.batch_size)
-            logits, _, self.h = self.agent.step(x, self.h)
-            self.hidden_states.append(self.h)
-            self._probs_t = (t, logits.softmax(-1))
-        return self._probs_t[1]
-
-    def act(self, t: int) -> torch.Tensor:
-        p = self.probs(t)
-        if self.greedy:
-            return p.argmax(-1)
-        return torch.multinomial(p, 1, generator=self.generator).squeeze(1)
+        if self.probs_at is None or self.probs_at[0] != t:  # one agent step per pull, however often asked
+            logits, _, self.state = self.agent_step(t)
+            self.probs_at = (t, logits.softmax(-1))
+        return self.probs_at[1]
 
     def observe(self, actions, rewards) -> None:
         super().observe(actions, rewards)
         self.prev = (actions, rewards)
 
 
+class RL2Policy(AgentPolicy):
+    """A trained :class:`RL2Agent` as a :class:`BanditPolicy`."""
+
+    def __init__(self, agent: RL2Agent) -> None:
+        super().__init__(agent, "RL²")
+
+
 def discounted_advantages(rewards, values, gamma: float, lam: float):
     """GAE(gamma, lambda) with V = 0 after the last pull. ``[B, T]`` in, ``(advantages, returns)`` out."""
     B, T = rewards.shape
     advantages = torch.zeros_like(rewards)
-    running = torch.zeros(B)
-    next_value = torch.zeros(B)
+    running, next_value = torch.zeros(B), torch.zeros(B)
     for t in reversed(range(T)):
         delta = rewards[:, t] + gamma * next_value - values[:, t]
         running = delta + gamma * lam * running
@@ -580,30 +495,27 @@ def discounted_advantages(rewards, values, gamma: float, lam: float):
     return advantages, advantages + values
 
 
-def rl2_update(agent: RL2Agent, optimizer, tasks: TaskDistribution, entropy_coef: float, generator) -> dict:
+def a2c_update(agent: nn.Module, optimizer, tasks: TaskDistribution, entropy_coef: float, generator) -> dict:
     """One A2C update on a fresh batch of tasks, one episode (= one task, ``horizon`` pulls) each.
 
-    loss = - mean_t [ A_t log pi(a_t | h_t) ] + value_coef mean_t (V(h_t) - R_t)^2 - entropy_coef mean_t H(pi(. | h_t))
+    Any agent with ``initial_state(batch, arms)`` and ``step(state, prev_action, prev_reward, t)``
+    (RL² here, SymLA in ``course_lib.symla``). With A_t the normalised GAE advantages and R_t the returns:
+    loss = - mean_t A_t log pi(a_t | h_t) + value_coef mean_t (V(h_t) - R_t)^2 - entropy_coef mean_t H(pi(.|h_t))
     """
     config = agent.config
-    probs = tasks.sample_batch(config.batch_size, generator).probs
-    env = BanditEnv(probs, generator)
-    h = agent.initial_state(config.batch_size)
+    env = BanditEnv(tasks.sample_batch(config.batch_size, generator).probs, generator)
+    state = agent.initial_state(config.batch_size, env.arms)
     prev_a = prev_r = None
-    logps, values, entropies, rewards, regrets = [], [], [], [], []
+    pulls = []
     for t in range(config.horizon):
-        x = agent.make_input(prev_a, prev_r, t, config.batch_size)
-        logits, value, h = agent.step(x, h)
+        logits, value, state = agent.step(state, prev_a, prev_r, t)
         log_pi = logits.log_softmax(-1)
         a = torch.multinomial(log_pi.exp().detach(), 1, generator=generator).squeeze(1)
-        r, g = env.pull(a)
-        logps.append(log_pi.gather(1, a.view(-1, 1)).squeeze(1))
-        entropies.append(-(log_pi.exp() * log_pi).sum(-1))
-        values.append(value * config.value_scale)
-        rewards.append(r), regrets.append(g)
+        r, regret = env.pull(a)
+        pulls.append((log_pi.gather(1, a.view(-1, 1)).squeeze(1), value * config.value_scale,
+                      -(log_pi.exp() * log_pi).sum(-1), r, regret))
         prev_a, prev_r = a, r
-    logps, values, entropies = torch.stack(logps, 1), torch.stack(values, 1), torch.stack(entropies, 1)
-    rewards, regrets = torch.stack(rewards, 1), torch.stack(regrets, 1)
+    logps, values, entropies, rewards, regrets = (torch.stack(column, 1) for column in zip(*pulls))
     advantages, returns = discounted_advantages(rewards, values.detach(), config.gamma, config.gae_lambda)
     advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
     policy_loss = -(advantages * logps).mean()
@@ -614,12 +526,8 @@ def rl2_update(agent: RL2Agent, optimizer, tasks: TaskDistribution, entropy_coef
     loss.backward()
     nn.utils.clip_grad_norm_(agent.parameters(), 1.0)
     optimizer.step()
-    return {
-        "total_reward": rewards.sum(1).mean().item(),
-        "regret": regrets.sum(1).mean().item(),
-        "entropy": entropy.item(),
-        "value_loss": value_loss.item(),
-    }
+    return {"total_reward": rewards.sum(1).mean().item(), "regret": regrets.sum(1).mean().item(),
+            "entropy": entropy.item(), "value_loss": value_loss.item()}
 
 
 def entropy_coefficient(config, step: int) -> float:
@@ -628,49 +536,39 @@ def entropy_coefficient(config, step: int) -> float:
     return config.entropy_start + (config.entropy_end - config.entropy_start) * fraction
 
 
-def trainer(model: RL2Agent, config: RL2Config, data: dict | None = None, device="cpu") -> Trainer:
-    """One A2C update per step on the CPU (the agent is tiny; the rollouts are sequential).
-
-    The tasks, actions and rewards of step ``i`` come from a generator seeded
-    by ``(config.seed, i)`` only, so a resumed run plays exactly the bandits
-    an uninterrupted one would. ``config.init_from`` (a run folder) gives the
-    starting weights.
-    """
+def trainer(model: nn.Module, config: A2CConfig, data: dict | None = None, device="cpu") -> Trainer:
+    """One :func:`a2c_update` per step on the CPU (a tiny agent, sequential rollouts). Step ``i`` draws from
+    ``(config.seed, i)`` only, so a resumed run plays the bandits an uninterrupted one would."""
     model.cpu().train()
-    if config.init_from:
+    if getattr(config, "init_from", ""):
         model.load_state_dict(read_checkpoint(_checkpoint_path(config.init_from))["state_dict"])
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     tasks = task_distribution(config)
 
     def step(i: int) -> dict[str, float]:
-        return rl2_update(model, optimizer, tasks, entropy_coefficient(config, i), step_generator(config.seed, i))
+        return a2c_update(model, optimizer, tasks, entropy_coefficient(config, i), step_generator(config.seed, i))
 
     return Trainer(step, optimizer)
 
 
-def train(agent: RL2Agent, config: RL2Config, *, progress: bool = True, max_seconds: float | None = None) -> History:
-    """Meta-train ``agent`` for ``config.steps`` A2C updates; returns the :class:`History`.
-
-    (The command line runs the same step in a run folder, with checkpoints.)
-    """
+def train(agent: nn.Module, config: A2CConfig, *, progress: bool = True, max_seconds: float | None = None,
+          desc: str | None = None) -> History:
+    """Meta-train ``agent`` for ``config.steps`` A2C updates (the command line does the same in a run folder)."""
     history = train_loop(trainer(agent, config).step, config.steps, progress=progress, max_seconds=max_seconds,
-                         desc=describe(config))
+                         desc=desc or describe(config))
     agent.eval()
     return history
 
 
 def _checkpoint_path(path: str) -> Path:
     """A run folder's checkpoint (or a checkpoint file), relative to here or else to the course checkout."""
-    candidate = Path(path)
-    root = repo_root()
+    candidate, root = Path(path), repo_root()
     if not candidate.exists() and not candidate.is_absolute() and root is not None:
         candidate = root / candidate
     return candidate / CHECKPOINT_FILE if candidate.is_dir() else candidate
 
 
-# --------------------------------------------------------------------------
-# Comparing policies
-# --------------------------------------------------------------------------
+# ---------------- Comparing policies
 
 
 @dataclass
@@ -680,16 +578,11 @@ class PolicyResult:
     name: str
     total_reward: torch.Tensor
     cumulative_regret: torch.Tensor  # [tasks, horizon]
-    extra: dict = field(default_factory=dict)
 
     def reward_ci(self) -> tuple[float, float]:
-        from .evaluation import mean_confidence_interval
-
         return mean_confidence_interval(self.total_reward)
 
     def regret_ci(self) -> tuple[float, float]:
-        from .evaluation import mean_confidence_interval
-
         return mean_confidence_interval(self.cumulative_regret[:, -1])
 
 
@@ -709,12 +602,8 @@ def classic_policies() -> dict[str, BanditPolicy]:
 
 def reward_table(policies: dict, tasks: TaskDistribution[BanditTask], horizon: int, count: int = 2000,
                  seed: int = 0, permute: bool = False) -> dict[str, dict[str, float]]:
-    """Total reward (mean, 95% CI) of every policy on the same ``count`` test bandits from ``tasks``.
-
-    The bandits are drawn with seed ``seed + 999``, apart from the training
-    stream; ``permute``: each bandit's arms in a random order (the same
-    bandits otherwise).
-    """
+    """Total reward (mean, 95% CI) of every policy on the same ``count`` test bandits from ``tasks`` (seed
+    ``seed + 999``, apart from training's); ``permute``: each bandit's arms in a random order."""
     probs = tasks.sample_batch(count, torch.Generator().manual_seed(seed + 999)).probs
     if permute:
         order = torch.rand(probs.shape, generator=torch.Generator().manual_seed(seed + 5)).argsort(1)
@@ -736,19 +625,12 @@ def tune_ucb_constant(tasks: TaskDistribution, horizon: int, constants=(0.05, 0.
     return max(scores, key=scores.get), scores
 
 
-# --------------------------------------------------------------------------
-# Stepping through one bandit task (the pure function behind the notebook's widget)
-# --------------------------------------------------------------------------
-
-
 def policy_trace(agent: RL2Agent, probs: torch.Tensor, seed: int = 0) -> Rollout:
-    """One task ``probs [K]`` played by the RL² agent for its horizon: actions, rewards, arm probabilities."""
+    """One task ``probs [K]`` played by the RL² agent for its horizon (the data of notebook 05's widget)."""
     return rollout(RL2Policy(agent), probs.view(1, -1), agent.config.horizon, torch.Generator().manual_seed(seed))
 
 
-# --------------------------------------------------------------------------
-# The face the registry reads (course_lib.registry)
-# --------------------------------------------------------------------------
+# ---------------- The face the registry reads (course_lib.registry)
 
 Config = RL2Config
 PAPER: dict[str, float] = {}  # rewards depend on the task and horizon; notebook 05 compares with the Bayes optimum
@@ -770,9 +652,8 @@ def build(config: RL2Config) -> RL2Agent:
     return RL2Agent(config)
 
 
-def load_data(config: RL2Config, smoke: bool = False) -> dict:
-    """Nothing to load: the tasks are drawn from :func:`task_distribution`."""
-    return {}
+def load_data(config, smoke: bool = False) -> dict:
+    return {}  # nothing to load: the bandits are drawn
 
 
 def evaluate(model: RL2Agent, config: RL2Config, data: dict | None = None, device="cpu", *, settings=(),

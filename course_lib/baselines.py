@@ -1,24 +1,11 @@
-"""The baselines every few-shot method in the course must beat.
+"""The baselines every few-shot method in the course must beat (notebook 02).
 
-Introduced in notebook 02. Every classifier here is a few-shot learner with
-the course's interface ``predict(support_x, support_y, query_x) -> logits``
-(``[n_query, ways]``), so :func:`course_lib.evaluation.evaluate_few_shot`
-and the episode explorer (:mod:`course_lib.teaching.explorer`) take any of them:
-
-* :func:`nearest_neighbour`: the label of the closest support example, in
-  pixel space (or in any feature space, through ``encoder``);
-* :class:`NearestCentroid`: the closest class mean ``c_k = mean f(x)``;
-  with one shot per class it is the nearest neighbour;
-* :class:`FineTunedHead`: a new linear layer trained on the support set on
-  top of frozen features (the "Baseline" of Chen et al., *A Closer Look at
-  Few-shot Classification*, ICLR 2019);
-* :func:`pretrain_classifier`: the feature extractor for the last two, a
-  ``Conv4`` trained by ordinary supervised learning on all meta-training
-  classes at once.
-
-:class:`ResultsTable` collects ``mean ± 95% CI`` results, method x setting,
-and renders them as Markdown; later notebooks load the table of notebook 02
-and add their own rows.
+Each classifier has the course's interface ``predict(support_x, support_y, query_x)
+-> logits [n_query, ways]``, on pixels or on the features of an ``encoder``:
+:func:`nearest_neighbour`, :class:`NearestCentroid` and :class:`FineTunedHead`;
+:func:`pretrain_classifier` makes that encoder by ordinary supervised learning on
+all meta-training classes. :class:`ResultsTable` collects ``mean ± 95% CI``
+results, method x setting, and later notebooks extend it.
 """
 
 from __future__ import annotations
@@ -26,8 +13,9 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Callable, ClassVar, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +23,7 @@ from torch import nn
 
 from .data import LabelledImages
 from .evaluation import AccuracyResult
-from .models import Conv4
+from .models import Conv4, eval_mode
 from .runs import History
 from .supervised import train_classifier
 
@@ -45,9 +33,7 @@ Encoder = Callable[[torch.Tensor], torch.Tensor]
 DISTANCE_SCORES = "negative squared distance"
 
 
-# --------------------------------------------------------------------------
 # Geometry
-# --------------------------------------------------------------------------
 
 
 def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -61,12 +47,11 @@ def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def class_centroids(features: torch.Tensor, labels: torch.Tensor, ways: int | None = None) -> torch.Tensor:
     """``[ways, d]``: the mean feature of each class, ``c_k = mean_{i: y_i = k} z_i``."""
     features = features.reshape(features.shape[0], -1).float()
-    ways = ways if ways is not None else int(labels.max()) + 1
-    one_hot = F.one_hot(labels, ways).to(features.dtype)  # [n, ways]
+    one_hot = F.one_hot(labels, ways if ways is not None else int(labels.max()) + 1).to(features.dtype)
     counts = one_hot.sum(0)
     if (counts == 0).any():
-        missing = (counts == 0).nonzero().flatten().tolist()
-        raise ValueError(f"the support set has no example of class(es) {missing}")
+        raise ValueError("the support set has no example of class(es) "
+                         f"{(counts == 0).nonzero().flatten().tolist()}")
     return one_hot.T @ features / counts[:, None]
 
 
@@ -75,32 +60,28 @@ def _embed(encoder: Encoder | None, x: torch.Tensor) -> torch.Tensor:
     if encoder is None:
         return x.reshape(x.shape[0], -1).float()
     module = encoder if isinstance(encoder, nn.Module) else getattr(encoder, "__self__", None)
-    was_training = module.training if isinstance(module, nn.Module) else None
-    if was_training:
-        module.eval()  # batch norm: use the statistics of pretraining, not of this episode
-    try:
-        device = _device_of(module) if isinstance(module, nn.Module) else x.device
+    if isinstance(module, nn.Module):  # batch norm: use the statistics of pretraining, not of this episode
+        parameter = next(module.parameters(), None)
+        with eval_mode(module), torch.no_grad():
+            z = encoder(x.to(parameter.device if parameter is not None else "cpu"))
+    else:
         with torch.no_grad():
-            z = encoder(x.to(device))
-    finally:
-        if was_training:
-            module.train()
+            z = encoder(x)
     return z.reshape(z.shape[0], -1).float()
 
 
-def _device_of(module: nn.Module) -> torch.device:
-    parameter = next(module.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
+def _name(encoder: Encoder | None) -> str:
+    owner = getattr(encoder, "__self__", None)
+    if encoder is None:
+        return "pixels"
+    return f"{type(owner).__name__}.{encoder.__name__}" if owner is not None else type(encoder).__name__
 
 
-# --------------------------------------------------------------------------
 # Non-parametric baselines
-# --------------------------------------------------------------------------
 
 
-def nearest_neighbour(
-    support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor, encoder: Encoder | None = None
-) -> torch.Tensor:
+def nearest_neighbour(support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor,
+                      encoder: Encoder | None = None) -> torch.Tensor:
     """1-nearest-neighbour in pixel space (or in ``encoder``'s feature space).
 
     Logits: ``score[q, k] = -min_{j: y_j = k} ||x_q - x_j||^2``, so the argmax
@@ -108,15 +89,15 @@ def nearest_neighbour(
     """
     support, query = _embed(encoder, support_x), _embed(encoder, query_x.to(support_x.device))
     distances = squared_distances(query, support.to(query.device))  # [n_query, n_support]
-    ways = int(support_y.max()) + 1
     labels = support_y.to(distances.device)
-    nearest_per_class = torch.stack([distances[:, labels == k].min(dim=1).values for k in range(ways)], dim=1)
-    return (-nearest_per_class).to(query_x.device)
+    nearest = [distances[:, labels == k].min(dim=1).values for k in range(int(support_y.max()) + 1)]
+    return -torch.stack(nearest, dim=1).to(query_x.device)
 
 
 nearest_neighbour.score_kind = DISTANCE_SCORES  # type: ignore[attr-defined]
 
 
+@dataclass(eq=False, repr=False)
 class NearestCentroid:
     """Nearest class mean: ``score[q, k] = -||f(x_q) - c_k||^2``, ``c_k = mean f(x_j), y_j = k``.
 
@@ -124,10 +105,8 @@ class NearestCentroid:
     the only example, so this is exactly the nearest neighbour.
     """
 
-    score_kind = DISTANCE_SCORES
-
-    def __init__(self, encoder: Encoder | None = None) -> None:
-        self.encoder = encoder
+    encoder: Encoder | None = None
+    score_kind: ClassVar[str] = DISTANCE_SCORES
 
     def __call__(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
         support, query = _embed(self.encoder, support_x), _embed(self.encoder, query_x)
@@ -135,40 +114,54 @@ class NearestCentroid:
         return (-squared_distances(query, centroids.to(query.device))).to(query_x.device)
 
     def __repr__(self) -> str:
-        return f"NearestCentroid(encoder={'pixels' if self.encoder is None else _name(self.encoder)})"
+        return f"NearestCentroid(encoder={_name(self.encoder)})"
 
 
+@dataclass(frozen=True)
+class ConvFromScratch:
+    """Notebook 01's designed learner: a fresh Conv4 trained by SGD on the support set alone."""
+
+    steps: int = 100
+    lr: float = 0.1
+
+    def __call__(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
+        learner = Conv4(num_classes=int(support_y.max()) + 1).to(support_x.device)
+        optimizer = torch.optim.SGD(learner.parameters(), lr=self.lr)
+        for _ in range(self.steps):
+            loss = F.cross_entropy(learner(support_x), support_y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        learner.eval()  # batch-norm statistics from training, not from the query set
+        with torch.no_grad():
+            return learner(query_x)
+
+
+@dataclass(eq=False, repr=False)
 class FineTunedHead:
     """A new linear head on frozen features, trained on the support set only.
 
-    The "Baseline" of Chen et al. (2019): the encoder ``f`` stays fixed; for
-    each episode a fresh ``W, b`` (``ways`` outputs) is fitted by ``steps``
-    full-batch Adam steps on the support cross-entropy
+    The "Baseline" of Chen et al. (*A Closer Look at Few-shot Classification*, ICLR 2019):
+    per episode a fresh, seeded ``W, b`` is fitted by ``steps`` full-batch Adam steps on
 
         min_{W,b} (1/|S|) sum_{(x,y) in S} -log softmax(W f(x) + b)_y  (+ weight decay)
 
-    and the query logits are ``W f(x_q) + b``. ``normalize`` rescales the
-    features to unit length first (this keeps one learning rate right for
-    pixels and for learned features alike). Seeded, so the same episode
-    always gets the same answer.
+    and the query logits are ``W f(x_q) + b``. ``normalize`` rescales the features to
+    length ``scale`` first, so one learning rate suits pixels and learned features alike.
     """
 
-    score_kind = "logits"
+    encoder: Encoder | None = None
+    steps: int = 100
+    lr: float = 0.1
+    weight_decay: float = 1e-3
+    normalize: bool = True
+    scale: float = 10.0
+    seed: int = 0
+    score_kind: ClassVar[str] = "logits"
 
-    def __init__(
-        self,
-        encoder: Encoder | None = None,
-        steps: int = 100,
-        lr: float = 0.1,
-        weight_decay: float = 1e-3,
-        normalize: bool = True,
-        scale: float = 10.0,
-        seed: int = 0,
-    ) -> None:
-        if steps < 1:
-            raise ValueError(f"steps must be >= 1, got {steps}")
-        self.encoder, self.steps, self.lr = encoder, steps, lr
-        self.weight_decay, self.normalize, self.scale, self.seed = weight_decay, normalize, scale, seed
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         z = _embed(self.encoder, x)
@@ -178,9 +171,8 @@ class FineTunedHead:
         """The fitted head for one support set."""
         support = self._features(support_x)
         labels = support_y.to(support.device)
-        ways = int(labels.max()) + 1
         generator = torch.Generator().manual_seed(self.seed)
-        head = nn.Linear(support.shape[1], ways)
+        head = nn.Linear(support.shape[1], int(labels.max()) + 1)
         with torch.no_grad():
             bound = 1 / math.sqrt(support.shape[1])
             head.weight.copy_(torch.empty_like(head.weight).uniform_(-bound, bound, generator=generator))
@@ -201,15 +193,13 @@ class FineTunedHead:
             return head(self._features(query_x)).to(query_x.device)
 
     def __repr__(self) -> str:
-        encoder = "pixels" if self.encoder is None else _name(self.encoder)
-        return f"FineTunedHead(encoder={encoder}, steps={self.steps}, lr={self.lr})"
+        return f"FineTunedHead(encoder={_name(self.encoder)}, steps={self.steps}, lr={self.lr})"
 
 
 @contextlib.contextmanager
 def _single_threaded(device: torch.device):
-    """One CPU thread for tiny tensors: many threads only add synchronisation (and on a busy
-    machine, waiting for a core), which made 100 steps on a 100x64 support set 40x slower."""
-    if device.type != "cpu" or torch.get_num_threads() == 1:
+    """One CPU thread for tiny tensors: more threads only add synchronisation (and waits for a core)."""
+    if device.type != "cpu":
         yield
         return
     threads = torch.get_num_threads()
@@ -220,19 +210,11 @@ def _single_threaded(device: torch.device):
         torch.set_num_threads(threads)
 
 
-def _name(obj) -> str:
-    owner = getattr(obj, "__self__", None)
-    return f"{type(owner).__name__}.{obj.__name__}" if owner is not None else type(obj).__name__
-
-
-# --------------------------------------------------------------------------
 # Pretraining: ordinary supervised learning on the meta-training classes
-# --------------------------------------------------------------------------
 
 
-def hold_out_examples(
-    dataset: LabelledImages, per_class: int, generator: torch.Generator | None = None
-) -> tuple[LabelledImages, LabelledImages]:
+def hold_out_examples(dataset: LabelledImages, per_class: int,
+                      generator: torch.Generator | None = None) -> tuple[LabelledImages, LabelledImages]:
     """Split every class: ``per_class`` random examples to a held-out set, the rest to train.
 
     Both parts keep all classes and their labels (new *examples* of known
@@ -242,81 +224,51 @@ def hold_out_examples(
     for label in range(dataset.num_classes):
         members = dataset.indices_of_class(label)
         if len(members) <= per_class:
-            raise ValueError(
-                f"class {dataset.class_names[label]!r} has {len(members)} examples; "
-                f"holding out {per_class} would leave none to train on"
-            )
+            raise ValueError(f"class {dataset.class_names[label]!r} has {len(members)} examples; "
+                             f"holding out {per_class} would leave none to train on")
         shuffled = members[torch.randperm(len(members), generator=generator)]
         held_index.append(shuffled[:per_class])
         train_index.append(shuffled[per_class:])
 
     def part(index: list[torch.Tensor], suffix: str) -> LabelledImages:
         index = torch.cat(index).sort().values
-        return LabelledImages(
-            dataset.images[index], dataset.labels[index], dataset.class_names, dataset.class_groups,
-            name=f"{dataset.name} ({suffix})",
-        )
+        return LabelledImages(dataset.images[index], dataset.labels[index], dataset.class_names,
+                              dataset.class_groups, name=f"{dataset.name} ({suffix})")
 
     return part(train_index, "train examples"), part(held_index, "held-out examples")
 
 
-def pretrain_classifier(
-    train: LabelledImages,
-    *,
-    steps: int,
-    device: torch.device | str,
-    lr: float = 0.1,
-    momentum: float = 0.9,
-    batch_size: int = 64,
-    held_out: LabelledImages | None = None,
-    eval_every: int = 100,
-    seed: int = 0,
-    hidden: int = 64,
-    progress: bool = True,
-) -> tuple[Conv4, History]:
-    """A ``Conv4`` with a ``train.num_classes``-way head, trained by SGD on cross-entropy.
-
-    One ordinary classification problem over *all* meta-training classes;
-    afterwards ``model.embed`` is the feature extractor that the baselines
-    reuse on new classes (the head is thrown away). Returns the model (on
-    ``device``, in eval mode) and its training history.
-    """
+def pretrain_classifier(train: LabelledImages, *, steps: int, device: torch.device | str, lr: float = 0.1,
+                        momentum: float = 0.9, batch_size: int = 64, held_out: LabelledImages | None = None,
+                        eval_every: int = 100, seed: int = 0, hidden: int = 64,
+                        progress: bool = True) -> tuple[Conv4, History]:
+    """A ``Conv4`` with a ``train.num_classes``-way head, trained by SGD on cross-entropy, in eval mode,
+    and its history: ``model.embed`` is then the encoder the baselines reuse on new classes."""
     with torch.random.fork_rng(devices=[]):  # seeded initial weights, global random state untouched
         torch.manual_seed(seed)
         model = Conv4(in_channels=train.image_shape[0], hidden=hidden, num_classes=train.num_classes,
                       image_size=train.image_shape[-1])
-    history = train_classifier(
-        model, train, steps=steps, device=device, lr=lr, momentum=momentum, batch_size=batch_size,
-        held_out=held_out, eval_every=eval_every, generator=torch.Generator().manual_seed(seed),
-        progress=progress, desc=f"pretrain Conv4 ({train.num_classes}-way)",
-    )
+    history = train_classifier(model, train, steps=steps, device=device, lr=lr, momentum=momentum,
+                               batch_size=batch_size, held_out=held_out, eval_every=eval_every,
+                               generator=torch.Generator().manual_seed(seed), progress=progress,
+                               desc=f"pretrain Conv4 ({train.num_classes}-way)")
     return model.eval(), history
 
 
-def embed_dataset(
-    encoder: Encoder, dataset: LabelledImages, batch_size: int = 1000, name: str | None = None
-) -> LabelledImages:
+def embed_dataset(encoder: Encoder, dataset: LabelledImages, batch_size: int = 1000,
+                  name: str | None = None) -> LabelledImages:
     """Every image of ``dataset`` replaced by its (frozen) features ``[n, d, 1, 1]``, on the CPU.
 
-    Labels, class names and groups are kept, so an :class:`EpisodeSampler`
-    with the same seed draws the same episodes from the result as from
-    ``dataset``: a fast way to evaluate feature-based baselines (the encoder
-    runs once per image instead of once per episode).
+    Labels and classes are kept, so a seeded :class:`EpisodeSampler` draws the same episodes
+    from it: the encoder runs once per image instead of once per episode.
     """
-    chunks = [
-        _embed(encoder, dataset.images[start : start + batch_size]).cpu()
-        for start in range(0, len(dataset), batch_size)
-    ]
-    features = torch.cat(chunks)
-    return LabelledImages(
-        features[:, :, None, None], dataset.labels, dataset.class_names, dataset.class_groups,
-        name=name or f"{dataset.name} (features)",
-    )
+    features = torch.cat([_embed(encoder, dataset.images[start : start + batch_size]).cpu()
+                          for start in range(0, len(dataset), batch_size)])
+    return LabelledImages(features[:, :, None, None], dataset.labels, dataset.class_names, dataset.class_groups,
+                          name=name or f"{dataset.name} (features)")
 
 
-# --------------------------------------------------------------------------
 # The results table that later notebooks extend
-# --------------------------------------------------------------------------
 
 
 def setting_name(ways: int, shots: int) -> str:
@@ -332,8 +284,8 @@ class ResultsTable:
     >>> table                       # renders as Markdown in Jupyter
     >>> table.save(path); ResultsTable.load(path).add(...)   # later notebooks
 
-    Rows keep the order in which methods were first added; a cell without a
-    result shows "–". ``notes`` holds free text per method (the budget).
+    Rows keep the order of first addition; an empty cell shows "–"; ``notes`` holds
+    free text per method (the budget).
     """
 
     def __init__(self, settings: Iterable[str] = (), title: str | None = None) -> None:
@@ -358,7 +310,7 @@ class ResultsTable:
 
     def __contains__(self, key: tuple[str, str]) -> bool:
         method, setting = key
-        return method in self.rows and setting in self.rows[method]
+        return setting in self.rows.get(method, {})
 
     @property
     def methods(self) -> list[str]:
@@ -373,14 +325,12 @@ class ResultsTable:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for method, row in self.rows.items():
             cells = [str(row[s]) if s in row else "–" for s in self.settings]
-            if notes:
-                cells.append(self.notes.get(method, ""))
+            cells += [self.notes.get(method, "")] if notes else []
             lines.append("| " + " | ".join([method, *cells]) + " |")
         return "\n".join(lines)
 
     def _repr_markdown_(self) -> str:
-        title = f"**{self.title}**\n\n" if self.title else ""
-        return title + self.to_markdown(notes=bool(self.notes))
+        return (f"**{self.title}**\n\n" if self.title else "") + str(self)
 
     def __str__(self) -> str:
         return self.to_markdown(notes=bool(self.notes))
@@ -388,44 +338,20 @@ class ResultsTable:
     def __repr__(self) -> str:
         return f"ResultsTable({len(self.rows)} methods x {len(self.settings)} settings)"
 
-    def state_dict(self) -> dict:
-        return {
-            "title": self.title,
-            "settings": self.settings,
-            "rows": {m: {s: r.as_dict() for s, r in row.items()} for m, row in self.rows.items()},
-            "notes": self.notes,
-        }
-
-    @classmethod
-    def from_state_dict(cls, state: Mapping) -> "ResultsTable":
-        table = cls(state["settings"], title=state.get("title"))
-        for method, row in state["rows"].items():
-            for setting, value in row.items():
-                table.add(method, setting, AccuracyResult(value["mean"], value["ci95"], value["episodes"]))
-        table.notes.update(state.get("notes", {}))
-        return table
-
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.state_dict(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        rows = {m: {s: r.as_dict() for s, r in row.items()} for m, row in self.rows.items()}
+        state = {"title": self.title, "settings": self.settings, "rows": rows, "notes": self.notes}
+        path.write_text(json.dumps(state, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> "ResultsTable":
-        return cls.from_state_dict(json.loads(Path(path).read_text(encoding="utf-8")))
-
-
-__all__ = [
-    "DISTANCE_SCORES",
-    "FineTunedHead",
-    "NearestCentroid",
-    "ResultsTable",
-    "class_centroids",
-    "embed_dataset",
-    "hold_out_examples",
-    "nearest_neighbour",
-    "pretrain_classifier",
-    "setting_name",
-    "squared_distances",
-]
+        state = json.loads(Path(path).read_text(encoding="utf-8"))
+        table = cls(state["settings"], title=state.get("title"))
+        for method, row in state["rows"].items():
+            for setting, value in row.items():
+                table.add(method, setting, AccuracyResult.from_dict(value))
+        table.notes.update(state.get("notes", {}))
+        return table

@@ -7,9 +7,9 @@ Examples::
     python -m course_lib train protonet --out data/protonet --resume --steps 30000   # continue a run
     python -m course_lib eval protonet --out data/protonet --test-episodes 1000      # evaluate its checkpoint
 
-The shared flags are defined here once; each method's own options are the
-fields of its ``Config`` (``--lr-halve-every`` sets ``Config.lr_halve_every``).
-Every option is checked before any data is loaded or any file is written.
+The shared flags are defined here once; a method's own options are the fields
+of its ``Config`` (``--lr-halve-every`` sets ``lr_halve_every``). Every option
+is checked before any data is loaded or any file is written.
 """
 
 from __future__ import annotations
@@ -64,15 +64,12 @@ def _option(field: str) -> str:
 def _add_config_options(parser: argparse.ArgumentParser, config_class) -> None:
     hints = typing.get_type_hints(config_class)
     for field in dataclasses.fields(config_class):
-        if field.name in SHARED:
-            continue
         kind = hints[field.name]
-        if kind in (bool, typing.Optional[bool]):
-            parser.add_argument(_option(field.name), dest=field.name, action=argparse.BooleanOptionalAction,
-                                default=None, help=f"(default {field.default})")
-        elif kind in (int, float, str):
-            parser.add_argument(_option(field.name), dest=field.name, type=kind, default=None,
-                                help=f"(default {field.default})")
+        how = ({"action": argparse.BooleanOptionalAction} if kind in (bool, typing.Optional[bool])
+               else {"type": kind} if kind in (int, float, str) else None)
+        if how is not None and field.name not in SHARED:
+            parser.add_argument(_option(field.name), dest=field.name, default=None,
+                                help=f"(default {field.default})", **how)
 
 
 def build_parser(method: str | None = None, add_help: bool = True) -> argparse.ArgumentParser:
@@ -103,20 +100,13 @@ def build_parser(method: str | None = None, add_help: bool = True) -> argparse.A
 
 def config_from_args(args, config_class, stored: dict | None = None):
     """The stored config (resume, eval) or the defaults, with the given options on top."""
-    values = dict(stored or {})
-    for field in dataclasses.fields(config_class):
-        given = getattr(args, field.name, None)
-        if given is not None:
-            values[field.name] = given
-    known = {f.name for f in dataclasses.fields(config_class)}
+    known = {field.name for field in dataclasses.fields(config_class)}
+    values = {k: v for k, v in (stored or {}).items() if k in known}
+    values.update({k: getattr(args, k) for k in known if getattr(args, k, None) is not None})
     try:
-        return config_class(**{k: v for k, v in values.items() if k in known})
+        return config_class(**values)
     except (TypeError, ValueError) as error:
         raise RunError(f"{args.method}: {error}") from error
-
-
-def _command(argv) -> str:
-    return "python -m course_lib " + shlex.join(sys.argv[1:] if argv is None else argv)
 
 
 def _parse(argv):
@@ -139,39 +129,30 @@ def main(argv: list[str] | None = None) -> dict | None:
             for name, argv in jobs(args.out or Path("runs/full"), smoke=args.smoke_data):
                 print(f"{name}\t{shlex.join(argv)}")
             return None
-        return (train if args.command == "train" else evaluate)(args, _command(argv))
+        command = "python -m course_lib " + shlex.join(sys.argv[1:] if argv is None else argv)
+        return (train if args.command == "train" else evaluate)(args, command)
     except (RunError, CheckpointMismatchError) as error:
         raise UsageError(f"error: {error}") from None
 
 
 def jobs(root: Path, smoke: bool = False) -> list[tuple[str, list[str]]]:
-    """``(name, argv)`` of every run with paper-scale options, its folder under ``root`` instead of ``data/``.
-
-    ``smoke``: each for a few steps on a few classes (what scripts/train_all.sh runs with SMOKE=1).
-    """
-    out = []
-    for method_name in registry.names():
-        for run in registry.get(method_name).RUNS:
-            if not run.options:
-                continue
-            folder = Path(root) / Path(run.folder).relative_to("data")
-            argv = ["python", "-m", "course_lib", "train", method_name, "--out", str(folder), *run.options]
-            out.append((run.name, argv + ([*run.smoke, "--smoke-data"] if smoke else [])))
-    return out
+    """``(name, argv)`` of every run with paper-scale options, its folder under ``root`` instead of ``data/``;
+    ``smoke``: for a few steps on a few classes (scripts/train_all.sh with SMOKE=1)."""
+    return [(run.name, ["python", "-m", "course_lib", "train", name,
+                        "--out", str(Path(root) / Path(run.folder).relative_to("data")), *run.options,
+                        *([*run.smoke, "--smoke-data"] if smoke else [])])
+            for name in registry.names() for run in registry.get(name).RUNS if run.options]
 
 
 def _prepare(args):
     """Check every option and the run folder; nothing is loaded or written yet."""
     method = registry.get(args.method)
     run = RunFolder(args.out)
-    for name in ("steps", "test_episodes", "threads"):
+    for name, lowest in (("steps", 0), ("test_episodes", 1), ("threads", 1), ("max_minutes", 0),
+                         ("checkpoint_minutes", 0)):
         value = getattr(args, name)
-        if value is not None and value < (0 if name == "steps" else 1):
-            raise RunError(f"{_option(name)} must be {'>= 0' if name == 'steps' else 'positive'}, got {value}")
-    for name in ("max_minutes", "checkpoint_minutes"):
-        value = getattr(args, name)
-        if value is not None and value < 0:
-            raise RunError(f"{_option(name)} must be >= 0, got {value}")
+        if value is not None and value < lowest:
+            raise RunError(f"{_option(name)} must be {'positive' if lowest else '>= 0'}, got {value}")
     settings = parse_settings(args.test_settings)
     if args.command == "eval" and not run.checkpoint.is_file():
         raise RunError(f"eval: {args.out} holds no checkpoint.pt; train first")
@@ -234,17 +215,12 @@ def _evaluate(args, method, run: RunFolder, config, settings, device, data, trai
     results = method.evaluate(model, config, data, device, settings=settings, episodes=args.test_episodes,
                               progress=not args.no_progress)
     entries = {name: getattr(result, "as_dict", lambda: result)() for name, result in results.items()}
-    meta = {
-        "method": args.method,
-        "steps_done": int(payload["step"] or 0),
-        "config": dataclasses.asdict(config),
-        "test_episodes": args.test_episodes,
-        **getattr(method, "evaluation_details", lambda settings: {})(settings),
-        "machine": machine_description(device),
-        "train_seconds_this_invocation": round(train_seconds, 1),
-        "eval_seconds": round(time.time() - started, 1),
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+    meta = {"method": args.method, "steps_done": int(payload["step"] or 0), "config": dataclasses.asdict(config),
+            "test_episodes": args.test_episodes,
+            **getattr(method, "evaluation_details", lambda settings: {})(settings),
+            "machine": machine_description(device), "train_seconds_this_invocation": round(train_seconds, 1),
+            "eval_seconds": round(time.time() - started, 1),
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     paper = paper_numbers(method, config)
     summary = getattr(method, "results_markdown", results_markdown)(method, entries, config, meta)
     run.write_results({"results": entries, "paper": paper, **meta}, summary)
@@ -264,15 +240,10 @@ def paper_numbers(method, config) -> dict:
 
 
 def results_markdown(method, entries: dict, config, meta: dict) -> str:
-    lines = [
-        f"# {meta['method']}: {method.describe(config)}",
-        "",
-        f"Trained {meta['steps_done']} of {config.steps} steps; evaluated on {meta['test_episodes']} test episodes "
-        f"per setting, on {meta['machine']['device']}.",
-        "",
-        "| setting | ours (95% CI) | paper |",
-        "|---|---|---|",
-    ]
+    lines = [f"# {meta['method']}: {method.describe(config)}", "",
+             f"Trained {meta['steps_done']} of {config.steps} steps; evaluated on {meta['test_episodes']} test "
+             f"episodes per setting, on {meta['machine']['device']}.", "",
+             "| setting | ours (95% CI) | paper |", "|---|---|---|"]
     for name, entry in entries.items():
         paper = paper_numbers(method, config).get(name)
         lines.append(f"| {name} | {format_accuracy(entry['mean'], entry['ci95'])} | "

@@ -1,25 +1,18 @@
 """Real labelled image sets: Omniglot, the MNIST test set, scikit-learn digits.
 
-Introduced in notebook 00 (Omniglot) and notebook 01 (MNIST). Each loader
-returns a :class:`LabelledImages`: one float tensor of images in [0, 1]
-(ink is bright, background is 0), integer labels, and the class names.
-
-Files come from, in this order:
-
-1. the folder named by ``COURSE_DATA_DIR`` (same file names as the official
-   downloads, e.g. ``$COURSE_DATA_DIR/omniglot/images_background.zip``);
-2. the download folder in :func:`course_lib.runtime.cache_dir`;
-3. the official URLs, downloaded once into that folder.
-
-Every archive is checked against known checksums before it is used, and the
-converted arrays are written atomically (to a temporary file, then renamed),
-so an interrupted or failed run never leaves a half-written cache behind; a
-cache that is unreadable all the same (a damaged disk, a bad copy) is deleted
-and rebuilt from the archives.
+Introduced in notebooks 00 (Omniglot) and 01 (MNIST). Every loader returns a
+:class:`LabelledImages`: images in [0, 1] (ink bright, background 0), integer
+labels and class names. Files come from the folder named by ``COURSE_DATA_DIR``
+(the official file names, e.g. ``$COURSE_DATA_DIR/omniglot/images_background.zip``),
+else from the download folder of :func:`course_lib.runtime.cache_dir`, else
+from the official URLs, downloaded once. Archives are checked against known
+checksums; downloads and converted arrays are written atomically, so a failed
+run leaves no half-written file, and an unreadable cache is deleted and rebuilt.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -39,9 +32,7 @@ import torch
 from .runtime import DATA_DIR_VARIABLE, cache_dir, local_data_dir, progress_bar
 
 CACHE_FORMAT_VERSION = 1
-# Seconds a download waits for the server (to connect, and then for each block)
-# before giving up on that URL; a module constant so that tests can lower it.
-DOWNLOAD_TIMEOUT_SECONDS = 60.0
+DOWNLOAD_TIMEOUT_SECONDS = 60.0  # for the connection and for each block; tests lower it
 
 
 class DataUnavailableError(RuntimeError):
@@ -52,18 +43,13 @@ class ChecksumError(RuntimeError):
     """A data file does not match any known checksum (corrupt, truncated or another file)."""
 
 
-# --------------------------------------------------------------------------
 # The container every loader returns
-# --------------------------------------------------------------------------
 
 
 @dataclass
 class LabelledImages:
-    """Images ``[n, channels, height, width]`` in [0, 1] with labels ``[n]``.
-
-    ``labels[i]`` indexes ``class_names``; ``class_groups`` optionally names a
-    group for every class (the alphabet, for Omniglot).
-    """
+    """Images ``[n, channels, height, width]`` in [0, 1], labels ``[n]`` indexing ``class_names``,
+    and optionally a group for every class (``class_groups``: the alphabet, for Omniglot)."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -76,9 +62,7 @@ class LabelledImages:
         if self.images.ndim != 4:
             raise ValueError(f"images must be [n, c, h, w], got shape {tuple(self.images.shape)}")
         if self.labels.shape != (self.images.shape[0],):
-            raise ValueError(
-                f"labels must be [n] with n={self.images.shape[0]}, got {tuple(self.labels.shape)}"
-            )
+            raise ValueError(f"labels must be [n] with n={self.images.shape[0]}, got {tuple(self.labels.shape)}")
         if self.class_groups is not None and len(self.class_groups) != len(self.class_names):
             raise ValueError("class_groups needs one entry per class")
         if len(self.labels) and int(self.labels.max()) >= len(self.class_names):
@@ -99,8 +83,7 @@ class LabelledImages:
         """Indices of all examples of one class (computed once, then cached)."""
         if self._class_index is None:
             order = torch.argsort(self.labels, stable=True)
-            counts = torch.bincount(self.labels, minlength=self.num_classes).tolist()
-            self._class_index = list(torch.split(order, counts))
+            self._class_index = list(torch.split(order, self.examples_per_class().tolist()))
         return self._class_index[label]
 
     def examples_per_class(self) -> torch.Tensor:
@@ -111,66 +94,46 @@ class LabelledImages:
         classes = torch.as_tensor(list(classes), dtype=torch.long)
         if classes.numel() != classes.unique().numel():
             raise ValueError("subset_classes got a class twice")
-        device = self.labels.device  # index on the labels' device (CPU or GPU)
+        device = self.labels.device
         new_label = torch.full((self.num_classes,), -1, dtype=torch.long, device=device)
         new_label[classes.to(device)] = torch.arange(len(classes), device=device)
         keep = new_label[self.labels] >= 0
-        groups = None if self.class_groups is None else [self.class_groups[c] for c in classes.tolist()]
-        return LabelledImages(
-            images=self.images[keep],
-            labels=new_label[self.labels[keep]],
-            class_names=[self.class_names[c] for c in classes.tolist()],
-            class_groups=groups,
-            name=name or self.name,
-        )
+        kept = classes.tolist()
+        groups = None if self.class_groups is None else [self.class_groups[c] for c in kept]
+        names = [self.class_names[c] for c in kept]
+        return LabelledImages(self.images[keep], new_label[self.labels[keep]], names, groups, name or self.name)
 
     def with_rotations(self, name: str | None = None) -> "LabelledImages":
-        """Each class rotated by 0, 90, 180 and 270 degrees becomes 4 classes.
+        """Each class rotated by 0, 90, 180 and 270 degrees becomes 4 classes (Santoro et al. 2016).
 
-        The standard Omniglot augmentation (Santoro et al. 2016, Vinyals et al.
-        2016). New class ``4 * c + r`` is class ``c`` rotated by ``r * 90``
-        degrees, so all four rotations of a character stay on the same side of
-        a class split made before this call.
+        New class ``4 * c + r`` is class ``c`` rotated by ``r * 90`` degrees, so the four
+        rotations of a character stay on one side of a class split made before this call.
         """
-        k = 4
-        rotated = torch.stack([torch.rot90(self.images, r, dims=(2, 3)) for r in range(k)], dim=1)
-        labels = (self.labels[:, None] * k + torch.arange(k, device=self.labels.device)[None, :]).reshape(-1)
-        names = [f"{n} rot{90 * r}" for n in self.class_names for r in range(k)]
-        groups = None if self.class_groups is None else [g for g in self.class_groups for _ in range(k)]
-        return LabelledImages(
-            images=rotated.reshape(-1, *self.image_shape),
-            labels=labels,
-            class_names=names,
-            class_groups=groups,
-            name=name or f"{self.name} (+rotations)",
-        )
+        rotated = torch.stack([torch.rot90(self.images, r, dims=(2, 3)) for r in range(4)], dim=1)
+        labels = (self.labels[:, None] * 4 + torch.arange(4, device=self.labels.device)[None, :]).reshape(-1)
+        names = [f"{n} rot{90 * r}" for n in self.class_names for r in range(4)]
+        groups = None if self.class_groups is None else [g for g in self.class_groups for _ in range(4)]
+        return LabelledImages(rotated.reshape(-1, *self.image_shape), labels, names, groups,
+                              name or f"{self.name} (+rotations)")
 
     def to(self, device: torch.device | str) -> "LabelledImages":
         """A copy with images and labels on ``device`` (keep data on the GPU once)."""
-        return LabelledImages(
-            self.images.to(device), self.labels.to(device), self.class_names, self.class_groups, self.name
-        )
+        return LabelledImages(self.images.to(device), self.labels.to(device), self.class_names, self.class_groups,
+                              self.name)
 
     def __repr__(self) -> str:
         counts = self.examples_per_class()
-        return (
-            f"LabelledImages({self.name!r}: {len(self)} images of shape {self.image_shape}, "
-            f"{self.num_classes} classes, {int(counts.min())}-{int(counts.max())} per class)"
-        )
+        return (f"LabelledImages({self.name!r}: {len(self)} images of shape {self.image_shape}, "
+                f"{self.num_classes} classes, {int(counts.min())}-{int(counts.max())} per class)")
 
 
-# --------------------------------------------------------------------------
 # Files: checksums, downloads, atomic writes
-# --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """A file of an official data set: where it is and what it must hash to.
-
-    ``checksums`` holds ``"algorithm:hexdigest"`` strings; a file passes if it
-    matches any of them (the official bytes, or a known re-packed copy).
-    """
+    """A file of an official data set and the ``"algorithm:hexdigest"`` checksums it may match
+    (the official bytes, or a known re-packed copy)."""
 
     folder: str  # sub-folder under COURSE_DATA_DIR and the download cache
     filename: str
@@ -178,51 +141,33 @@ class RemoteFile:
     checksums: tuple[str, ...]
 
 
-def file_digest(path: Path, algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _readable_archive(path: Path) -> bool | None:
-    """Whether ``path`` is an intact zip or gzip file, whatever it holds (None: neither kind by name).
-
-    Tells the two reasons for a checksum mismatch apart: an intact archive is
-    the wrong file; an unreadable one is corrupt or truncated.
-    """
+    """Whether ``path`` is an intact zip or gzip file (None: neither kind by name), to tell the
+    wrong file (an intact archive) from a damaged one."""
     try:
         if path.suffix == ".zip":
             with zipfile.ZipFile(path) as bundle:
                 return bundle.testzip() is None  # testzip checks every member's CRC
         if path.suffix == ".gz":
-            with gzip.open(path) as stream:
-                while stream.read(1 << 20):
-                    pass
+            gzip.decompress(path.read_bytes())  # raises on a damaged file
             return path.stat().st_size > 0
     except (OSError, EOFError, zipfile.BadZipFile):
         return False
     return None
 
 
-def verify_checksum(
-    path: Path, checksums: Iterable[str], what_to_do: str = "Delete it and download it again."
-) -> None:
-    """Raise :class:`ChecksumError` unless ``path`` matches one of ``checksums``.
-
-    The message says whether the file is a readable archive with other content
-    (the wrong file) or an unreadable one (corrupt or truncated), then ``what_to_do``.
-    """
+def verify_checksum(path: Path, checksums: Iterable[str],
+                    what_to_do: str = "Delete it and download it again.") -> None:
+    """Raise :class:`ChecksumError`, saying whether the file is the wrong one or a damaged one,
+    unless ``path`` matches one of ``checksums``."""
     checksums = tuple(checksums)
     seen = {}
     for entry in checksums:
         algorithm, _, expected = entry.partition(":")
         if algorithm not in seen:
-            seen[algorithm] = file_digest(path, algorithm)
+            seen[algorithm] = hashlib.new(algorithm, path.read_bytes()).hexdigest()
         if seen[algorithm] == expected.lower():
             return
-    found = ", ".join(f"{a}:{d}" for a, d in seen.items())
     readable = _readable_archive(path)
     if readable:
         diagnosis = (f"is a readable {path.suffix} archive but not the expected file (another version, "
@@ -232,57 +177,50 @@ def verify_checksum(
     else:
         diagnosis = (f"is not a readable {path.suffix} archive: it is corrupt or truncated (an interrupted "
                      "download, or an error page saved in its place)")
-    raise ChecksumError(
-        f"{path} {diagnosis}. Found {found}; expected one of {', '.join(checksums)}. {what_to_do}"
-    )
+    found = ", ".join(f"{a}:{d}" for a, d in seen.items())
+    raise ChecksumError(f"{path} {diagnosis}. Found {found}; expected one of {', '.join(checksums)}. "
+                        f"{what_to_do}")
 
 
-def _atomic_target(path: Path):
-    """A temporary file next to ``path``; rename it onto ``path`` when complete."""
+@contextlib.contextmanager
+def _atomic_write(path: Path):
+    """A binary file open for writing that replaces ``path`` only once it is complete."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(handle)
-    return Path(temporary)
-
-
-def _publish(temporary: Path, destination: Path) -> None:
-    """Make a finished temporary file readable like any other file, then rename it."""
-    os.chmod(temporary, 0o644)  # mkstemp creates files readable by their owner only
-    os.replace(temporary, destination)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            yield out
+        os.chmod(temporary, 0o644)  # mkstemp creates files readable by their owner only
+        os.replace(temporary, path)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
 
 
 def _download(url: str, destination: Path) -> None:
-    """Download ``url`` to ``destination`` (atomically); TimeoutError if the server stays silent."""
+    """Download ``url`` to ``destination``; TimeoutError if the server stays silent."""
     timeout = DOWNLOAD_TIMEOUT_SECONDS
     # Say what we wait for before waiting: a silent server would otherwise look like a hang.
     print(f"Downloading {url} (giving up after {timeout:g} s without an answer)", file=sys.stderr, flush=True)
-    temporary = _atomic_target(destination)
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(temporary, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with progress_bar(total=total, unit="B", unit_scale=True, desc=f"download {destination.name}") as bar:
-                for block in iter(lambda: response.read(1 << 20), b""):
-                    out.write(block)
-                    bar.update(len(block))
-        _publish(temporary, destination)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with urllib.request.urlopen(url, timeout=timeout) as response, _atomic_write(destination) as out:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        with progress_bar(total=total, unit="B", unit_scale=True, desc=f"download {destination.name}") as bar:
+            for block in iter(lambda: response.read(1 << 20), b""):
+                out.write(block)
+                bar.update(len(block))
 
 
 def fetch(remote: RemoteFile) -> Path:
     """A verified local path to ``remote``: from COURSE_DATA_DIR, the cache, or a download."""
+    where = f"set {DATA_DIR_VARIABLE} to a folder that holds {remote.folder}/{remote.filename}."
     local = local_data_dir()
     if local is not None:
         path = local / remote.folder / remote.filename
         if not path.is_file():
             raise DataUnavailableError(
-                f"{DATA_DIR_VARIABLE} is set to {str(local)!r} but {path} does not exist. "
-                f"Put {remote.filename} there (official source: {remote.urls[0]}), "
-                f"or unset {DATA_DIR_VARIABLE} to download it."
-            )
-        verify_checksum(path, remote.checksums,
-                        f"Replace it with the official file from {remote.urls[0]}, or unset {DATA_DIR_VARIABLE} "
-                        "to download it.")
+                f"{DATA_DIR_VARIABLE} is set to {str(local)!r} but {path} does not exist. Put {remote.filename} "
+                f"there (official source: {remote.urls[0]}), or unset {DATA_DIR_VARIABLE} to download it.")
+        verify_checksum(path, remote.checksums, f"Replace it with the official file from {remote.urls[0]}, "
+                                                f"or unset {DATA_DIR_VARIABLE} to download it.")
         return path
 
     path = cache_dir() / "downloads" / remote.folder / remote.filename
@@ -293,41 +231,29 @@ def fetch(remote: RemoteFile) -> Path:
         except ChecksumError:
             path.unlink()  # ours to replace: we downloaded it
     errors, rejected = [], []
-    for url in remote.urls:  # each source in turn
+    for url in remote.urls:
         try:
             _download(url, path)
         except (urllib.error.URLError, OSError, TimeoutError) as error:
-            timed_out = isinstance(getattr(error, "reason", error), TimeoutError)  # urllib may wrap it in URLError
+            timed_out = isinstance(getattr(error, "reason", error), TimeoutError)  # urllib may wrap it
             reason = f"no answer within {DOWNLOAD_TIMEOUT_SECONDS:g} s" if timed_out else str(error)
             errors.append(f"{url}: {reason}")
             continue
         try:
             verify_checksum(path, remote.checksums, "The download was deleted.")
+            return path
         except ChecksumError as error:
             path.unlink(missing_ok=True)  # never keep a bad download
             rejected.append(f"{url}: {error}")
-            continue
-        return path
     if rejected:
-        raise ChecksumError(
-            f"No download of {remote.filename} gave the expected file: {'; '.join(rejected)} "
-            f"Try again later; if it keeps failing, get the official file elsewhere and set "
-            f"{DATA_DIR_VARIABLE} to a folder that holds {remote.folder}/{remote.filename}."
-        )
-    raise DataUnavailableError(
-        f"Could not download {remote.filename} ({'; '.join(errors)}). Without network "
-        f"access, download it elsewhere from {' or '.join(remote.urls)} and set "
-        f"{DATA_DIR_VARIABLE} to a folder that holds {remote.folder}/{remote.filename}."
-    )
+        raise ChecksumError(f"No download of {remote.filename} gave the expected file: {'; '.join(rejected)} "
+                            f"Try again later; if it keeps failing, get the official file elsewhere and {where}")
+    raise DataUnavailableError(f"Could not download {remote.filename} ({'; '.join(errors)}). Without network "
+                               f"access, download it elsewhere from {' or '.join(remote.urls)} and {where}")
 
 
 def _read_npz_cache(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray] | None:
-    """The arrays ``keys`` of a cache file, or None when it is missing or unreadable.
-
-    An unreadable cache (truncated, bad CRC, garbage, empty, missing an array)
-    is deleted with a message naming it: the caller rebuilds it from the
-    verified archives, the way :func:`fetch` re-gets a bad download.
-    """
+    """The arrays ``keys`` of a cache file; None when it is missing, or unreadable (then it is deleted)."""
     if not path.is_file():
         return None
     try:
@@ -340,42 +266,17 @@ def _read_npz_cache(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray] | 
         return None
 
 
-def _save_npz_atomic(path: Path, **arrays) -> None:
-    temporary = _atomic_target(path)
-    try:
-        with open(temporary, "wb") as handle:
-            np.savez(handle, **arrays)
-        _publish(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-# --------------------------------------------------------------------------
 # Omniglot (Lake, Salakhutdinov & Tenenbaum 2015)
-# --------------------------------------------------------------------------
 
 OMNIGLOT_URL = "https://github.com/brendenlake/omniglot/raw/master/python/"
 
-OMNIGLOT_FILES = {
-    # md5: the official archives; sha256: the re-packed copies used offline in CI.
-    "background": RemoteFile(
-        "omniglot",
-        "images_background.zip",
-        (OMNIGLOT_URL + "images_background.zip",),
-        (
-            "md5:68d2efa1b9178cc56df9314c21c6e718",
-            "sha256:21728bfcdc210947c722d44ae000cdbdf63d31646bc08d04bda4563b59c1655f",
-        ),
-    ),
-    "evaluation": RemoteFile(
-        "omniglot",
-        "images_evaluation.zip",
-        (OMNIGLOT_URL + "images_evaluation.zip",),
-        (
-            "md5:6b91aef0f799c5bb55b94e3f2daec811",
-            "sha256:68f6c3fc25d7410405d198228f483e02d6f1ab18badc6f7ce3aa06b58c7d2faf",
-        ),
-    ),
+OMNIGLOT_FILES = {  # md5: the official archives; sha256: the re-packed copies used offline in CI
+    "background": RemoteFile("omniglot", "images_background.zip", (OMNIGLOT_URL + "images_background.zip",), (
+        "md5:68d2efa1b9178cc56df9314c21c6e718",
+        "sha256:21728bfcdc210947c722d44ae000cdbdf63d31646bc08d04bda4563b59c1655f")),
+    "evaluation": RemoteFile("omniglot", "images_evaluation.zip", (OMNIGLOT_URL + "images_evaluation.zip",), (
+        "md5:6b91aef0f799c5bb55b94e3f2daec811",
+        "sha256:68f6c3fc25d7410405d198228f483e02d6f1ab18badc6f7ce3aa06b58c7d2faf")),
 }
 
 OMNIGLOT_VINYALS_TRAIN_CLASSES = 1200  # of 1623; the other 423 are test classes
@@ -383,148 +284,106 @@ OMNIGLOT_SPLIT_SEED = 0
 
 
 def read_omniglot_archive(archive: Path, image_size: int) -> dict[str, np.ndarray]:
-    """Decode one official Omniglot zip into arrays (sorted, deterministic order).
-
-    Layout inside: ``images_<set>/<Alphabet>/characterNN/<id>_<drawer>.png``.
-    Images are resized to ``image_size`` with antialiasing and inverted so that
-    ink is 255 and the background 0.
-    """
+    """Decode one official Omniglot zip (``images_<set>/<Alphabet>/characterNN/<id>_<drawer>.png``)
+    into arrays, in sorted order: images resized with antialiasing, inverted (ink 255, background 0)."""
     from PIL import Image
 
-    images, labels, names = [], [], []
+    images, labels, class_of = [], [], {}  # class_of: "Alphabet/characterNN" -> label, in order of appearance
     with zipfile.ZipFile(archive) as bundle:
         members = sorted(m for m in bundle.namelist() if m.lower().endswith(".png"))
         if not members:
             raise ChecksumError(f"{archive} holds no PNG images; it is not an Omniglot archive.")
-        class_of: dict[str, int] = {}
         for member in members:
             parts = member.split("/")
             if len(parts) < 4:
                 raise ValueError(f"{archive}: unexpected path {member!r} (want set/alphabet/character/file.png)")
-            character = f"{parts[-3]}/{parts[-2]}"
-            if character not in class_of:
-                class_of[character] = len(names)
-                names.append(character)
+            labels.append(class_of.setdefault(f"{parts[-3]}/{parts[-2]}", len(class_of)))
             with Image.open(io.BytesIO(bundle.read(member))) as picture:
                 picture = picture.convert("L")
                 if picture.size != (image_size, image_size):
                     picture = picture.resize((image_size, image_size), Image.LANCZOS)
                 images.append(255 - np.asarray(picture, dtype=np.uint8))
-            labels.append(class_of[character])
-    return {
-        "images": np.stack(images),
-        "labels": np.asarray(labels, dtype=np.int64),
-        "class_names": np.asarray(names),
-    }
+    return {"images": np.stack(images), "labels": np.asarray(labels, dtype=np.int64),
+            "class_names": np.asarray(list(class_of))}
 
 
 def load_omniglot(image_size: int = 28) -> LabelledImages:
-    """All 1623 Omniglot characters (background set first, then evaluation set).
+    """All 1623 Omniglot characters, the background set's (``num_background_classes``: 964) first.
 
-    ``class_groups`` holds each character's alphabet; the attribute
-    ``num_background_classes`` says how many classes come from
-    ``images_background.zip`` (964 for the official archives).
-    Converted once to ``omniglot-<size>px-v<version>.npz`` in the cache folder.
+    ``class_groups`` holds each character's alphabet. Converted once to
+    ``omniglot-<size>px-v<version>.npz`` in the cache folder.
     """
     if not 8 <= image_size <= 105:
         raise ValueError(f"image_size must be in [8, 105] (the originals are 105x105), got {image_size}")
     cached = cache_dir() / f"omniglot-{image_size}px-v{CACHE_FORMAT_VERSION}.npz"
     arrays = _read_npz_cache(cached, ("images", "labels", "class_names", "num_background_classes"))
     if arrays is None:
-        parts = {}
-        for part, remote in OMNIGLOT_FILES.items():
-            archive = fetch(remote)
-            parts[part] = read_omniglot_archive(archive, image_size)
-        background, evaluation = parts["background"], parts["evaluation"]
+        background, evaluation = (read_omniglot_archive(fetch(OMNIGLOT_FILES[part]), image_size)
+                                  for part in ("background", "evaluation"))
         arrays = {
             "images": np.concatenate([background["images"], evaluation["images"]]),
-            "labels": np.concatenate([background["labels"], evaluation["labels"] + len(background["class_names"])]),
+            "labels": np.concatenate([background["labels"],
+                                      evaluation["labels"] + len(background["class_names"])]),
             "class_names": np.concatenate([background["class_names"], evaluation["class_names"]]),
             "num_background_classes": np.asarray(len(background["class_names"])),
         }
-        _save_npz_atomic(cached, **arrays)
+        with _atomic_write(cached) as out:
+            np.savez(out, **arrays)
     names = [str(n) for n in arrays["class_names"]]
-    data = LabelledImages(
-        images=torch.from_numpy(arrays["images"]).float().div_(255).unsqueeze(1),
-        labels=torch.from_numpy(arrays["labels"]),
-        class_names=names,
-        class_groups=[n.split("/")[0] for n in names],
-        name="Omniglot",
-    )
+    images = torch.from_numpy(arrays["images"]).float().div_(255).unsqueeze(1)
+    data = LabelledImages(images, torch.from_numpy(arrays["labels"]), names, [n.split("/")[0] for n in names],
+                          "Omniglot")
     data.num_background_classes = int(arrays["num_background_classes"])  # type: ignore[attr-defined]
     return data
 
 
-def omniglot_splits(
-    protocol: str = "vinyals", rotations: bool | None = None, image_size: int = 28
-) -> dict[str, LabelledImages]:
+def omniglot_splits(protocol: str = "vinyals", rotations: bool | None = None,
+                    image_size: int = 28) -> dict[str, LabelledImages]:
     """Class-disjoint meta-training and meta-test sets, ``{"train": ..., "test": ...}``.
 
-    ``protocol="lake"``: the 30 background alphabets (964 characters) for
-    training, the 20 evaluation alphabets (659 characters) for testing: test
-    characters come from alphabets never seen in training.
-
-    ``protocol="vinyals"``: 1200 characters for training and 423 for testing,
-    drawn from all 50 alphabets (a fixed seeded permutation; the list files of
-    Vinyals et al. are not published with the data, so ours is a permutation of
-    the same sizes). With ``rotations`` (default for this protocol), every
-    character gives 4 classes (0, 90, 180, 270 degrees): 4800 / 1692 classes.
+    ``"lake"``: the 30 background alphabets (964 characters) for training, the
+    20 evaluation alphabets (659) for testing, so the test alphabets are new.
+    ``"vinyals"``: 1200 / 423 characters from all 50 alphabets, by a fixed seeded
+    permutation (Vinyals et al. did not publish their lists). ``rotations`` (by
+    default with "vinyals") make every character 4 classes: 4800 / 1692.
     """
     if protocol not in ("lake", "vinyals"):
         raise ValueError(f"protocol must be 'lake' or 'vinyals', got {protocol!r}")
-    if rotations is None:
-        rotations = protocol == "vinyals"
     data = load_omniglot(image_size)
     if protocol == "lake":
         n = data.num_background_classes  # type: ignore[attr-defined]
-        train_classes = list(range(n))
-        test_classes = list(range(n, data.num_classes))
+        train_classes, test_classes = list(range(n)), list(range(n, data.num_classes))
     else:
         order = torch.randperm(data.num_classes, generator=torch.Generator().manual_seed(OMNIGLOT_SPLIT_SEED))
         train_classes = sorted(order[:OMNIGLOT_VINYALS_TRAIN_CLASSES].tolist())
         test_classes = sorted(order[OMNIGLOT_VINYALS_TRAIN_CLASSES:].tolist())
-    splits = {
-        "train": data.subset_classes(train_classes, name=f"Omniglot {protocol} train"),
-        "test": data.subset_classes(test_classes, name=f"Omniglot {protocol} test"),
-    }
-    if rotations:
+    splits = {"train": data.subset_classes(train_classes, name=f"Omniglot {protocol} train"),
+              "test": data.subset_classes(test_classes, name=f"Omniglot {protocol} test")}
+    if rotations if rotations is not None else protocol == "vinyals":
         splits = {key: value.with_rotations() for key, value in splits.items()}
     return splits
 
 
-# --------------------------------------------------------------------------
 # MNIST test set (LeCun, Cortes & Burges) and scikit-learn digits
-# --------------------------------------------------------------------------
 
 _MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
 
+
+def _mnist_file(filename: str, checksums: tuple[str, ...]) -> RemoteFile:
+    return RemoteFile("mnist", filename, tuple(mirror + filename for mirror in _MNIST_MIRRORS), checksums)
+
+
 MNIST_TEST_FILES = {
-    # Archive checksums: md5 of the official .gz, sha256 of the re-compressed copies
-    # used offline in CI. Content checksum: md5 of the decompressed IDX file.
-    "images": (
-        RemoteFile(
-            "mnist",
-            "t10k-images-idx3-ubyte.gz",
-            tuple(m + "t10k-images-idx3-ubyte.gz" for m in _MNIST_MIRRORS),
-            (
-                "md5:9fb629c4189551a2d022fa330f9573f3",
-                "sha256:167310007f03058885c7e95e6c0b19c20de5c7fd3031f4cbdadc9014a523d80b",
-            ),
-        ),
-        "md5:2646ac647ad5339dbf082846283269ea",
-    ),
-    "labels": (
-        RemoteFile(
-            "mnist",
-            "t10k-labels-idx1-ubyte.gz",
-            tuple(m + "t10k-labels-idx1-ubyte.gz" for m in _MNIST_MIRRORS),
-            (
-                "md5:ec29112dd5afa0611ce80d1b7f02629c",
-                "sha256:fc607395669ec21321ea83e4b82c0544b7e8e63ff5b34337c06bc0a17cc0da3c",
-            ),
-        ),
-        "md5:27ae3e4e09519cfbb04c329615203637",
-    ),
+    # (the archive: md5 of the official .gz, sha256 of the re-compressed copy used offline in CI;
+    #  md5 of the decompressed IDX file)
+    "images": (_mnist_file("t10k-images-idx3-ubyte.gz", (
+        "md5:9fb629c4189551a2d022fa330f9573f3",
+        "sha256:167310007f03058885c7e95e6c0b19c20de5c7fd3031f4cbdadc9014a523d80b")),
+        "md5:2646ac647ad5339dbf082846283269ea"),
+    "labels": (_mnist_file("t10k-labels-idx1-ubyte.gz", (
+        "md5:ec29112dd5afa0611ce80d1b7f02629c",
+        "sha256:fc607395669ec21321ea83e4b82c0544b7e8e63ff5b34337c06bc0a17cc0da3c")),
+        "md5:27ae3e4e09519cfbb04c329615203637"),
 }
 
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -562,12 +421,9 @@ def load_mnist_test() -> LabelledImages:
     labels = read_idx(_read_verified_gzip(*MNIST_TEST_FILES["labels"]))
     if images.shape[0] != labels.shape[0]:
         raise ValueError(f"MNIST: {images.shape[0]} images but {labels.shape[0]} labels")
-    return LabelledImages(
-        images=torch.from_numpy(images.copy()).float().div_(255).unsqueeze(1),
-        labels=torch.from_numpy(labels.astype(np.int64)),
-        class_names=[str(d) for d in range(10)],
-        name="MNIST test set",
-    )
+    return LabelledImages(torch.from_numpy(images.copy()).float().div_(255).unsqueeze(1),
+                          torch.from_numpy(labels.astype(np.int64)), [str(d) for d in range(10)],
+                          name="MNIST test set")
 
 
 def load_digits() -> LabelledImages:
@@ -575,20 +431,13 @@ def load_digits() -> LabelledImages:
     from sklearn.datasets import load_digits as sklearn_digits
 
     bunch = sklearn_digits()
-    images = torch.from_numpy(bunch.images).float().div_(16).unsqueeze(1)  # pixel values are 0..16
-    return LabelledImages(
-        images=images,
-        labels=torch.from_numpy(bunch.target.astype(np.int64)),
-        class_names=[str(d) for d in range(10)],
-        name="sklearn digits",
-    )
+    return LabelledImages(torch.from_numpy(bunch.images).float().div_(16).unsqueeze(1),  # pixel values are 0..16
+                          torch.from_numpy(bunch.target.astype(np.int64)), [str(d) for d in range(10)],
+                          name="sklearn digits")
 
 
 def standardise(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """``x`` shifted and scaled by one mean and one std over all values of ``reference``.
-
-    The learners that read raw projected pixels (VSML, GPICL) standardise an
-    episode with its support set as ``reference``, so no query is used.
-    """
+    """``x`` shifted and scaled by one mean and one std over all values of ``reference``
+    (VSML and GPICL standardise an episode by its support set, so no query is used)."""
     mean, std = reference.mean(), reference.std()
     return (x - mean) / std.clamp_min(1e-6)

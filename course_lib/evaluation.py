@@ -1,14 +1,9 @@
-"""Scoring learners on many test tasks: mean accuracy with a 95% confidence interval.
+"""Scoring learners on many test tasks: mean accuracy with a 95% confidence interval (notebook 01).
 
-Introduced in notebook 01. Few-shot results are always averages over many
-test episodes, reported as ``mean ± half-width`` of the 95% confidence interval
-of that mean:
-
-    half-width = t_{0.975, n-1} * s / sqrt(n),   s = sample standard deviation (n - 1)
-
-``t_{0.975, n-1}`` is Student's t quantile: 12.7 for 2 values, 4.30 for 3, and
-1.96 (the normal quantile of the few-shot literature) once n is in the
-hundreds. With 3 values, 1.96 would understate the interval 2.2 times.
+Results are ``mean ± half-width``, ``half-width = t_{0.975, n-1} * s / sqrt(n)`` (``s``: the
+sample standard deviation). Student's ``t_{0.975, n-1}`` is 12.7 for 2 values and 4.30 for 3,
+and tends to the 1.96 of the few-shot literature once n is in the hundreds: with 3 values,
+1.96 would understate the interval 2.2 times.
 """
 
 from __future__ import annotations
@@ -80,21 +75,14 @@ def episode_accuracy(predict: FewShotClassifier, episode: Episode) -> float:
     output = predict(episode.support_x, episode.support_y, episode.query_x)
     predicted = output.argmax(dim=-1) if output.ndim == episode.query_y.ndim + 1 else output
     if predicted.shape != episode.query_y.shape:
-        raise ValueError(
-            f"the classifier returned shape {tuple(output.shape)}; expected logits "
-            f"[{len(episode.query_y)}, ways] or labels [{len(episode.query_y)}]"
-        )
+        raise ValueError(f"the classifier returned shape {tuple(output.shape)}; expected logits "
+                         f"[{len(episode.query_y)}, ways] or labels [{len(episode.query_y)}]")
     return (predicted == episode.query_y).float().mean().item()
 
 
-def evaluate_few_shot(
-    predict: FewShotClassifier,
-    tasks: TaskDistribution[Episode] | Iterable[Episode],
-    episodes: int = 1000,
-    seed: int = 0,
-    progress: bool = True,
-    desc: str = "evaluate",
-) -> AccuracyResult:
+def evaluate_few_shot(predict: FewShotClassifier, tasks: TaskDistribution[Episode] | Iterable[Episode],
+                      episodes: int = 1000, seed: int = 0, progress: bool = True,
+                      desc: str = "evaluate") -> AccuracyResult:
     """Mean query accuracy over ``episodes`` test episodes, with its 95% CI.
 
     ``tasks`` is a sampler (then ``episodes`` episodes are drawn with ``seed``,
@@ -108,9 +96,8 @@ def evaluate_few_shot(
     else:
         stream = iter(tasks)
         total = len(tasks) if hasattr(tasks, "__len__") else None  # type: ignore[arg-type]
-    accuracies = []
-    for episode in progress_bar(stream, total=total, desc=desc, disable=not progress, leave=False):
-        # No torch.no_grad() here: fine-tuning and MAML need gradients to predict.
-        accuracies.append(episode_accuracy(predict, episode))
+    # No torch.no_grad() here: fine-tuning and MAML need gradients to predict.
+    accuracies = [episode_accuracy(predict, episode)
+                  for episode in progress_bar(stream, total=total, desc=desc, disable=not progress, leave=False)]
     mean, ci95 = mean_confidence_interval(accuracies)
     return AccuracyResult(mean, ci95, len(accuracies))

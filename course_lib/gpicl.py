@@ -1,64 +1,31 @@
-"""General-purpose in-context learning (GPICL; Kirsch, Harrison, Sohl-Dickstein & Metz 2022).
+"""General-purpose in-context learning (GPICL; Kirsch, Harrison, Sohl-Dickstein & Metz 2022), notebook 08.
 
-Notebook 08. One dataset becomes many tasks: task ``i`` projects every
-flattened, standardised input with its own random matrix ``W_i ~ N(0, 1/d)``
-(``d`` = input size) to ``input_dim`` numbers and relabels the classes with its
-own random permutation ``pi_i``. A sequence holds ``seq_len`` examples of one
-task; the token at step t is ``[W_i x_t, onehot(pi_i(y_{t-1}))]`` (zeros at
-t = 0) and a causal sequence model predicts ``pi_i(y_t)`` at every step; the
-loss is the mean cross-entropy over all steps. Meta-training draws the task id
-uniformly from a finite pool ``0 .. num_tasks-1`` (``inf``: a fresh task for
-every sequence). The paper's phase diagram: with few tasks the model memorises
-them (good on seen tasks, no learning within a sequence), with more it
-identifies which task it is in, and with enough tasks it *learns* in context,
-also on unseen tasks and unseen datasets.
+One dataset becomes many tasks: task ``i`` projects every flattened,
+standardised input with its own random matrix ``W_i ~ N(0, 1/d)`` to
+``input_dim`` numbers and relabels the classes with its own permutation
+``pi_i``. A sequence holds ``seq_len`` examples of one task; token t is
+``[W_i x_t, onehot(pi_i(y_{t-1}))]`` (zeros at t = 0), a causal model predicts
+``pi_i(y_t)`` at every step, and the loss is the mean cross-entropy. Training
+draws task ids from a pool ``0 .. num_tasks-1`` (``inf``: a fresh task per
+sequence). The paper's phase diagram: few tasks are memorised, more are
+identified, and with enough the model *learns* in context, also on unseen
+tasks and datasets (Omniglot, scikit-learn digits). A **sweep** trains one
+model per pool size at once, stacked (:class:`StackedTransformer`): Adam is
+elementwise, gradients are clipped per model and the loss is the sum of the M
+losses, so this is exactly M separate trainings.
 
-The file follows the algorithm: the config, the task generator, the models
-(a causal transformer and an LSTM baseline), the data, one training step of a
-sweep, the evaluation, and the face the registry reads. A **sweep** trains one
-model per pool size at once: :class:`StackedTransformer` holds M independent
-transformers with a leading model dimension on every weight (one batched
-matmul per layer for all M), each reading its own batch. Adam is elementwise,
-gradients are clipped per model and the loss is the sum of the M losses, so
-this is exactly M separate trainings, in one module with one optimizer.
-
-Choices (a notebook reports them):
-
-* ``input_dim = 32``: every dataset (MNIST 28x28, Omniglot 28x28, scikit-learn
-  digits 8x8) is projected to 32 numbers, so one model reads them all.
-* Inputs are standardised with one mean and one std per dataset (not per
-  pixel: constant border pixels would blow up), so each projected component
-  has variance about 1.
-* Projections and permutations are generated on the device from the task id
-  by a counter-based hash (no generator per task): entry ``k`` of ``W_i`` is
-  ``ndtri(u)`` with ``u`` a 23-bit uniform from ``hash(hash(k) xor seed(i))``.
-  Same id, same task, on any device; the permutation is the argsort of hashed
-  keys, so it is a true permutation.
-* Meta-training data: the first 9,000 images of the MNIST test set (the course
-  ships no MNIST training set); evaluation: the last 1,000. Unseen tasks have
-  ids from 2^50 on, far outside any pool; ``inf`` draws training ids from
-  [2^40, 2^41).
-* Unseen datasets: Omniglot (each sequence: 10 random characters of the 20
-  evaluation alphabets, labelled 0..9 in random order) and scikit-learn digits
-  (8x8 = 64 inputs, its own projection 64 -> 32).
-* The paper's token ``[x_t, y_{t-1}]`` puts an input and its label in two
-  tokens, so a transformer must first grow a "previous token" attention head
-  before it can learn in context: the long loss plateau at ln(classes).
-  ``pair_tokens`` (off by default) also feeds ``x_{t-1}`` with token t, as
-  SNAIL and notebook 05 do; ``data/gpicl/README.md`` has what that changed.
-
-Train and evaluate with the course's command line (the shipped runs and their
-commands: ``data/gpicl/README.md``)::
+``W_i`` and ``pi_i`` come from the task id by a counter-based hash, on any
+device (same id, same task). Inputs are standardised with one mean and std
+per dataset (per pixel, constant border pixels would blow up). The paper's
+token puts an input and its label in two tokens, so a transformer must first
+grow a "previous token" head (the long plateau at ln(classes));
+``pair_tokens`` also feeds ``x_{t-1}`` with token t, as SNAIL does::
 
     python -m course_lib train gpicl --num-tasks 16,256,1024,4096,16384,65536,inf --pair-tokens \\
         --steps 100000 --out runs/gpicl_sweep --max-minutes 6
-    python -m course_lib train gpicl --out runs/gpicl_sweep --resume --max-minutes 6   # continue
 
-The run folder holds the stacked models (``checkpoint.pt``), every model's
-training loss at every step (``history.json``) and the phase diagram
-(``results.json`` / ``results.md``, one row per model);
-:mod:`course_lib.gpicl_runs` writes from it the per-model folders and bf16
-weights that notebook 08 and the capstone read.
+(the shipped runs: ``data/gpicl/README.md``; their per-model folders and bf16
+weights: :mod:`course_lib.gpicl_runs`).
 """
 
 from __future__ import annotations
@@ -67,15 +34,14 @@ import copy
 import json
 import math
 import re
-import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import standardise
+from .data import load_digits, load_mnist_test, omniglot_splits, standardise
 from .episodes import step_generator
 from .evaluation import format_accuracy, mean_confidence_interval
 from .runs import RunSpec, Trainer, read_checkpoint
@@ -90,9 +56,7 @@ FIXED_TASK_ID = 0  # the task of the biased part of a batch (in every pool)
 EVALUATION_SEED = 1234
 
 
-# --------------------------------------------------------------------------
-# The config of a sweep
-# --------------------------------------------------------------------------
+# -------------------- The config of a sweep
 
 
 def check_optimisation(config) -> None:
@@ -129,33 +93,26 @@ class GPICLConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        # run folders written before the course's command line store both as lists
-        if isinstance(self.num_tasks, (list, tuple)):
-            self.num_tasks = ",".join(map(str, self.num_tasks))
-        if isinstance(self.biased_fraction, (list, tuple)):
-            self.biased_fraction = ",".join(map(str, self.biased_fraction))
         pools = parse_num_tasks(self.num_tasks, allow_repeats=True)
         fractions = parse_fractions(self.biased_fraction, len(pools))
         self.num_tasks = ",".join(map(str, pools))
         self.biased_fraction = ",".join(f"{f:g}" for f in (fractions if len(set(fractions)) > 1 else fractions[:1]))
-        names = [run_name(n, f) for n, f in zip(pools, fractions)]
-        if len(set(names)) < len(names):
+        if len(set(self.run_names)) < len(pools):
             raise ValueError(f"num_tasks {self.num_tasks!r} with biased_fraction {self.biased_fraction!r} names "
                              "one model twice")
-        for name in ("d_model", "layers", "heads", "ffn_mult", "lstm_hidden", "input_dim", "seq_len", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.num_classes < 2:
-            raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
+        for name in ("d_model", "layers", "heads", "ffn_mult", "lstm_hidden", "input_dim", "batch_size",
+                     "num_classes"):
+            minimum = 2 if name == "num_classes" else 1
+            if getattr(self, name) < minimum:
+                raise ValueError(f"{name} must be >= {minimum}, got {getattr(self, name)}")
         if self.seq_len <= LAST_POSITIONS:
             raise ValueError(f"seq_len must be more than {LAST_POSITIONS} (accuracy is scored over the last "
                              f"{LAST_POSITIONS} steps), got {self.seq_len}")
-        if self.model not in MODELS:
-            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+        for name, allowed in (("model", MODELS), ("train_dataset", TRAIN_DATASETS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.model == "transformer" and self.d_model % self.heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by heads={self.heads}")
-        if self.train_dataset not in TRAIN_DATASETS:
-            raise ValueError(f"train_dataset must be one of {TRAIN_DATASETS}, got {self.train_dataset!r}")
         check_optimisation(self)
 
     @property
@@ -170,23 +127,22 @@ class GPICLConfig:
     @property
     def run_names(self) -> list[str]:
         """``["tasks_16", "tasks_inf", ...]``: one name per model, for metrics and folders."""
-        return [run_name(n, f) for n, f in zip(self.pools, self.biased_fractions)]
-
-    @property
-    def token_dim(self) -> int:
-        return self.input_dim + self.num_classes
+        return [f"tasks_{n}" + (f"_biased{f:g}" if f else "") for n, f in zip(self.pools, self.biased_fractions)]
 
     @property
     def shape(self) -> "TransformerShape":
-        return TransformerShape(d_model=self.d_model, layers=self.layers, heads=self.heads, ffn_mult=self.ffn_mult,
-                                input_dim=self.input_dim, num_classes=self.num_classes, seq_len=self.seq_len,
-                                pair_tokens=self.pair_tokens)
+        return TransformerShape(**{field.name: getattr(self, field.name) for field in fields(TransformerShape)})
 
 
-def parse_num_tasks(text: str, allow_repeats: bool = False) -> list:
+def _items(text) -> list[str]:
+    """``"a,b"`` or ``[a, b]`` (as run folders written before the course's command line store it) -> items."""
+    return (",".join(map(str, text)) if isinstance(text, (list, tuple)) else str(text)).split(",")
+
+
+def parse_num_tasks(text, allow_repeats: bool = False) -> list:
     """``"16,2^10,inf" -> [16, 1024, "inf"]``; anything else (0, negatives, words, repeats) is a ValueError."""
     values = []
-    for item in str(text).split(","):
+    for item in _items(text):
         item = item.strip().lower()
         if item == INF:
             values.append(INF)
@@ -194,7 +150,7 @@ def parse_num_tasks(text: str, allow_repeats: bool = False) -> list:
         match = re.fullmatch(r"(\d+)(?:\^(\d+))?", item)
         if match is None:
             raise ValueError(f"num_tasks: {item!r} is not a positive integer, 2^k or 'inf'")
-        value = int(match[1]) ** int(match[2]) if match[2] is not None else int(match[1])
+        value = int(match[1]) ** int(match[2] or 1)
         if value < 1:
             raise ValueError(f"num_tasks: {item!r}: a pool needs at least 1 task")
         if value >= INF_TASK_OFFSET:
@@ -205,10 +161,10 @@ def parse_num_tasks(text: str, allow_repeats: bool = False) -> list:
     return values
 
 
-def parse_fractions(text: str, models: int) -> list[float]:
+def parse_fractions(text, models: int) -> list[float]:
     """``"0.25" -> [0.25] * models``, ``"0,0.25" -> [0.0, 0.25]`` (one per model); each in [0, 1)."""
     try:
-        values = [float(v) for v in str(text).split(",")]
+        values = [float(v) for v in _items(text)]
     except ValueError:
         raise ValueError(f"biased_fraction: {text!r} is not a number or a comma-separated list") from None
     if len(values) == 1:
@@ -220,13 +176,7 @@ def parse_fractions(text: str, models: int) -> list[float]:
     return values
 
 
-def run_name(num_tasks, biased_fraction: float = 0.0) -> str:
-    return f"tasks_{num_tasks}" + (f"_biased{biased_fraction:g}" if biased_fraction else "")
-
-
-# --------------------------------------------------------------------------
-# The task generator. Counter-based hashing: random numbers from (task id, index), on any device
-# --------------------------------------------------------------------------
+# -------------------- The tasks: random numbers from (task id, index)
 
 _M32 = 0xFFFFFFFF
 _MULT = 0x45D9F3B  # < 2^31, so (x < 2^32) * _MULT fits in int64
@@ -251,8 +201,7 @@ def task_seeds(task_ids: torch.Tensor, salt: int) -> torch.Tensor:
 
 
 def _hashed_uniform(seeds: torch.Tensor, counter_hash: torch.Tensor) -> torch.Tensor:
-    """``[T] x [K] -> [T, K]`` uniforms in [2^-24, 1 - 2^-24] (23 bits each; exactly representable in
-    float32, so ``ndtri`` never sees 0 or 1)."""
+    """``[T] x [K] -> [T, K]`` uniforms in [2^-24, 1 - 2^-24]: 23 bits, so ``ndtri`` never sees 0 or 1."""
     bits = _mix32(counter_hash.unsqueeze(0) ^ seeds.unsqueeze(1))
     return (bits >> 9).float().mul_(2.0**-23).add_(2.0**-24)
 
@@ -279,15 +228,8 @@ def _drawing_device(generator: torch.Generator | None, device: torch.device) -> 
 
 
 class ProjectedTasks:
-    """Sequences of projected, relabelled examples of one dataset, task by task id.
-
-    ``images``: ``[N, ...]`` (flattened and standardised here), ``labels``: ``[N]``
-    in ``0..C-1``. If ``C > num_classes`` (Omniglot), every sequence uses its own
-    ``num_classes`` random classes, labelled ``0..num_classes-1`` in random order
-    before the task's permutation; otherwise all classes are used.
-    Everything lives on ``device``; :meth:`sample_batch` makes a whole batch with
-    a few batched tensor operations.
-    """
+    """Sequences of projected, relabelled examples of one dataset (``images [N, ...]``, ``labels [N]``). With
+    more classes than ``num_classes`` (Omniglot), each sequence takes its own random ``num_classes`` classes."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, num_classes: int = 10, input_dim: int = 32,
                  *, device: torch.device | str = "cpu", name: str = "data",
@@ -324,9 +266,7 @@ class ProjectedTasks:
             return self
         moved = copy.copy(self)
         moved.device = device
-        for name in ("inputs", "labels", "counter_hash", "class_table"):
-            value = getattr(self, name)
-            setattr(moved, name, None if value is None else value.to(device))
+        vars(moved).update({k: v.to(device) for k, v in vars(self).items() if isinstance(v, torch.Tensor)})
         return moved
 
     def sample_batch(self, task_ids: torch.Tensor, seq_len: int, generator: torch.Generator | None = None,
@@ -377,24 +317,17 @@ def draw_task_ids(num_tasks: list, biased_fraction: list[float], batch_size: int
     rows = []
     for m, (n, f) in enumerate(zip(num_tasks, biased_fraction)):
         ids = INF_TASK_OFFSET + r[m] % INF_TASK_OFFSET if n in (None, INF) else r[m] % int(n)
-        fixed = int(round(f * batch_size))
-        if fixed:
-            ids = torch.cat([torch.full((fixed,), FIXED_TASK_ID, device=device, dtype=ids.dtype), ids[fixed:]])
+        ids[:int(round(f * batch_size))] = FIXED_TASK_ID  # the biased part of the batch
         rows.append(ids)
     return torch.stack(rows)
 
 
-# --------------------------------------------------------------------------
-# Models: M independent models stacked along a leading dimension
-# --------------------------------------------------------------------------
+# -------------------- Models: M independent models, stacked
 
 
 @dataclass(frozen=True)
 class TransformerShape:
-    """What a :class:`StackedTransformer` is built from (GPICL and in-context regression both give one).
-
-    Tokens have ``input_dim + num_classes`` numbers; the head has ``num_classes`` outputs.
-    """
+    """A :class:`StackedTransformer`: tokens of ``input_dim + num_classes`` numbers, ``num_classes`` outputs."""
 
     d_model: int
     layers: int
@@ -416,16 +349,9 @@ def _layer_norm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tens
 
 
 class StackedTransformer(nn.Module):
-    """M independent pre-LN causal transformers (GPT-style, learned positions), weights ``[M, ...]``.
-
-    ``forward(tokens [M, B, L, token_dim]) -> logits [M, B, L, classes]``; attention is
-    ``scaled_dot_product_attention(is_causal=True)``, so logits at t depend on tokens <= t only.
-
-    With ``pair_tokens`` (off by default; not in the paper) token t is first extended with the
-    input part of token t-1, so ``(x_{t-1}, y_{t-1})`` sit in one token as in SNAIL and notebook 05's
-    transformer: a learner then needs no "previous token" attention head to pair an input with its
-    label, which is what the long loss plateau of the paper's design waits for.
-    """
+    """M independent pre-LN causal transformers (GPT-style, learned positions), weights ``[M, ...]``:
+    ``tokens [M, B, L, token_dim] -> logits [M, B, L, classes]``. With ``pair_tokens`` token t also gets the
+    input part of token t-1, so that ``(x_{t-1}, y_{t-1})`` sit in one token."""
 
     def __init__(self, shape: TransformerShape, num_models: int) -> None:
         super().__init__()
@@ -447,17 +373,14 @@ class StackedTransformer(nn.Module):
         width = shape.input_dim + shape.num_classes + (shape.input_dim if shape.pair_tokens else 0)
         self.embed_w, self.embed_b = weight(width, d, std=1 / math.sqrt(width)), zeros(d)
         self.position = weight(L, d, std=0.02)
-        self.blocks = nn.ModuleList()
-        for _ in range(shape.layers):
-            block = nn.ParameterDict({
-                "ln1_w": ones(d), "ln1_b": zeros(d),
-                "qkv_w": weight(d, 3 * d, std=0.02), "qkv_b": zeros(3 * d),
-                "out_w": weight(d, d, std=residual_std), "out_b": zeros(d),
-                "ln2_w": ones(d), "ln2_b": zeros(d),
-                "fc1_w": weight(d, f, std=0.02), "fc1_b": zeros(f),
-                "fc2_w": weight(f, d, std=residual_std), "fc2_b": zeros(d),
-            })
-            self.blocks.append(block)
+        self.blocks = nn.ModuleList(nn.ParameterDict({
+            "ln1_w": ones(d), "ln1_b": zeros(d),
+            "qkv_w": weight(d, 3 * d, std=0.02), "qkv_b": zeros(3 * d),
+            "out_w": weight(d, d, std=residual_std), "out_b": zeros(d),
+            "ln2_w": ones(d), "ln2_b": zeros(d),
+            "fc1_w": weight(d, f, std=0.02), "fc1_b": zeros(f),
+            "fc2_w": weight(f, d, std=residual_std), "fc2_b": zeros(d),
+        }) for _ in range(shape.layers))
         self.ln_w, self.ln_b = ones(d), zeros(d)
         self.head_w, self.head_b = weight(d, shape.num_classes, std=0.02), zeros(shape.num_classes)
 
@@ -493,8 +416,8 @@ class StackedLSTM(nn.Module):
     def __init__(self, config: GPICLConfig, num_models: int) -> None:
         super().__init__()
         self.config, self.num_models, self.seq_len = config, num_models, config.seq_len
-        self.lstms = nn.ModuleList(nn.LSTM(config.token_dim, config.lstm_hidden, batch_first=True)
-                                   for _ in range(num_models))
+        token_dim, hidden = config.input_dim + config.num_classes, config.lstm_hidden
+        self.lstms = nn.ModuleList(nn.LSTM(token_dim, hidden, batch_first=True) for _ in range(num_models))
         self.heads = nn.ModuleList(nn.Linear(config.lstm_hidden, config.num_classes) for _ in range(num_models))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -513,6 +436,12 @@ def build_model(config: GPICLConfig, num_models: int | None = None) -> nn.Module
     return StackedLSTM(config, num_models)
 
 
+def _lstm_state(state: dict, m: int) -> dict:
+    """Model ``m``'s entries of a :class:`StackedLSTM`'s state, named as in a stack of one."""
+    return {re.sub(rf"^(lstms|heads)\.{m}\.", r"\1.0.", k): v for k, v in state.items()
+            if k.startswith((f"lstms.{m}.", f"heads.{m}."))}
+
+
 def single_model(model: nn.Module, m: int) -> nn.Module:
     """Model ``m`` of a stack, as a stack of one (a copy of its weights)."""
     if isinstance(model, StackedTransformer):
@@ -520,8 +449,7 @@ def single_model(model: nn.Module, m: int) -> nn.Module:
         single.load_state_dict({k: v[m:m + 1] for k, v in model.state_dict().items()})
     else:
         single = StackedLSTM(model.config, 1)
-        single.load_state_dict({re.sub(rf"^(lstms|heads)\.{m}\.", r"\1.0.", k): v
-                                for k, v in model.state_dict().items() if k.startswith((f"lstms.{m}.", f"heads.{m}."))})
+        single.load_state_dict(_lstm_state(model.state_dict(), m))
     return single.to(next(model.parameters()).device).train(model.training)
 
 
@@ -535,41 +463,28 @@ def per_model_grad_clip_(model: nn.Module, max_norm: float) -> torch.Tensor:
     """Clip each stacked model's gradient to ``max_norm`` on its own; returns the ``[M]`` norms."""
     M = model.num_models
     if isinstance(model, StackedLSTM):
-        norms = [torch.nn.utils.clip_grad_norm_(list(l.parameters()) + list(h.parameters()), max_norm)
-                 for l, h in zip(model.lstms, model.heads)]
-        return torch.stack(norms)
+        return torch.stack([torch.nn.utils.clip_grad_norm_(list(l.parameters()) + list(h.parameters()), max_norm)
+                            for l, h in zip(model.lstms, model.heads)])
     grads = [p.grad for p in model.parameters() if p.grad is not None]
-    squares = torch.stack([g.float().reshape(M, -1).pow(2).sum(1) for g in grads]).sum(0)
-    norms = squares.sqrt()
+    norms = torch.stack([g.float().reshape(M, -1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
     scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
     for g in grads:
         g.mul_(scale.view(M, *([1] * (g.ndim - 1))).to(g.dtype))
     return norms
 
 
-# --------------------------------------------------------------------------
-# Data: the training tasks and every evaluation set
-# --------------------------------------------------------------------------
+# -------------------- Data: the training tasks and every evaluation set
 
 MNIST_TRAIN_IMAGES = 9000
 OMNIGLOT_HELD_OUT_CHARACTERS = 96  # the last 96 of the 964 background characters: "test" of an Omniglot run
 
 
 def load_data(config: GPICLConfig, smoke: bool = False, device="cpu") -> dict[str, ProjectedTasks]:
-    """The training data and every evaluation set, as :class:`ProjectedTasks` (``smoke``: a few hundred images).
-
-    ``train_dataset="mnist"``: ``{"train": MNIST[:9000], "test": MNIST[9000:], "omniglot": evaluation
-    alphabets, "digits": ...}``. ``train_dataset="omniglot"`` (the capstone's shared meta-training data):
-    ``"train"``: the first 868 characters of the 30 background alphabets, ``"test"``: the other 96
-    background characters (seen tasks = seen projections on new characters), ``"omniglot"``: the
-    evaluation alphabets, ``"mnist"``: all 10,000 MNIST test images (an unseen dataset), ``"digits"``.
-    """
-    from .data import load_digits, load_mnist_test, omniglot_splits
-
-    mnist = load_mnist_test()
-    images, labels = mnist.images, mnist.labels
-    splits = omniglot_splits("lake", rotations=False)
-    omniglot = splits["test"]
+    """``{"train", "test", "omniglot", "mnist", "digits"}`` as :class:`ProjectedTasks` (``smoke``: fewer images).
+    "train": MNIST test images 0-8,999 ("test": the rest) or, for ``train_dataset="omniglot"``, Omniglot's
+    background characters but the last 96 ("test": those 96; MNIST becomes an unseen dataset)."""
+    mnist, splits = load_mnist_test(), omniglot_splits("lake", rotations=False)
+    images, labels, omniglot = mnist.images, mnist.labels, splits["test"]
     if smoke:
         images, labels = torch.cat([images[:300], images[-100:]]), torch.cat([labels[:300], labels[-100:]])
         omniglot = omniglot.subset_classes(range(20))
@@ -595,69 +510,55 @@ def load_data(config: GPICLConfig, smoke: bool = False, device="cpu") -> dict[st
                               train.stats),
                 "mnist": tasks(images, labels, "MNIST test set")}
     data["omniglot"] = tasks(omniglot.images, omniglot.labels, "Omniglot (evaluation alphabets)")
-    try:
-        digits = load_digits()
-    except ImportError as error:  # scikit-learn missing: evaluate without digits rather than fail
-        print(f"GPICL: no scikit-learn digits ({error}); skipping that evaluation", file=sys.stderr)
-    else:
-        data["digits"] = tasks(digits.images, digits.labels, "scikit-learn digits 8x8")
+    digits = load_digits()
+    data["digits"] = tasks(digits.images, digits.labels, "scikit-learn digits 8x8")
     return data
 
 
-# --------------------------------------------------------------------------
-# Training: one step of a sweep
-# --------------------------------------------------------------------------
+# -------------------- Training: one step of a sweep
 
 
-def learning_rate(config: GPICLConfig, step: int) -> float:
-    """Linear warm-up to ``config.lr``, then constant."""
-    return config.lr * min(1.0, (step + 1) / max(1, config.warmup))
+def adam_step_(model: nn.Module, optimizer, losses: torch.Tensor, config, step: int) -> None:
+    """One Adam step of the stacked models on the sum of their ``[M]`` losses, each gradient clipped on its own."""
+    for group in optimizer.param_groups:
+        group["lr"] = config.lr * min(1.0, (step + 1) / max(1, config.warmup))  # linear warm-up
+    optimizer.zero_grad(set_to_none=True)
+    losses.sum().backward()
+    if config.clip:
+        per_model_grad_clip_(model, config.clip)
+    optimizer.step()
 
 
-def _autocast(device: torch.device, enabled: bool):
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
-
-
-def batch_losses(model: nn.Module, tasks: ProjectedTasks, task_ids: torch.Tensor, config: GPICLConfig, generator,
-                 amp: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """``task_ids [M, B]`` -> per-model mean loss ``[M]`` and accuracy over the last steps ``[M]``."""
+def sequence_logits(model: nn.Module, tasks: ProjectedTasks, task_ids: torch.Tensor, config: GPICLConfig,
+                    generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``task_ids [M, B]`` -> logits ``[M, B, L, classes]`` (float32) of every model on its own sequences, and
+    their targets ``[M, B, L]`` (bf16 autocast on CUDA when ``config.amp``)."""
     M, B = task_ids.shape
     tokens, targets = tasks.sample_batch(task_ids.reshape(-1), config.seq_len, generator)
-    tokens, targets = tokens.view(M, B, config.seq_len, -1), targets.view(M, B, -1)
-    with _autocast(tasks.device, amp):
-        logits = model(tokens)
-    logits = logits.float()
-    loss = F.cross_entropy(logits.reshape(-1, config.num_classes), targets.reshape(-1), reduction="none")
-    correct = (logits[:, :, -LAST_POSITIONS:].argmax(-1) == targets[:, :, -LAST_POSITIONS:]).float()
-    return loss.view(M, -1).mean(1), correct.view(M, -1).mean(1)
+    amp = config.amp and tasks.device.type == "cuda"
+    with torch.autocast(device_type=tasks.device.type, dtype=torch.bfloat16, enabled=amp):
+        logits = model(tokens.view(M, B, config.seq_len, -1))
+    return logits.float(), targets.view(M, B, -1)
 
 
 def trainer(model: nn.Module, config: GPICLConfig, data: dict, device: torch.device | str = "cpu") -> Trainer:
-    """One step of a sweep: every model draws a batch of sequences from its own pool; one Adam step on
-    the sum of their losses.
-
-    The batch of step ``i`` depends on ``(config.seed, i)`` only, so a resumed run trains exactly as an
-    uninterrupted one. Every step logs each model's loss and its training accuracy over the last
-    steps of its sequences (``loss_tasks_16``, ``train_acc_tasks_16``, ...).
-    """
+    """One step of a sweep: every model draws a batch from its own pool, from ``(config.seed, i)`` only (a
+    resumed run trains exactly as an uninterrupted one); logs ``loss_tasks_16``, ``train_acc_tasks_16``, ..."""
     device = torch.device(device)
     model.to(device).train()
     tasks = data["train"].to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=device.type == "cuda")
     pools, fractions, names = config.pools, config.biased_fractions, config.run_names
-    amp = config.amp and device.type == "cuda"
 
     def step(i: int) -> dict[str, float]:
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(config, i)
         generator = step_generator(config.seed, i)
         task_ids = draw_task_ids(pools, fractions, config.batch_size, generator, device)
-        losses, accuracy = batch_losses(model, tasks, task_ids, config, generator, amp)
-        optimizer.zero_grad(set_to_none=True)
-        losses.sum().backward()
-        if config.clip:
-            per_model_grad_clip_(model, config.clip)
-        optimizer.step()
+        logits, targets = sequence_logits(model, tasks, task_ids, config, generator)
+        losses = F.cross_entropy(logits.reshape(-1, config.num_classes), targets.reshape(-1), reduction="none")
+        losses = losses.view(len(pools), -1).mean(1)  # [M]: each model's mean over its sequences and steps
+        correct = logits[:, :, -LAST_POSITIONS:].argmax(-1) == targets[:, :, -LAST_POSITIONS:]
+        accuracy = correct.float().view(len(pools), -1).mean(1)
+        adam_step_(model, optimizer, losses, config, i)
         metrics = {}
         for name, loss, correct in zip(names, losses.tolist(), accuracy.tolist()):
             metrics[f"loss_{name}"], metrics[f"train_acc_{name}"] = round(loss, 4), round(correct, 3)
@@ -666,9 +567,7 @@ def trainer(model: nn.Module, config: GPICLConfig, data: dict, device: torch.dev
     return Trainer(step, optimizer)
 
 
-# --------------------------------------------------------------------------
-# Evaluation: accuracy by position, and the rows of the phase diagram
-# --------------------------------------------------------------------------
+# -------------------- Evaluation: accuracy by position, the phase diagram
 
 EVAL_NAMES = {"seen_tasks": "seen tasks", "unseen_tasks": "unseen tasks", "omniglot": "Omniglot", "mnist": "MNIST",
               "digits": "digits"}
@@ -680,36 +579,25 @@ def accuracy_by_position(model: nn.Module, tasks: ProjectedTasks, task_ids: torc
     """``task_ids [M, S]`` -> correct ``[M, S, L]`` (bool) of every model on S sequences."""
     was_training = model.training
     model.eval()
-    M, S = task_ids.shape
     out = []
-    for start in range(0, S, chunk):
-        ids = task_ids[:, start:start + chunk]
-        b = ids.shape[1]
-        tokens, targets = tasks.sample_batch(ids.reshape(-1), config.seq_len, generator)
-        with _autocast(tasks.device, config.amp):
-            logits = model(tokens.view(M, b, config.seq_len, -1))
-        out.append(logits.float().argmax(-1) == targets.view(M, b, -1))
+    for start in range(0, task_ids.shape[1], chunk):
+        logits, targets = sequence_logits(model, tasks, task_ids[:, start:start + chunk], config, generator)
+        out.append(logits.argmax(-1) == targets)
     model.train(was_training)
     return torch.cat(out, dim=1)
 
 
 def evaluate_models(model: nn.Module, data: dict[str, ProjectedTasks], config: GPICLConfig, sequences: int = 1024,
                     seed: int = EVALUATION_SEED) -> list[dict]:
-    """For every stacked model: accuracy by position and over the last 10 steps (mean, 95% CI over sequences)
-    on seen tasks, unseen tasks (held-out images), and unseen datasets (unseen tasks)."""
+    """Every model's accuracy by position and over the last 10 steps (mean, 95% CI) on seen tasks, unseen tasks
+    (both on held-out images) and unseen datasets."""
     device = data["test"].device
     generator = torch.Generator(device=device).manual_seed(seed)
     M = model.num_models
     seen_ids = draw_task_ids(config.pools, [0.0] * M, sequences, generator, device)
-    unseen = UNSEEN_TASK_OFFSET + torch.arange(sequences, device=device)
-    unseen_ids = unseen.unsqueeze(0).expand(M, -1)
-    settings = {
-        "seen_tasks": ("test", seen_ids),
-        "unseen_tasks": ("test", unseen_ids),
-        "omniglot": ("omniglot", unseen_ids),
-        "mnist": ("mnist", unseen_ids),
-        "digits": ("digits", unseen_ids),
-    }
+    unseen_ids = (UNSEEN_TASK_OFFSET + torch.arange(sequences, device=device)).unsqueeze(0).expand(M, -1)
+    settings = {"seen_tasks": ("test", seen_ids), "unseen_tasks": ("test", unseen_ids),
+                **{name: (name, unseen_ids) for name in ("omniglot", "mnist", "digits")}}
     results = [dict() for _ in range(M)]
     for name, (dataset, ids) in settings.items():
         if dataset not in data:
@@ -717,10 +605,8 @@ def evaluate_models(model: nn.Module, data: dict[str, ProjectedTasks], config: G
         correct = accuracy_by_position(model, data[dataset], ids, config, generator).float().cpu()
         for m in range(M):
             mean, ci = mean_confidence_interval(correct[m, :, -LAST_POSITIONS:].mean(1))
-            results[m][name] = {
-                "last_accuracy": mean, "last_ci95": ci, "sequences": sequences,
-                "by_position": [round(v, 3) for v in correct[m].mean(0).tolist()],
-            }
+            results[m][name] = {"last_accuracy": mean, "last_ci95": ci, "sequences": sequences,
+                                "by_position": [round(v, 3) for v in correct[m].mean(0).tolist()]}
     return results
 
 
@@ -733,10 +619,8 @@ class PhaseDiagramRow(dict):
 
 def evaluate(model: nn.Module, config: GPICLConfig, data: dict, device="cpu", *, settings=None,
              episodes: int = 1024, progress: bool = True) -> dict[str, PhaseDiagramRow]:
-    """``{"tasks_16": row, ...}``: every model's accuracies on ``episodes`` sequences per evaluation set.
-
-    ``settings`` (few-shot ways and shots) do not apply: a GPICL sequence is its own episode.
-    """
+    """``{"tasks_16": row, ...}``: every model's accuracies on ``episodes`` sequences per evaluation set
+    (``settings``, few-shot ways and shots, do not apply: a sequence is its own episode)."""
     data = {name: tasks.to(device) for name, tasks in data.items() if name != "train"}
     evaluation = evaluate_models(model.to(device), data, config, sequences=episodes)
     size = model_size(model)
@@ -748,11 +632,6 @@ def evaluate(model: nn.Module, config: GPICLConfig, data: dict, device="cpu", *,
 def accuracy_cell(entry: dict | None) -> str:
     """``"52.2 ± 1.4 %"`` for an evaluation entry of a row (``–`` when there is none)."""
     return "–" if entry is None else format_accuracy(entry["last_accuracy"], entry["last_ci95"])
-
-
-# --------------------------------------------------------------------------
-# From a run folder's per-step history to per-model curves and rows
-# --------------------------------------------------------------------------
 
 
 def phase_diagram_markdown(rows: list[dict], config: GPICLConfig, meta: dict) -> str:
@@ -787,22 +666,13 @@ def phase_diagram_markdown(rows: list[dict], config: GPICLConfig, meta: dict) ->
     return "\n".join(lines) + "\n"
 
 
-# --------------------------------------------------------------------------
-# Few-shot episodes as in-context tasks (the capstone, notebook 09)
-# --------------------------------------------------------------------------
+# -------------------- Few-shot episodes as in-context tasks (notebook 09)
 
 
 class GPICLPredictor:
-    """A few-shot classifier ``(support_x, support_y, query_x) -> logits [Q, ways]`` made of one GPICL model.
-
-    The transformer reads tokens ``[W x_t, onehot(y_{t-1})]`` of 10 classes,
-    ``W`` a task's random projection to ``input_dim``. Each episode is a new
-    task id (``UNSEEN_TASK_OFFSET`` + a counter: never in any training pool),
-    inputs standardised with one mean and one std (of the support set), the
-    support set in a random order, then one query per sequence (no query sees
-    another); the logits are restricted to the episode's N labels (the model
-    always has 10 outputs, and every training sequence used all 10 classes).
-    """
+    """A few-shot classifier ``(support_x, support_y, query_x) -> logits [Q, ways]`` made of one GPICL model:
+    each episode is a new task (standardised with the support set's mean and std), the shuffled support set
+    then one query per sequence; the logits are restricted to the episode's N labels."""
 
     def __init__(self, model: nn.Module, shape, seed: int = 0) -> None:
         self.model, self.shape = model, shape  # shape: input_dim and num_classes
@@ -814,7 +684,7 @@ class GPICLPredictor:
 
     def __call__(self, support_x, support_y, query_x):
         c = self.shape
-        ways, n = int(support_y.max()) + 1, len(support_y)
+        ways, n, Q = int(support_y.max()) + 1, len(support_y), len(query_x)
         device = next(self.model.parameters()).device
         flat_s, flat_q = support_x.flatten(1).float(), query_x.flatten(1).float()
         flat_s, flat_q = standardise(flat_s, flat_s), standardise(flat_q, flat_s)
@@ -822,7 +692,6 @@ class GPICLPredictor:
         W = projection_matrices(torch.tensor([UNSEEN_TASK_OFFSET + self.counter]), flat_s.shape[1], c.input_dim)[0]
         order = torch.randperm(n, generator=self.generator)
         xs, ys = flat_s[order] @ W, support_y[order]
-        Q = len(query_x)
         inputs = torch.cat([xs.unsqueeze(0).expand(Q, -1, -1), (flat_q @ W).unsqueeze(1)], dim=1)  # [Q, n+1, dim]
         slot = F.pad(F.one_hot(ys, c.num_classes).float(), (0, 0, 1, 0))  # [n+1, classes]: y_{t-1}
         tokens = torch.cat([inputs, slot.unsqueeze(0).expand(Q, -1, -1)], dim=-1).unsqueeze(0).to(device)
@@ -835,20 +704,18 @@ def load_weights(path, device="cpu") -> tuple[nn.Module, GPICLConfig]:
     payload = read_checkpoint(path)
     config = GPICLConfig(**payload["config"])
     model = build_model(config, num_models=1)
-    m = payload["model_index"]
     if isinstance(model, StackedTransformer):
         state = {k: v.float().unsqueeze(0) for k, v in payload["state_dict"].items()}
     else:  # the LSTM's keys name its place in the stack it came from
-        state = {re.sub(rf"^(lstms|heads)\.{m}\.", r"\1.0.", k): v.float() for k, v in payload["state_dict"].items()}
+        state = {k: v.float() for k, v in _lstm_state(payload["state_dict"], payload["model_index"]).items()}
     model.load_state_dict(state)
     return model.to(device).eval(), config
 
 
-# --------------------------------------------------------------------------
-# The face the registry reads (course_lib.registry)
-# --------------------------------------------------------------------------
+# -------------------- The face the registry reads (course_lib.registry)
 
 Config = GPICLConfig
+build = build_model
 PAPER: dict[str, float] = {}  # the paper reports curves at GPU scale, no number comparable to these runs
 SMOKE_SWEEP = ("--steps", "2", "--batch-size", "4")
 RUNS = (
@@ -863,10 +730,6 @@ RUNS = (
             ("--train-dataset", "omniglot", "--pair-tokens", "--num-tasks", "1024", "--steps", "100000",
              "--batch-size", "128"), (*SMOKE_SWEEP, "--num-tasks", "4"), job="gpicl_omniglot"),
 )
-
-
-def build(config: GPICLConfig) -> nn.Module:
-    return build_model(config)
 
 
 def evaluation_details(settings) -> dict:
@@ -899,19 +762,19 @@ def capstone_model(folder, device="cpu") -> tuple[nn.Module, dict]:
 def capstone_row(run: RunSpec, model: nn.Module, payload: dict) -> dict:
     """What the capstone's table says about a sweep's 1,024-task model."""
     config, steps = payload["config"], payload["step"]
-    size = model_size(model)
-    trained = f"the 1,024-task model, {steps:,} steps" if steps else "the 1,024-task model"
+    done = f", {steps:,} steps" if steps else ""
+    model_name = f"{run.folder}/tasks_{CAPSTONE_POOL} (the 1,024-task model{done}"
     restricted = "logits restricted to the episode's N of its 10 classes"
     if config.train_dataset == "omniglot":
         trained_on = (f"Omniglot background (Lake, {964 - OMNIGLOT_HELD_OUT_CHARACTERS} of its 964 characters, "
                       "10 random ones per sequence), 1,024 random projections + label permutations")
-        note = (f"{run.folder}/tasks_{CAPSTONE_POOL} ({trained}); the capstone's shared meta-training data; "
-                f"{restricted}")
+        note = f"{model_name}); the capstone's shared meta-training data; {restricted}"
     else:
         trained_on = "MNIST test images 0-8,999, 1,024 random projections + label permutations"
-        note = (f"{run.folder}/tasks_{CAPSTONE_POOL} ({trained}; notebook 08's run); {restricted}; meta-trained "
-                "on MNIST digits, so its MNIST column is in-distribution (held-out images)")
-    return {"trained_on": trained_on, "family": "black-box", "note": note, "meta_parameters": size["parameters"],
+        note = (f"{model_name}; notebook 08's run); {restricted}; meta-trained on MNIST digits, so its MNIST "
+                "column is in-distribution (held-out images)")
+    return {"trained_on": trained_on, "family": "black-box", "note": note,
+            "meta_parameters": model_size(model)["parameters"],
             "learned_variables": lambda ways, shots: model.state_size(ways * shots + 1),
             "supports": lambda ways, shots: ways * shots + 1 <= config.seq_len,
             "in_distribution": "mnist" if config.train_dataset == "mnist" else "omniglot"}

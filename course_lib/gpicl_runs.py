@@ -1,23 +1,13 @@
-"""Notebook 08's runs on disk: a sweep's per-model folders, bf16 weights, and reading runs back.
+"""Notebook 08's runs on disk: a GPICL sweep's per-model folders and bf16 weights, and reading runs back.
 
-A GPICL sweep trained with ``python -m course_lib train gpicl --out FOLDER``
-is one run folder (:mod:`course_lib.runs`): ``config.json``, ``checkpoint.pt``
-(the stacked models and Adam's state), ``history.json`` (every model's loss at
-every step) and ``results.json`` / ``results.md`` (the phase diagram).
-:func:`write_model_folders` adds the layout that notebook 08 and the capstone
-read:
-
-* ``phase_diagram.json`` / ``.md``: one row per model (steps, final training
-  loss, accuracies on seen tasks, unseen tasks and unseen datasets);
-* ``tasks_<n>/``: ``history.json`` (loss and training accuracy, means over
-  every 10 steps), ``results.json``, ``results.md`` and, for the pool sizes
-  named in ``keep_weights``, ``weights.pt`` (one model, bf16: :func:`load_model`).
-
-The folders shipped in ``data/gpicl`` have that layout (the course's former
-command line wrote it; their ``config.json`` records those commands).
-:func:`load_run` reads a sweep in either form. The second half does the same
-for in-context regression (:mod:`course_lib.icl_regression`), whose run
-folder ships its models as one bf16 ``weights.pt``.
+A sweep trained with ``python -m course_lib train gpicl --out FOLDER`` is one run
+folder (:mod:`course_lib.runs`). :func:`write_model_folders` adds what notebook 08
+and the capstone read: ``phase_diagram.json`` / ``.md`` (one row per model) and
+``tasks_<n>/`` (the curves as means over 10 steps, ``results.json`` / ``.md`` and,
+for the pool sizes named, the model's bf16 ``weights.pt``). The folders shipped in
+``data/gpicl`` have that layout; :func:`load_run` reads a sweep in either form.
+The second half does the same for in-context regression
+(:mod:`course_lib.icl_regression`), whose run folder ships its models as one bf16 ``weights.pt``.
 """
 
 from __future__ import annotations
@@ -46,9 +36,9 @@ def window_means(pairs: list[tuple[int, float]], window: int = HISTORY_WINDOW,
     groups: dict[int, list[tuple[int, float]]] = {}
     for step, value in pairs:
         groups.setdefault(step // window, []).append((step, value))
-    steps = [max(s for s, _ in group) + 1 for _, group in sorted(groups.items())]
-    means = [round(sum(v for _, v in group) / len(group), digits) for _, group in sorted(groups.items())]
-    return steps, means
+    groups = [groups[k] for k in sorted(groups)]
+    return ([max(s for s, _ in group) + 1 for group in groups],
+            [round(sum(v for _, v in group) / len(group), digits) for group in groups])
 
 
 def model_histories(history: History, names: list[str]) -> dict[str, dict]:
@@ -74,19 +64,17 @@ def sweep_summary(folder: Path | str) -> dict:
     if results is None or not (run.path / HISTORY_FILE).is_file():
         raise RunError(f"{run.path} holds no {RESULTS_FILE} and {HISTORY_FILE}: train it first "
                        f"(python -m course_lib train gpicl --out {run.path} ...)")
-    config = GPICLConfig(**record["config"])
     history = History.from_state_dict(read_json(run.path / HISTORY_FILE))
-    rows = []
-    for name, row in results["results"].items():
-        rows.append({"run": name, "num_tasks": row["num_tasks"], "biased_fraction": row["biased_fraction"],
-                     "batch_size": row["batch_size"], "steps": results["steps_done"],
-                     "final_loss": final_loss(history, name), "parameters": row["parameters"],
-                     "state_size": row["state_size"], "evaluation": row["evaluation"]})
+    rows = [{"run": name, "num_tasks": row["num_tasks"], "biased_fraction": row["biased_fraction"],
+             "batch_size": row["batch_size"], "steps": results["steps_done"],
+             "final_loss": final_loss(history, name), "parameters": row["parameters"],
+             "state_size": row["state_size"], "evaluation": row["evaluation"]}
+            for name, row in results["results"].items()]
     return {"rows": rows, "evaluated": True, "last_positions": results.get("last_positions", LAST_POSITIONS),
             "machine": results["machine"], "device": results["machine"]["device"], "command": record["command"],
             "later_commands": record.get("later_commands", []), "test_episodes": results["test_episodes"],
             "eval_seconds": results["eval_seconds"], "finished": results["finished"], "config": record["config"],
-            "histories": model_histories(history, config.run_names)}
+            "histories": model_histories(history, GPICLConfig(**record["config"]).run_names)}
 
 
 def model_markdown(row: dict, config: GPICLConfig) -> str:
@@ -101,42 +89,32 @@ def model_markdown(row: dict, config: GPICLConfig) -> str:
 
 
 def write_model_folders(folder: Path | str, keep_weights=()) -> list[dict]:
-    """Write ``phase_diagram.json`` / ``.md`` and ``tasks_<n>/`` for every model of a trained sweep.
-
-    ``keep_weights``: pool sizes (``[1024, "inf"]``) whose model is also saved as ``tasks_<n>/weights.pt``.
-    Returns the rows.
-    """
+    """Write ``phase_diagram.json`` / ``.md`` and ``tasks_<n>/`` for every model of a trained sweep; returns
+    the rows. ``keep_weights``: pool sizes (``[1024, "inf"]``) whose model is saved as ``tasks_<n>/weights.pt``."""
     folder = Path(folder)
-    summary = sweep_summary(folder)
-    config = GPICLConfig(**summary["config"])
-    histories = summary.pop("histories")
-    diagram = {k: v for k, v in summary.items() if k != "config"}
-    rows = diagram["rows"]
+    diagram = sweep_summary(folder)
+    histories, stored = diagram.pop("histories"), diagram.pop("config")
+    config, rows = GPICLConfig(**stored), diagram["rows"]
     write_json(folder / "phase_diagram.json", diagram)
     write_text(folder / "phase_diagram.md", phase_diagram_markdown(rows, config, diagram))
-    keep = {str(v) for v in keep_weights}
-    model = None
+    about_the_run = {k: v for k, v in diagram.items() if k != "rows"}
+    keep, model = {str(v) for v in keep_weights}, None
     for m, row in enumerate(rows):
         out = folder / row["run"]
         write_json(out / "history.json", histories[row["run"]])
-        write_json(out / "results.json", {**row, "config": summary["config"],
-                                          **{k: v for k, v in diagram.items() if k != "rows"}})
+        write_json(out / "results.json", {**row, "config": stored, **about_the_run})
         write_text(out / "results.md", model_markdown(row, config))
         if str(row["num_tasks"]) in keep:
             if model is None:
-                model = build_model(config)
-                load_checkpoint(folder / CHECKPOINT_FILE, model, config)
+                model, _ = _from_checkpoint(folder / CHECKPOINT_FILE, GPICLConfig, build_model)
             save_weights(model, config, m, out / "weights.pt")
     return rows
 
 
 def load_run(folder: Path | str) -> dict:
-    """A sweep: ``{"config", "command", "rows", "histories", "machine", ...}``.
-
-    ``rows`` is the phase diagram (one per model, with its evaluation), ``histories`` maps each run name
-    (``tasks_<n>``) to its curves (steps, training loss and accuracy, every 10 steps). Reads
-    ``phase_diagram.json`` and the per-model folders where they exist, else the run folder itself.
-    """
+    """A sweep: ``{"config", "command", "rows", "histories", "machine", ...}``: the phase diagram's rows and
+    each model's curves (``tasks_<n>``: steps, training loss and accuracy, every 10 steps), from
+    ``phase_diagram.json`` and the per-model folders where they exist, else from the run folder itself."""
     folder = Path(folder)
     record = read_json(folder / "config.json")
     if (folder / "phase_diagram.json").is_file():
@@ -150,9 +128,15 @@ def load_run(folder: Path | str) -> dict:
             "later_commands": record.get("later_commands", []), "histories": histories, "folder": str(folder)}
 
 
-# --------------------------------------------------------------------------
-# One model of a stack, in bf16
-# --------------------------------------------------------------------------
+# -------------------- Weights: a checkpoint's models, one model of a stack in bf16
+
+
+def _from_checkpoint(path: Path, config_class, build) -> tuple[nn.Module, object]:
+    """The models of a run's ``checkpoint.pt``, and their config."""
+    config = config_class(**read_checkpoint(path)["config"])
+    model = build(config)
+    load_checkpoint(path, model, config)
+    return model, config
 
 
 def save_weights(model: nn.Module, config: GPICLConfig, m: int, path: Path) -> Path:
@@ -166,27 +150,21 @@ def save_weights(model: nn.Module, config: GPICLConfig, m: int, path: Path) -> P
     return atomic_write(path, lambda temporary: torch.save(payload, temporary))
 
 
-def load_model(path: Path | str, device="cpu") -> tuple[nn.Module, GPICLConfig]:
-    """One model from a ``weights.pt`` (bf16), as a stack of one model (float32, eval mode), and its config."""
-    return load_weights(path, device)
+load_model = load_weights  # one model from a weights.pt, as a stack of one (float32, eval mode), and its config
 
 
 def extract_weights(checkpoint: Path | str, out: Path | str, num_tasks) -> Path:
     """Write ``<out>/tasks_<num_tasks>/weights.pt`` from a sweep's ``checkpoint.pt``: the model trained with
     that pool size, as :func:`write_model_folders` would have kept it."""
-    config = GPICLConfig(**read_checkpoint(checkpoint)["config"])
+    model, config = _from_checkpoint(Path(checkpoint), GPICLConfig, build_model)
     pools = [str(n) for n in config.pools]
     if str(num_tasks) not in pools:
         raise ValueError(f"{checkpoint} holds models for num_tasks {pools}, not {num_tasks}")
-    model = build_model(config)
-    load_checkpoint(checkpoint, model, config)
     m = pools.index(str(num_tasks))
     return save_weights(model, config, m, Path(out) / config.run_names[m] / "weights.pt")
 
 
-# --------------------------------------------------------------------------
-# In-context regression: one run folder, all models in one bf16 weights.pt
-# --------------------------------------------------------------------------
+# -------------------- In-context regression: all models in one weights.pt
 
 
 def load_regression_run(folder: Path | str) -> dict:
@@ -207,22 +185,17 @@ def load_regression_run(folder: Path | str) -> dict:
 
 def export_regression_weights(folder: Path | str) -> Path:
     """Write ``weights.pt`` (every model, bf16) from the run folder's ``checkpoint.pt``."""
-    folder = Path(folder)
-    config = RegressionConfig(**read_checkpoint(folder / CHECKPOINT_FILE)["config"])
-    model = build_regression(config)
-    load_checkpoint(folder / CHECKPOINT_FILE, model, config)
+    model, config = _from_checkpoint(Path(folder) / CHECKPOINT_FILE, RegressionConfig, build_regression)
     payload = {"config": dataclasses.asdict(config),
                "state_dict": {k: v.detach().to(torch.bfloat16) for k, v in model.state_dict().items()}}
-    return atomic_write(folder / "weights.pt", lambda temporary: torch.save(payload, temporary))
+    return atomic_write(Path(folder) / "weights.pt", lambda temporary: torch.save(payload, temporary))
 
 
 def load_regression_models(folder: Path | str) -> tuple[StackedTransformer, RegressionConfig]:
     """All models of a run folder (its ``weights.pt``, else its ``checkpoint.pt``; float32, eval mode)."""
     folder = Path(folder)
     if not (folder / "weights.pt").is_file():
-        config = RegressionConfig(**read_checkpoint(folder / CHECKPOINT_FILE)["config"])
-        model = build_regression(config)
-        load_checkpoint(folder / CHECKPOINT_FILE, model, config)
+        model, config = _from_checkpoint(folder / CHECKPOINT_FILE, RegressionConfig, build_regression)
         return model.eval(), config
     payload = read_checkpoint(folder / "weights.pt")
     config = RegressionConfig(**payload["config"])

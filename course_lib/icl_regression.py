@@ -1,42 +1,19 @@
 """In-context linear regression: the task-diversity threshold at CPU scale (notebook 08, section 3).
 
-After Raventós, Paul, Chen & Ganguli, "Pretraining task diversity and the
-emergence of non-Bayesian in-context learning for regression" (NeurIPS 2023).
-A task is a weight vector ``w`` in R^d. A sequence holds ``points`` examples
-``x_t ~ N(0, I_d)``, ``y_t = w . x_t + eps_t`` with ``eps_t ~ N(0, noise_var)``;
-a causal transformer reads token t = ``[x_t, y_{t-1}, x_{t-1}]`` (the pair
-tokens of :mod:`course_lib.gpicl`, zeros at t = 1) and predicts ``y_t``. The
-loss is the squared error over all positions divided by d. Meta-training draws
-``w`` uniformly from a finite pool of ``num_tasks`` vectors (drawn once from
-N(0, I_d)); ``num_tasks = inf`` draws a fresh ``w`` for every sequence. Like a
-GPICL sweep, one model per pool size trains at once, in one
-:class:`~course_lib.gpicl.StackedTransformer`.
-
-Two estimators are the oracles, both in closed form (:func:`ridge_predictions`,
-:func:`dmmse_predictions`):
-
-* **dMMSE**, the Bayes-optimal predictor when ``w`` is uniform on the pool
-  (the training distribution): the posterior over the pool vectors given the
-  first t-1 examples, ``p_k ∝ exp(-Σ_{i<t} (y_i - w_k . x_i)^2 / (2 noise_var))``,
-  and the prediction ``x_t . Σ_k p_k w_k``. It is perfect on pool tasks and
-  poor on new ones: memorisation.
-* **ridge regression** with ``lambda = noise_var``, the Bayes-optimal predictor
-  when ``w ~ N(0, I_d)`` (every task): ``w_hat = (X^T X + noise_var I)^{-1} X^T y``
-  from the first t-1 examples. It is what a general in-context learner of
-  linear functions should do.
-
-The paper's finding: below a threshold in the pool size the trained
-transformer behaves like dMMSE for its pool; above it, like ridge, also on
-weight vectors it never saw. :func:`evaluate_models` scores every model on
-pool tasks and new tasks, together with both estimators and the mean squared
-distance between the model's predictions and each estimator's.
-
-Train and evaluate with the course's command line (the shipped run:
-``data/gpicl/README.md``)::
+After Raventós, Paul, Chen & Ganguli (NeurIPS 2023). A task is a weight vector
+``w`` in R^d; a sequence holds ``points`` examples ``x_t ~ N(0, I_d)``,
+``y_t = w . x_t + eps_t``, ``eps_t ~ N(0, noise_var)``. A causal transformer
+(GPICL's :class:`~course_lib.gpicl.StackedTransformer`, one model per pool size,
+pair tokens ``[x_t, y_{t-1}, x_{t-1}]``) predicts ``y_t``; the loss is the squared
+error divided by d. Training draws ``w`` from a pool of ``num_tasks`` vectors
+drawn once from N(0, I_d) (``inf``: a fresh ``w`` per sequence). The two
+Bayes-optimal oracles: **dMMSE** when ``w`` is uniform on the pool (memorisation)
+and **ridge regression** (``lambda = noise_var``) when ``w ~ N(0, I_d)`` (a
+general in-context learner). The paper's finding: below a threshold in the pool
+size the transformer behaves like dMMSE, above it like ridge, also on new tasks::
 
     python -m course_lib train icl-regression --num-tasks 1,4,16,64,256,1024,inf --steps 15000 \\
         --out runs/icl_regression --device cpu --threads 1
-    python -m course_lib train icl-regression --out runs/icl_regression --resume --steps 30000   # continue
 """
 
 from __future__ import annotations
@@ -76,8 +53,6 @@ class RegressionConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if isinstance(self.num_tasks, (list, tuple)):  # run folders written before the course's command line
-            self.num_tasks = ",".join(map(str, self.num_tasks))
         self.num_tasks = ",".join(map(str, gpicl.parse_num_tasks(self.num_tasks)))  # same rules as GPICL's
         for name in ("dim", "points", "d_model", "layers", "heads", "ffn_mult", "batch_size"):
             if getattr(self, name) < 1:
@@ -101,9 +76,7 @@ class RegressionConfig:
                                       pair_tokens=True)
 
 
-# --------------------------------------------------------------------------
-# Tasks and sequences
-# --------------------------------------------------------------------------
+# -------------------- Tasks and sequences
 
 
 def task_pool(num_tasks, dim: int, seed: int) -> torch.Tensor | None:
@@ -133,16 +106,12 @@ def tokens(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, previous_y.unsqueeze(-1)], dim=-1)
 
 
-# --------------------------------------------------------------------------
-# The two oracles
-# --------------------------------------------------------------------------
+# -------------------- The two oracles
 
 
 def ridge_predictions(x: torch.Tensor, y: torch.Tensor, noise_var: float) -> torch.Tensor:
-    """Posterior-mean prediction of y_t under w ~ N(0, I) from the first t-1 examples: ``[..., L]``.
-
-    ``w_hat = (X^T X + noise_var I)^{-1} X^T y`` (ridge regression with lambda = noise_var); at t = 1 it is 0.
-    """
+    """Posterior-mean prediction ``[..., L]`` of y_t under w ~ N(0, I) from the first t-1 examples:
+    ``w_hat = (X^T X + noise_var I)^{-1} X^T y`` (ridge regression with lambda = noise_var; 0 at t = 1)."""
     x, y = x.double(), y.double()
     L, d = x.shape[-2:]
     eye = torch.eye(d, dtype=x.dtype)
@@ -157,10 +126,8 @@ def ridge_predictions(x: torch.Tensor, y: torch.Tensor, noise_var: float) -> tor
 
 def dmmse_predictions(x: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, noise_var: float,
                       chunk: int = 64) -> torch.Tensor:
-    """Posterior-mean prediction of y_t when w is uniform on ``pool [K, d]``, from the first t-1 examples.
-
-    ``x [S, L, d]``, ``y [S, L]`` -> ``[S, L]``; computed in chunks of sequences (the posterior is [S, L, K]).
-    """
+    """Posterior-mean prediction of y_t when w is uniform on ``pool [K, d]``, from the first t-1 examples:
+    ``x [S, L, d]``, ``y [S, L]`` -> ``[S, L]``, in chunks of sequences (the posterior is [S, L, K])."""
     pool = pool.double()
     out = []
     for start in range(0, x.shape[0], chunk):
@@ -172,9 +139,7 @@ def dmmse_predictions(x: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, nois
     return torch.cat(out).float()
 
 
-# --------------------------------------------------------------------------
-# The model, and one training step of the sweep
-# --------------------------------------------------------------------------
+# -------------------- The model, and one training step of the sweep
 
 
 def build(config: RegressionConfig) -> gpicl.StackedTransformer:
@@ -183,45 +148,32 @@ def build(config: RegressionConfig) -> gpicl.StackedTransformer:
 
 
 def predict(model: gpicl.StackedTransformer, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``x [M, B, L, d]``, ``y [M, B, L]`` -> predictions ``[M, B, L]`` (model m reads batch m), on x's device.
-
-    The sequences are drawn on the CPU (seeded generators); the model may live on a GPU."""
+    """``x [M, B, L, d]``, ``y [M, B, L]`` -> predictions ``[M, B, L]`` (model m reads batch m), on x's device
+    (sequences are drawn on the CPU with seeded generators; the model may live on a GPU)."""
     device = next(model.parameters()).device
     return model(tokens(x, y).to(device)).squeeze(-1).to(x.device)
 
 
 def trainer(model: gpicl.StackedTransformer, config: RegressionConfig, data: dict,
             device: torch.device | str = "cpu") -> Trainer:
-    """One step: every model draws a batch of sequences from its own pool; one Adam step on the sum of
-    their losses (squared error / d), clipped per model.
-
-    The batch of step ``i`` depends on ``(config.seed, i)`` only, so a resumed run trains exactly as an
-    uninterrupted one. Every step logs each model's loss (``loss_1``, ``loss_inf``, ...).
-    """
+    """One step: every model draws a batch from its own pool, from ``(config.seed, i)`` only (a resumed run
+    trains exactly as an uninterrupted one); logs each model's loss (``loss_1``, ``loss_inf``, ...)."""
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     pools, names = data["pools"], [f"loss_{n}" for n in config.pools]
 
     def step(i: int) -> dict[str, float]:
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr * min(1.0, (i + 1) / max(1, config.warmup))
         generator = step_generator(config.seed, i)
         weights = torch.stack([draw_weights(pool, config.batch_size, config.dim, generator) for pool in pools])
         x, y = sample_sequences(weights, config.points, config.noise_var, generator)
         losses = ((predict(model, x, y) - y) ** 2).mean(dim=(1, 2)) / config.dim  # [M]
-        optimizer.zero_grad(set_to_none=True)
-        losses.sum().backward()
-        if config.clip:
-            gpicl.per_model_grad_clip_(model, config.clip)
-        optimizer.step()
+        gpicl.adam_step_(model, optimizer, losses, config, i)
         return {name: round(loss, 5) for name, loss in zip(names, losses.tolist())}
 
     return Trainer(step, optimizer)
 
 
-# --------------------------------------------------------------------------
-# Evaluation
-# --------------------------------------------------------------------------
+# -------------------- Evaluation
 
 
 def _summary(per_sequence: torch.Tensor) -> dict:
@@ -232,9 +184,8 @@ def _summary(per_sequence: torch.Tensor) -> dict:
 @torch.no_grad()
 def evaluate_models(model: gpicl.StackedTransformer, config: RegressionConfig, sequences: int = 1024,
                     seed: int = 1) -> list[dict]:
-    """One row per model: on its **pool** tasks and on **new** tasks (w ~ N(0, I), never in any pool),
-    the normalised MSE (squared error / d, over all positions) of the model, ridge and dMMSE for its pool,
-    by position and overall, and the mean squared distance of the model's predictions to each estimator's."""
+    """One row per model: on its pool tasks and on new tasks, the error (squared / d) of the model, ridge and
+    dMMSE, by position and overall, and the mean squared distance of the model's predictions to each oracle's."""
     model.eval()
     generator = step_generator(config.seed, TEST_SALT + seed)
     pools = [task_pool(n, config.dim, config.seed) for n in config.pools]
@@ -254,10 +205,9 @@ def evaluate_models(model: gpicl.StackedTransformer, config: RegressionConfig, s
                 squared = (estimate - y[m]) ** 2 / config.dim  # [S, L]
                 entry[name] = {**_summary(squared.mean(1)),
                                "by_position": [round(v, 5) for v in squared.mean(0).tolist()]}
-            for name in ("ridge", "dmmse"):
-                if name in estimates:
-                    distance = (predictions[m] - estimates[name]) ** 2 / config.dim
-                    entry[f"model_to_{name}"] = _summary(distance.mean(1))
+            for name in list(estimates)[1:]:  # ridge, dMMSE
+                distance = (predictions[m] - estimates[name]) ** 2 / config.dim
+                entry[f"model_to_{name}"] = _summary(distance.mean(1))
             rows[m][split] = entry
     return rows
 
@@ -294,17 +244,15 @@ def results_table(rows: list[dict], config: RegressionConfig, sequences: int, wh
     ]
     for row in rows:
         pool, new = row["pool"], row["new"]
-        lines.append(f"| {row['num_tasks']} | {_cell(pool['model'])} | {_cell(pool.get('dmmse'))} | "
-                     f"{_cell(new['model'])} | {_cell(new['ridge'])} | {_cell(new.get('dmmse'))} | "
-                     f"{_cell(new['model_to_ridge'])} | {_cell(new.get('model_to_dmmse'))} |")
+        cells = (pool["model"], pool.get("dmmse"), new["model"], new["ridge"], new.get("dmmse"),
+                 new["model_to_ridge"], new.get("model_to_dmmse"))
+        lines.append(f"| {row['num_tasks']} | " + " | ".join(map(_cell, cells)) + " |")
     lines += ["", f"Parameters per model: {parameters:,}. The noise floor (an estimator that knew w) is "
               f"{config.noise_var / config.dim:.4f}."]
     return "\n".join(lines) + "\n"
 
 
-# --------------------------------------------------------------------------
-# The face the registry reads (course_lib.registry)
-# --------------------------------------------------------------------------
+# -------------------- The face the registry reads (course_lib.registry)
 
 Config = RegressionConfig
 PAPER: dict[str, float] = {}  # the paper's results are curves, not numbers to compare one run with
@@ -328,8 +276,7 @@ def evaluate(model, config: RegressionConfig, data: dict, device="cpu", *, setti
              progress: bool = True) -> dict[str, RegressionRow]:
     """``{"1": row, ..., "inf": row}`` on ``episodes`` sequences of pool tasks and of new tasks per model
     (``settings``, few-shot ways and shots, do not apply)."""
-    rows = evaluate_models(model.to(device), config, sequences=episodes)
-    return {str(row["num_tasks"]): row for row in rows}
+    return {str(row["num_tasks"]): row for row in evaluate_models(model.to(device), config, sequences=episodes)}
 
 
 def evaluation_details(settings) -> dict:

@@ -7,21 +7,10 @@ network L_phi replaces the cross-entropy inside an ordinary training loop,
     inner loop (one task):  theta_{k+1} = theta_k - alpha * grad_theta (1/n) sum_i L_phi(f_theta(x_i), y~_i)
     outer loop:             phi <- phi - beta * grad_phi E_T [ CE(theta_K(phi); clean held-out data of T) ]
 
-where y~ are the task's (noisy) training labels. The outer gradient goes
-through all K inner SGD steps (second derivatives included: phi only acts
-on theta through grad_theta L_phi).
-
-Here L_phi sees one number per example, the predicted probability of the
-*given* label p = p_theta(y~ | x) (as the two features log p and p), so it
-can be drawn as a curve L_phi(p). That family holds the cross-entropy
-(-log p), the mean absolute error (2 - 2p) and the noise-robust losses in
-between. :class:`LearnedLoss` starts as exactly the cross-entropy.
-
-Contents: :class:`LearnedLossConfig`; :class:`NoisyLabelTasks` (a
-:class:`course_lib.episodes.TaskDistribution` of small classification tasks
-with symmetric label noise); the functional classifier; :func:`inner_train`;
-:func:`meta_train_loss`; :func:`evaluate_loss`; :func:`tune_inner_lr`;
-:func:`loss_curve` (the data of the plot).
+where y~ are the task's noisy training labels. The outer gradient goes through all K inner steps
+(second order: phi acts on theta only through grad_theta L_phi). L_phi sees the probability
+p = p_theta(y~ | x) of the *given* label, so it is a curve L_phi(p), a family that holds the
+cross-entropy (-log p), the mean absolute error (2 - 2p) and the noise-robust losses in between.
 """
 
 from __future__ import annotations
@@ -38,8 +27,7 @@ from .data import LabelledImages
 from .episodes import TaskDistribution, stack_tasks, step_generator
 from .runs import History, train_loop
 
-LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-"""``loss(logits [..., C], labels [...]) -> per-example losses [...]``."""
+LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits [..., C], labels [...]) -> [...]
 
 
 @dataclass
@@ -47,11 +35,11 @@ class LearnedLossConfig:
     """The learned loss, its tasks and its bilevel training."""
 
     hidden_size: int = 32  # units of L_phi's two hidden layers
-    ways: int = 5  # classes per task (the classifier's outputs; the tasks come from NoisyLabelTasks)
-    classifier_hidden: int = 32  # the inner classifier: MLP in -> hidden (ReLU) -> ways
+    ways: int = 5  # classes per task (the classifier's outputs)
+    classifier_hidden: int = 32  # the inner classifier: MLP in -> hidden (ReLU) -> ways (0: linear)
     inner_steps: int = 60  # K
     inner_lr: float = 0.5  # alpha
-    inner_batch_size: int = 25  # SGD minibatch (random draws, like supervised.train_classifier)
+    inner_batch_size: int = 25  # SGD minibatch, random draws as in supervised.train_classifier (None: all)
     tasks_per_batch: int = 8
     meta_lr: float = 3e-3  # Adam on phi
     meta_grad_clip: float = 1.0
@@ -60,15 +48,13 @@ class LearnedLossConfig:
     def __post_init__(self) -> None:
         for name, least in (("hidden_size", 1), ("ways", 2), ("classifier_hidden", 0), ("inner_steps", 0),
                             ("inner_batch_size", 1), ("tasks_per_batch", 1), ("seed", 0)):
-            if getattr(self, name) is not None and getattr(self, name) < least:  # inner_batch_size None: all
+            if getattr(self, name) is not None and getattr(self, name) < least:
                 raise ValueError(f"{name} must be >= {least}, got {getattr(self, name)}")
         if not (self.inner_lr > 0 and self.meta_lr > 0 and self.meta_grad_clip >= 0):
             raise ValueError("inner_lr and meta_lr must be > 0 and meta_grad_clip >= 0")
 
 
-# --------------------------------------------------------------------------
-# Tasks: small classification problems with noisy training labels
-# --------------------------------------------------------------------------
+# ---------------- Tasks: small classification problems with noisy training labels
 
 
 @dataclass
@@ -94,31 +80,18 @@ def symmetric_noise(labels: torch.Tensor, rate: float, ways: int, generator: tor
 def flat_features(dataset: LabelledImages, side: int = 8) -> torch.Tensor:
     """Images average-pooled to ``side x side`` and flattened: ``[n, side * side]`` in [0, 1]."""
     images = dataset.images
-    if images.shape[-1] != side or images.shape[-2] != side:
+    if images.shape[-2:] != (side, side):
         images = F.adaptive_avg_pool2d(images, side)
     return images.flatten(start_dim=1)
 
 
 class NoisyLabelTasks(TaskDistribution[NoisyLabelTask]):
-    """``ways``-way tasks from a labelled image set, with symmetric label noise.
+    """``ways``-way tasks from a labelled image set: ``ways`` random classes in a random order, disjoint
+    training and test images of each, and each training label corrupted with probability eta (a fixed
+    ``noise``, or eta ~ U[low, high] per task for a pair). Test labels stay clean."""
 
-    Each task picks ``ways`` classes at random (in a random order, so class
-    c gets a random label), ``train_per_class`` training and
-    ``test_per_class`` test images of each (disjoint), and corrupts each
-    training label with probability eta (a fixed ``noise`` or, for a pair,
-    eta ~ U[low, high] per task). Test labels stay clean.
-    """
-
-    def __init__(
-        self,
-        dataset: LabelledImages,
-        ways: int = 5,
-        train_per_class: int = 20,
-        test_per_class: int = 20,
-        noise: float | tuple[float, float] = 0.4,
-        side: int = 8,
-        name: str | None = None,
-    ) -> None:
+    def __init__(self, dataset: LabelledImages, ways: int = 5, train_per_class: int = 20, test_per_class: int = 20,
+                 noise: float | tuple[float, float] = 0.4, side: int = 8, name: str | None = None) -> None:
         if not 2 <= ways <= dataset.num_classes:
             raise ValueError(f"ways must be in 2..{dataset.num_classes}, got {ways}")
         low, high = (noise, noise) if isinstance(noise, (int, float)) else noise
@@ -131,8 +104,7 @@ class NoisyLabelTasks(TaskDistribution[NoisyLabelTask]):
 
     def sample(self, generator: torch.Generator | None = None) -> NoisyLabelTask:
         classes = torch.randperm(self.dataset.num_classes, generator=generator)[: self.ways]
-        per_class = self.train_per_class + self.test_per_class
-        train, test = [], []
+        per_class, train, test = self.train_per_class + self.test_per_class, [], []
         for label in classes.tolist():
             members = self.dataset.indices_of_class(label)
             chosen = members[torch.randperm(len(members), generator=generator)[:per_class]]
@@ -142,20 +114,12 @@ class NoisyLabelTasks(TaskDistribution[NoisyLabelTask]):
         clean = labels.repeat_interleave(self.train_per_class)
         low, high = self.noise
         rate = low + (high - low) * torch.rand((), generator=generator).item()
-        return NoisyLabelTask(
-            train_x=self.features[torch.cat(train)],
-            train_y=symmetric_noise(clean, rate, self.ways, generator),
-            clean_train_y=clean,
-            test_x=self.features[torch.cat(test)],
-            test_y=labels.repeat_interleave(self.test_per_class),
-            noise_rate=torch.tensor(rate),
-            classes=classes,
-        )
+        return NoisyLabelTask(self.features[torch.cat(train)], symmetric_noise(clean, rate, self.ways, generator),
+                              clean, self.features[torch.cat(test)], labels.repeat_interleave(self.test_per_class),
+                              torch.tensor(rate), classes)
 
 
-# --------------------------------------------------------------------------
-# The losses
-# --------------------------------------------------------------------------
+# ---------------- The losses
 
 
 def given_label_log_prob(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -165,19 +129,15 @@ def given_label_log_prob(logits: torch.Tensor, labels: torch.Tensor) -> torch.Te
 
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """The designed loss, per example: -log p_theta(y | x)."""
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="none").reshape(
-        labels.shape
-    )
+    flat = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="none")
+    return flat.reshape(labels.shape)
 
 
 class LearnedLoss(nn.Module):
-    """L_phi(p) with p = p_theta(y | x) of the given label, from the features (log p, p).
+    """L_phi = a log p + b p + MLP(log p, p), with p = p_theta(y | x) of the given label.
 
-    L_phi = a * log p + b * p + MLP(log p, p): a linear part (initialised to
-    a = -1, b = 0: the cross-entropy) plus a tanh MLP whose last layer starts
-    at zero. At initialisation L_phi is exactly the cross-entropy;
-    meta-training bends it. There is no output bias: adding a constant to a
-    loss changes no gradient, so it could not be learned.
+    It starts as the cross-entropy (a = -1, b = 0, the tanh MLP's last layer zero), which meta-training
+    bends. No output bias: a constant added to a loss changes no gradient, so it could not be learned.
     """
 
     def __init__(self, hidden_size: int = 32) -> None:
@@ -199,13 +159,8 @@ class LearnedLoss(nn.Module):
 
 
 def loss_curve(loss_fn: LearnedLoss | None, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(L(p) - L(1), -dL/dlog p)`` on a grid of probabilities ``p`` (None: cross-entropy).
-
-    Adding a constant to a loss changes nothing, so curves are shown relative
-    to L(1). The second output is the weight an example's log-likelihood
-    gradient gets: 1 everywhere for the cross-entropy, and smaller where a
-    robust loss gives up on an example.
-    """
+    """``(L(p) - L(1), -dL/dlog p)`` on a grid of probabilities ``p`` (None: cross-entropy). The second is
+    the weight of an example's log-likelihood gradient: 1 for the cross-entropy, less where a loss gives up."""
     log_p = torch.log(p.detach().clone()).requires_grad_(True)
     with torch.enable_grad():
         values = -log_p if loss_fn is None else loss_fn.of_log_prob(log_p)
@@ -214,9 +169,7 @@ def loss_curve(loss_fn: LearnedLoss | None, p: torch.Tensor) -> tuple[torch.Tens
     return (values - reference).detach(), -slope.detach()
 
 
-# --------------------------------------------------------------------------
-# The classifier, written functionally: theta is one flat vector per task
-# --------------------------------------------------------------------------
+# ---------------- The classifier, written functionally: theta is one flat vector per task
 
 
 def classifier_shapes(inputs: int, hidden: int, classes: int) -> list[tuple[int, int]]:
@@ -225,11 +178,8 @@ def classifier_shapes(inputs: int, hidden: int, classes: int) -> list[tuple[int,
 
 def init_classifier(shapes, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """``[count, n]`` parameters, initialised like ``nn.Linear`` (U(+-1/sqrt(fan_in)) for W and b)."""
-    pieces = []
-    for fan_in, fan_out in shapes:
-        bound = 1.0 / math.sqrt(fan_in)
-        pieces.append((2 * torch.rand(count, fan_in * fan_out + fan_out, generator=generator) - 1) * bound)
-    return torch.cat(pieces, dim=1)
+    return torch.cat([(2 * torch.rand(count, fan_in * fan_out + fan_out, generator=generator) - 1)
+                      * (1.0 / math.sqrt(fan_in)) for fan_in, fan_out in shapes], dim=1)
 
 
 def classifier_logits(theta: torch.Tensor, x: torch.Tensor, shapes) -> torch.Tensor:
@@ -248,26 +198,13 @@ def classifier_logits(theta: torch.Tensor, x: torch.Tensor, shapes) -> torch.Ten
     return x
 
 
-def inner_train(
-    loss_fn: LossFunction,
-    theta: torch.Tensor,
-    train_x: torch.Tensor,
-    train_y: torch.Tensor,
-    shapes,
-    *,
-    steps: int,
-    lr: float,
-    batch_size: int | None = None,
-    generator: torch.Generator | None = None,
-    create_graph: bool = True,
-) -> torch.Tensor:
+def inner_train(loss_fn: LossFunction, theta: torch.Tensor, train_x: torch.Tensor, train_y: torch.Tensor, shapes,
+                *, steps: int, lr: float, batch_size: int | None = None, generator: torch.Generator | None = None,
+                create_graph: bool = True) -> torch.Tensor:
     """K steps of minibatch SGD on ``loss_fn`` for B tasks at once: returns theta_K ``[B, n]``.
 
-    theta_{k+1} = theta_k - lr * grad (1/|batch|) sum_{i in batch} loss_fn(f_theta(x_i), y_i).
-    The minibatch of step k is ``torch.randint(n, (batch_size,), generator=generator)``
-    (the same positions in every task of the batch), drawn exactly as
-    :func:`course_lib.supervised.train_classifier` draws them; ``batch_size=None``
-    uses the whole training set. ``create_graph=True`` keeps the graph for the
+    The minibatches are drawn as :func:`course_lib.supervised.train_classifier` draws them (the same
+    positions in every task; ``batch_size=None``: all). ``create_graph=True`` keeps the graph for the
     outer gradient (second order); ``False`` detaches after every step.
     """
     n = train_x.shape[1]
@@ -297,9 +234,7 @@ def held_out_metrics(theta: torch.Tensor, tasks: NoisyLabelTask, shapes) -> tupl
     return ce, accuracy
 
 
-# --------------------------------------------------------------------------
-# The outer loop, and evaluation
-# --------------------------------------------------------------------------
+# ---------------- The outer loop, and evaluation
 
 
 def _inner_setup(config: LearnedLossConfig, tasks: NoisyLabelTask, seed: int):
@@ -309,23 +244,11 @@ def _inner_setup(config: LearnedLossConfig, tasks: NoisyLabelTask, seed: int):
     return shapes, theta0, generator
 
 
-def meta_train_loss(
-    learned_loss: LearnedLoss,
-    tasks: NoisyLabelTasks,
-    config: LearnedLossConfig,
-    steps: int,
-    *,
-    history: History | None = None,
-    progress: bool = True,
-) -> History:
-    """The bilevel optimisation: Adam on phi, through ``inner_steps`` SGD steps per task.
-
-    Each step: ``tasks_per_batch`` fresh tasks and classifier
-    initialisations (seeded by ``config.seed`` and the step), inner
-    training with L_phi on the noisy labels, outer loss = clean held-out
-    cross-entropy, one Adam step on phi. Logs ``meta_loss`` and
-    ``held_out_accuracy`` (of the classifiers trained in that step).
-    """
+def meta_train_loss(learned_loss: LearnedLoss, tasks: NoisyLabelTasks, config: LearnedLossConfig, steps: int, *,
+                    history: History | None = None, progress: bool = True) -> History:
+    """The bilevel optimisation. Each step: ``tasks_per_batch`` fresh tasks and classifiers (seeded by
+    ``config.seed`` and the step), inner training with L_phi on the noisy labels, and one Adam step on
+    phi down the clean held-out cross-entropy (logged as ``meta_loss``, with ``held_out_accuracy``)."""
     meta_optimizer = torch.optim.Adam(learned_loss.parameters(), lr=config.meta_lr)
 
     def step(i: int) -> dict[str, float]:
@@ -346,26 +269,12 @@ def meta_train_loss(
     return train_loop(step, steps, history=history, desc="meta-train the loss L_phi", progress=progress)
 
 
-def evaluate_loss(
-    loss_fn: LossFunction,
-    tasks: NoisyLabelTasks,
-    config: LearnedLossConfig,
-    *,
-    count: int,
-    seed: int,
-    lr: float | None = None,
-    chunk: int = 50,
-) -> dict[str, torch.Tensor]:
-    """Train a fresh classifier with ``loss_fn`` on each of ``count`` tasks (seed ``seed``).
-
-    Returns per-task ``accuracy`` and ``cross_entropy`` on the clean test
-    sets, and ``wrong_labels_fitted``: the fraction of the corrupted training
-    examples that the trained classifier assigns to their *wrong* given label
-    (memorised noise; nan for a task without corrupted labels). Tensors of
-    length ``count``. Tasks, initialisations and minibatches depend only on
-    ``seed``, so two losses evaluated with the same seed are compared on
-    exactly the same runs (paired).
-    """
+def evaluate_loss(loss_fn: LossFunction, tasks: NoisyLabelTasks, config: LearnedLossConfig, *, count: int,
+                  seed: int, lr: float | None = None, chunk: int = 50) -> dict[str, torch.Tensor]:
+    """Train a fresh classifier with ``loss_fn`` on each of ``count`` tasks. Per task: ``accuracy`` and
+    ``cross_entropy`` on the clean test set, and ``wrong_labels_fitted``, the fraction of the corrupted
+    training labels it predicts (memorised noise; nan without any). Everything random depends on
+    ``seed`` only, so two losses with the same seed are compared on the same runs (paired)."""
     all_tasks = tasks.fixed_tasks(count, seed)
     accuracies, ces, fitted = [], [], []
     for start in range(0, count, chunk):
@@ -379,8 +288,7 @@ def evaluate_loss(
             predicted = classifier_logits(theta, batch.train_x, shapes).argmax(-1)
             corrupted = batch.train_y != batch.clean_train_y
             fitted.append(((predicted == batch.train_y) & corrupted).sum(1) / corrupted.sum(1))
-        accuracies.append(accuracy)
-        ces.append(ce)
+        accuracies.append(accuracy), ces.append(ce)
     return {"accuracy": torch.cat(accuracies), "cross_entropy": torch.cat(ces),
             "wrong_labels_fitted": torch.cat(fitted)}
 
@@ -388,21 +296,13 @@ def evaluate_loss(
 LR_GRID = (0.03, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0)
 
 
-def tune_inner_lr(
-    loss_fn: LossFunction,
-    tasks: NoisyLabelTasks,
-    config: LearnedLossConfig,
-    *,
-    count: int,
-    seed: int,
-    grid: Sequence[float] = LR_GRID,
-) -> dict:
+def tune_inner_lr(loss_fn: LossFunction, tasks: NoisyLabelTasks, config: LearnedLossConfig, *, count: int,
+                  seed: int, grid: Sequence[float] = LR_GRID) -> dict:
     """Grid search of the inner learning rate for a fixed loss (the cross-entropy baseline),
     on meta-training tasks, by the outer objective (clean held-out cross-entropy)."""
     scores = {}
     for lr in grid:
-        result = evaluate_loss(loss_fn, tasks, config, count=count, seed=seed, lr=lr)
-        value = result["cross_entropy"].mean().item()
+        value = evaluate_loss(loss_fn, tasks, config, count=count, seed=seed, lr=lr)["cross_entropy"].mean().item()
         scores[lr] = value if math.isfinite(value) else math.inf
     best = min(scores, key=scores.get)
     return {"lr": best, "score": scores[best], "scores": scores}

@@ -1,45 +1,18 @@
-"""Learned optimizers: an LSTM that maps gradients to updates.
+"""Learned optimizers: an LSTM that maps gradients to updates (notebook 06).
 
-Introduced in notebook 06. This is "Learning to learn by gradient descent by
-gradient descent" (Andrychowicz et al., NeurIPS 2016): keep the skeleton of
-gradient descent and learn the update rule,
+"Learning to learn by gradient descent by gradient descent" (Andrychowicz et al., NeurIPS 2016)
+keeps the skeleton of gradient descent and learns the update rule,
 
     theta_{t+1} = theta_t + g_t,      [g_t, h_{t+1}] = m(grad_t, h_t; phi),
 
-where ``m`` is a small two-layer LSTM applied to every coordinate of theta
-separately (its weights ``phi`` are shared by all coordinates, its state
-``h`` is kept per coordinate), and ``phi`` is meta-trained to minimise
-
-    L(phi) = E_f [ sum_t w_t f(theta_t) ]
-
-over a distribution of optimizees ``f`` (the optimizee *family*), by
-backpropagating through truncated unrolls of the optimizee's training.
-
-Everything here is written for a *batch* of B optimizees at once: parameters
-are one flat tensor ``theta`` of shape ``[B, n]`` and an optimizee family
-turns ``theta`` into B losses (:meth:`OptimizeeFamily.loss`). The optimizees
-are written functionally (explicit parameter tensors, no ``nn.Module``), so
-that theta_{t+1} stays a differentiable function of phi.
-
-Contents, in reading order:
-
-* :class:`LearnedOptimizerConfig`: every number of the method;
-* :func:`preprocess_gradient` and :class:`LSTMOptimizer` (the rule m), and
-  :class:`FixedRule` (``update = -lr * grad``, the oracle for the tests);
-* optimizee families, which are :class:`course_lib.episodes.TaskDistribution`
-  s: :class:`QuadraticFamily` (f(theta) = ||W theta - y||^2) and
-  :class:`MLPFamily` (a small MLP on images, minibatches of 128);
-* :func:`unroll` (the inner loop), :func:`trainer` (one meta-training
-  step: truncated backpropagation through time) and :func:`meta_train`;
-* :func:`run_learned`, :func:`run_baseline`, :func:`tune_learning_rates`
-  (SGD, momentum, RMSprop, Adam with a learning rate picked from a grid);
-* the face :mod:`course_lib.registry` reads. The command line meta-trains in
-  a run folder (here with notebook 06's full-mode settings for the MLP)::
+``m`` a small LSTM applied to every coordinate of theta separately (weights ``phi`` shared, state
+``h`` per coordinate), meta-trained to minimise L(phi) = E_f [ sum_t w_t f(theta_t) ] over a family
+of optimizees ``f`` by backpropagating through truncated unrolls. Everything works on a batch of B
+optimizees with parameters one flat tensor ``theta [B, n]``, written functionally (no ``nn.Module``)
+so that theta_{t+1} stays a differentiable function of phi. Notebook 06's full-mode MLP run::
 
     python -m course_lib train learned-optimizer --optimizee mlp --optimizees-per-batch 4 --lr 3e-3 \\
         --seed 1 --steps 150 --out runs/lstm_optimizer_mlp
-
-The notebook's figures and widget are in ``course_lib.teaching.optimizer_figures``.
 """
 
 from __future__ import annotations
@@ -56,7 +29,6 @@ from .episodes import TaskDistribution, stack_tasks, step_generator
 from .evaluation import mean_confidence_interval
 from .runs import History, Trainer, train_loop
 from .runtime import progress_bar
-
 
 @dataclass
 class LearnedOptimizerConfig:
@@ -86,27 +58,16 @@ class LearnedOptimizerConfig:
             raise ValueError(f"horizon ({self.horizon}) must be a multiple of unroll ({self.unroll})")
         if not (self.lr > 0 and self.preprocess_p > 0 and self.meta_grad_clip >= 0):
             raise ValueError("lr and preprocess_p must be > 0 and meta_grad_clip >= 0")
-        if self.optimizee not in OPTIMIZEES:
-            raise ValueError(f"optimizee must be one of {OPTIMIZEES}, got {self.optimizee!r}")
+        if self.optimizee not in ("quadratic", "mlp"):
+            raise ValueError(f"optimizee must be quadratic or mlp, got {self.optimizee!r}")
 
 
-OPTIMIZEES = ("quadratic", "mlp")
-
-
-# --------------------------------------------------------------------------
-# The update rule m(grad, h; phi)
-# --------------------------------------------------------------------------
+# ---------------- The update rule m(grad, h; phi)
 
 
 def preprocess_gradient(grad: torch.Tensor, p: float = 10.0) -> torch.Tensor:
-    """The paper's input preprocessing, coordinatewise: ``[..] -> [.., 2]``.
-
-    grad -> (log|grad| / p, sign(grad))   if |grad| >= exp(-p)
-            (-1, exp(p) * grad)            otherwise
-
-    Gradients of very different magnitudes (1e-8 ... 1e2) become inputs of
-    similar size, and the sign is kept separately.
-    """
+    """The paper's input preprocessing, coordinatewise ``[..] -> [.., 2]``: inputs of similar size for
+    gradients of any size, grad -> (log|grad| / p, sign grad) if |grad| >= exp(-p), else (-1, exp(p) grad)."""
     magnitude = grad.abs()
     large = magnitude >= math.exp(-p)
     log_part = torch.where(large, torch.log(magnitude.clamp_min(math.exp(-p))) / p, -torch.ones_like(grad))
@@ -118,20 +79,13 @@ State = list  # one (h, c) pair of [B * n, hidden] tensors per LSTM layer
 
 
 class LSTMOptimizer(nn.Module):
-    """The coordinatewise LSTM optimizer m(grad_t, h_t; phi) -> (g_t, h_{t+1}).
-
-    Every coordinate of theta is one row of a batch that goes through the
-    same two ``nn.LSTMCell`` s and a linear read-out: the weights (phi) are
-    shared across coordinates, the state (h, c) is kept per coordinate. So
-    the same ~5,000 meta-parameters optimise a problem of any size.
-    """
+    """The coordinatewise LSTM optimizer m(grad_t, h_t; phi) -> (g_t, h_{t+1}): every coordinate of theta
+    is one row of a batch through the same cells, so ~5,000 weights optimise a problem of any size."""
 
     def __init__(self, config: LearnedOptimizerConfig | None = None) -> None:
         super().__init__()
-        self.config = config or LearnedOptimizerConfig()
-        c = self.config
-        inputs = 2 if c.preprocess else 1
-        sizes = [inputs] + [c.hidden_size] * c.num_layers
+        self.config = c = config or LearnedOptimizerConfig()
+        sizes = [2 if c.preprocess else 1] + [c.hidden_size] * c.num_layers
         self.cells = nn.ModuleList(nn.LSTMCell(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.readout = nn.Linear(c.hidden_size, 1)
 
@@ -149,20 +103,15 @@ class LSTMOptimizer(nn.Module):
         flat = grad.reshape(-1)
         x = preprocess_gradient(flat, c.preprocess_p) if c.preprocess else flat[:, None]
         new_state = []
-        for cell, (h, cell_state) in zip(self.cells, state):
-            h, cell_state = cell(x, (h, cell_state))
-            new_state.append((h, cell_state))
-            x = h
+        for cell, pair in zip(self.cells, state):
+            x, cell_state = cell(x, pair)  # the layer's h is the next layer's input
+            new_state.append((x, cell_state))
         update = c.output_scale * self.readout(x).reshape(grad.shape)
         return update, new_state
 
 
 class FixedRule:
-    """``update = -lr * grad``: plain gradient descent written as an update rule.
-
-    Plugged into :func:`unroll` in place of the LSTM it must reproduce SGD
-    exactly (the oracle test of the unroll loop).
-    """
+    """``update = -lr * grad``: gradient descent as an update rule (in :func:`unroll`, SGD exactly)."""
 
     def __init__(self, lr: float) -> None:
         self.lr = lr
@@ -178,16 +127,12 @@ def _detach_state(state: State) -> State:
     return [tuple(t.detach() for t in pair) for pair in state]
 
 
-# --------------------------------------------------------------------------
-# Optimizees: task families of differentiable losses f(theta)
-# --------------------------------------------------------------------------
+# ---------------- Optimizees: families of differentiable losses f(theta)
 
 
 class OptimizeeFamily(TaskDistribution):
-    """A distribution over optimizees f. ``sample`` draws one problem (its
-    data and its initial parameters ``theta0``); ``loss(problems, theta, step)``
-    gives the loss of a batch of problems at parameters ``theta [B, n]`` and
-    optimizer step ``step`` (which picks the minibatch, for stochastic ones)."""
+    """Optimizees f: ``sample`` draws one problem (its data and ``theta0``); ``loss(problems, theta, step)``
+    gives the losses ``[B]`` of a batch at ``theta [B, n]`` (``step`` picks the minibatch)."""
 
     name: str = "optimizee"
     num_parameters: int
@@ -204,13 +149,10 @@ class QuadraticProblem:
 
 
 class QuadraticFamily(OptimizeeFamily):
-    """f(theta) = ||W theta - y||^2 with W, y ~ N(0, 1) entries (the paper's 10-d quadratics).
+    """The paper's quadratics f(theta) = ||W theta - y||^2, W, y ~ N(0, 1), theta0 ~ N(0, init_std^2)."""
 
-    ``theta0 ~ N(0, init_std^2)``. Deterministic: ``step`` is ignored.
-    """
-
-    def __init__(self, dim: int = 10, init_std: float = 0.01, dtype=torch.float32, device="cpu") -> None:
-        self.dim, self.init_std, self.dtype, self.device = dim, init_std, dtype, torch.device(device)
+    def __init__(self, dim: int = 10, init_std: float = 0.01, dtype=torch.float32) -> None:
+        self.dim, self.init_std, self.dtype = dim, init_std, dtype
         self.num_parameters = dim
         self.name = f"{dim}-d quadratic"
 
@@ -219,7 +161,7 @@ class QuadraticFamily(OptimizeeFamily):
         W = torch.randn(d, d, generator=generator, dtype=self.dtype)
         y = torch.randn(d, generator=generator, dtype=self.dtype)
         theta0 = self.init_std * torch.randn(d, generator=generator, dtype=self.dtype)
-        return QuadraticProblem(W.to(self.device), y.to(self.device), theta0.to(self.device))
+        return QuadraticProblem(W, y, theta0)
 
     def loss(self, problems: QuadraticProblem, theta: torch.Tensor, step: int) -> torch.Tensor:
         residual = torch.einsum("bij,bj->bi", problems.W, theta) - problems.y
@@ -233,53 +175,33 @@ class MLPProblem:
 
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "sigmoid": torch.sigmoid,
-    "relu": torch.relu,
-    "tanh": torch.tanh,
-}
+    "sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh}
 
 
 class MLPFamily(OptimizeeFamily):
-    """Cross-entropy of an MLP classifier on minibatches of a fixed image set.
+    """Cross-entropy of an MLP classifier on minibatches of a fixed image set. A problem is ``theta0``
+    (uniform in +-1/sqrt(fan_in), biases 0) and a seed of its minibatches, the same for every optimizer."""
 
-    A problem is an initialisation ``theta0`` (uniform in +-1/sqrt(fan_in),
-    biases 0) and a seed for its minibatch stream: minibatch ``t`` of problem
-    ``b`` is the same for every optimizer, so comparisons are paired. The
-    parameters are one flat vector, cut into weight matrices by
-    :meth:`unflatten` (explicit parameter tensors: differentiable unrolls).
-    """
-
-    def __init__(
-        self,
-        inputs: torch.Tensor,
-        labels: torch.Tensor,
-        hidden: Sequence[int] = (20,),
-        activation: str = "sigmoid",
-        batch_size: int = 128,
-        num_classes: int | None = None,
-        name: str | None = None,
-    ) -> None:
+    def __init__(self, inputs: torch.Tensor, labels: torch.Tensor, hidden: Sequence[int] = (20,),
+                 activation: str = "sigmoid", batch_size: int = 128, name: str | None = None) -> None:
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         self.inputs = inputs.flatten(start_dim=1)
         self.labels = labels
         self.hidden, self.activation, self.batch_size = tuple(hidden), activation, batch_size
-        self.num_classes = num_classes or int(labels.max()) + 1
+        self.num_classes = int(labels.max()) + 1
         sizes = (self.inputs.shape[1], *self.hidden, self.num_classes)
-        self.shapes = [(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
+        self.shapes = list(zip(sizes[:-1], sizes[1:]))
         self.num_parameters = sum(a * b + b for a, b in self.shapes)
-        arch = "-".join(str(s) for s in sizes)
-        self.name = name or f"MLP {arch} ({activation})"
+        self.name = name or f"MLP {'-'.join(map(str, sizes))} ({activation})"
 
     def sample(self, generator: torch.Generator | None = None) -> MLPProblem:
         pieces = []
         for fan_in, fan_out in self.shapes:
             bound = 1.0 / math.sqrt(fan_in)
-            pieces.append((2 * torch.rand(fan_in * fan_out, generator=generator) - 1) * bound)
-            pieces.append(torch.zeros(fan_out))
+            pieces += [(2 * torch.rand(fan_in * fan_out, generator=generator) - 1) * bound, torch.zeros(fan_out)]
         theta0 = torch.cat(pieces).to(self.inputs)
-        seed = torch.randint(0, 2**31 - 1, (), generator=generator)
-        return MLPProblem(theta0, seed)
+        return MLPProblem(theta0, torch.randint(0, 2**31 - 1, (), generator=generator))
 
     def unflatten(self, theta: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """``[B, n] -> [(W [B, in, out], b [B, 1, out]), ...]`` one pair per layer."""
@@ -293,20 +215,18 @@ class MLPFamily(OptimizeeFamily):
         return layers
 
     def minibatch(self, problems: MLPProblem, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        seeds = problems.seed.reshape(-1).tolist()
         index = torch.stack([
             torch.randint(len(self.labels), (self.batch_size,), generator=step_generator(int(s), step))
-            for s in seeds
+            for s in problems.seed.reshape(-1).tolist()
         ]).to(self.labels.device)
         return self.inputs[index], self.labels[index]  # [B, batch, d], [B, batch]
 
     def logits(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        act = ACTIVATIONS[self.activation]
         layers = self.unflatten(theta)
         for i, (W, b) in enumerate(layers):
             x = torch.baddbmm(b, x, W)
             if i < len(layers) - 1:
-                x = act(x)
+                x = ACTIVATIONS[self.activation](x)
         return x
 
     def loss(self, problems: MLPProblem, theta: torch.Tensor, step: int) -> torch.Tensor:
@@ -321,45 +241,24 @@ def problem_batch(family: OptimizeeFamily, count: int, seed: int):
     return stack_tasks(family.fixed_tasks(count, seed))
 
 
-# --------------------------------------------------------------------------
-# The inner loop (an unroll) and the outer loop (meta-training)
-# --------------------------------------------------------------------------
+# ---------------- The inner loop (an unroll) and the outer loop (meta-training)
 
 
-def unroll(
-    rule,
-    family: OptimizeeFamily,
-    problems,
-    theta: torch.Tensor,
-    state: State,
-    start: int,
-    steps: int,
-    *,
-    meta_graph: bool = True,
-    second_order: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, State]:
-    """``steps`` optimizer steps from ``theta`` (= theta_start), for B problems at once.
+def unroll(rule, family: OptimizeeFamily, problems, theta: torch.Tensor, state: State, start: int, steps: int,
+           *, meta_graph: bool = True, second_order: bool = False) -> tuple[torch.Tensor, torch.Tensor, State]:
+    """``steps`` optimizer steps from ``theta`` = theta_start, for B problems at once:
+    theta_{t+1} = theta_t + g_t, [g_t, h_{t+1}] = rule.step(grad_t, h_t), grad_t = d f(theta_t) / d theta_t.
 
-    theta_{t+1} = theta_t + g_t,   [g_t, h_{t+1}] = rule.step(grad_t, h_t),
-    grad_t = d f(theta_t) / d theta_t  on minibatch t.
-
-    Returns ``(losses, theta, state)`` with ``losses[k] = f(theta_{start+k})``,
-    shape ``[steps + 1, B]`` (``losses[0]`` is the loss at the starting point).
-
-    ``meta_graph=True`` keeps the autograd graph from phi (the rule's weights)
-    to every loss, for the meta-gradient. ``second_order=False`` treats the
-    gradient input grad_t as a constant (the paper's d grad_t / d phi = 0,
-    no second derivatives of f); ``True`` keeps that path (exact gradient).
-    With ``meta_graph=False`` the trajectory is detached after every step
-    (evaluation: memory does not grow with the horizon).
+    Returns ``(losses [steps + 1, B], theta, state)``, ``losses[k] = f(theta_{start+k})``. ``meta_graph``
+    keeps the graph from phi to every loss (else: detach after every step, for evaluation);
+    ``second_order=False`` treats grad_t as a constant (the paper's d grad_t / d phi = 0).
     """
     theta = theta if theta.requires_grad else theta.detach().requires_grad_(True)
     loss = family.loss(problems, theta, start)
     losses = [loss]
     for t in range(start, start + steps):
-        (grad,) = torch.autograd.grad(
-            loss.sum(), theta, create_graph=meta_graph and second_order, retain_graph=meta_graph
-        )
+        (grad,) = torch.autograd.grad(loss.sum(), theta, create_graph=meta_graph and second_order,
+                                      retain_graph=meta_graph)
         if not second_order:
             grad = grad.detach()
         with torch.set_grad_enabled(meta_graph):
@@ -374,47 +273,27 @@ def unroll(
 
 
 def meta_loss_of(losses: torch.Tensor) -> torch.Tensor:
-    """sum_t w_t f(theta_t) over one truncation, w_t = 1/K, averaged over the batch of optimizees.
-
-    ``losses[0]`` (the loss at the truncation's starting point) does not
-    depend on phi and is left out.
-    """
+    """sum_t w_t f(theta_t), w_t = 1/K, over a truncation and the optimizees (``losses[0]`` has no phi in it)."""
     return losses[1:].mean()
 
 
-def meta_training_batch(family: OptimizeeFamily, config: LearnedOptimizerConfig, step: int):
-    """The optimizees that meta-training draws at ``step`` (a function of the seed and the step)."""
-    generator = step_generator(config.seed, step)
-    return stack_tasks([family.sample(generator) for _ in range(config.optimizees_per_batch)])
+def meta_training_batch(family: OptimizeeFamily, config: LearnedOptimizerConfig, step: int, steps: int = 1):
+    """The optimizees that meta-training draws at steps ``step .. step + steps - 1`` (a function of the seed
+    and the step), as one batch."""
+    generators = [step_generator(config.seed, i) for i in range(step, step + steps)]
+    return stack_tasks([family.sample(g) for g in generators for _ in range(config.optimizees_per_batch)])
 
 
 def meta_training_problems(family: OptimizeeFamily, config: LearnedOptimizerConfig, steps: int):
-    """The optimizees of the first ``steps`` meta-training steps, as one batch
-    (the problems on which the baselines' learning rates are tuned)."""
-    return stack_tasks([problem for i in range(steps) for problem in _unstack(meta_training_batch(family, config, i))])
-
-
-def _unstack(batch) -> list:
-    count = batch.theta0.shape[0]
-    return [type(batch)(**{name: getattr(batch, name)[b] for name in batch.__dataclass_fields__})
-            for b in range(count)]
+    """The optimizees of the first ``steps`` meta-training steps as one batch (to tune the baselines on)."""
+    return meta_training_batch(family, config, 0, steps)
 
 
 def trainer(model: LSTMOptimizer, config: LearnedOptimizerConfig, data: dict, device="cpu",
             meta_optimizer: torch.optim.Optimizer | None = None) -> Trainer:
-    """One meta-training step of ``model`` (the rule m) on the optimizees of ``data["train"]``.
-
-    The step samples ``optimizees_per_batch`` fresh optimizees (seeded by
-    ``config.seed`` and the step, so a resumed run sees the same ones),
-    trains them for ``horizon`` steps with the learned rule, and cuts that
-    trajectory into ``horizon / unroll`` truncations. After each truncation
-    it takes one Adam step on phi along the gradient of that truncation's
-    meta-loss, then detaches theta and the LSTM state (so the next
-    truncation starts from where this one ended, but gradients stop at its
-    start). Logs ``meta_loss`` (mean over the horizon) and ``final_loss``
-    (f at the horizon), averaged over the batch. Runs on the CPU: the
-    tensors are tiny.
-    """
+    """One meta-training step (on the CPU: the tensors are tiny): ``optimizees_per_batch`` optimizees of
+    ``data["train"]`` trained ``horizon`` steps by the rule, one Adam step on phi per truncation of
+    ``unroll`` steps; then theta and the LSTM state are detached (the next truncation goes on from there)."""
     model.cpu().train()
     family = data["train"]
     c = model.config
@@ -425,10 +304,8 @@ def trainer(model: LSTMOptimizer, config: LearnedOptimizerConfig, data: dict, de
         theta, state = problems.theta0, model.init_state(problems.theta0)
         meta_losses = []
         for start in range(0, c.horizon, c.unroll):
-            losses, theta, state = unroll(
-                model, family, problems, theta, state, start, c.unroll,
-                meta_graph=True, second_order=c.second_order,
-            )
+            losses, theta, state = unroll(model, family, problems, theta, state, start, c.unroll,
+                                          meta_graph=True, second_order=c.second_order)
             meta_loss = meta_loss_of(losses)
             meta_optimizer.zero_grad(set_to_none=True)
             meta_loss.backward()
@@ -442,27 +319,16 @@ def trainer(model: LSTMOptimizer, config: LearnedOptimizerConfig, data: dict, de
     return Trainer(step, meta_optimizer)
 
 
-def meta_train(
-    optimizer_net: LSTMOptimizer,
-    family: OptimizeeFamily,
-    steps: int,
-    *,
-    history: History | None = None,
-    meta_optimizer: torch.optim.Optimizer | None = None,
-    start_step: int = 0,
-    progress: bool = True,
-    desc: str | None = None,
-) -> History:
-    """Meta-train ``optimizer_net`` on ``family`` with truncated BPTT: the :func:`trainer` step for
-    steps ``start_step .. steps - 1`` (the command line runs the same step in a run folder)."""
+def meta_train(optimizer_net: LSTMOptimizer, family: OptimizeeFamily, steps: int, *,
+               history: History | None = None, meta_optimizer: torch.optim.Optimizer | None = None,
+               start_step: int = 0, progress: bool = True, desc: str | None = None) -> History:
+    """Meta-train ``optimizer_net`` on ``family``: the :func:`trainer` step, ``start_step .. steps - 1``."""
     step = trainer(optimizer_net, optimizer_net.config, {"train": family}, meta_optimizer=meta_optimizer).step
     return train_loop(step, steps, history=history, start_step=start_step,
                       desc=desc or f"meta-train LSTM optimizer on {family.name}", progress=progress)
 
 
-# --------------------------------------------------------------------------
-# Running optimizers to compare them: the learned one and tuned baselines
-# --------------------------------------------------------------------------
+# ---------------- Comparing the learned optimizer with tuned baselines
 
 
 def run_learned(rule, family: OptimizeeFamily, problems, steps: int) -> torch.Tensor:
@@ -473,94 +339,62 @@ def run_learned(rule, family: OptimizeeFamily, problems, steps: int) -> torch.Te
     return losses.detach()
 
 
+# The hand-designed optimizers (default betas/alpha; momentum 0.9). All are coordinatewise, so one
+# optimizer on the stacked [B, n] parameters with loss sum_b f_b trains B problems independently.
 BASELINES: dict[str, Callable[[list[torch.Tensor], float], torch.optim.Optimizer]] = {
     "SGD": lambda params, lr: torch.optim.SGD(params, lr=lr),
     "momentum": lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9),
     "RMSprop": lambda params, lr: torch.optim.RMSprop(params, lr=lr),
     "Adam": lambda params, lr: torch.optim.Adam(params, lr=lr),
 }
-"""The hand-designed optimizers, each as ``torch.optim`` builds it (default
-betas/alpha; momentum 0.9). All are coordinatewise, so one optimizer on the
-stacked ``[B, n]`` parameters with loss ``sum_b f_b`` trains B problems
-independently."""
-
 LR_GRID = tuple(10.0 ** (k / 2) for k in range(-8, 3))  # 1e-4, 3.2e-4, ..., 10
 
 
 def run_baseline(name: str, lr: float, family: OptimizeeFamily, problems, steps: int) -> torch.Tensor:
-    """Loss trajectories ``[steps + 1, B]`` of ``torch.optim`` optimizer ``name`` at ``lr``.
-
-    Step t evaluates f(theta_t) on minibatch t and steps along its gradient,
-    exactly like :func:`unroll`, so the trajectories are paired.
-    """
+    """Loss trajectories ``[steps + 1, B]`` of ``torch.optim`` optimizer ``name`` at ``lr`` (as :func:`unroll`)."""
     theta = problems.theta0.detach().clone().requires_grad_(True)
     optimizer = BASELINES[name]([theta], lr)
     losses = []
     with torch.enable_grad():
-        for t in range(steps + 1):
+        for t in range(steps):
             loss = family.loss(problems, theta, t)
             losses.append(loss.detach())
-            if t == steps:
-                break
             optimizer.zero_grad(set_to_none=True)
             loss.sum().backward()
             optimizer.step()
+        losses.append(family.loss(problems, theta, steps).detach())
     return torch.stack(losses)
 
 
 def trajectory_score(losses: torch.Tensor) -> float:
-    """The tuning criterion: mean of f(theta_1..T) over steps and problems
-    (the meta-objective the LSTM is trained on); inf if a run diverged."""
+    """The tuning criterion, the LSTM's meta-objective: mean f(theta_1..T); inf if a run diverged."""
     value = losses[1:].mean().item()
     return value if math.isfinite(value) else math.inf
 
 
-def tune_learning_rates(
-    family: OptimizeeFamily,
-    problems,
-    steps: int,
-    names: Sequence[str] = tuple(BASELINES),
-    grid: Sequence[float] = LR_GRID,
-    progress: bool = True,
-) -> dict[str, dict]:
-    """Grid search of the learning rate of each baseline on ``problems``.
-
-    Returns ``{name: {"lr": best, "score": its score, "scores": {lr: score}}}``
-    with :func:`trajectory_score` as the criterion: the same problems and
-    criterion the learned optimizer is meta-trained with.
-    """
-    results = {}
-    runs = [(name, lr) for name in names for lr in grid]
+def tune_learning_rates(family: OptimizeeFamily, problems, steps: int, names: Sequence[str] = tuple(BASELINES),
+                        grid: Sequence[float] = LR_GRID, progress: bool = True) -> dict[str, dict]:
+    """Grid search of each baseline's learning rate on ``problems``, by :func:`trajectory_score`:
+    ``{name: {"lr": best, "score": its score, "scores": {lr: score}}}``."""
     scores: dict[str, dict[float, float]] = {name: {} for name in names}
+    runs = [(name, lr) for name in names for lr in grid]
     for name, lr in progress_bar(runs, desc=f"tune baselines on {family.name}", disable=not progress, leave=False):
         scores[name][lr] = trajectory_score(run_baseline(name, lr, family, problems, steps))
-    for name in names:
-        best = min(scores[name], key=scores[name].get)
-        results[name] = {"lr": best, "score": scores[name][best], "scores": scores[name]}
-    return results
+    best = {name: min(scores[name], key=scores[name].get) for name in names}
+    return {name: {"lr": best[name], "score": scores[name][best[name]], "scores": scores[name]} for name in names}
 
 
-def compare_optimizers(
-    learned: dict[str, object],
-    learning_rates: dict[str, float],
-    family: OptimizeeFamily,
-    problems,
-    steps: int,
-) -> dict[str, torch.Tensor]:
+def compare_optimizers(learned: dict[str, object], learning_rates: dict[str, float], family: OptimizeeFamily,
+                       problems, steps: int) -> dict[str, torch.Tensor]:
     """``{name: losses [steps + 1, B]}`` for the learned rules and each tuned baseline."""
     curves = {name: run_learned(rule, family, problems, steps) for name, rule in learned.items()}
-    for name, lr in learning_rates.items():
-        curves[name] = run_baseline(name, lr, family, problems, steps)
-    return curves
+    return curves | {name: run_baseline(name, lr, family, problems, steps) for name, lr in learning_rates.items()}
 
 
 def comparison_table(curves: dict[str, torch.Tensor], horizon: int, steps: Sequence[int],
                      reference: str = "LSTM (learned)") -> str:
-    """A text table: per optimizer, the meta-objective (mean f over t = 1..horizon) and f at
-    each of ``steps`` (mean ± 95% CI over problems); then ``reference`` minus each other
-    optimizer on the same problems (paired differences, mean ± 95% CI; negative: reference lower)."""
-    from .evaluation import mean_confidence_interval
-
+    """Per optimizer, mean f over t = 1..horizon and f at each of ``steps`` (mean ± 95% CI over problems),
+    then ``reference`` minus each other optimizer (paired differences; negative: reference lower)."""
     metrics = {f"mean f, t<={horizon}": lambda c: c[1 : horizon + 1].mean(dim=0)}
     metrics.update({f"f(θ_{s})": (lambda c, s=s: c[s]) for s in steps})
     cell = lambda values: "{:.4f} ± {:.4f}".format(*mean_confidence_interval(values))  # noqa: E731
@@ -576,11 +410,6 @@ def comparison_table(curves: dict[str, torch.Tensor], horizon: int, steps: Seque
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------
-# Variable ratio, and the data of the command line
-# --------------------------------------------------------------------------
-
-
 def variable_counts(optimizer_net: LSTMOptimizer, num_optimizee_parameters: int) -> dict[str, int]:
     """Meta-parameters (phi) vs learned variables (theta + per-coordinate LSTM state)."""
     meta = sum(p.numel() for p in optimizer_net.parameters())
@@ -590,8 +419,8 @@ def variable_counts(optimizer_net: LSTMOptimizer, num_optimizee_parameters: int)
 
 
 def mnist_split(mnist=None, side: int = 8, seed: int = 0, meta_training: int = 8000):
-    """MNIST test digits pooled to ``side x side`` and flattened, and a seeded split of the
-    indices (as in notebook 01): ``(inputs [10000, side*side], labels, meta_training_idx, held_out_idx)``."""
+    """MNIST test digits pooled to ``side x side``, flattened, and a seeded split of their indices:
+    ``(inputs [10000, side*side], labels, meta_training_idx, held_out_idx)``."""
     if mnist is None:
         from .data import load_mnist_test
 
@@ -601,9 +430,7 @@ def mnist_split(mnist=None, side: int = 8, seed: int = 0, meta_training: int = 8
     return inputs, mnist.labels, order[:meta_training], order[meta_training:]
 
 
-# --------------------------------------------------------------------------
-# The face the registry reads (course_lib.registry)
-# --------------------------------------------------------------------------
+# ---------------- The face the registry reads (course_lib.registry)
 
 Config = LearnedOptimizerConfig
 PAPER: dict[str, float] = {}  # the paper shows loss curves, not a table
@@ -616,9 +443,8 @@ def build(config: LearnedOptimizerConfig) -> LSTMOptimizer:
 
 
 def load_data(config: LearnedOptimizerConfig, smoke: bool = False) -> dict[str, OptimizeeFamily]:
-    """Meta-training and test optimizees of ``config.optimizee``: fresh 10-d quadratics, or the
-    MLP 64-20-10 on MNIST pooled to 8x8, its meta-training images apart from its test images
-    (notebook 06; ``smoke``: 1,000 of each)."""
+    """Optimizees of ``config.optimizee``: 10-d quadratics, or the MLP 64-20-10 on MNIST pooled to 8x8,
+    meta-training images apart from test images (``smoke``: 1,000 of each)."""
     if config.optimizee == "quadratic":
         return {"train": QuadraticFamily(), "test": QuadraticFamily()}
     inputs, labels, meta_training, held_out = mnist_split()
@@ -630,13 +456,8 @@ def load_data(config: LearnedOptimizerConfig, smoke: bool = False) -> dict[str, 
 
 def evaluate(model: LSTMOptimizer, config: LearnedOptimizerConfig, data: dict, device="cpu", *, settings=(),
              episodes: int = 100, progress: bool = True) -> dict[str, dict]:
-    """The learned rule and each baseline on ``episodes`` fresh test optimizees for ``config.horizon`` steps.
-
-    The baselines' learning rates are tuned on the optimizees of the first two
-    meta-training steps (:func:`tune_learning_rates`). Per optimizer: the
-    meta-objective (mean f(theta_t) over t = 1..horizon) and f at the horizon,
-    mean ± 95% CI over the test optimizees.
-    """
+    """Mean f(theta_t), t = 1..horizon, and f at the horizon (mean ± 95% CI) of the learned rule and each
+    baseline (tuned on meta-training steps 0 and 1) on ``episodes`` fresh test optimizees."""
     tuned = tune_learning_rates(data["train"], meta_training_problems(data["train"], config, 2), config.horizon,
                                 progress=progress)
     problems = problem_batch(data["test"], episodes, seed=2024)
@@ -662,10 +483,8 @@ def results_markdown(method, results: dict, config, meta: dict) -> str:
              f"fresh test optimizees, {config.horizon} optimizer steps; baselines at their tuned learning rate.", "",
              f"| optimizer | mean f(θ_t), t ≤ {config.horizon} | f(θ_{config.horizon}) | learning rate |",
              "|---|---|---|---|"]
-    for name, r in results.items():
-        lines.append(f"| {name} | {r['mean']:.4g} ± {r['ci95']:.2g} | {r['final']:.4g} ± {r['final_ci95']:.2g} | "
-                     f"{r['lr']:.3g} |" if "lr" in r else
-                     f"| {name} | {r['mean']:.4g} ± {r['ci95']:.2g} | {r['final']:.4g} ± {r['final_ci95']:.2g} | learned |")
+    lines += [f"| {name} | {r['mean']:.4g} ± {r['ci95']:.2g} | {r['final']:.4g} ± {r['final_ci95']:.2g} | "
+              f"{format(r['lr'], '.3g') if 'lr' in r else 'learned'} |" for name, r in results.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -1,22 +1,13 @@
-"""Matching Networks (Vinyals, Blundell, Lillicrap, Kavukcuoglu & Wierstra, NeurIPS 2016).
+"""Matching Networks (Vinyals, Blundell, Lillicrap, Kavukcuoglu & Wierstra, NeurIPS 2016), notebook 03.
 
-Introduced in notebook 03 (metric-based meta-learning). The prediction for a
-query ``x`` is an **attention-weighted vote of the support labels**,
+The prediction for a query ``x`` is an **attention-weighted vote of the support labels**,
 
-    p(y | x, S) = sum_j a(x, x_j) onehot(y_j),
-    a(x, x_j) = softmax_j( cos(f(x), g(x_j)) / temperature ),
+    p(y | x, S) = sum_j a(x, x_j) onehot(y_j),    a(x, x_j) = softmax_j( cos(f(x), g(x_j)) / temperature ),
 
-where ``f = g`` is a :class:`~course_lib.models.Conv4` embedding (the version
-without "full context embeddings", which is the one Vinyals et al. report on
-Omniglot). It is a differentiable, *soft* nearest neighbour: the attention
-weights over the support set sum to one (:func:`attention`), and training
-episodically on the log-probability of the query labels shapes the
-embedding so that this soft neighbour is right. Compare
-:mod:`course_lib.protonet`: one prototype per class and a squared Euclidean
-distance instead of every support example and a cosine.
-
-Training reuses ProtoNet's training step (:func:`course_lib.protonet.trainer`:
-same sampler, optimiser and schedule) with :func:`episode_loss` below.
+with ``f = g`` a :class:`~course_lib.models.Conv4` (no "full context embeddings", as
+reported on Omniglot): a differentiable, *soft* nearest neighbour over every support
+example, where :mod:`course_lib.protonet` has one prototype per class. Training is
+ProtoNet's step with :func:`episode_loss`.
 """
 
 from __future__ import annotations
@@ -29,15 +20,14 @@ from torch import nn
 
 from . import protonet
 from .episodes import Episode
-from .models import Conv4, count_parameters
+from .models import count_parameters
 from .protonet import FewShotModel
 from .runs import RunSpec
 
 
 @dataclass
 class MatchingNetConfig:
-    """A Matching Networks run (Omniglot protocol of Vinyals et al.: Vinyals split,
-    28x28, rotations, Conv4-64; trained on episodes like the ones it is tested on)."""
+    """A Matching Networks run (the Omniglot protocol of Vinyals et al.; trained on test-like episodes)."""
 
     protocol: str = "vinyals"
     rotations: bool | None = None  # default: on for the vinyals protocol
@@ -88,28 +78,16 @@ class MatchingNet(FewShotModel):
     score_kind = "logits"
 
     def __init__(self, config: MatchingNetConfig | None = None) -> None:
-        super().__init__()
-        self.config = config or MatchingNetConfig()
-        self.encoder = Conv4(in_channels=1, hidden=self.config.hidden, image_size=self.config.image_size)
-        if self.config.channels_last:  # weights and inputs in NHWC: about 2x faster convolutions on CPUs
-            self.to(memory_format=torch.channels_last)
+        super().__init__(config or MatchingNetConfig())
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        if self.config.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.encoder(x)
-
-    def attention(self, support_x, query_x) -> torch.Tensor:
-        z = self.embed(torch.cat([support_x, query_x]))
-        return attention(z[len(support_x):], z[: len(support_x)], self.config.distance, self.config.temperature)
+    def attention(self, support_x: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
+        z_support, z_query = self.embed_episode(support_x, query_x)
+        return attention(z_query, z_support, self.config.distance, self.config.temperature)
 
     def forward(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
-        device = next(self.parameters()).device
-        support_x, support_y, query_x = support_x.to(device), support_y.to(device), query_x.to(device)
-        ways = int(support_y.max()) + 1
-        p = label_probabilities(self.attention(support_x, query_x), support_y, ways)
+        a = self.attention(support_x, query_x)
+        p = label_probabilities(a, support_y.to(a.device), int(support_y.max()) + 1)
         return torch.log(p.clamp_min(1e-12))  # log-probabilities: the argmax is the prediction
-
 
 
 def episode_loss(model: nn.Module, episode: Episode) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,11 +97,9 @@ def episode_loss(model: nn.Module, episode: Episode) -> tuple[torch.Tensor, torc
     return loss, (log_p.argmax(-1) == episode.query_y).float().mean()
 
 
-# --------------------------------------------------------------------------
 # The face the registry reads (course_lib.registry): ProtoNet's, with this loss
-# --------------------------------------------------------------------------
 
-Config = MatchingNetConfig
+Config, build = MatchingNetConfig, MatchingNet
 PAPER = {  # Omniglot, Vinyals protocol (Vinyals et al. 2016, Table 1)
     "5-way 1-shot": 0.981, "5-way 5-shot": 0.989, "20-way 1-shot": 0.938, "20-way 5-shot": 0.985,
 }
@@ -161,10 +137,6 @@ def capstone_row(run: RunSpec, model: MatchingNet, payload: dict) -> dict:
             "meta_parameters": count_parameters(model),
             "learned_variables": lambda ways, shots: ways * shots * model.config.hidden,
             "note": f"{run.folder}; learned variables: the support embeddings"}
-
-
-def build(config: MatchingNetConfig) -> MatchingNet:
-    return MatchingNet(config)
 
 
 def trainer(model, config, data, device="cpu"):

@@ -1,24 +1,20 @@
-"""Networks shared across notebooks.
+"""Networks shared across notebooks (notebook 01 onwards).
 
-Introduced in notebook 01. ``Conv4`` is the standard few-shot backbone
-(Vinyals et al. 2016; Snell et al. 2017; Finn et al. 2017): four blocks of
-3x3 convolution (64 channels), batch norm, ReLU and 2x2 max-pooling. On
-28x28 Omniglot images it maps each image to a 64-dimensional embedding.
+``Conv4`` is the standard few-shot backbone (Vinyals et al. 2016; Snell et al. 2017;
+Finn et al. 2017): four blocks of 3x3 convolution, batch norm, ReLU and 2x2 max-pooling.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 from torch import nn
 
 
 def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-    )
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
+                         nn.BatchNorm2d(out_channels), nn.ReLU(), nn.MaxPool2d(2))
 
 
 class Conv4(nn.Module):
@@ -28,22 +24,15 @@ class Conv4(nn.Module):
     embeddings (28 -> 14 -> 7 -> 3 -> 1 pixels).
     """
 
-    def __init__(
-        self, in_channels: int = 1, hidden: int = 64, num_classes: int | None = None, image_size: int = 28
-    ) -> None:
+    def __init__(self, in_channels: int = 1, hidden: int = 64, num_classes: int | None = None,
+                 image_size: int = 28) -> None:
         super().__init__()
-        side = image_size
-        for _ in range(4):
-            side //= 2  # each block halves the side (floor), like MaxPool2d(2)
+        side = image_size // 16  # each of the four blocks halves the side (floor)
         if side < 1:
             raise ValueError(f"Conv4 needs images of at least 16x16 pixels, got {image_size}")
         self.embedding_dim = hidden * side * side
-        self.features = nn.Sequential(
-            conv_block(in_channels, hidden),
-            conv_block(hidden, hidden),
-            conv_block(hidden, hidden),
-            conv_block(hidden, hidden),
-        )
+        blocks = [conv_block(in_channels, hidden)] + [conv_block(hidden, hidden) for _ in range(3)]
+        self.features = nn.Sequential(*blocks)
         self.head = nn.Linear(self.embedding_dim, num_classes) if num_classes is not None else None
         self.num_classes = num_classes
 
@@ -70,3 +59,14 @@ class MLP(nn.Sequential):
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters (the quantity the variable-ratio tables use)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """``model`` in eval mode inside the block (batch norm uses its running statistics), then as it was."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)

@@ -1,29 +1,14 @@
-"""Prototypical Networks (Snell, Swersky & Zemel, NeurIPS 2017).
+"""Prototypical Networks (Snell, Swersky & Zemel, NeurIPS 2017), notebook 03.
 
-Introduced in notebook 03 (metric-based meta-learning). A network
-``f_phi`` (a :class:`~course_lib.models.Conv4`) maps images to embeddings;
-each class of an episode is represented by its **prototype**, the mean
-embedding of its support examples,
+A :class:`~course_lib.models.Conv4` ``f_phi`` embeds images; each class of an
+episode is represented by its **prototype**, the mean embedding of its support
+examples, and a query is classified by a softmax over negative squared distances:
 
-    c_k = 1/K sum_{j: y_j = k} f_phi(x_j),
+    c_k = 1/K sum_{j: y_j = k} f_phi(x_j),     p(y = k | x) = softmax_k( -||f_phi(x) - c_k||^2 ),
 
-and a query is classified by a softmax over negative squared distances,
-
-    p(y = k | x) = softmax_k( -||f_phi(x) - c_k||^2 ).
-
-Since ``-||z - c_k||^2 = 2 c_k.z - ||c_k||^2 - ||z||^2`` and the last term is
-the same for every class, this is a *linear* classifier in embedding space
-with weights ``w_k = 2 c_k`` and biases ``b_k = -||c_k||^2``
-(:func:`prototype_linear_layer`). Training is *episodic*: every step samples
-an N-way K-shot episode from the meta-training classes and minimises the
-cross-entropy of its queries, so the embedding is learned *for* the few-shot
-task that is used at test time.
-
-This file holds, top to bottom: the config, the model and its loss, one
-training step and the training loop, evaluation, and the small face that
-:mod:`course_lib.registry` reads. :mod:`course_lib.matching_nets` reuses the
-training step; ``python -m course_lib train protonet`` runs it in a run folder
-(:mod:`course_lib.runs`).
+a *linear* classifier in embedding space (:func:`prototype_linear_layer`). Training
+is *episodic*: each step minimises the query cross-entropy of an N-way K-shot
+episode of meta-training classes, so the embedding is learned *for* the few-shot task.
 """
 
 from __future__ import annotations
@@ -35,27 +20,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .baselines import DISTANCE_SCORES
+from .baselines import DISTANCE_SCORES, setting_name
 from .data import LabelledImages, omniglot_splits
 from .episodes import Episode, FastEpisodeSampler, step_generator
 from .evaluation import AccuracyResult, evaluate_few_shot
-from .models import Conv4, count_parameters
+from .models import Conv4, count_parameters, eval_mode
 from .runs import History, RunSpec, Trainer, train_loop
-
-
-# --------------------------------------------------------------------------
-# Config
-# --------------------------------------------------------------------------
 
 
 @dataclass
 class ProtoNetConfig:
-    """Everything that defines a ProtoNet run (saved next to its checkpoint).
-
-    Defaults: the Omniglot protocol of Snell et al. (Vinyals split, 28x28,
-    rotations as new classes, Conv4-64; 60-way 5-shot 5-query training
-    episodes; Adam, learning rate 1e-3 halved every 2000 episodes).
-    """
+    """A ProtoNet run. Defaults: the Omniglot protocol of Snell et al. (Vinyals split, 28x28,
+    rotations, Conv4-64; 60-way 5-shot 5-query episodes; Adam, lr 1e-3 halved every 2000 episodes)."""
 
     protocol: str = "vinyals"  # or "lake"
     rotations: bool | None = None  # rotations by 90 degrees as new classes; default: on for vinyals only
@@ -84,7 +60,7 @@ def check_episode_config(config) -> None:
         raise ValueError(f"protocol must be 'vinyals' or 'lake', got {config.protocol!r}")
     if config.rotations is None:
         config.rotations = config.protocol == "vinyals"
-    for name in ("image_size", "hidden", "ways", "shots", "queries", "lr_halve_every"):
+    for name in ("image_size", "hidden", "shots", "queries", "lr_halve_every"):
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
     if config.ways < 2:
@@ -93,9 +69,7 @@ def check_episode_config(config) -> None:
         raise ValueError(f"steps must be >= 0 and lr > 0, got steps={config.steps}, lr={config.lr}")
 
 
-# --------------------------------------------------------------------------
 # The model and its loss
-# --------------------------------------------------------------------------
 
 
 def prototypes(embeddings: torch.Tensor, labels: torch.Tensor, ways: int) -> torch.Tensor:
@@ -115,35 +89,13 @@ def prototype_linear_layer(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
 
 
 class FewShotModel(nn.Module):
-    """A model called as ``model(support_x, support_y, query_x) -> scores``, with ``predict`` for tests."""
+    """A Conv4 embedding, called as ``model(support_x, support_y, query_x) -> scores``."""
 
-    @torch.no_grad()
-    def predict(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
-        """Scores for a test episode: eval mode, no gradients, on the caller's device."""
-        was_training = self.training
-        self.eval()
-        try:
-            return self(support_x, support_y, query_x).to(query_x.device)
-        finally:
-            self.train(was_training)
-
-
-class ProtoNet(FewShotModel):
-    """A few-shot classifier: ``predict(support_x, support_y, query_x) -> logits``.
-
-    ``logits[q, k] = -||f(x_q) - c_k||^2`` (Euclidean) or
-    ``scale * cos(f(x_q), c_k)`` (cosine). Call it in ``eval()`` mode to
-    classify test episodes (batch norm then uses its running statistics).
-    """
-
-    def __init__(self, config: ProtoNetConfig | None = None) -> None:
+    def __init__(self, config) -> None:
         super().__init__()
-        self.config = config or ProtoNetConfig()
-        if self.config.distance not in ("euclidean", "cosine"):
-            raise ValueError(f"distance must be 'euclidean' or 'cosine', got {self.config.distance!r}")
-        self.encoder = Conv4(in_channels=1, hidden=self.config.hidden, image_size=self.config.image_size)
-        self.score_kind = DISTANCE_SCORES if self.config.distance == "euclidean" else "logits"
-        if self.config.channels_last:  # weights and inputs in NHWC: about 2x faster convolutions on CPUs
+        self.config = config
+        self.encoder = Conv4(in_channels=1, hidden=config.hidden, image_size=config.image_size)
+        if config.channels_last:  # weights and inputs in NHWC: faster convolutions on CPUs
             self.to(memory_format=torch.channels_last)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -151,18 +103,35 @@ class ProtoNet(FewShotModel):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.encoder(x)
 
+    def embed_episode(self, support_x: torch.Tensor, query_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Support and query embeddings, as one batch: both sets see the same batch-norm statistics."""
+        device = next(self.parameters()).device
+        z = self.embed(torch.cat([support_x.to(device), query_x.to(device)]))
+        return z[: len(support_x)], z[len(support_x):]
+
+    @torch.no_grad()
+    def predict(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
+        """Scores for a test episode: eval mode, no gradients, on the caller's device."""
+        with eval_mode(self):
+            return self(support_x, support_y, query_x).to(query_x.device)
+
+
+class ProtoNet(FewShotModel):
+    """``logits[q, k] = -||f(x_q) - c_k||^2`` (Euclidean) or ``scale * cos(f(x_q), c_k)`` (cosine)."""
+
+    def __init__(self, config: ProtoNetConfig | None = None) -> None:
+        super().__init__(config or ProtoNetConfig())
+        self.score_kind = DISTANCE_SCORES if self.config.distance == "euclidean" else "logits"
+
     def scores(self, z_query: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         if self.config.distance == "euclidean":
             return -squared_euclidean(z_query, c)
         return self.config.cosine_scale * F.normalize(z_query, dim=1) @ F.normalize(c, dim=1).T
 
     def forward(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
-        device = next(self.parameters()).device
-        support_x, support_y, query_x = support_x.to(device), support_y.to(device), query_x.to(device)
+        z_support, z_query = self.embed_episode(support_x, query_x)
         ways = int(support_y.max()) + 1
-        z = self.embed(torch.cat([support_x, query_x]))  # one batch: both sets see the same BN statistics
-        z_support, z_query = z[: len(support_x)], z[len(support_x):]
-        return self.scores(z_query, prototypes(z_support, support_y, ways))
+        return self.scores(z_query, prototypes(z_support, support_y.to(z_support.device), ways))
 
 
 def episode_loss(model: nn.Module, episode: Episode) -> tuple[torch.Tensor, torch.Tensor]:
@@ -173,9 +142,7 @@ def episode_loss(model: nn.Module, episode: Episode) -> tuple[torch.Tensor, torc
     return loss, accuracy
 
 
-# --------------------------------------------------------------------------
 # Episodic training
-# --------------------------------------------------------------------------
 
 
 def learning_rate(config, step: int) -> float:
@@ -185,11 +152,7 @@ def learning_rate(config, step: int) -> float:
 
 def trainer(model: nn.Module, config, data: dict, device: torch.device | str = "cpu",
             loss_fn: Callable[[nn.Module, Episode], tuple[torch.Tensor, torch.Tensor]] = episode_loss) -> Trainer:
-    """One step of episodic training: draw an episode, one Adam step on its query loss.
-
-    The episode of step ``i`` depends on ``(config.seed, i)`` only, so a
-    resumed run sees exactly the episodes an uninterrupted one would.
-    """
+    """One step of episodic training: draw the episode of ``(config.seed, i)``, one Adam step on its loss."""
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     sampler = FastEpisodeSampler(data["train"], config.ways, config.shots, config.queries, device=device)
@@ -197,8 +160,7 @@ def trainer(model: nn.Module, config, data: dict, device: torch.device | str = "
     def step(i: int) -> dict[str, float]:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, i)
-        episode = sampler.sample(step_generator(config.seed, i))
-        loss, accuracy = loss_fn(model, episode)
+        loss, accuracy = loss_fn(model, sampler.sample(step_generator(config.seed, i)))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -211,59 +173,38 @@ def train(model: nn.Module, config, train_data: LabelledImages, *, device: torch
           loss_fn=episode_loss, evaluate: Callable[[], dict[str, float]] | None = None,
           eval_every: int | None = None, max_seconds: float | None = None, progress: bool = True,
           desc: str | None = None) -> History:
-    """Meta-train ``model`` for ``config.steps`` episodes; returns the :class:`History`.
-
-    (The command line runs the same step in a run folder, with checkpoints.)
-    """
+    """Meta-train ``model`` for ``config.steps`` episodes, without a run folder; returns the :class:`History`."""
     step = trainer(model, config, {"train": train_data}, device, loss_fn).step
     return train_loop(step, config.steps, evaluate=evaluate, eval_every=eval_every, max_seconds=max_seconds,
                       progress=progress, desc=desc or f"episodic training ({describe(config)})")
 
 
-# --------------------------------------------------------------------------
 # Evaluation
-# --------------------------------------------------------------------------
 
 TEST_SETTINGS = ((5, 1), (5, 5), (20, 1), (20, 5))  # (ways, shots) of the papers' Omniglot tables
 TEST_QUERIES = {5: 15, 20: 5}  # queries per class by test ways (20 drawings per character: <= 5 shots + 15)
 
 
-def test_queries(ways: int, queries: int | dict | None = None) -> int:
+def test_queries(ways: int) -> int:
     """Queries per class of a test episode: 15 for 5-way, 5 for 20-way (cheaper; 100 queries per episode)."""
-    queries = TEST_QUERIES if queries is None else queries
-    return queries if isinstance(queries, int) else queries.get(ways, 15 if ways <= 5 else 5)
+    return TEST_QUERIES.get(ways, 15 if ways <= 5 else 5)
 
 
-def evaluate_predictor(
-    predict: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
-    test_data: LabelledImages,
-    *,
-    settings=TEST_SETTINGS,
-    episodes: int = 1000,
-    queries: int | dict | None = None,
-    seed: int = 0,
-    device: torch.device | str = "cpu",
-    progress: bool = True,
-) -> dict[str, AccuracyResult]:
-    """``{"5-way 1-shot": mean ± CI, ...}`` over ``episodes`` test episodes per setting.
-
-    The episodes depend on ``seed`` only, so every method evaluated with the
-    same seed sees the same tasks.
-    """
+def evaluate(model, config, data: dict, device="cpu", *, settings=TEST_SETTINGS, episodes: int = 1000,
+             progress: bool = True) -> dict[str, AccuracyResult]:
+    """``{"5-way 1-shot": mean ± CI, ...}`` over ``episodes`` test episodes per setting, drawn with seed 0:
+    the same tasks for every method."""
     results = {}
     for ways, shots in settings:
-        sampler = FastEpisodeSampler(test_data, ways, shots, test_queries(ways, queries), device=device)
-        name = f"{ways}-way {shots}-shot"
-        results[name] = evaluate_few_shot(predict, sampler, episodes=episodes, seed=seed, progress=progress,
-                                          desc=name)
+        sampler = FastEpisodeSampler(data["test"], ways, shots, test_queries(ways), device=device)
+        name = setting_name(ways, shots)
+        results[name] = evaluate_few_shot(model.predict, sampler, episodes, seed=0, progress=progress, desc=name)
     return results
 
 
-# --------------------------------------------------------------------------
 # The face the registry reads (course_lib.registry)
-# --------------------------------------------------------------------------
 
-Config = ProtoNetConfig
+Config, build = ProtoNetConfig, ProtoNet
 PAPER = {  # Omniglot, Vinyals protocol (Snell et al. 2017, Table 1)
     "5-way 1-shot": 0.988, "5-way 5-shot": 0.997, "20-way 1-shot": 0.960, "20-way 5-shot": 0.989,
 }
@@ -281,22 +222,12 @@ RUNS = (
 )
 
 
-def build(config: ProtoNetConfig) -> ProtoNet:
-    return ProtoNet(config)
-
-
 def load_data(config, smoke: bool = False) -> dict[str, LabelledImages]:
     """Omniglot's training and test classes under ``config.protocol`` (``smoke``: the first 40 of each)."""
     splits = omniglot_splits(config.protocol, rotations=config.rotations, image_size=config.image_size)
     if smoke:
         splits = {k: v.subset_classes(range(min(40, v.num_classes))) for k, v in splits.items()}
     return splits
-
-
-def evaluate(model, config, data: dict, device="cpu", *, settings=TEST_SETTINGS, episodes: int = 1000,
-             progress: bool = True) -> dict[str, AccuracyResult]:
-    return evaluate_predictor(predictor(model), data["test"], settings=settings, episodes=episodes, device=device,
-                              progress=progress)
 
 
 def evaluation_details(settings) -> dict:

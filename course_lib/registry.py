@@ -1,38 +1,25 @@
 """The methods of the course, by name: what the command line, the capstone and the tables read.
 
-Each method is one module that exports the same small face:
+Each method is one module with the same small face:
 
-* ``Config``: a dataclass with every setting of a run, ``steps`` and ``seed``
-  among them; its ``__post_init__`` rejects bad values;
-* ``build(config) -> model``;
-* ``load_data(config, smoke=False) -> dict``: the data the method trains and
-  is tested on (``smoke`` keeps a few classes, for tests);
-* ``trainer(model, config, data, device) -> runs.Trainer``: one training step
-  and the optimizer whose state a checkpoint keeps;
-* ``evaluate(model, config, data, device, settings, episodes, progress) -> dict``:
+* ``Config``: a dataclass with every setting of a run (``steps`` and ``seed``
+  among them) whose ``__post_init__`` rejects bad values;
+* ``build(config) -> model``; ``load_data(config, smoke=False) -> dict`` (``smoke``: a few classes);
+* ``trainer(model, config, data, device) -> runs.Trainer``;
+* ``evaluate(model, config, data, device, settings, episodes, progress)``:
   ``{"5-way 1-shot": AccuracyResult, ...}`` (or plain JSON values);
-* ``predictor(model)``: ``predict(support_x, support_y, query_x) -> scores``
-  for few-shot episodes (the capstone calls it);
-* ``PAPER``: the paper's numbers by test setting; ``RUNS``: its runs
-  (:class:`course_lib.runs.RunSpec`: the folders this repository ships under
-  ``data/``, how the README tables name them, and the options that train
-  them at the paper's budget, which ``scripts/train_all.sh`` runs);
-* ``describe(config) -> str``: one line for tables and ``results.md``.
+* ``predictor(model)``: ``predict(support_x, support_y, query_x) -> scores``;
+* ``PAPER`` (the paper's numbers by setting), ``RUNS`` (its
+  :class:`course_lib.runs.RunSpec`) and ``describe(config) -> str``.
 
-Optional: ``paper(config) -> dict`` (where the paper's numbers depend on a
-variant), ``evaluation_details(settings) -> dict`` (more for results.json) and
-``results_markdown(method, results, config, meta) -> str`` (a results.md
-other than the table of accuracies by setting), for methods whose results
-are not few-shot accuracies. A method whose ``RUNS`` name rows of the
-capstone (``RunSpec.capstone``, notebook 09) exports
-``capstone_row(run, model, payload) -> dict``: the row's ``trained_on``,
-``family``, ``note``, ``meta_parameters`` and ``learned_variables(ways,
-shots)``, and where they differ from the defaults ``supports(ways, shots)``
-and ``in_distribution`` (:class:`course_lib.capstone.Row`); and
-``capstone_model(folder, device) -> (model, payload)`` where such a run is
-not loaded by :func:`load`.
-
-Adding a method = one new module with that face + one line in :data:`METHODS`.
+Optional: ``paper(config)`` (numbers that depend on a variant),
+``evaluation_details(settings)`` (more for results.json) and
+``results_markdown(method, results, config, meta)`` (for results that are not
+few-shot accuracies). A method whose ``RUNS`` name capstone rows exports
+``capstone_row(run, model, payload) -> dict`` (the fields of
+:class:`course_lib.capstone.Row` but ``name``, ``predict`` and ``reset``), and
+``capstone_model(folder, device) -> (model, payload)`` where such a run is not
+loaded by :func:`load`. Adding a method: one module with that face, one line in :data:`METHODS`.
 """
 
 from __future__ import annotations

@@ -1,26 +1,14 @@
-"""Run folders: where training keeps its work, and how it resumes exactly.
+"""Run folders: where training keeps its work, and how it resumes exactly (notebook 03).
 
-Introduced in notebook 03; every method that trains uses it. A run folder holds
-
-* ``config.json``: the method, its config, the command that started the run
-  and every later command that wrote to it;
-* ``checkpoint.pt``: weights, optimizer state, step, history and the random
-  state, loaded back with ``torch.load(weights_only=True)``;
-* ``history.json``: metrics by step;
-* ``results.json`` / ``results.md``: the evaluation.
-
-Four rules keep a run from being lost:
-
-1. a folder that holds a run is continued (``resume``) or replaced
-   (``overwrite``) only when asked: never silently;
-2. ``resume`` needs a checkpoint, and a config that differs at most in
-   ``steps``;
-3. everything is checked before the first file is written, and every file is
-   written to a temporary name and then renamed, so a crash never leaves half
-   a file;
-4. Ctrl-C or SIGTERM stop *between* steps, so the checkpoint holds the state
-   after the last completed step, the same state an uninterrupted run had
-   there.
+A run folder holds ``config.json`` (the method, its config, the command that
+started the run and every later one), ``checkpoint.pt`` (weights, optimizer,
+step, history, random state; read with ``weights_only=True``), ``history.json``
+and ``results.json`` / ``results.md``. No run is lost: a folder that holds one
+is continued (``resume``: a checkpoint, and a config that differs at most in
+``steps``) or replaced only when asked; everything is checked before the first
+file is written, and every file is written whole or not at all; Ctrl-C and
+SIGTERM stop *between* steps, so the checkpoint holds the state an
+uninterrupted run had there.
 """
 
 from __future__ import annotations
@@ -51,11 +39,6 @@ class RunError(ValueError):
 
 class CheckpointMismatchError(ValueError):
     """The checkpoint belongs to another model class, config or architecture."""
-
-
-# --------------------------------------------------------------------------
-# Atomic files
-# --------------------------------------------------------------------------
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -90,18 +73,11 @@ def read_json(path: str | Path) -> dict:
         raise RunError(f"{path} is not valid JSON ({error}): restore it from git or delete the run folder") from error
 
 
-# --------------------------------------------------------------------------
-# History
-# --------------------------------------------------------------------------
-
-
 class History:
     """Metrics recorded during training: ``history["loss"] -> (steps, values)``."""
 
     def __init__(self, records: dict[str, list[tuple[int, float]]] | None = None) -> None:
-        self.records: dict[str, list[tuple[int, float]]] = {
-            k: [tuple(p) for p in v] for k, v in (records or {}).items()
-        }
+        self.records = {k: [tuple(p) for p in v] for k, v in (records or {}).items()}
         self.steps_done: int | None = None  # set by train_loop: where it stopped
         self.stopped: str | None = None  # set by train_loop: None (finished), "time" or "interrupted"
 
@@ -121,9 +97,6 @@ class History:
     def last(self, name: str) -> float:
         return self[name][1][-1]
 
-    def keys(self) -> list[str]:
-        return list(self.records)
-
     def state_dict(self) -> dict[str, list[list[float]]]:
         return {k: [[s, v] for s, v in pairs] for k, pairs in self.records.items()}
 
@@ -135,11 +108,6 @@ class History:
         return f"History({', '.join(f'{k}: {len(v)} points' for k, v in self.records.items())})"
 
 
-# --------------------------------------------------------------------------
-# The training loop
-# --------------------------------------------------------------------------
-
-
 @dataclasses.dataclass
 class Trainer:
     """What a method hands the run mechanism: one training step, and the optimizer a checkpoint keeps."""
@@ -149,11 +117,8 @@ class Trainer:
 
 
 class _StopRequests:
-    """Turns Ctrl-C and SIGTERM into a request that the loop honours between steps.
-
-    A second signal interrupts at once. Outside the main thread (where Python
-    cannot install handlers) signals behave as usual.
-    """
+    """Ctrl-C and SIGTERM become a request honoured between steps; a second one interrupts at once
+    (outside the main thread, where Python installs no handlers, signals behave as usual)."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -175,28 +140,16 @@ class _StopRequests:
             signal.signal(signum, handler)
 
 
-def train_loop(
-    step: Callable[[int], dict[str, float]],
-    steps: int,
-    *,
-    evaluate: Callable[[], dict[str, float]] | None = None,
-    eval_every: int | None = None,
-    history: History | None = None,
-    start_step: int = 0,
-    save: Callable[[int, History], None] | None = None,
-    checkpoint_seconds: float = 300.0,
-    max_seconds: float | None = None,
-    desc: str = "train",
-    progress: bool = True,
-) -> History:
-    """Run ``step(i)`` for ``i = start_step .. steps-1``, logging what it returns.
+def train_loop(step: Callable[[int], dict[str, float]], steps: int, *,
+               evaluate: Callable[[], dict[str, float]] | None = None, eval_every: int | None = None,
+               history: History | None = None, start_step: int = 0,
+               save: Callable[[int, History], None] | None = None, checkpoint_seconds: float = 300.0,
+               max_seconds: float | None = None, desc: str = "train", progress: bool = True) -> History:
+    """Run ``step(i)`` for ``i = start_step .. steps-1`` and log the metrics it returns (``{"loss": 0.3}``).
 
-    ``step`` does one optimisation step and returns metrics such as
-    ``{"loss": 0.3}``. ``evaluate()`` (optional) runs every ``eval_every``
-    steps and after the last one. ``save(steps_done, history)`` (optional)
-    writes a checkpoint every ``checkpoint_seconds``, when ``max_seconds`` is
-    used up, on Ctrl-C or SIGTERM, and at the end. An interrupted loop saves
-    and then raises :class:`KeyboardInterrupt`; ``history.steps_done`` and
+    ``evaluate()`` runs every ``eval_every`` steps and after the last one. ``save(steps_done, history)``
+    writes a checkpoint every ``checkpoint_seconds``, when ``max_seconds`` is used up, on Ctrl-C or
+    SIGTERM (then :class:`KeyboardInterrupt` is raised) and at the end. ``history.steps_done`` and
     ``history.stopped`` say where and why it stopped.
     """
     if steps < 0 or start_step < 0:
@@ -233,11 +186,6 @@ def train_loop(
     return history
 
 
-# --------------------------------------------------------------------------
-# Checkpoints
-# --------------------------------------------------------------------------
-
-
 def plain_config(config: Any) -> dict:
     """A dataclass config (or a dict of plain values) as a dict."""
     if dataclasses.is_dataclass(config) and not isinstance(config, type):
@@ -247,32 +195,15 @@ def plain_config(config: Any) -> dict:
     return config
 
 
-def save_checkpoint(
-    path: str | Path,
-    model: torch.nn.Module,
-    config: Any,
-    *,
-    history: History | None = None,
-    optimizer: torch.optim.Optimizer | None = None,
-    step: int | None = None,
-    results: dict | None = None,
-    extra: dict | None = None,
-) -> Path:
-    """Write weights, config, history, optimizer and random state atomically.
-
-    ``extra`` holds method state that is neither weights nor optimizer (plain
-    values and tensors only, so the file still loads with ``weights_only``).
-    """
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "model_class": type(model).__name__,
-        "config": plain_config(config),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "history": history.state_dict() if history is not None else {},
-        "step": step,
-        "results": results or {},
-        "rng": torch.get_rng_state(),
-    }
+def save_checkpoint(path: str | Path, model: torch.nn.Module, config: Any, *, history: History | None = None,
+                    optimizer: torch.optim.Optimizer | None = None, step: int | None = None,
+                    results: dict | None = None, extra: dict | None = None) -> Path:
+    """Write weights, config, history, optimizer and random state atomically; ``extra``: other
+    method state (plain values and tensors only, so that the file still loads with ``weights_only``)."""
+    payload = {"format": CHECKPOINT_FORMAT, "model_class": type(model).__name__, "config": plain_config(config),
+               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+               "history": history.state_dict() if history is not None else {}, "step": step,
+               "results": results or {}, "rng": torch.get_rng_state()}
     if optimizer is not None:
         payload["optimizer"] = optimizer.state_dict()
     if extra:
@@ -290,56 +221,34 @@ def read_checkpoint(path: str | Path, map_location: torch.device | str = "cpu") 
     except Exception as error:  # truncated, not a torch file, or a pickle that wants to run code
         raise CheckpointMismatchError(
             f"{path} is not a readable checkpoint ({type(error).__name__}: {str(error)[:200]}); "
-            "restore it from git or train again"
-        ) from error
+            "restore it from git, delete it or train again") from error
 
 
-def load_checkpoint(
-    path: str | Path,
-    model: torch.nn.Module,
-    config: Any = None,
-    *,
-    optimizer: torch.optim.Optimizer | None = None,
-    map_location: torch.device | str = "cpu",
-    restore_rng: bool = False,
-) -> dict:
-    """Load a checkpoint written by :func:`save_checkpoint` into ``model``.
-
-    Checks, before touching the model, that the file holds the same model
-    class, the same ``config`` (if given) and tensors of the same shapes.
-    Returns the payload: ``config``, ``history`` (a :class:`History`),
-    ``step``, ``results`` and ``extra``.
-    """
+def load_checkpoint(path: str | Path, model: torch.nn.Module, config: Any = None, *,
+                    optimizer: torch.optim.Optimizer | None = None, map_location: torch.device | str = "cpu",
+                    restore_rng: bool = False) -> dict:
+    """Load a checkpoint of :func:`save_checkpoint` into ``model``, after checking that it holds the same
+    model class, ``config`` (if given) and tensor shapes; return its payload (``history`` a :class:`History`)."""
     path = Path(path)
     payload = read_checkpoint(path, map_location)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointMismatchError(f"{path} was not written by course_lib.runs.save_checkpoint")
     expected_class = type(model).__name__
     if payload["model_class"] != expected_class:
-        raise CheckpointMismatchError(
-            f"{path} holds a {payload['model_class']} but the model is a {expected_class}: "
-            "load it into the model it was trained with."
-        )
-    if config is not None:
-        differences = config_differences(payload["config"], plain_config(config))
-        if differences:
-            raise CheckpointMismatchError(
-                f"{path} was trained with another config ({'; '.join(differences)}). "
-                "Build the model with the checkpoint's config, or retrain."
-            )
+        raise CheckpointMismatchError(f"{path} holds a {payload['model_class']} but the model is a "
+                                      f"{expected_class}: load it into the model it was trained with.")
+    if config is not None and (differences := config_differences(payload["config"], plain_config(config))):
+        raise CheckpointMismatchError(f"{path} was trained with another config ({'; '.join(differences)}). "
+                                      "Build the model with the checkpoint's config, or retrain.")
     own, stored = model.state_dict(), payload["state_dict"]
     problems = [f"missing {k}" for k in own if k not in stored]
     problems += [f"unexpected {k}" for k in stored if k not in own]
-    problems += [
-        f"{k}: checkpoint {tuple(stored[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in own.items()
-        if k in stored and stored[k].shape != v.shape
-    ]
+    problems += [f"{k}: checkpoint {tuple(stored[k].shape)} vs model {tuple(v.shape)}"
+                 for k, v in own.items() if k in stored and stored[k].shape != v.shape]
     if problems:
         raise CheckpointMismatchError(
             f"{path} does not fit this {expected_class} ({'; '.join(problems[:5])}"
-            f"{' ...' if len(problems) > 5 else ''}): it was saved from a different architecture."
-        )
+            f"{' ...' if len(problems) > 5 else ''}): it was saved from a different architecture.")
     model.load_state_dict(stored)
     if optimizer is not None and "optimizer" in payload:
         optimizer.load_state_dict(payload["optimizer"])
@@ -352,40 +261,28 @@ def load_checkpoint(
 
 def config_differences(stored: dict, wanted: dict, ignore: tuple[str, ...] = ()) -> list[str]:
     """``["lr: stored 0.001 vs yours 0.01", ...]`` for every field that differs."""
-    return [
-        f"{key}: stored {stored.get(key, '<missing>')!r} vs yours {wanted.get(key, '<missing>')!r}"
-        for key in sorted(set(wanted) | set(stored))
-        if key not in ignore and stored.get(key, "<missing>") != wanted.get(key, "<missing>")
-    ]
-
-
-# --------------------------------------------------------------------------
-# Run folders
-# --------------------------------------------------------------------------
+    return [f"{key}: stored {stored.get(key, '<missing>')!r} vs yours {wanted.get(key, '<missing>')!r}"
+            for key in sorted(set(wanted) | set(stored))
+            if key not in ignore and stored.get(key, "<missing>") != wanted.get(key, "<missing>")]
 
 
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
     """A run of the course: where it lives, how tables name it, how to train it at full scale.
 
-    ``options`` are those of ``python -m course_lib train METHOD --out FOLDER``
-    at the paper's budget (``scripts/train_all.sh`` runs them; empty: a run
-    that is shipped but not retrained there); ``smoke`` goes on top of them
-    for a few steps on a CPU. ``trained_on`` and ``differs`` are the README
-    results table's words for the run ("" keeps it out of that table).
-    ``capstone`` names the run's row in notebook 09's capstone table ("" keeps
-    it out); the method module's ``capstone_row`` describes that row.
+    ``options``: those of ``python -m course_lib train METHOD --out FOLDER`` at the paper's budget
+    (``scripts/train_all.sh``; empty: not retrained there); ``smoke`` goes on top for a few CPU steps.
     """
 
     folder: str  # relative to the repository root, e.g. "data/protonet"
     label: str = ""  # the method as tables name it
     options: tuple[str, ...] = ()
     smoke: tuple[str, ...] = ()
-    trained_on: str = ""
+    trained_on: str = ""  # the README results table's words ("" keeps the run out of that table)
     differs: str = ""  # what differs from the paper's run besides its length, shown when below the paper
     explains_own_setting: bool = True  # False: ``differs`` says nothing about the setting it trained on
     job: str = ""  # train_all's name for it (default: the folder's last part)
-    capstone: str = ""  # its row in the capstone table (course_lib.capstone), e.g. "maml-background"
+    capstone: str = ""  # its row in notebook 09's capstone table (described by the method's capstone_row)
 
     @property
     def name(self) -> str:
@@ -400,9 +297,6 @@ class RunFolder:
         self.config_file = self.path / CONFIG_FILE
         self.checkpoint = self.path / CHECKPOINT_FILE
 
-    def holds_run(self) -> bool:
-        return self.config_file.is_file() or self.checkpoint.is_file()
-
     def record(self) -> dict:
         """What ``config.json`` holds (``{}`` when there is none)."""
         return read_json(self.config_file) if self.config_file.is_file() else {}
@@ -413,44 +307,34 @@ class RunFolder:
         return self.record().get("config")
 
     def check(self, method: str, config: Any, *, resume: bool = False, overwrite: bool = False) -> None:
-        """Raise :class:`RunError` unless ``config`` may train in this folder as asked.
-
-        Writes nothing: call it before loading data or writing any file.
-        """
+        """Raise :class:`RunError` unless ``config`` may train here as asked; writes nothing."""
         if resume and overwrite:
             raise RunError("--resume continues a run and --overwrite replaces it: choose one")
-        if resume:
-            if not self.checkpoint.is_file():
-                raise RunError(f"--resume: {self.path} holds no {CHECKPOINT_FILE}; start a new run without --resume")
-            stored_method = self.record().get("method", method)
-            if stored_method != method:
-                raise RunError(f"--resume: {self.path} holds a {stored_method} run, not {method}")
-            differences = config_differences(self.stored_config(), plain_config(config), ignore=RESUMABLE_CHANGES)
-            if differences:
-                raise RunError(
-                    f"--resume: {self.path} was trained with another config ({'; '.join(differences)}); "
-                    "resume with the stored settings (only --steps may change) or start a new run folder"
-                )
-        elif self.holds_run() and not overwrite:
-            raise RunError(
-                f"{self.path} already holds a run: continue it with --resume, replace it with --overwrite, "
-                "or choose another --out"
-            )
+        if not resume:
+            if (self.config_file.is_file() or self.checkpoint.is_file()) and not overwrite:
+                raise RunError(f"{self.path} already holds a run: continue it with --resume, replace it with "
+                               "--overwrite, or choose another --out")
+            return
+        if not self.checkpoint.is_file():
+            raise RunError(f"--resume: {self.path} holds no {CHECKPOINT_FILE}; start a new run without --resume")
+        stored_method = self.record().get("method", method)
+        if stored_method != method:
+            raise RunError(f"--resume: {self.path} holds a {stored_method} run, not {method}")
+        differences = config_differences(self.stored_config(), plain_config(config), ignore=RESUMABLE_CHANGES)
+        if differences:
+            raise RunError(f"--resume: {self.path} was trained with another config ({'; '.join(differences)}); "
+                           "resume with the stored settings (only --steps may change) or start a new run folder")
 
     def start(self, method: str, config: Any, command: str, *, resume: bool = False,
-              overwrite: bool = False, **details) -> None:
-        """Check, then write ``config.json``; ``overwrite`` first deletes the old run's files.
-
-        A resumed run keeps its first command and appends this one to
-        ``later_commands``, so the folder says how it was made.
-        """
+              overwrite: bool = False) -> None:
+        """Check, then write ``config.json`` (``overwrite`` first deletes the old run's files); a
+        resumed run keeps its first command and appends this one to ``later_commands``."""
         self.check(method, config, resume=resume, overwrite=overwrite)
         previous = self.record() if resume else {}
         if overwrite:
             for name in (CHECKPOINT_FILE, HISTORY_FILE, RESULTS_FILE, RESULTS_MARKDOWN, CONFIG_FILE):
                 (self.path / name).unlink(missing_ok=True)
-        record = {"method": method, "config": plain_config(config), "command": previous.get("command", command),
-                  **details}
+        record = {"method": method, "config": plain_config(config), "command": previous.get("command", command)}
         if resume:
             record["later_commands"] = previous.get("later_commands", []) + [command]
         write_json(self.config_file, record)

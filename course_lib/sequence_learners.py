@@ -1,35 +1,20 @@
-"""Black-box meta-learners for few-shot classification: the learner is a sequence model.
+"""Black-box meta-learners for few-shot classification: the learner is a sequence model (notebook 05).
 
-Introduced in notebook 05. An episode becomes one sequence (Santoro et al.
-2016; the Stanford CS330 homework 1 protocol): the support examples in a
-random order, then the queries, each step an image together with the label
-of the *previous* step,
+An episode becomes one sequence (Santoro et al. 2016; Stanford CS330 homework 1): the support
+examples in a random order, then the queries, each step an image with the label of the step before,
 
     input_t = (x_t, onehot(y_{t-1}))        target_t = y_t
 
-so the model must guess y_t before it is told, and "learning" the task is
-whatever its state keeps from (x_{t-1}, y_{t-1}) pairs. A query's label is
-never given: the label slot after a query position is all zeros (as is the
-one at t = 0), and the loss on the queries is the meta-learning objective.
-:func:`make_sequence` builds these inputs; a test checks that changing the
-query labels changes no input.
+so the model must guess y_t before it is told: "learning" the task is whatever its state keeps of
+the (x_{t-1}, y_{t-1}) pairs. A query's label is never given (the label slot after a query is zeros,
+as at t = 0). Three models share a small convolutional encoder (``SequenceConfig.model``):
 
-Three models read the same sequences (``SequenceConfig.model``):
+* ``lstm``, :class:`LSTMLearner`: an LSTM, its state the learned variables;
+* ``mann``, :class:`MemoryAugmentedLSTM`: the LSTM plus a memory of (key, label) pairs read by content;
+* ``transformer``, :class:`InContextTransformer`: a causal convolution of width 2 puts (x_{t-1}, y_{t-1})
+  and x_t in one token (as in SNAIL), then causal self-attention (its growing key/value cache learns).
 
-* ``lstm``, :class:`LSTMLearner`: a small convolutional encoder and an LSTM
-  (its hidden and cell state are the learned variables);
-* ``mann``, :class:`MemoryAugmentedLSTM`: the same LSTM plus an external
-  memory of (key, label) pairs read by content (a simplified MANN);
-* ``transformer``, :class:`InContextTransformer`: the same encoder, a causal
-  convolution of width 2 (which puts (x_{t-1}, y_{t-1}) and x_t in one
-  token, as SNAIL's temporal convolutions do) and causal self-attention (its
-  key/value cache is the learned variable, and it grows with the sequence).
-
-This file holds, top to bottom: the config, episodes as sequences, the
-models, one training step, evaluation, and the face that
-:mod:`course_lib.registry` reads. ``python -m course_lib train sequence``
-runs the training step in a run folder; for the run in
-``data/black_box/lstm_2way_1shot``::
+The run in ``data/black_box/lstm_2way_1shot``::
 
     python -m course_lib train sequence --model lstm --ways 2 --shots 1 --steps 2000 \\
         --out data/black_box/lstm_2way_1shot
@@ -48,10 +33,6 @@ from .episodes import Episode, EpisodeSampler, step_generator
 from .evaluation import AccuracyResult, evaluate_few_shot, mean_confidence_interval
 from .models import count_parameters
 from .runs import History, RunSpec, Trainer, train_loop
-
-# --------------------------------------------------------------------------
-# Config
-# --------------------------------------------------------------------------
 
 PROTOCOLS = ("lake", "vinyals")
 
@@ -90,31 +71,18 @@ class SequenceConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
 
 
-# --------------------------------------------------------------------------
-# Episodes as sequences
-# --------------------------------------------------------------------------
+# ---------------- Episodes as sequences
 
 
 @dataclass
 class LabelSequence:
-    """One episode as a sequence (or a batch of them, with a leading batch dim).
+    """One episode as a sequence (or a batch of them, with a leading batch dim)."""
 
-    ``images``: ``[L, C, H, W]``; ``label_inputs``: ``[L, ways]`` (one-hot of
-    the previous step's label, zeros at t = 0 and after a query);
-    ``targets``: ``[L]``; ``is_query``: ``[L]`` bool; ``instance``: ``[L]``,
-    for a support step how many earlier support examples of its class the
-    sequence holds (0 = first time this class appears), -1 for queries.
-    """
-
-    images: torch.Tensor
-    label_inputs: torch.Tensor
-    targets: torch.Tensor
-    is_query: torch.Tensor
-    instance: torch.Tensor
-
-    @property
-    def ways(self) -> int:
-        return self.label_inputs.shape[-1]
+    images: torch.Tensor  # [L, C, H, W]
+    label_inputs: torch.Tensor  # [L, ways]: onehot(y_{t-1}), zeros at t = 0 and after a query
+    targets: torch.Tensor  # [L]
+    is_query: torch.Tensor  # [L] bool
+    instance: torch.Tensor  # [L]: how many support examples of the step's class came before; -1 for queries
 
     def to(self, device) -> "LabelSequence":
         return LabelSequence(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
@@ -122,34 +90,24 @@ class LabelSequence:
 
 def shifted_label_inputs(labels: torch.Tensor, is_query: torch.Tensor, ways: int) -> torch.Tensor:
     """``[L] -> [L, ways]``: row t is onehot(labels[t-1]) if step t-1 is a support step, else zeros."""
-    inputs = torch.zeros(len(labels), ways, device=labels.device)
-    visible = ~is_query[:-1]
-    previous = F.one_hot(labels[:-1], ways).float() * visible.unsqueeze(1).float()
-    inputs[1:] = previous
-    return inputs
+    previous = F.one_hot(labels[:-1], ways).float() * (~is_query[:-1]).unsqueeze(1).float()
+    return F.pad(previous, (0, 0, 1, 0))
 
 
-def make_sequence(
-    episode: Episode, generator: torch.Generator | None = None, shuffle_queries: bool = True
-) -> LabelSequence:
-    """Support examples in a random order, then the queries (shuffled unless told otherwise).
-
-    Returns a :class:`LabelSequence`; ``order`` of the queries can be recovered
-    from ``targets`` at the query steps.
-    """
-    n_support, n_query = len(episode.support_y), len(episode.query_y)
-    ways = episode.ways
+def make_sequence(episode: Episode, generator: torch.Generator | None = None,
+                  shuffle_queries: bool = True) -> LabelSequence:
+    """Support examples in a random order, then the queries (shuffled unless told otherwise)."""
+    n_support, n_query, ways = len(episode.support_y), len(episode.query_y), episode.ways
+    device = episode.support_x.device
     support_order = torch.randperm(n_support, generator=generator)
     query_order = torch.randperm(n_query, generator=generator) if shuffle_queries else torch.arange(n_query)
-    device = episode.support_x.device
     support_order, query_order = support_order.to(device), query_order.to(device)
     images = torch.cat([episode.support_x[support_order], episode.query_x[query_order]])
     targets = torch.cat([episode.support_y[support_order], episode.query_y[query_order]])
-    is_query = torch.cat([torch.zeros(n_support, dtype=torch.bool), torch.ones(n_query, dtype=torch.bool)]).to(device)
-    support_labels = targets[:n_support]
-    seen = F.one_hot(support_labels, ways).cumsum(0) - F.one_hot(support_labels, ways)
-    instance = torch.cat([seen.gather(1, support_labels.view(-1, 1)).squeeze(1),
-                          torch.full((n_query,), -1, device=device, dtype=torch.long)])
+    is_query = (torch.arange(n_support + n_query) >= n_support).to(device)
+    support_onehot = F.one_hot(targets[:n_support], ways)
+    seen_before = (support_onehot.cumsum(0) - support_onehot).gather(1, targets[:n_support, None]).squeeze(1)
+    instance = torch.cat([seen_before, torch.full((n_query,), -1, device=device, dtype=torch.long)])
     return LabelSequence(images, shifted_label_inputs(targets, is_query, ways), targets, is_query, instance)
 
 
@@ -157,42 +115,27 @@ def stack_sequences(sequences: list[LabelSequence]) -> LabelSequence:
     return LabelSequence(*(torch.stack([getattr(s, f) for s in sequences]) for f in LabelSequence.__dataclass_fields__))
 
 
-def sample_sequences(sampler: EpisodeSampler, batch_size: int, generator: torch.Generator | None = None) -> LabelSequence:
+def sample_sequences(sampler: EpisodeSampler, batch_size: int,
+                     generator: torch.Generator | None = None) -> LabelSequence:
     return stack_sequences([make_sequence(sampler.sample(generator), generator) for _ in range(batch_size)])
 
 
-# --------------------------------------------------------------------------
-# Models
-# --------------------------------------------------------------------------
+# ---------------- Models
 
 
 class SmallConvEncoder(nn.Module):
     """Three stride-2 3x3 convolutions (16, 32, 32 channels) and a linear layer: [B, 1, 28, 28] -> [B, dim].
-
-    Group norm (one group: each image normalised on its own) instead of batch
-    norm: every example is encoded on its own, so nothing flows between the
-    steps of a sequence except through the sequence model.
-
-    ``output_norm=True`` adds a layer norm on the output; it is off by
-    default because with it the transformer did not leave chance (notebook
-    05, section 3, shows the runs and the likely reason: the normalised
-    embedding is larger, so the one-hot label beside it is a smaller share
-    of each token).
-    """
+    Group norm normalises each image on its own (batch norm would mix the steps of a sequence);
+    ``output_norm``, a layer norm on the output, kept the transformer at chance (notebook 05, section 3)."""
 
     def __init__(self, dim: int = 64, in_channels: int = 1, image_size: int = 28, output_norm: bool = False) -> None:
         super().__init__()
-        self.convs = nn.Sequential(
-            nn.Conv2d(in_channels, 16, 3, stride=2, padding=1), nn.GroupNorm(1, 16), nn.ReLU(),
-            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.GroupNorm(1, 32), nn.ReLU(),
-            nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.GroupNorm(1, 32), nn.ReLU(),
-        )
-        side = image_size
-        for _ in range(3):
-            side = (side + 1) // 2
+        channels = (in_channels, 16, 32, 32)
+        self.convs = nn.Sequential(*(layer for a, b in zip(channels, channels[1:]) for layer in
+                                     (nn.Conv2d(a, b, 3, stride=2, padding=1), nn.GroupNorm(1, b), nn.ReLU())))
+        side = -(-image_size // 8)  # three halvings, each rounded up
         self.linear = nn.Linear(32 * side * side, dim)
         self.norm = nn.LayerNorm(dim) if output_norm else nn.Identity()
-        self.dim = dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.linear(self.convs(x).flatten(1)))
@@ -215,8 +158,7 @@ class LSTMLearner(nn.Module):
         self.head = nn.Linear(config.hidden, config.ways)
 
     def forward(self, images: torch.Tensor, label_inputs: torch.Tensor) -> torch.Tensor:
-        tokens = torch.cat([_encode(self.encoder, images), label_inputs], dim=-1)
-        out, _ = self.lstm(tokens)
+        out, _ = self.lstm(torch.cat([_encode(self.encoder, images), label_inputs], dim=-1))
         return self.head(out)
 
     def learned_variables(self, length: int) -> int:
@@ -225,11 +167,8 @@ class LSTMLearner(nn.Module):
 
 
 class InContextTransformer(nn.Module):
-    """Causal transformer in-context classifier (SNAIL / GPICL style), pre-norm blocks, no positions.
-
-    token_t = W_0 [e_t, e_{t-1}] with e_t = [enc(x_t), onehot(y_{t-1})]  (a causal convolution of width 2)
-    then ``layers`` causal self-attention blocks and a linear head.
-    """
+    """Causal transformer in-context classifier (SNAIL / GPICL style), pre-norm blocks, no positions:
+    token_t = W_0 [e_t, e_{t-1}], e_t = [enc(x_t), onehot(y_{t-1})], then ``layers`` causal attention blocks."""
 
     def __init__(self, config: SequenceConfig) -> None:
         super().__init__()
@@ -260,15 +199,13 @@ class InContextTransformer(nn.Module):
 class MemoryAugmentedLSTM(nn.Module):
     """An LSTM with an external memory of (key, label) pairs, a simplified MANN (Santoro et al. 2016).
 
-    At step t the pair of the previous step is written, key k_{t-1} = W_k enc(x_{t-1}) with value
-    v_{t-1} = onehot(y_{t-1}) (the label slot of step t: zeros after a query, so nothing is written),
-    and the memory is read with the current image's key by content:
+    Step t writes the pair of step t-1, key k_{t-1} = W_k enc(x_{t-1}), value v_{t-1} = onehot(y_{t-1})
+    (the label slot of step t: zeros after a query), and reads by content with its own image's key:
 
         w_{t,s} = softmax_s( beta * cos(W_k enc(x_t), k_s) ),  s < t with a label,
         r_t = sum_s w_{t,s} v_s,     logits_t = W_o h_t + beta r_t
 
-    where h_t is the state of an LSTM reading the same inputs as :class:`LSTMLearner`. The memory
-    only grows (no least-recently-used overwriting: the sequences are short).
+    with h_t the state of an LSTM as in :class:`LSTMLearner`. The memory only grows (the sequences are short).
     """
 
     def __init__(self, config: SequenceConfig) -> None:
@@ -292,8 +229,7 @@ class MemoryAugmentedLSTM(nn.Module):
         return torch.nan_to_num(weights, nan=0.0)
 
     def forward(self, images: torch.Tensor, label_inputs: torch.Tensor) -> torch.Tensor:
-        embedded = _encode(self.encoder, images)
-        h, _ = self.lstm(torch.cat([embedded, label_inputs], dim=-1))
+        h, _ = self.lstm(torch.cat([_encode(self.encoder, images), label_inputs], dim=-1))
         values = F.pad(label_inputs[:, 1:], (0, 0, 0, 1))  # v_s = label slot of step s + 1
         read = self.read_weights(images, label_inputs) @ values
         return self.head(h) + self.log_beta.exp() * read
@@ -318,9 +254,7 @@ def sequence_logits(model: nn.Module, sequence: LabelSequence) -> torch.Tensor:
     return model(sequence.images, sequence.label_inputs)
 
 
-# --------------------------------------------------------------------------
-# Meta-training
-# --------------------------------------------------------------------------
+# ---------------- Meta-training
 
 
 def sequence_loss(model: nn.Module, batch: LabelSequence) -> tuple[torch.Tensor, dict]:
@@ -328,17 +262,12 @@ def sequence_loss(model: nn.Module, batch: LabelSequence) -> tuple[torch.Tensor,
     given; the first occurrence of a class can only be guessed). Reports query accuracy."""
     logits = sequence_logits(model, batch)
     loss = F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten())
-    correct = logits.argmax(-1) == batch.targets
-    query_accuracy = correct[batch.is_query].float().mean()
+    query_accuracy = (logits.argmax(-1) == batch.targets)[batch.is_query].float().mean()
     return loss, {"loss": loss.item(), "query_accuracy": query_accuracy.item()}
 
 
 def trainer(model: nn.Module, config: SequenceConfig, data: dict, device: torch.device | str = "cpu") -> Trainer:
-    """One step: ``batch_size`` sequences from meta-training episodes, one Adam step on their loss.
-
-    The sequences of step ``i`` depend on ``(config.seed, i)`` only, so a
-    resumed run sees exactly the sequences an uninterrupted one would.
-    """
+    """One step: ``batch_size`` sequences drawn from ``(config.seed, i)``, one Adam step on their loss."""
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     sampler = EpisodeSampler(data["train"], config.ways, config.shots, config.queries)
@@ -356,36 +285,23 @@ def trainer(model: nn.Module, config: SequenceConfig, data: dict, device: torch.
 
 
 def train(model: nn.Module, config: SequenceConfig, train_data: LabelledImages, *,
-          device: torch.device | str = "cpu", progress: bool = True, max_seconds: float | None = None) -> History:
-    """Meta-train ``model`` for ``config.steps`` steps; returns the :class:`History`.
-
-    (The command line runs the same step in a run folder, with checkpoints.)
-    """
+          device: torch.device | str = "cpu", progress: bool = True) -> History:
+    """Meta-train ``model`` for ``config.steps`` steps of :func:`trainer`."""
     step = trainer(model, config, {"train": train_data}, device).step
-    history = train_loop(step, config.steps, progress=progress, max_seconds=max_seconds, desc=describe(config))
+    history = train_loop(step, config.steps, progress=progress, desc=describe(config))
     model.eval()
     return history
 
 
-# --------------------------------------------------------------------------
-# Evaluation
-# --------------------------------------------------------------------------
+# ---------------- Evaluation
 
 
 class SequenceClassifier:
-    """A trained sequence model as a few-shot classifier ``(support_x, support_y, query_x) -> logits``.
+    """A sequence model as a few-shot classifier ``(support_x, support_y, query_x) -> logits``: the queries in
+    one sequence after the support set, in a random order (an :class:`Episode`'s sorted order is a clue)."""
 
-    Builds the sequence (support, then queries, each in a random order drawn
-    from ``seed``, as in training: the order in which the queries are passed,
-    sorted by class in an :class:`Episode`, must not be a clue) and returns
-    the logits at the query steps in the order of ``query_x``, so
-    :func:`course_lib.evaluation.evaluate_few_shot` scores it on exactly the
-    test episodes every other method sees.
-    """
-
-    def __init__(self, model: nn.Module, seed: int = 0, name: str | None = None) -> None:
-        self.model, self.seed = model, seed
-        self.name = name or type(model).__name__
+    def __init__(self, model: nn.Module, seed: int = 0) -> None:
+        self.model = model
         self.generator = torch.Generator().manual_seed(seed)
 
     def __call__(self, support_x, support_y, query_x) -> torch.Tensor:
@@ -400,21 +316,10 @@ class SequenceClassifier:
         result[order] = logits
         return result
 
-    def __repr__(self) -> str:
-        return self.name
-
 
 class OneQueryPerSequence:
-    """A trained sequence model as a few-shot classifier that gives each query a sequence of its own.
-
-    Each sequence is the support set (in a random order drawn from ``seed``)
-    then one query: the situation the model was trained in (the first query
-    right after the support set), and no query's answer depends on another
-    query. :class:`SequenceClassifier` instead puts all the queries in one
-    sequence, where an LSTM's state keeps changing with every query and 30
-    or 75 queries would make a length the model never saw. The capstone
-    (notebook 09) scores every method this way.
-    """
+    """A few-shot classifier that gives each query a sequence of its own, the support set in a random order
+    then the query: as in training (not 30 or 75 queries after it), and no answer depends on another query."""
 
     def __init__(self, model: nn.Module, seed: int = 0) -> None:
         self.model = model
@@ -424,45 +329,35 @@ class OneQueryPerSequence:
         self.generator = torch.Generator().manual_seed(seed)
 
     def __call__(self, support_x, support_y, query_x) -> torch.Tensor:
-        ways, n_support = int(support_y.max()) + 1, len(support_y)
+        ways, n_support, Q = int(support_y.max()) + 1, len(support_y), len(query_x)
         device = next(self.model.parameters()).device
         order = torch.randperm(n_support, generator=self.generator)
         sx, sy = support_x[order].to(device), support_y[order].to(device)
-        Q = len(query_x)
         images = torch.cat([sx.unsqueeze(0).expand(Q, *sx.shape), query_x.to(device).unsqueeze(1)], dim=1)
         targets = torch.cat([sy, sy.new_zeros(1)])  # the query's label slot is never read (it is the last step)
-        is_query = torch.zeros(n_support + 1, dtype=torch.bool, device=device)
-        is_query[-1] = True
+        is_query = torch.arange(n_support + 1, device=device) == n_support
         labels = shifted_label_inputs(targets, is_query, ways).unsqueeze(0).expand(Q, -1, -1)
         with torch.no_grad():
             return self.model(images, labels)[:, -1]
 
 
-def accuracy_by_instance(
-    model: nn.Module, sampler: EpisodeSampler, episodes: int = 500, seed: int = 0, batch_size: int = 100
-) -> dict[str, AccuracyResult]:
+def accuracy_by_instance(model: nn.Module, sampler: EpisodeSampler, episodes: int = 500, seed: int = 0,
+                         batch_size: int = 100) -> dict[str, AccuracyResult]:
     """Accuracy at support steps by how often the class was seen before (``"1st"``, ``"2nd"``...)
     and at the query steps (``"query"``), each with a 95% CI over episodes."""
     generator = torch.Generator().manual_seed(seed)
     per_episode: dict[str, list[float]] = {}
     device = next(model.parameters()).device
-    done = 0
     with torch.no_grad():
-        while done < episodes:
-            n = min(batch_size, episodes - done)
-            batch = sample_sequences(sampler, n, generator).to(device)
+        for done in range(0, episodes, batch_size):
+            batch = sample_sequences(sampler, min(batch_size, episodes - done), generator).to(device)
             correct = (sequence_logits(model, batch).argmax(-1) == batch.targets).float()
-            for b in range(n):
-                for k in range(int(batch.instance[b].max()) + 1):
-                    where = batch.instance[b] == k
-                    per_episode.setdefault(_ordinal(k + 1), []).append(correct[b][where].mean().item())
-                per_episode.setdefault("query", []).append(correct[b][batch.is_query[b]].mean().item())
-            done += n
+            for right, instance, is_query in zip(correct, batch.instance, batch.is_query):
+                for k in range(int(instance.max()) + 1):
+                    key = {0: "1st", 1: "2nd", 2: "3rd"}.get(k, f"{k + 1}th")
+                    per_episode.setdefault(key, []).append(right[instance == k].mean().item())
+                per_episode.setdefault("query", []).append(right[is_query].mean().item())
     return {key: AccuracyResult(*mean_confidence_interval(v), len(v)) for key, v in per_episode.items()}
-
-
-def _ordinal(n: int) -> str:
-    return {1: "1st", 2: "2nd", 3: "3rd"}.get(n, f"{n}th")
 
 
 def prediction_trace(model: nn.Module, sequence: LabelSequence) -> torch.Tensor:
@@ -471,9 +366,7 @@ def prediction_trace(model: nn.Module, sequence: LabelSequence) -> torch.Tensor:
         return sequence_logits(model, sequence).softmax(-1)
 
 
-# --------------------------------------------------------------------------
-# The face the registry reads (course_lib.registry)
-# --------------------------------------------------------------------------
+# ---------------- The face the registry reads (course_lib.registry)
 
 Config = SequenceConfig
 PAPER: dict[str, float] = {}  # notebook 05 compares with the CS330 homework's bars, not a paper's table
@@ -502,15 +395,11 @@ def load_data(config: SequenceConfig, smoke: bool = False) -> dict[str, Labelled
 
 def evaluate(model: nn.Module, config: SequenceConfig, data: dict, device="cpu", *, settings=(),
              episodes: int = 1000, progress: bool = True) -> dict[str, AccuracyResult]:
-    """Query accuracy on ``episodes`` test episodes (seed 0, one query per class) per setting.
-
-    The model has ``config.ways`` outputs, so it is tested at its own setting
-    and at those of ``settings`` with as many ways (other shot counts).
-    """
+    """Query accuracy on ``episodes`` test episodes (seed 0, one query per class) at the model's own
+    setting and at those of ``settings`` with as many ways (the model has ``config.ways`` outputs)."""
     own = (config.ways, config.shots)
-    asked = [own] + [s for s in settings if s[0] == config.ways and s != own]
     results = {}
-    for ways, shots in asked:
+    for ways, shots in [own] + [s for s in settings if s[0] == config.ways and s != own]:
         sampler = EpisodeSampler(data["test"], ways, shots, TEST_QUERIES)
         name = f"{ways}-way {shots}-shot"
         results[name] = evaluate_few_shot(SequenceClassifier(model, seed=0), sampler, episodes=episodes, seed=0,

@@ -15,14 +15,9 @@ and the cell ``ab`` reads, at pull ``t``:
 All arms are treated by the same function, so permuting the arms permutes
 the policy (equivariance) and the same ``theta`` plays any number of arms.
 An RL² GRU (``course_lib.bandits``) has neither property: its input and
-output layers are tied to the arm count and order.
-
-Meta-training is the A2C of ``course_lib.bandits.rl2_update`` (same loss,
-same advantages). The shipped runs in ``data/vsml/symla/``: a SymLA agent
-and, for the comparison, an RL² GRU on the same (2-armed) bandits::
-
-    python -m course_lib train symla --arms 2 --horizon 10 --steps 3000 --out data/vsml/symla/symla
-    python -m course_lib train rl2 --task independent --arms 2 --horizon 10 --steps 3000 --out data/vsml/symla/rl2
+output layers are tied to the arm count and order. Meta-training is RL²'s
+A2C (``bandits.a2c_update``); ``data/vsml/symla/`` holds a SymLA agent and
+an RL² GRU trained on the same 2-armed bandits.
 """
 
 from __future__ import annotations
@@ -31,35 +26,25 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from . import bandits
-from .episodes import step_generator
-from .runs import History, RunSpec, Trainer, train_loop
+from .runs import History, RunSpec
 
 
 @dataclass
-class SymLAConfig:
-    """A SymLA agent and its A2C meta-training on independent Bernoulli bandits."""
+class SymLAConfig(bandits.A2CConfig):
+    """A SymLA agent and its A2C meta-training (that of RL²) on independent Bernoulli bandits."""
 
     arms: int = 2
     horizon: int = 10
     hidden: int = 16  # LSTM size per cell
-    message_size: int = 4  # the backward message n_a
-    batch_size: int = 256
-    lr: float = 3e-3
-    gamma: float = 0.99
-    gae_lambda: float = 0.3
-    entropy_start: float = 0.05
-    entropy_end: float = 0.0
-    value_coef: float = 0.5
     steps: int = 1500
-    seed: int = 0
-    value_scale: float = 1.0  # as in bandits.RL2Config (SymLA's value needs no scaling: 1)
-    task: str = "independent"  # the training bandits (the only kind SymLA is trained on here)
+    message_size: int = 4  # the backward message n_a
 
     def __post_init__(self) -> None:
-        bandits.check_a2c_config(self)
+        super().__post_init__()
         if self.message_size < 1:
             raise ValueError(f"message_size must be >= 1, got {self.message_size}")
         if self.task != "independent":
@@ -83,23 +68,20 @@ class SymLAAgent(nn.Module):
 
     def initial_state(self, batch_size: int, arms: int):
         shape = (batch_size, INPUT_UNITS, arms, self.config.hidden)
-        device = self.w_out.device
-        return torch.zeros(shape, device=device), torch.zeros(shape, device=device)
+        return torch.zeros(shape, device=self.w_out.device), torch.zeros(shape, device=self.w_out.device)
 
-    def step(self, state, prev_action, prev_reward, t: int, horizon: int):
-        """One pull: ``(logits [batch, arms], value [batch], state)``; ``prev_action`` None at t = 0."""
+    def step(self, state, prev_action, prev_reward, t: int, horizon: int | None = None):
+        """One pull of a ``horizon``-pull episode (default: the training one):
+        ``(logits [batch, arms], value [batch], state)``; ``prev_action`` None at t = 0."""
         h, c = state
         batch, inputs, arms, hidden = h.shape
-        device = h.device
-        x = torch.tensor([1.0, t / horizon], device=device).expand(batch, inputs)
+        x = torch.tensor([1.0, t / (horizon or self.config.horizon)], device=h.device).expand(batch, inputs)
         if prev_action is None:
-            pulled = torch.zeros(batch, arms, device=device)
-            reward = torch.zeros(batch, device=device)
+            pulled, reward = torch.zeros(batch, arms, device=h.device), torch.zeros(batch, device=h.device)
         else:
-            pulled = torch.nn.functional.one_hot(prev_action, arms).float()
-            reward = prev_reward.float()
+            pulled, reward = F.one_hot(prev_action, arms).float(), prev_reward.float()
         back = h.mean(dim=2) @ self.w_back  # [batch, inputs, M]
-        features = torch.cat([
+        features = torch.cat([  # in_ab = [x_a, pulled_b, r pulled_b, r, n_a], for every cell ab
             x[:, :, None, None].expand(batch, inputs, arms, 1),
             pulled[:, None, :, None].expand(batch, inputs, arms, 1),
             (pulled * reward[:, None])[:, None, :, None].expand(batch, inputs, arms, 1),
@@ -116,100 +98,35 @@ class SymLAAgent(nn.Module):
         return INPUT_UNITS * arms * 2 * self.config.hidden
 
 
-class SymLAPolicy(bandits.BanditPolicy):
-    """A trained agent as a ``bandits.BanditPolicy`` (samples its actions; any number of arms)."""
+class SymLAPolicy(bandits.AgentPolicy):
+    """A trained agent as a ``bandits.BanditPolicy``: any number of arms, any horizon."""
 
-    def __init__(self, agent: SymLAAgent, horizon: int | None = None) -> None:
-        self.agent, self.horizon_override, self.name = agent, horizon, "SymLA"
+    def __init__(self, agent: SymLAAgent) -> None:
+        super().__init__(agent, "SymLA")
 
-    def reset(self, batch_size, arms, horizon, generator=None) -> None:
-        super().reset(batch_size, arms, horizon, generator)
-        self.state = self.agent.initial_state(batch_size, arms)
-        self.prev, self._probs_t, self.run_horizon = (None, None), None, horizon
-
-    def probs(self, t: int) -> torch.Tensor:
-        if self._probs_t is None or self._probs_t[0] != t:
-            logits, _, self.state = self.agent.step(self.state, *self.prev, t, self.run_horizon)
-            self._probs_t = (t, logits.softmax(-1))
-        return self._probs_t[1]
-
-    def act(self, t: int) -> torch.Tensor:
-        return torch.multinomial(self.probs(t), 1, generator=self.generator).squeeze(1)
-
-    def observe(self, actions, rewards) -> None:
-        super().observe(actions, rewards)
-        self.prev = (actions, rewards)
-
-
-def symla_update(agent: SymLAAgent, optimizer, tasks, entropy_coef: float, generator) -> dict:
-    """One A2C update, the loss of ``bandits.rl2_update``."""
-    config = agent.config
-    probs = tasks.sample_batch(config.batch_size, generator).probs
-    env = bandits.BanditEnv(probs, generator)
-    state = agent.initial_state(config.batch_size, probs.shape[1])
-    prev = (None, None)
-    logps, values, entropies, rewards = [], [], [], []
-    for t in range(config.horizon):
-        logits, value, state = agent.step(state, *prev, t, config.horizon)
-        log_pi = logits.log_softmax(-1)
-        a = torch.multinomial(log_pi.exp().detach(), 1, generator=generator).squeeze(1)
-        r, _ = env.pull(a)
-        logps.append(log_pi.gather(1, a.view(-1, 1)).squeeze(1))
-        entropies.append(-(log_pi.exp() * log_pi).sum(-1))
-        values.append(value)
-        rewards.append(r)
-        prev = (a, r)
-    logps, values, entropies, rewards = (torch.stack(v, 1) for v in (logps, values, entropies, rewards))
-    advantages, returns = bandits.discounted_advantages(rewards, values.detach(), config.gamma, config.gae_lambda)
-    advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-    loss = -(advantages * logps).mean() + config.value_coef * (values - returns).pow(2).mean() \
-        - entropy_coef * entropies.mean()
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    nn.utils.clip_grad_norm_(agent.parameters(), 1.0)
-    optimizer.step()
-    return {"total_reward": rewards.sum(1).mean().item(), "entropy": entropies.mean().item()}
-
-
-def trainer(model: SymLAAgent, config: SymLAConfig, data: dict | None = None, device="cpu") -> Trainer:
-    """One A2C update per step on the CPU; the bandits of step ``i`` depend on ``(config.seed, i)`` only."""
-    model.cpu().train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    tasks = bandits.IndependentBandits(config.arms)
-
-    def step(i: int) -> dict[str, float]:
-        return symla_update(model, optimizer, tasks, bandits.entropy_coefficient(config, i),
-                            step_generator(config.seed, i))
-
-    return Trainer(step, optimizer)
+    def agent_step(self, t: int):
+        return self.agent.step(self.state, *self.prev, t, self.horizon)
 
 
 def train(agent: SymLAAgent, config: SymLAConfig, *, progress: bool = True,
           max_seconds: float | None = None) -> History:
-    """Meta-train ``agent`` for ``config.steps`` updates (the command line does the same in a run folder)."""
-    history = train_loop(trainer(agent, config).step, config.steps, progress=progress, max_seconds=max_seconds,
-                         desc=describe(config))
-    agent.eval()
-    return history
+    """Meta-train ``agent`` for ``config.steps`` A2C updates (``bandits.train``, as RL²)."""
+    return bandits.train(agent, config, progress=progress, max_seconds=max_seconds, desc=describe(config))
 
 
-# --------------------------------------------------------------------------
-# The face the registry reads (course_lib.registry)
-# --------------------------------------------------------------------------
+# ---------------- The face the registry reads (course_lib.registry)
 
 Config = SymLAConfig
 PAPER: dict[str, float] = {}  # the paper's environments are not these bandits
 RUNS = (RunSpec("data/vsml/symla/symla", "SymLA on bandits (notebook 07)"),)
 TEST_ARMS = (5, 10)  # arm counts SymLA is tested on besides its own
+trainer = bandits.trainer  # one bandits.a2c_update per step, as RL²'s
+load_data = bandits.load_data
+evaluation_details = bandits.evaluation_details
 
 
 def build(config: SymLAConfig) -> SymLAAgent:
     return SymLAAgent(config)
-
-
-def load_data(config: SymLAConfig, smoke: bool = False) -> dict:
-    """Nothing to load: the bandits are drawn."""
-    return {}
 
 
 def evaluate(model: SymLAAgent, config: SymLAConfig, data: dict | None = None, device="cpu", *, settings=(),
@@ -222,10 +139,6 @@ def evaluate(model: SymLAAgent, config: SymLAConfig, data: dict | None = None, d
         policies = {"SymLA": SymLAPolicy(model.cpu().eval()), **bandits.classic_policies()}
         results[row] = bandits.reward_table(policies, bandits.IndependentBandits(arms), config.horizon, episodes)
     return results
-
-
-def evaluation_details(settings) -> dict:
-    return {"test_bandits_seed": 999, "policy_seed": 0}
 
 
 def results_markdown(method, results: dict, config, meta: dict) -> str:

@@ -1,13 +1,11 @@
-"""VSML: variable-shared meta learning (Kirsch & Schmidhuber, NeurIPS 2021), in one file.
+"""VSML: variable-shared meta learning (Kirsch & Schmidhuber, NeurIPS 2021), notebook 07.
 
-Introduced in notebook 07. "Meta Learning Backpropagation and Improving It":
-replace every weight ``w_ab`` of a dense layer (input unit ``a``, output
-unit ``b``) by the state ``s_ab = (h_ab, c_ab)`` of a tiny LSTM. All
-``A x B`` LSTMs share ONE set of meta-parameters ``theta``. Learning is
-whatever the states do while the layer reads a stream of examples;
-meta-learning tunes ``theta``.
-
-Update equations (one micro-tick; ``M`` = message size, ``H`` = LSTM hidden):
+"Meta Learning Backpropagation and Improving It": every weight ``w_ab`` of a
+dense layer (input unit ``a``, output unit ``b``) becomes the state
+``s_ab = (h_ab, c_ab)`` of a tiny LSTM, and all ``A x B`` LSTMs share ONE set
+of meta-parameters ``theta``. Learning is what the states do while the layer
+reads a stream of examples; meta-learning tunes ``theta``. One micro-tick
+(``M`` = message size, ``H`` = LSTM hidden):
 
     forward message into cell ab:   f_a  in R^M   (from input unit a; f_a[0] = x_a)
     backward message into cell ab:  g_b  in R^M   (from output unit b; g_b[0] = onehot(y_{t-1})_b,
@@ -18,60 +16,15 @@ Update equations (one micro-tick; ``M`` = message size, ``H`` = LSTM hidden):
     h_ab    <- o * tanh(c_ab)
 after the last micro-tick of a step:
     forward message out of output unit b:   m_b  = mean_a h_ab W_out     (M values)
-    backward message out of input unit a:   n_a  = mean_b h_ab W_back    (M values)
+    backward message out of input unit a:   n_a  = mean_b h_ab W_back    (M values; for stacked layers)
 
-``f_a W_f`` is computed once per input unit and ``g_b W_g`` once per output
-unit and broadcast over the grid (the messages in are the same for all
-micro-ticks of a step), so a micro-tick is one batched matmul ``h W_h`` over
-the whole ``[tasks x A x B]`` grid plus elementwise math. With one layer the
-backward messages out of the input units go nowhere; they are computed (and
-returned by :meth:`VSMLLayer.forward`) so that layers can be stacked.
-Outputs are MEANS over cells, so the same ``theta`` runs any number of inputs
-(and outputs), and permuting input units together with their cells permutes
-nothing else: VSML is invariant to input size and order by construction.
-
-The online protocol (one example per step, batch size 1 per stream, as in the
-paper): at step ``t`` the cells read ``x_t`` as forward messages and the
-feedback about step ``t-1`` (its label and/or its error) as backward messages,
-run ``ticks`` micro-ticks, and the prediction for ``x_t`` is ``m_b[0]``, read
-BEFORE ``y_t`` is given. The meta-loss is the cross-entropy of these
-predictions summed over the stream, so a good ``theta`` is one whose cells
-learn fast.
-
-Variable ratio (the paper's point, see :func:`count_variables`): VSML has a
-few thousand meta-parameters and ``A * B * 2H`` learned variables (one state
-per connection), MORE learned variables than meta-parameters. A Meta-RNN (an
-LSTM reading ``[x_t, feedback_{t-1}]``, :class:`MetaRNN`) has the opposite:
-``~4 * hidden^2`` meta-parameters and only ``2 * hidden`` state values. A
-fast-weight learner (:class:`FastWeightLearner`, an outer-product memory
-written by a delta rule) sits in between. The three are variants of one run
-(``config.learner``), meta-trained on the same tasks.
-
-Backprop cloning (the paper's first experiment, ``config.mode = "clone"``):
-read a weight from each cell, ``w_ab = c_ab . r`` (``r`` a meta-learned
-vector; the LSTM memory ``c`` is an additive accumulator, like an SGD
-weight), and meta-train the cells, teacher-forced on the true SGD trajectory
-of a linear classifier on the same stream, so that ``w_ab`` follows
-``w_ab <- w_ab - lr x_a e_b`` and ``A * m_b[0]`` equals the logit
-``sum_a w_ab x_a`` (:func:`clone_loss`). :func:`compare_clone_to_sgd` then
-runs the clone closed-loop on new streams.
-
-Evaluation is not a few-shot table: every learner reads seeded test streams
-of held-out digits, MNIST and Omniglot's unseen alphabets (at the training
-input size and, for VSML, at ``eval_input_size``), next to online SGD and
-Adam with a tuned learning rate, and :func:`evaluate` reports the online
-accuracy by examples seen.
-
-This file holds, top to bottom: the config, the VSML layer and its messages,
-the three learners, running a learner on a stream, the tasks, the losses and
-one meta-step, the SGD/Adam baselines, evaluation on streams, and the face
-that :mod:`course_lib.registry` reads. ``python -m course_lib train vsml``
-runs it in a run folder (:mod:`course_lib.runs`)::
-
-    python -m course_lib train vsml --out runs/vsml/scratch --meta-batch 32 --max-minutes 12
-    python -m course_lib train vsml --learner metarnn --out runs/vsml/metarnn --meta-batch 32 --steps 969
-    python -m course_lib train vsml --mode clone --out runs/vsml/clone --meta-batch 32 --max-minutes 9
-    python -m course_lib eval vsml --out runs/vsml/scratch --test-episodes 256   # 256 test streams per row
+Means over cells make the same ``theta`` run any number of inputs and
+outputs, in any order. At step ``t`` the cells read ``x_t`` and the feedback
+about step ``t-1`` and predict ``m_b[0]`` BEFORE ``y_t`` is given; the
+meta-loss is the cross-entropy of these predictions over the stream. The
+other learners of a run (``config.learner``) are :class:`MetaRNN` and
+:class:`FastWeightLearner`; ``config.mode = "clone"`` trains the cells to
+imitate SGD (:func:`clone_loss`). ``python -m course_lib train vsml`` trains a run.
 """
 
 from __future__ import annotations
@@ -83,22 +36,21 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.rnn import pad_sequence
 
 from .data import standardise
 from .episodes import step_generator
+from .evaluation import Z_95
 from .runs import RunError, RunSpec, Trainer
 from .runtime import progress_bar
 
-# --------------------------------------------------------------------------
-# Configuration
-# --------------------------------------------------------------------------
+# ---------------- Configuration
 
 MODES = ("scratch", "clone")
 LEARNERS = ("vsml", "metarnn", "fastweight")
 DATASETS = ("digits", "mnist", "omniglot")
 FEEDBACK = ("label", "error", "both")
-# Classes of the smaller split of each dataset (Omniglot: Lake's 20 evaluation alphabets): a task's
-# ``ways`` classes must exist in every dataset it is trained or tested on.
+# Classes of each dataset's smaller split (Omniglot: Lake's evaluation alphabets); a run's tasks need ``ways``.
 DATASET_CLASSES = {"digits": 10, "mnist": 10, "omniglot": 659}
 
 
@@ -129,20 +81,20 @@ class VSMLConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.mode in MODES, f"mode must be one of {MODES}, got {self.mode!r}"),
-            (self.learner in LEARNERS, f"learner must be one of {LEARNERS}, got {self.learner!r}"),
-            (self.dataset in DATASETS, f"dataset must be one of {DATASETS}, got {self.dataset!r}"),
-            (self.feedback in FEEDBACK, f"feedback must be one of {FEEDBACK}, got {self.feedback!r}"),
+        fields = vars(self)
+        checks = [(fields[name] in allowed, f"{name} must be one of {allowed}, got {fields[name]!r}")
+                  for name, allowed in (("mode", MODES), ("learner", LEARNERS), ("dataset", DATASETS),
+                                        ("feedback", FEEDBACK))]
+        checks += [
             (not (self.mode == "clone" and self.learner != "vsml"), "clone mode needs --learner vsml"),
             (not (self.mode == "clone" and self.feedback == "label"), "clone mode needs the error as feedback"),
             (bool(self.eval_names) and set(self.eval_names) <= set(DATASETS),
              f"eval_datasets must be a comma list of {DATASETS}, got {self.eval_datasets!r}"),
         ]
-        for name in ("input_size", "ways", "stream_length", "message_size", "hidden", "ticks",
-                     "metarnn_hidden", "fastweight_size", "meta_batch", "truncation", "eval_input_size"):
-            checks.append((isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
-                           f"{name} must be a positive integer, got {getattr(self, name)!r}"))
+        positive = ("input_size", "ways", "stream_length", "message_size", "hidden", "ticks", "metarnn_hidden",
+                    "fastweight_size", "meta_batch", "truncation", "eval_input_size")
+        checks += [(isinstance(fields[name], int) and fields[name] >= 1,
+                    f"{name} must be a positive integer, got {fields[name]!r}") for name in positive]
         checks += [
             (isinstance(self.steps, int) and self.steps >= 0, f"steps must be >= 0, got {self.steps!r}"),
             (self.ways >= 2, f"ways must be at least 2, got {self.ways}"),
@@ -167,17 +119,18 @@ class VSMLConfig:
         return list(dict.fromkeys(name.strip() for name in self.eval_datasets.split(",") if name.strip()))
 
 
-# --------------------------------------------------------------------------
-# The VSML layer: one LSTM per connection, shared meta-parameters
-# --------------------------------------------------------------------------
+# ---------------- The VSML layer (one LSTM per connection, shared meta-parameters) and the three learners
+
+
+def zero_state(reference: torch.Tensor, shapes, device=None, dtype=None) -> tuple[torch.Tensor, ...]:
+    """Zero tensors of ``shapes``, on ``reference``'s device and dtype unless others are given."""
+    device = reference.device if device is None else device
+    dtype = reference.dtype if dtype is None else dtype
+    return tuple(torch.zeros(shape, device=device, dtype=dtype) for shape in shapes)
 
 
 class VSMLLayer(nn.Module):
-    """A dense layer whose weights are LSTM states; vectorised over ``[tasks x A x B]``.
-
-    The state is a pair ``(h, c)`` of ``[tasks, A, B, H]`` tensors; the
-    meta-parameters do not depend on ``A`` or ``B``.
-    """
+    """A dense layer whose weights are LSTM states ``(h, c)``, each ``[tasks, A, B, H]``."""
 
     def __init__(self, message_size: int = 8, hidden: int = 16) -> None:
         super().__init__()
@@ -194,17 +147,13 @@ class VSMLLayer(nn.Module):
 
     def initial_state(self, tasks: int, inputs: int, outputs: int, device=None, dtype=None):
         """All cells start from the same (zero) state; what differs later is learned."""
-        device = device if device is not None else self.w_hidden.device
-        dtype = dtype if dtype is not None else self.w_hidden.dtype
         shape = (tasks, inputs, outputs, self.hidden)
-        return torch.zeros(shape, device=device, dtype=dtype), torch.zeros(shape, device=device, dtype=dtype)
+        return zero_state(self.w_hidden, (shape, shape), device, dtype)
 
     def drive(self, forward_in: torch.Tensor, backward_in: torch.Tensor) -> torch.Tensor:
         """The input part of the gates, ``[T, A, B, 4H]``, from ``forward_in [T, A, M]``, ``backward_in [T, B, M]``.
 
-        Computed once per input unit and once per output unit, then broadcast
-        over the grid; messages in do not change during the micro-ticks of one
-        step, so this is done once per step, not per tick.
+        Computed per unit, broadcast over the grid, once per step: messages in do not change between ticks.
         """
         from_inputs = (forward_in @ self.w_forward)[:, :, None, :]  # [T, A, 1, 4H]
         from_outputs = (backward_in @ self.w_backward)[:, None, :, :]  # [T, 1, B, 4H]
@@ -220,12 +169,9 @@ class VSMLLayer(nn.Module):
         return h, c
 
     def messages(self, state):
-        """``(forward_out [T, B, M], backward_out [T, A, M])``: means over the cells of a unit.
-
-        mean(h) W == mean(h W), so we project after averaging (cheaper, same result).
-        """
+        """``(forward_out [T, B, M], backward_out [T, A, M])``: means over the cells of a unit."""
         h = state[0]
-        return h.mean(dim=1) @ self.w_out, h.mean(dim=2) @ self.w_back_out
+        return h.mean(dim=1) @ self.w_out, h.mean(dim=2) @ self.w_back_out  # mean(h) W == mean(h W), cheaper
 
     def forward(self, state, forward_in, backward_in, ticks: int = 2):
         """``ticks`` micro-ticks with the same messages in; returns ``(state, forward_out, backward_out)``."""
@@ -236,26 +182,15 @@ class VSMLLayer(nn.Module):
 
 
 def feedback_messages(previous_logits, previous_labels, ways: int, message_size: int, feedback: str, dtype):
-    """Backward messages at the output units about step t-1: ``[T, B, M]``.
-
-    Component 0: onehot(y_{t-1}); component 1: the error softmax(z_{t-1}) -
-    onehot(y_{t-1}) (the gradient of the cross-entropy wrt the logits, what
-    backprop would send). ``previous_labels`` < 0 means "no feedback" (t = 0).
-    """
+    """Backward messages ``[T, B, M]`` about step t-1: onehot(y_{t-1}) and the error softmax(z_{t-1}) -
+    onehot(y_{t-1}) that backprop would send. ``previous_labels`` < 0 means "no feedback" (t = 0)."""
     given = (previous_labels >= 0).to(dtype)[:, None]
     onehot = F.one_hot(previous_labels.clamp(min=0), ways).to(dtype) * given
     zeros = torch.zeros_like(onehot)
     label = onehot if feedback in ("label", "both") else zeros
-    if feedback in ("error", "both") and previous_logits is not None:
-        error = (torch.softmax(previous_logits, dim=-1) - onehot) * given
-    else:
-        error = zeros
+    with_error = feedback in ("error", "both") and previous_logits is not None
+    error = (torch.softmax(previous_logits, dim=-1) - onehot) * given if with_error else zeros
     return F.pad(torch.stack([label, error], dim=-1), (0, message_size - 2))  # [T, B, M]
-
-
-# --------------------------------------------------------------------------
-# The three learners: VSML, the Meta-RNN baseline, fast weights
-# --------------------------------------------------------------------------
 
 
 class VSMLLearner(nn.Module):
@@ -265,8 +200,7 @@ class VSMLLearner(nn.Module):
         super().__init__()
         self.config = config
         self.layer = VSMLLayer(config.message_size, config.hidden)
-        # Clone mode: w_ab is read linearly from the cell memory c_ab (an additive
-        # accumulator, like an SGD weight); unused in scratch mode.
+        # Clone mode reads w_ab from the cell memory c_ab, an additive accumulator like an SGD weight.
         self.weight_readout = nn.Parameter(torch.randn(config.hidden) / math.sqrt(config.hidden))
 
     def initial_state(self, tasks: int, inputs: int, outputs: int, device=None, dtype=None):
@@ -289,8 +223,20 @@ class VSMLLearner(nn.Module):
         return state[1] @ self.weight_readout
 
 
-class MetaRNN(nn.Module):
-    """The baseline: an LSTM reading ``[x_t, feedback_{t-1}]`` (fixed input size)."""
+class FixedSizeLearner(nn.Module):
+    """A learner whose input size and number of classes are part of its meta-parameters."""
+
+    def initial_state(self, tasks: int, inputs: int, outputs: int, device=None, dtype=None):
+        if inputs != self.config.input_size or outputs != self.config.ways:
+            raise ValueError(f"the {self.title} was built for {self.config.input_size} inputs and "
+                             f"{self.config.ways} classes, got {inputs} and {outputs}")
+        return zero_state(self.head.weight, self.state_shapes(tasks), device, dtype)
+
+
+class MetaRNN(FixedSizeLearner):
+    """The baseline: an LSTM reading ``[x_t, feedback_{t-1}]``."""
+
+    title = "Meta-RNN"
 
     def __init__(self, config: VSMLConfig) -> None:
         super().__init__()
@@ -298,14 +244,8 @@ class MetaRNN(nn.Module):
         self.cell = nn.LSTMCell(config.input_size + 2 * config.ways, config.metarnn_hidden)
         self.head = nn.Linear(config.metarnn_hidden, config.ways)
 
-    def initial_state(self, tasks: int, inputs: int, outputs: int, device=None, dtype=None):
-        if inputs != self.config.input_size or outputs != self.config.ways:
-            raise ValueError(f"the Meta-RNN was built for {self.config.input_size} inputs and "
-                             f"{self.config.ways} classes, got {inputs} and {outputs}")
-        device = device if device is not None else self.head.weight.device
-        dtype = dtype if dtype is not None else self.head.weight.dtype
-        shape = (tasks, self.config.metarnn_hidden)
-        return torch.zeros(shape, device=device, dtype=dtype), torch.zeros(shape, device=device, dtype=dtype)
+    def state_shapes(self, tasks: int):
+        return (tasks, self.config.metarnn_hidden), (tasks, self.config.metarnn_hidden)
 
     def step(self, state, x, previous_logits, previous_labels):
         ways = self.config.ways
@@ -314,22 +254,20 @@ class MetaRNN(nn.Module):
         return self.head(h), (h, c)
 
 
-class FastWeightLearner(nn.Module):
+class FastWeightLearner(FixedSizeLearner):
     """The in-between model: a fast-weight programmer with a delta rule (Schlag et al. 2021).
 
-    Slow (meta-learned) maps turn inputs into keys and feedback into values
-    and write them into a fast weight matrix ``W [d x d]`` (the learned
-    variables, an outer-product memory). The label of x_{t-1} arrives at step
-    t, so the key of x_{t-1} is kept in the state until then:
+    Meta-learned maps write keys and values into a fast weight matrix ``W [d x d]``
+    (the learned variables). The label of x_{t-1} arrives at step t, so the key
+    of x_{t-1} is kept in the state until then:
 
         k_t = normalise(K x_t),  q_t = normalise(Q x_t)
         v_t = V fb_{t-1},  beta_t = sigmoid(b . [x_t, fb_{t-1}])
         W_t = W_{t-1} + beta_t (v_t - W_{t-1} k_{t-1}) k_{t-1}^T   (delta-rule write of the pair t-1)
         logits_t = head(W_t q_t)
-
-    Like the Meta-RNN its input size is fixed; unlike it, most of its learned
-    variables (d^2) are a weight matrix written by outer products.
     """
+
+    title = "fast-weight learner"
 
     def __init__(self, config: VSMLConfig) -> None:
         super().__init__()
@@ -341,15 +279,9 @@ class FastWeightLearner(nn.Module):
         self.strength = nn.Linear(inputs + feedback, 1)
         self.head = nn.Linear(size, config.ways)
 
-    def initial_state(self, tasks: int, inputs: int, outputs: int, device=None, dtype=None):
-        if inputs != self.config.input_size or outputs != self.config.ways:
-            raise ValueError(f"the fast-weight learner was built for {self.config.input_size} inputs and "
-                             f"{self.config.ways} classes, got {inputs} and {outputs}")
-        device = device if device is not None else self.head.weight.device
-        dtype = dtype if dtype is not None else self.head.weight.dtype
+    def state_shapes(self, tasks: int):
         size = self.config.fastweight_size
-        return (torch.zeros(tasks, size, size, device=device, dtype=dtype),
-                torch.zeros(tasks, size, device=device, dtype=dtype))  # W and the key of x_{t-1}
+        return (tasks, size, size), (tasks, size)  # W and the key of x_{t-1}
 
     def step(self, state, x, previous_logits, previous_labels):
         w, previous_key = state
@@ -364,24 +296,24 @@ class FastWeightLearner(nn.Module):
         return self.head(torch.einsum("tij,tj->ti", w, query)), (w, key)
 
 
-FIXED_INPUT_LEARNERS = (MetaRNN, FastWeightLearner)  # their input size is part of their meta-parameters
 LEARNER_CLASSES = {"vsml": VSMLLearner, "metarnn": MetaRNN, "fastweight": FastWeightLearner}
 
 
-def count_variables(config: VSMLConfig, inputs: int | None = None) -> dict:
-    """Meta-parameters vs learned variables (state values per task) of every learner here.
+def meta_parameter_count(model: nn.Module) -> int:
+    """The meta-parameters a learner uses (VSML's weight readout only in clone mode)."""
+    unused = getattr(model, "weight_readout", None) if model.config.mode == "scratch" else None
+    return sum(p.numel() for p in model.parameters() if p is not unused)
 
-    VSML: ~2.4k meta-parameters, ``inputs * ways * 2 * hidden`` learned values
-    (grows with the layer); Meta-RNN: ``~4 * hidden * (hidden + inputs)`` meta-parameters,
-    ``2 * hidden`` learned; fast weights: in between (``size^2`` learned values).
-    """
+
+def count_variables(config: VSMLConfig, inputs: int | None = None) -> dict:
+    """Meta-parameters vs learned variables (state values per task) of every learner, and of linear SGD:
+    VSML has more learned variables than meta-parameters, the Meta-RNN the opposite."""
     inputs = inputs or config.input_size
     table = {}
     for name in LEARNERS:
         model = LEARNER_CLASSES[name](dataclasses.replace(config, learner=name, mode="scratch", input_size=inputs))
-        meta = sum(p.numel() for p in model.parameters() if name != "vsml" or p is not model.weight_readout)
-        state = model.initial_state(1, inputs, config.ways, device="cpu")
-        learned = sum(s.numel() for s in state)
+        meta = meta_parameter_count(model)
+        learned = sum(s.numel() for s in model.initial_state(1, inputs, config.ways, device="cpu"))
         table[name] = {"meta_parameters": meta, "learned_variables": learned,
                        "ratio_learned_per_meta": learned / meta}
     table["linear_sgd"] = {"meta_parameters": 1, "learned_variables": (inputs + 1) * config.ways,
@@ -389,21 +321,13 @@ def count_variables(config: VSMLConfig, inputs: int | None = None) -> dict:
     return table
 
 
-# --------------------------------------------------------------------------
-# Running a learner on streams
-# --------------------------------------------------------------------------
-
-
-def run_stream(model, xs: torch.Tensor, ys: torch.Tensor, state=None, previous=None, return_states=False):
-    """Online pass over ``xs [T, L, A]``, ``ys [T, L]``; returns logits ``[T, L, B]`` and the carry.
-
-    ``previous = (logits, labels)`` of the step before this chunk (None at the
-    start), so a stream can be processed in chunks (truncated BPTT).
-    """
+def run_stream(model, xs: torch.Tensor, ys: torch.Tensor, state=None, previous=None, return_states=False,
+               ways: int | None = None):
+    """Online pass over ``xs [T, L, A]``, ``ys [T, L]``: logits ``[T, L, B]``, the state and ``previous``,
+    the ``(logits, labels)`` of the last step (so a stream can run in chunks: truncated BPTT)."""
     tasks, length, inputs = xs.shape
-    ways = model.config.ways if previous is None else previous[0].shape[-1]
     if state is None:
-        state = model.initial_state(tasks, inputs, ways, device=xs.device, dtype=xs.dtype)
+        state = model.initial_state(tasks, inputs, ways or model.config.ways, device=xs.device, dtype=xs.dtype)
     if previous is None:
         previous = (None, torch.full((tasks,), -1, dtype=torch.long, device=xs.device))
     outputs, states = [], []
@@ -419,16 +343,10 @@ def run_stream(model, xs: torch.Tensor, ys: torch.Tensor, state=None, previous=N
 
 def stream_logits(model, xs, ys, ways: int) -> torch.Tensor:
     """Logits for a whole stream (any number of classes ``ways`` for VSML)."""
-    tasks = xs.shape[0]
-    state = model.initial_state(tasks, xs.shape[2], ways, device=xs.device, dtype=xs.dtype)
-    previous = (torch.zeros(tasks, ways, device=xs.device, dtype=xs.dtype),
-                torch.full((tasks,), -1, dtype=torch.long, device=xs.device))
-    return run_stream(model, xs, ys, state, previous)[0]
+    return run_stream(model, xs, ys, ways=ways)[0]
 
 
-# --------------------------------------------------------------------------
-# Tasks: randomly projected, label-permuted streams of a dataset
-# --------------------------------------------------------------------------
+# ---------------- Tasks (randomly projected, label-permuted streams of a dataset) and meta-training
 
 
 @dataclass
@@ -440,13 +358,10 @@ class StreamSource:
     name: str
 
     def __post_init__(self) -> None:
-        classes = int(self.labels.max()) + 1
-        counts = torch.bincount(self.labels, minlength=classes)
-        order = torch.argsort(self.labels, stable=True)
-        table = torch.zeros(classes, int(counts.max()), dtype=torch.long, device=self.labels.device)
-        for c, members in enumerate(torch.split(order, counts.tolist())):
-            table[c, :len(members)] = members
-        self.table, self.counts, self.num_classes = table, counts, classes
+        self.counts = torch.bincount(self.labels)
+        self.num_classes = len(self.counts)
+        members = torch.split(torch.argsort(self.labels, stable=True), self.counts.tolist())
+        self.table = pad_sequence(members, batch_first=True)  # [classes, most examples]: example indices
 
     def to(self, device) -> "StreamSource":
         return StreamSource(self.features.to(device), self.labels.to(device), self.name)
@@ -454,14 +369,8 @@ class StreamSource:
 
 def sample_streams(source: StreamSource, tasks: int, length: int, ways: int, input_size: int,
                    generator: torch.Generator, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """``tasks`` online streams: ``xs [tasks, length, input_size]``, ``ys [tasks, length]``.
-
-    Each task: ``ways`` random classes in a random order (label permutation),
-    examples drawn uniformly from them, projected by its own Gaussian matrix
-    ``P [D, input_size] / sqrt(D)`` (the normalised features have mean square 1,
-    so projected features have variance about 1). Random numbers come from
-    ``generator`` (on the CPU or the device), so tasks are seeded.
-    """
+    """``tasks`` seeded streams ``xs [tasks, length, input_size]``, ``ys [tasks, length]``: per task ``ways``
+    random classes in a random order, projected by its own ``P [D, input_size] / sqrt(D)`` (variance ~1)."""
     if ways > source.num_classes:
         raise ValueError(f"{source.name} has {source.num_classes} classes, fewer than ways={ways}")
     gdev = generator.device
@@ -476,49 +385,37 @@ def sample_streams(source: StreamSource, tasks: int, length: int, ways: int, inp
     return xs, labels.to(device)
 
 
-def _flatten_and_normalise(images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    flat, ref = images.flatten(1), reference.flatten(1)
-    mean = ref.mean(dim=0)
-    scale = (ref - mean).pow(2).mean().sqrt()
-    return (flat - mean) / scale
-
-
 def load_sources(name: str, smoke: bool = False, seed: int = 0) -> dict[str, StreamSource]:
-    """``{"train": ..., "test": ...}``: disjoint examples (digits, MNIST) or classes (Omniglot)."""
+    """``{"train": ..., "test": ...}``: disjoint examples (digits, MNIST) or classes (Omniglot), flattened,
+    shifted by the training part's per-pixel mean and scaled by its overall std."""
     from . import data
 
     if name == "omniglot":
         splits = data.omniglot_splits("lake", rotations=False, image_size=28)
         if smoke:
             splits = {k: v.subset_classes(range(20)) for k, v in splits.items()}
-        train, test = splits["train"], splits["test"]
-        return {"train": StreamSource(_flatten_and_normalise(train.images, train.images), train.labels, "omniglot"),
-                "test": StreamSource(_flatten_and_normalise(test.images, train.images), test.labels,
-                                     "omniglot (unseen alphabets)")}
-    images = data.load_digits() if name == "digits" else data.load_mnist_test()
-    if smoke and name == "mnist":
-        images = data.LabelledImages(images.images[:2000], images.labels[:2000], images.class_names, name=images.name)
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed + 1234))
-    cut = int(0.7 * len(images))
-    train_index, test_index = order[:cut], order[cut:]
-    train_images = images.images[train_index]
-    return {"train": StreamSource(_flatten_and_normalise(train_images, train_images),
-                                  images.labels[train_index], name),
-            "test": StreamSource(_flatten_and_normalise(images.images[test_index], train_images),
-                                 images.labels[test_index], f"{name} (held-out examples)")}
-
-
-# --------------------------------------------------------------------------
-# Meta-training: scratch (prediction loss) and clone (imitate SGD); one meta-step
-# --------------------------------------------------------------------------
+        (train_x, train_y), (test_x, test_y) = ((s.images, s.labels) for s in (splits["train"], splits["test"]))
+        test_name = "omniglot (unseen alphabets)"
+    else:
+        images = data.load_digits() if name == "digits" else data.load_mnist_test()
+        x, y = images.images, images.labels
+        if smoke and name == "mnist":
+            x, y = x[:2000], y[:2000]
+        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed + 1234))
+        cut = int(0.7 * len(y))
+        train, test = order[:cut], order[cut:]
+        (train_x, train_y), (test_x, test_y) = (x[train], y[train]), (x[test], y[test])
+        test_name = f"{name} (held-out examples)"
+    train_x, test_x = train_x.flatten(1), test_x.flatten(1)
+    mean = train_x.mean(dim=0)
+    scale = (train_x - mean).pow(2).mean().sqrt()
+    return {"train": StreamSource((train_x - mean) / scale, train_y, name),
+            "test": StreamSource((test_x - mean) / scale, test_y, test_name)}
 
 
 def sgd_trajectory(xs, ys, ways: int, lr: float):
-    """True online SGD on a linear classifier (no bias, W_0 = 0), step by step.
-
-    Returns ``weights [T, L, A, B]`` (the weights used to predict x_t: W_t,
-    updated with (x_{t-1}, y_{t-1})) and ``logits [T, L, B]``.
-    """
+    """True online SGD on a linear classifier (no bias, W_0 = 0): ``weights [T, L, A, B]`` (W_t, which
+    predicts x_t and was updated with (x_{t-1}, y_{t-1})) and ``logits [T, L, B]``."""
     tasks, length, inputs = xs.shape
     w = torch.zeros(tasks, inputs, ways, device=xs.device, dtype=xs.dtype)
     weights, logits = [], []
@@ -536,24 +433,22 @@ def clone_loss(model: VSMLLearner, xs, ys, clone_lr: float, truncation: int | No
 
     The backward message carries the TEACHER's error e_{t-1}; the loss asks
     the cell memory readout to equal the SGD weight W_t and the forward
-    message (times A) to equal the SGD logits W_t^T x_t. Weight error is
-    scaled by the spread of the true weights, so the loss is about 1 for a
-    learner that never moves from W = 0.
+    message (times A) to equal the SGD logits W_t^T x_t, each error scaled
+    by the spread of its target (so the loss is about 1 for a learner stuck at W = 0).
     """
     ways = model.config.ways
     target_w, target_z = sgd_trajectory(xs, ys, ways, clone_lr)
     w_scale = target_w.pow(2).mean().clamp_min(1e-8)
     z_scale = target_z.pow(2).mean().clamp_min(1e-8)
-    tasks, length, _ = xs.shape
+    tasks, length, inputs = xs.shape
     truncation = truncation or length
-    state = model.initial_state(tasks, xs.shape[2], ways, device=xs.device, dtype=xs.dtype)
+    state = model.initial_state(tasks, inputs, ways, device=xs.device, dtype=xs.dtype)
+    no_feedback = (None, torch.full((tasks,), -1, dtype=torch.long, device=xs.device))
     total = 0.0
     for start in range(0, length, truncation):
-        end = min(length, start + truncation)
         chunk = 0.0
-        for t in range(start, end):
-            previous = (target_z[:, t - 1], ys[:, t - 1]) if t > 0 else (
-                None, torch.full((tasks,), -1, dtype=torch.long, device=xs.device))
+        for t in range(start, min(length, start + truncation)):
+            previous = (target_z[:, t - 1], ys[:, t - 1]) if t > 0 else no_feedback
             logits, state = model.step(state, xs[:, t], *previous)
             chunk = chunk + (model.weights(state) - target_w[:, t]).pow(2).mean() / w_scale \
                 + (logits - target_z[:, t]).pow(2).mean() / z_scale
@@ -571,9 +466,8 @@ def scratch_loss(model, xs, ys, truncation: int | None = None, backward=True):
     truncation = truncation or length
     state, previous, total, correct = None, None, 0.0, 0.0
     for start in range(0, length, truncation):
-        logits, state, previous = run_stream(model, xs[:, start:start + truncation], ys[:, start:start + truncation],
-                                             state, previous)
         target = ys[:, start:start + truncation]
+        logits, state, previous = run_stream(model, xs[:, start:start + truncation], target, state, previous)
         loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="sum") / (tasks * length)
         correct += (logits.argmax(-1) == target).float().sum().item()
         if backward and torch.is_grad_enabled():
@@ -600,18 +494,15 @@ def meta_step(model, optimizer, config: VSMLConfig, xs, ys) -> dict:
     return {"loss": float(loss), "accuracy": accuracy, "grad_norm": float(norm), "skipped": not finite}
 
 
-# --------------------------------------------------------------------------
-# Baselines: online SGD and Adam on a linear classifier (learning rate tuned on a grid)
-# --------------------------------------------------------------------------
+# ---------------- Evaluation: online accuracy by examples seen, next to online SGD and Adam
 
-
-SGD_GRID = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+SGD_GRID = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)  # the learning rates the baselines are tuned over
 ADAM_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
 
 
 @torch.no_grad()
 def linear_online_logits(xs, ys, ways: int, optimizer: str, lr: float) -> torch.Tensor:
-    """Online batch-1 training of ``z = W^T x + b`` per stream, vectorised over streams."""
+    """Online batch-1 training of ``z = W^T x + b`` with ``"sgd"`` or ``"adam"``, vectorised over streams."""
     tasks, length, inputs = xs.shape
     params = [torch.zeros(tasks, inputs, ways, device=xs.device, dtype=xs.dtype),
               torch.zeros(tasks, ways, device=xs.device, dtype=xs.dtype)]
@@ -635,42 +526,30 @@ def linear_online_logits(xs, ys, ways: int, optimizer: str, lr: float) -> torch.
     return torch.stack(out, 1)
 
 
-# --------------------------------------------------------------------------
-# Evaluation: online accuracy vs examples seen, with 95% CI over streams
-# --------------------------------------------------------------------------
-
-
-Z_95 = 1.959963984540054
-
-
-def windows(length: int) -> list[tuple[int, int]]:
-    """Step windows [start, end) for "accuracy after k examples": 0-4, 5-9, 10-24, 25-49, ..."""
-    edges = [e for e in (0, 5, 10, 25, 50, 100, 200, 400, 800) if e < length] + [length]
-    return list(zip(edges[:-1], edges[1:]))
+def _mean_ci(per_stream: torch.Tensor) -> dict:
+    """Mean and 95% CI half-width (normal approximation) over streams."""
+    n = len(per_stream)
+    ci = Z_95 * per_stream.std(correction=1).item() / math.sqrt(n) if n > 1 else math.nan
+    return {"mean": per_stream.mean().item(), "ci95": ci}
 
 
 def summarise(correct: torch.Tensor) -> dict:
-    """``correct [streams, T]`` -> per-window mean ± 95% CI over streams, and the mean curve."""
+    """``correct [streams, T]`` -> the mean curve; the mean ± 95% CI over streams per window (1-5, 6-10,
+    11-25, 26-50, ... examples seen) and overall."""
     correct = correct.double().cpu()
-    result = {"curve": [round(v, 4) for v in correct.mean(0).tolist()], "windows": {}}
-    for start, end in windows(correct.shape[1]):
-        per_stream = correct[:, start:end].mean(1)
-        ci = Z_95 * per_stream.std(correction=1).item() / math.sqrt(len(per_stream)) if len(per_stream) > 1 else math.nan
-        result["windows"][f"{start + 1}-{end}"] = {"mean": per_stream.mean().item(), "ci95": ci}
-    overall = correct.mean(1)
-    result["all"] = {"mean": overall.mean().item(),
-                     "ci95": Z_95 * overall.std(correction=1).item() / math.sqrt(len(overall))}
-    return result
+    length = correct.shape[1]
+    edges = [e for e in (0, 5, 10, 25, 50, 100, 200, 400, 800) if e < length] + [length]
+    return {"curve": [round(v, 4) for v in correct.mean(0).tolist()],
+            "windows": {f"{start + 1}-{end}": _mean_ci(correct[:, start:end].mean(1))
+                        for start, end in zip(edges[:-1], edges[1:])},
+            "all": _mean_ci(correct.mean(1))}
 
 
 @torch.no_grad()
 def evaluate_on(models: dict, source: StreamSource, config: VSMLConfig, input_size: int, streams: int,
                 length: int, device, seed: int = 0, chunk: int = 256) -> dict:
-    """All learners on the same seeded streams of ``source`` projected to ``input_size``.
-
-    SGD and Adam pick their learning rate on separate tuning streams (seed + 1).
-    Models that cannot read ``input_size`` inputs (the Meta-RNN) are skipped.
-    """
+    """All learners that can read ``input_size`` inputs, and SGD and Adam (learning rate tuned on other
+    streams, seed + 1), on the same seeded streams."""
     def draw(n, s):
         generator = torch.Generator().manual_seed(s)  # CPU generator: same tasks on every device
         parts = [sample_streams(source, min(chunk, n - i), length, config.ways, input_size, generator, device)
@@ -681,7 +560,7 @@ def evaluate_on(models: dict, source: StreamSource, config: VSMLConfig, input_si
     tune_xs, tune_ys = draw(min(streams, 128), seed + 1)
     out = {}
     for name, model in models.items():
-        if isinstance(model, FIXED_INPUT_LEARNERS) and input_size != model.config.input_size:
+        if isinstance(model, FixedSizeLearner) and input_size != model.config.input_size:
             continue
         logits = torch.cat([stream_logits(model, xs[i:i + chunk], ys[i:i + chunk], config.ways)
                             for i in range(0, streams, chunk)])
@@ -697,18 +576,14 @@ def evaluate_on(models: dict, source: StreamSource, config: VSMLConfig, input_si
 
 @torch.no_grad()
 def compare_clone_to_sgd(model: VSMLLearner, xs, ys, clone_lr: float) -> dict:
-    """Run the cloned learner CLOSED-LOOP (its own errors as feedback) next to true SGD.
-
-    Returns the relative weight error ``||W_vsml - W_sgd|| / ||W_sgd||`` at the
-    end of the stream (and its mean over steps), and both online accuracies.
-    """
-    ways = model.config.ways
-    target_w, target_z = sgd_trajectory(xs, ys, ways, clone_lr)
+    """The cloned learner CLOSED-LOOP (its own errors as feedback) next to true SGD: the relative weight
+    error ``||W_vsml - W_sgd|| / ||W_sgd||`` (at the end, mean over steps), accuracies, logit correlation."""
+    target_w, target_z = sgd_trajectory(xs, ys, model.config.ways, clone_lr)
     logits, _, _, states = run_stream(model, xs, ys, return_states=True)
     weights = torch.stack([model.weights(s) for s in states], 1)  # W after reading step t
     diff = (weights - target_w).flatten(2).norm(dim=-1)
     norm = target_w.flatten(2).norm(dim=-1).clamp_min(1e-8)
-    relative = (diff[:, 1:] / norm[:, 1:])
+    relative = diff[:, 1:] / norm[:, 1:]
     return {
         "relative_weight_error_final": relative[:, -1].mean().item(),
         "relative_weight_error_mean": relative.mean().item(),
@@ -718,67 +593,17 @@ def compare_clone_to_sgd(model: VSMLLearner, xs, ys, clone_lr: float) -> dict:
     }
 
 
-# --------------------------------------------------------------------------
-# Few-shot episodes as streams (the capstone, notebook 09)
-# --------------------------------------------------------------------------
-
-
-class VSMLPredictor:
-    """A few-shot classifier ``(support_x, support_y, query_x) -> logits [Q, ways]`` made of an online learner.
-
-    VSML reads one example at a time, then its label, on streams of
-    ``input_size`` randomly projected inputs. Each episode gets its own
-    Gaussian projection ``pixels -> input_size`` (``/ sqrt(pixels)``, as
-    :func:`sample_streams`), inputs standardised with the support set's mean
-    and std; the support set is shown in a fresh random order per pass, for
-    as many passes as fill the stream length it was trained on, and each
-    query is then classified from that state (one more step, its own copy of
-    the state, so no query sees another). The output grid has N units:
-    VSML's meta-parameters do not depend on the number of classes.
-    """
-
-    def __init__(self, model: nn.Module, seed: int = 0) -> None:
-        self.model = model
-        self.reset(seed)
-
-    def reset(self, seed: int) -> None:
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def __call__(self, support_x, support_y, query_x):
-        config = self.model.config
-        ways, n = int(support_y.max()) + 1, len(support_y)
-        device = next(self.model.parameters()).device
-        flat_s, flat_q = support_x.flatten(1).float(), query_x.flatten(1).float()
-        flat_s, flat_q = standardise(flat_s, flat_s), standardise(flat_q, flat_s)
-        dim = flat_s.shape[1]
-        projection = torch.randn(dim, config.input_size, generator=self.generator) / math.sqrt(dim)
-        passes = max(1, math.ceil(config.stream_length / n))
-        order = torch.cat([torch.randperm(n, generator=self.generator) for _ in range(passes)])
-        order = order[:max(n, config.stream_length)]
-        xs = (flat_s[order] @ projection).unsqueeze(0).to(device)
-        ys = support_y[order].unsqueeze(0).to(device)
-        with torch.no_grad():
-            state = self.model.initial_state(1, config.input_size, ways, device=device)
-            previous = (torch.zeros(1, ways, device=device), torch.full((1,), -1, dtype=torch.long, device=device))
-            _, state, previous = run_stream(self.model, xs, ys, state, previous)
-            Q = len(query_x)
-            state = tuple(s.expand(Q, *s.shape[1:]) for s in state)
-            previous = (previous[0].expand(Q, -1), previous[1].expand(Q))
-            logits, _ = self.model.step(state, (flat_q @ projection).to(device), *previous)
-        return logits
-
-
-# --------------------------------------------------------------------------
-# The face the registry reads (course_lib.registry)
-# --------------------------------------------------------------------------
+# ---------------- The face the registry reads (course_lib.registry); few-shot episodes as streams (notebook 09)
 
 Config = VSMLConfig
 PAPER: dict[str, float] = {}  # the paper's numbers are not on these streams
+SMOKE_RUN = ("--meta-batch", "4", "--steps", "2")
+
+
 def _paper_scale(mode: str = "scratch", learner: str = "vsml", dataset: str = "digits") -> tuple[str, ...]:
     return ("--mode", mode, "--learner", learner, "--dataset", dataset, "--meta-batch", "256", "--steps", "20000")
 
 
-SMOKE_RUN = ("--meta-batch", "4", "--steps", "2")
 RUNS = (
     RunSpec("data/vsml/scratch", "VSML, meta-trained from scratch on digits", _paper_scale(), SMOKE_RUN,
             job="vsml_scratch", capstone="vsml"),
@@ -798,11 +623,7 @@ def build(config: VSMLConfig) -> nn.Module:
 
 
 def load_data(config: VSMLConfig, smoke: bool = False) -> dict:
-    """The training dataset's training part and the test part of every dataset in ``config.eval_datasets``.
-
-    A test dataset that cannot be read is skipped (and reported in the
-    results); the training dataset must load.
-    """
+    """The training dataset's training part, and the test part of every test dataset that can be read."""
     try:
         training = load_sources(config.dataset, smoke, config.seed)
     except Exception as error:  # noqa: BLE001 - missing files, no internet: say so before writing anything
@@ -834,36 +655,15 @@ def trainer(model: nn.Module, config: VSMLConfig, data: dict, device="cpu") -> T
     return Trainer(step, optimizer)
 
 
-class _Printed(dict):
-    """A results entry (plain JSON) that the command line prints as one short line."""
-
-    def __init__(self, value: dict, line: str) -> None:
-        super().__init__(value)
-        self.line = line
-
-    def __str__(self) -> str:
-        return self.line
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, config: VSMLConfig, data: dict, device="cpu", *, settings=(), episodes: int = 256,
              progress: bool = True) -> dict:
-    """Online accuracy on ``episodes`` seeded test streams per row, next to tuned SGD and Adam.
-
-    Rows: the training dataset's held-out part, then every test dataset, at
-    the training input size and (VSML only) at ``eval_input_size``. Returns
-    ``{"evaluation": {row: {learner: summary}}, "variables": ...}`` (and
-    ``"clone"``: the closed-loop comparison with SGD, in clone mode); the
-    few-shot ``settings`` do not apply.
-    """
-    rows = [(config.dataset, config.input_size)]
-    for name in config.eval_names:
-        if name not in data["test"]:
-            continue
-        if name != config.dataset:
-            rows.append((name, config.input_size))
-        if config.learner == "vsml" and config.eval_input_size != config.input_size:
-            rows.append((name, config.eval_input_size))
+    """Online accuracy on ``episodes`` seeded test streams per row (a test dataset at the training input
+    size or, VSML only, at ``eval_input_size``), next to tuned SGD and Adam; in clone mode also the
+    closed-loop comparison with SGD."""
+    sizes = (config.input_size, config.eval_input_size) if config.learner == "vsml" else (config.input_size,)
+    rows = [(config.dataset, config.input_size)] + [
+        (name, size) for name in config.eval_names if name in data["test"] for size in sizes]
     evaluation, clone = {}, {}
     for name, size in progress_bar(list(dict.fromkeys(rows)), desc="test streams", disable=not progress):
         source = data["test"][name].to(device)
@@ -874,19 +674,11 @@ def evaluate(model: nn.Module, config: VSMLConfig, data: dict, device="cpu", *, 
             xs, ys = sample_streams(source, min(episodes, 256), config.stream_length, config.ways, size,
                                     torch.Generator().manual_seed(config.seed + 3), device)
             clone[row] = compare_clone_to_sgd(model, xs, ys, config.clone_lr)
-    variables = count_variables(config)
-    results = {
-        "evaluation": _Printed(evaluation, "; ".join(
-            f"{row}: " + ", ".join(f"{k} {100 * v['all']['mean']:.1f}%" for k, v in entry.items())
-            for row, entry in evaluation.items())),
-        "variables": _Printed(variables, ", ".join(f"{k} {v['meta_parameters']} meta-parameters / "
-                                                   f"{v['learned_variables']} learned" for k, v in variables.items())),
-    }
+    results = {"evaluation": evaluation, "variables": count_variables(config)}
     if clone:
-        results["clone"] = _Printed(clone, "; ".join(
-            f"{row}: weight error {entry['relative_weight_error_final']:.3f}" for row, entry in clone.items()))
+        results["clone"] = clone
     if data.get("skipped"):
-        results["skipped_datasets"] = _Printed(data["skipped"], ", ".join(data["skipped"]))
+        results["skipped_datasets"] = data["skipped"]
     return results
 
 
@@ -894,6 +686,10 @@ def evaluation_details(settings) -> dict:
     """What results.json records about the test streams besides their number (``test_episodes``)."""
     return {"test_unit": "streams of stream_length examples, per row", "test_seed": "config.seed + 1",
             "tuning_seed": "config.seed + 2", "sgd_grid": list(SGD_GRID), "adam_grid": list(ADAM_GRID)}
+
+
+def _percent(entry: dict) -> str:
+    return f"{100 * entry['mean']:.1f} ± {100 * entry['ci95']:.1f}"
 
 
 def results_markdown(method, results: dict, config: VSMLConfig, meta: dict) -> str:
@@ -912,35 +708,66 @@ def results_markdown(method, results: dict, config: VSMLConfig, meta: dict) -> s
     for row, entry in results["evaluation"].items():
         wins = list(next(iter(entry.values()))["windows"])
         lines += [f"## {row}", "", "| learner | " + " | ".join(wins) + " | all |", "|---" * (len(wins) + 2) + "|"]
-        for name, summary in entry.items():
-            cells = [f"{100 * v['mean']:.1f} ± {100 * v['ci95']:.1f}" for v in summary["windows"].values()]
-            lines.append(f"| {name} | " + " | ".join(cells)
-                         + f" | {100 * summary['all']['mean']:.1f} ± {100 * summary['all']['ci95']:.1f} |")
+        lines += [f"| {name} | " + " | ".join(map(_percent, summary["windows"].values()))
+                  + f" | {_percent(summary['all'])} |" for name, summary in entry.items()]
         lines.append("")
     lines += ["## Variables (per task)", "", "| learner | meta-parameters | learned variables | ratio |",
               "|---|---|---|---|"]
-    for name, row in results["variables"].items():
-        lines.append(f"| {name} | {row['meta_parameters']} | {row['learned_variables']} | "
-                     f"{row['ratio_learned_per_meta']:.3g} |")
+    lines += [f"| {name} | {v['meta_parameters']} | {v['learned_variables']} | "
+              f"{v['ratio_learned_per_meta']:.3g} |" for name, v in results["variables"].items()]
     if "clone" in results:
         lines += ["", "## Backprop cloning (closed loop vs true SGD)", ""]
-        for row, entry in results["clone"].items():
-            lines.append(f"- {row}: " + ", ".join(f"{k} {v:.3f}" for k, v in entry.items()))
+        lines += [f"- {row}: " + ", ".join(f"{k} {v:.3f}" for k, v in entry.items())
+                  for row, entry in results["clone"].items()]
     if results.get("skipped_datasets"):
-        lines += ["", "Skipped (could not be read): " + "; ".join(f"{k} ({v})" for k, v in
-                                                                    results["skipped_datasets"].items())]
+        lines += ["", "Skipped (could not be read): "
+                  + "; ".join(f"{k} ({v})" for k, v in results["skipped_datasets"].items())]
     return "\n".join(lines) + "\n"
 
 
+class VSMLPredictor:
+    """A few-shot classifier ``(support_x, support_y, query_x) -> logits [Q, ways]`` made of an online learner.
+
+    Each episode: its own random projection (as :func:`sample_streams`) of inputs
+    standardised with the support set; the support set in a fresh random order per
+    pass, as many passes as fill a training stream; then one more step per query,
+    each on its own copy of the state. VSML's output grid has N units.
+    """
+
+    def __init__(self, model: nn.Module, seed: int = 0) -> None:
+        self.model = model
+        self.reset(seed)
+
+    def reset(self, seed: int) -> None:
+        self.generator = torch.Generator().manual_seed(seed)
+
+    @torch.no_grad()
+    def __call__(self, support_x, support_y, query_x):
+        config = self.model.config
+        ways, n = int(support_y.max()) + 1, len(support_y)
+        device = next(self.model.parameters()).device
+        flat_s, flat_q = support_x.flatten(1).float(), query_x.flatten(1).float()
+        flat_s, flat_q = standardise(flat_s, flat_s), standardise(flat_q, flat_s)
+        dim = flat_s.shape[1]
+        projection = torch.randn(dim, config.input_size, generator=self.generator) / math.sqrt(dim)
+        passes = max(1, math.ceil(config.stream_length / n))
+        order = torch.cat([torch.randperm(n, generator=self.generator) for _ in range(passes)])
+        order = order[:max(n, config.stream_length)]
+        xs, ys = (flat_s[order] @ projection).unsqueeze(0).to(device), support_y[order].unsqueeze(0).to(device)
+        _, state, (logits, labels) = run_stream(self.model, xs, ys, ways=ways)
+        queries = len(query_x)
+        state = tuple(s.expand(queries, *s.shape[1:]) for s in state)
+        x = (flat_q @ projection).to(device)
+        return self.model.step(state, x, logits.expand(queries, -1), labels.expand(queries))[0]
+
+
 def predictor(model: nn.Module) -> VSMLPredictor:
-    """Few-shot episodes replayed as a stream (:class:`VSMLPredictor`)."""
     return VSMLPredictor(model)
 
 
 def capstone_row(run: RunSpec, model: nn.Module, payload: dict) -> dict:
     """What the capstone's table says about a run: its data, its variables, where it is in distribution."""
     c = model.config
-    counts = count_variables(c)["vsml"]
     replayed = f"support set replayed to a {c.stream_length}-step stream"
     if c.dataset == "omniglot":
         trained_on = f"Omniglot background (Lake, 964 characters), random projections to {c.input_size}"
@@ -950,7 +777,7 @@ def capstone_row(run: RunSpec, model: nn.Module, payload: dict) -> dict:
         note = (f"{run.folder} (notebook 07's run); {replayed}; meta-trained on digits, so its digits columns are "
                 "in-distribution (held-out images, seen classes)")
     return {"trained_on": trained_on, "family": "black-box", "note": note,
-            "meta_parameters": counts["meta_parameters"],
+            "meta_parameters": count_variables(c)["vsml"]["meta_parameters"],
             "learned_variables": lambda ways, shots: c.input_size * ways * 2 * c.hidden,
             "in_distribution": "digits" if c.dataset == "digits" else "omniglot"}
 

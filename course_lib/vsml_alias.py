@@ -1,7 +1,6 @@
-"""The former command line of notebook 07, kept so that the commands recorded in
-``data/vsml/*/config.json`` still run: ``python -m course_lib.vsml train ...`` is
-``python -m course_lib train vsml ...`` (``--eval-only``: ``eval``; ``--model``:
-``--learner``; ``--eval-streams``: ``--test-episodes``)."""
+"""The former command line of notebook 07, so that the commands recorded in ``data/vsml/*/config.json``
+still run: ``python -m course_lib.vsml train ...`` is ``python -m course_lib train vsml ...``
+(``--eval-only``: ``eval``; ``--model``: ``--learner``; ``--eval-streams``: ``--test-episodes``)."""
 
 from __future__ import annotations
 
@@ -19,9 +18,4 @@ def main(argv: list[str] | None = None):
     if any(a == "--eval-length" or a.startswith("--eval-length=") for a in argv):
         raise SystemExit("error: --eval-length is gone: test streams have --stream-length examples")
     command = "eval" if "--eval-only" in argv else "train"
-    argv = [RENAMED.get(a, a) for a in argv if a != "--eval-only"]
-    return cli.main([command, "vsml", *argv])
-
-
-if __name__ == "__main__":
-    main()
+    return cli.main([command, "vsml", *[RENAMED.get(a, a) for a in argv if a != "--eval-only"]])

@@ -17,16 +17,43 @@
 # # 00 · Welcome: learning to learn
 #
 # A learning algorithm takes a dataset and returns a model. The ones we use
-# every day were **designed by people**: stochastic gradient descent on a
-# cross-entropy loss, with an architecture, an initialisation, a learning rate
-# and a number of steps that someone chose by hand.
+# every day were **designed by people**: SGD on a cross-entropy loss, with an
+# architecture, an initialisation, a learning rate and a number of steps
+# chosen by hand. **Meta-learning** learns some of those choices from a
+# *distribution of tasks* (many small datasets drawn from the same world), so
+# that the learned algorithm does well on tasks it has **never seen**.
 #
-# **Meta-learning** learns some of those choices instead, from a *distribution
-# of tasks*: many small datasets drawn from the same world. The goal is not to
-# do well on those tasks but to produce a learning algorithm that does well on
-# tasks (and whole datasets) that it has **never seen**.
+# After this notebook you will be able to:
 #
-# How much of the algorithm is learned is a spectrum:
+# * place each method of the course on the spectrum from designed to learned
+#   learning algorithms;
+# * run the course in smoke or full mode, knowing what each costs;
+# * explain why Omniglot's meta-training and meta-test splits share no
+#   character;
+# * read a few-shot episode: its support set $\mathcal{S}$ and query set
+#   $\mathcal{Q}$.
+#
+# Notation: [docs/notation.md](../docs/notation.md).
+#
+# 1. Who the course is for, and what you will learn
+# 2. How to run the course
+# 3. The spectrum, as a picture
+# 4. A first look at Omniglot
+# 5. Tasks that never appear in training
+# 6. Your first episode
+#
+# ## 1. Who the course is for, and what you will learn
+#
+# **Prerequisites**: Python and a first course in machine learning. You have
+# trained a neural network with SGD in PyTorch (or a similar framework) and
+# know gradients, the chain rule, cross-entropy and conditional probability.
+# No meta-learning or reinforcement learning is assumed.
+#
+# **After the course** you can implement and meta-train each family of
+# meta-learners below in PyTorch, evaluate a few-shot learner honestly
+# (unseen classes, the same test episodes for every method, 95% confidence
+# intervals), and measure what a meta-learner costs and where it stops
+# generalising. How much of the algorithm is learned is a spectrum:
 #
 # | how much structure is built in | what is meta-learned | notebook |
 # |---|---|---|
@@ -38,45 +65,41 @@
 # | little | a black-box sequence model (meta-RNNs, RL², in-context transformers) | 05 |
 # | little, but trained on very many tasks | a general-purpose in-context learner (GPICL) | 08 |
 #
-# Two ideas will come back with numbers and plots rather than words:
+# Two ideas come back with numbers and plots. **The variable ratio**: a
+# meta-RNN has far more meta-parameters than learned variables, so it tends
+# to memorise its meta-training tasks; VSML shares parameters to invert the
+# ratio (05, 07). **Task diversity**: a transformer meta-trained on few tasks
+# memorises them; on many, it learns to learn (08).
 #
-# * **the variable ratio problem**: a meta-RNN has far more meta-parameters
-#   (weights trained by the outer loop) than learned variables (the state it
-#   changes while learning a task), so it tends to memorise its meta-training
-#   tasks; VSML shares parameters to invert that ratio (notebooks 05 and 07);
-# * **general-purpose in-context learners need diverse task distributions**:
-#   a transformer meta-trained on few tasks memorises them; on many tasks it
-#   becomes a learner that generalises (notebook 08).
+# The running example is few-shot classification: every task is a tiny
+# dataset with a **support set** $\mathcal{S}$ (a few labelled examples per
+# class) and a **query set** $\mathcal{Q}$ (new examples to classify).
 #
-# Few-shot classification is the running example: every task is a tiny dataset
-# with a **support set** (a few labelled examples of each class) and a **query
-# set** (new examples of the same classes to classify).
+# ## 2. How to run the course
 #
-# ## How to run the course
+# * **Your copy.** `make course` opens your copies of the notebooks in
+#   `work/` (ignored by git); `notebooks/` keeps the reference run. To start a
+#   notebook afresh, delete its copy and run `make course` again.
+# * **Modes and time.** The default, *full* mode, uses the budgets the text
+#   talks about: on a CPU a notebook takes from seconds to about twenty
+#   minutes (01 and 03 are the longest). `COURSE_MODE=smoke make course`
+#   switches to tiny budgets, about a minute per notebook; its numbers only
+#   show that the code runs. The [instructor
+#   notes](../docs/instructor_notes.md#time-per-notebook) give each
+#   notebook's measured time in both modes. Meta-training that takes hours is
+#   not repeated: the notebooks load its checkpoints from `data/`.
+# * **Devices.** A CUDA GPU, else Apple's MPS, else the CPU;
+#   `COURSE_DEVICE=cpu` (or `cuda:1`, ...) overrides the choice.
+# * **Data.** Omniglot and MNIST download once into `data/cache/`; offline,
+#   set `COURSE_DATA_DIR` as the [README](../README.md) says. The README also
+#   covers tests, the static site and how to add a method.
 #
-# * `make course` opens your copy of this notebook in JupyterLab: the copies
-#   live in `work/` (ignored by git), so the notebooks in `notebooks/` keep the
-#   outputs of the reference run. To start a notebook afresh, delete its copy in
-#   `work/` and run `make course` again. `make test` runs every test and every
-#   notebook in smoke mode.
-# * **Modes.** `COURSE_MODE=full` (the default) uses the budgets the text
-#   talks about; `COURSE_MODE=smoke` uses tiny budgets so that every notebook
-#   runs in about a minute on a laptop CPU. Numbers printed in smoke mode only
-#   show that the code runs; they are not results. Every notebook prints its
-#   mode in its first cell.
-# * **Devices.** The course picks a CUDA GPU, then Apple's MPS, then the CPU.
-#   `COURSE_DEVICE=cpu` (or `cuda:1`, ...) overrides it. Notebooks whose full
-#   mode needs a GPU say so and load shipped checkpoints otherwise.
-# * **Data.** Omniglot and MNIST are downloaded once from their official
-#   sources into `data/cache/`. Offline, point `COURSE_DATA_DIR` at a folder
-#   holding `omniglot/images_background.zip`, `omniglot/images_evaluation.zip`
-#   and `mnist/t10k-*.gz`.
-#
-# The one setup cell that starts every notebook:
+# Every notebook starts with one setup cell, which prints the mode and device:
 
 # %%
 import matplotlib.pyplot as plt
 import torch
+from IPython.display import Markdown, display
 
 import course_lib as cl
 from course_lib import data, episodes
@@ -85,7 +108,7 @@ from course_lib.teaching import plots
 MODE, DEVICE = cl.notebook_setup(seed=0)
 
 # %% [markdown]
-# ## The spectrum, as a picture
+# ## 3. The spectrum, as a picture
 #
 # Further right means less structure is built in by people and more of the
 # learning algorithm is learned, which needs more (and more varied)
@@ -117,16 +140,15 @@ ax.set_title("The meta-learning spectrum covered by this course")
 plt.show()
 
 # %% [markdown]
-# ## A first look at Omniglot
+# ## 4. A first look at Omniglot
 #
 # Omniglot (Lake, Salakhutdinov & Tenenbaum, *Science* 2015) is the
 # "transpose" of MNIST: 1,623 handwritten characters from 50 alphabets, but
-# only **20 drawings of each**, by 20 different people. It was made to study
-# how people learn a new concept from one example, which makes it the
-# classic benchmark of few-shot learning. `course_lib.data.load_omniglot`
-# reads the two official archives (30 *background* alphabets and 20
-# *evaluation* alphabets), checks their checksums and converts the 105x105
-# drawings to 28x28 arrays once.
+# only **20 drawings of each**, by 20 different people. Made to study how
+# people learn a concept from one example, it is the classic few-shot
+# benchmark. `course_lib.data.load_omniglot` reads the two official archives
+# (30 *background* and 20 *evaluation* alphabets) and converts the 105x105
+# drawings to 28x28 once.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -163,11 +185,11 @@ plots.show_images(omniglot.images[omniglot.indices_of_class(character)], ncols=1
 plt.show()
 
 # %% [markdown]
-# ## Tasks that never appear in training
+# ## 5. Tasks that never appear in training
 #
-# In meta-learning the *classes* are split, not the examples: the characters
-# used to test a learner are never seen while meta-training it. Two standard
-# protocols exist, and `course_lib.data.omniglot_splits` provides both:
+# Meta-learning splits the *classes*, not the examples: the characters that
+# test a learner are never seen in meta-training. `course_lib.data.omniglot_splits`
+# provides the two standard protocols:
 #
 # * **Lake**: meta-train on the 30 background alphabets, meta-test on the 20
 #   evaluation alphabets (whole new writing systems at test time);
@@ -187,21 +209,56 @@ for protocol in ("lake", "vinyals"):
           f"({len(test_names)} characters)")
 
 # %% [markdown]
-# ## Your first episode
+# ## 6. Your first episode
 #
 # A 5-way 1-shot episode from the Lake meta-test split: one labelled drawing
-# of each of five characters you have (almost certainly) never seen (the
-# support set, left), and new drawings to classify (the query set, right).
-# Try it yourself before reading the labels: it is easy for people. Making it
-# easy for machines is what this course is about.
+# of each of five characters you have (almost certainly) never seen, the
+# support set $\mathcal{S}$, and twenty new drawings of the same characters
+# in random order, the query set $\mathcal{Q}$. Before you run the next cell,
+# decide which class each query a-t belongs to.
 
 # %%
 test_tasks = episodes.EpisodeSampler(data.omniglot_splits("lake")["test"], ways=5, shots=1, queries=4)
 episode = test_tasks.sample(torch.Generator().manual_seed(3))
 print(f"support_x {tuple(episode.support_x.shape)}, support_y {episode.support_y.tolist()}")
 print(f"query_x   {tuple(episode.query_x.shape)}, query_y   {episode.query_y.tolist()}")
+shuffled = torch.randperm(len(episode.query_y), generator=torch.Generator().manual_seed(0))
+query_names = "abcdefghijklmnopqrst"
+plots.show_images(episode.support_x, titles=[f"class {int(y)}" for y in episode.support_y], ncols=5, size=1.1,
+                  suptitle="support set: one drawing per class")
+plots.show_images(episode.query_x[shuffled], titles=list(query_names[:len(shuffled)]), ncols=10, size=1.1,
+                  suptitle="query set: which class is each one?")
+plt.show()
+
+# %% [markdown]
+# The answers, easy for people (making them easy for machines is what this
+# course is about): each row below is one class, its support drawing on the
+# left and its queries on the right.
+
+# %%
+answers = {query_names[i]: int(episode.query_y[q]) for i, q in enumerate(shuffled.tolist())}
+print("  ".join(f"{name}: {label}" for name, label in answers.items()))
 plots.plot_episode(episode, class_names=test_tasks.dataset.class_names)
 plt.show()
+
+# %% [markdown]
+# ## What we learned
+#
+# Every method of the course maps a support set to a predictor; they differ
+# in how much of that map is learned from other tasks. Notebook 01 is the
+# designed end, where nothing is. The course then learns more and more of
+# it: a feature space (03), an initialisation (04), an optimizer and an
+# objective (06), a black box with symmetries (VSML, SymLA: 07), and
+# black-box sequence models (05, 08).
+
+# %%
+display(Markdown(
+    f"Omniglot has {omniglot.num_classes:,} characters from {len(alphabets)} alphabets, with only "
+    f"{len(omniglot) // omniglot.num_classes} drawings of each. Its classes, not its examples, are split: "
+    f"the Lake protocol meta-tests on {test_tasks.dataset.num_classes} characters that no meta-training task "
+    f"contains, so a meta-learner is scored on what it learns from a support set of "
+    f"{episode.shots} drawing per class, not on what it memorised."
+))
 
 # %% [markdown]
 # **Next:** [01 · Supervised learning](01_supervised_learning.ipynb), the

@@ -19,44 +19,66 @@
 # Before we learn learning algorithms, let us look closely at one that people
 # designed, and find where it breaks.
 #
-# ## Notation (used in every later notebook)
+# After this notebook you will be able to:
 #
-# * A **dataset** $\mathcal{D} = \{(x_i, y_i)\}_{i=1}^{n}$ of inputs $x_i$
-#   (images) and labels $y_i \in \{0, \dots, C-1\}$.
-# * A **model** $f_\theta$ with **parameters** $\theta$ maps an input to $C$
-#   logits; $p_\theta(y \mid x) = \mathrm{softmax}(f_\theta(x))_y$.
-# * The **loss** on a dataset is the mean cross-entropy
-#   $$\mathcal{L}(\theta; \mathcal{D}) = \frac{1}{|\mathcal{D}|}\sum_{(x, y) \in \mathcal{D}} -\log p_\theta(y \mid x).$$
-# * **Stochastic gradient descent** (SGD) repeats, for a minibatch
-#   $\mathcal{B} \subset \mathcal{D}$ and a learning rate $\alpha$,
-#   $$\theta \leftarrow \theta - \alpha \, \nabla_\theta \mathcal{L}(\theta; \mathcal{B}).$$
+# * write a learning algorithm as a map $\mathcal{A}$ from a dataset to
+#   parameters, and name the pieces of SGD on cross-entropy that a person
+#   chose;
+# * implement the cross-entropy loss and an SGD step by hand, and check them
+#   against PyTorch;
+# * measure how held-out accuracy falls as the examples per class shrink,
+#   with 95% confidence intervals;
+# * score a learner on few-shot episodes of classes it has never seen, through
+#   its support set $\mathcal{S}$ and query set $\mathcal{Q}$.
 #
-# The **learning algorithm** is the map $\mathcal{A}: \mathcal{D} \mapsto
-# \theta_T$, "run $T$ steps of SGD from an initialisation $\theta_0$". Every
-# piece of it (the architecture of $f$, $\theta_0$, $\alpha$, $T$, the
-# loss) was chosen by a person. Meta-learning, from notebook 02 on, learns
-# some of these pieces from other tasks.
+# Notation: [docs/notation.md](../docs/notation.md).
+#
+# 1. A learning algorithm, written down
+# 2. One step of SGD, by hand
+# 3. Training: learning curves
+# 4. The same algorithm with a handful of examples
+# 5. New classes, one example each: a few-shot task
+# 6. Build it: the exercises
 
 # %%
+import inspect
+
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
+from IPython.display import Markdown, display
 
 import course_lib as cl
-from course_lib import data, episodes, evaluation, models, supervised
+from course_lib import baselines, data, episodes, evaluation, models, supervised
 from course_lib.teaching import plots
 from course_lib.teaching.checks import nb01 as checks
 
 MODE, DEVICE = cl.notebook_setup(seed=0)
 
 # %% [markdown]
-# ## A real dataset
+# ## 1. A learning algorithm, written down
 #
-# We use the 10,000 handwritten digits of the official MNIST test set as our
-# whole dataset $\mathcal{D}$ and split it once at random: 8,000 images to
-# train on and 2,000 **held out** to measure generalisation. (The MNIST
-# training set is not needed to make this notebook's point, and leaving it out
-# keeps the download small.)
+# * A **dataset** $\mathcal{D} = \{(x_i, y_i)\}$ of inputs $x_i$ (images)
+#   and labels $y_i \in \{0, \dots, C-1\}$.
+# * A **model** $f_\theta$ with **parameters** $\theta$ maps an input to $C$
+#   logits; $p_\theta(y \mid x) = \mathrm{softmax}(f_\theta(x))_y$.
+# * The **loss** on a dataset is the mean cross-entropy
+#   $$\mathcal{L}(\theta; \mathcal{D}) = \frac{1}{|\mathcal{D}|}\sum_{(x, y) \in \mathcal{D}} -\log p_\theta(y \mid x).$$
+# * **Stochastic gradient descent** (SGD) repeats, for a minibatch
+#   $\mathcal{B} \subset \mathcal{D}$ of $B$ examples and a step size
+#   $\alpha$,
+#   $$\theta_{t+1} = \theta_t - \alpha \, \nabla_\theta \mathcal{L}(\theta_t; \mathcal{B}_t).$$
+#
+# The **learning algorithm** is the map $\mathcal{A}: \mathcal{D} \mapsto
+# \theta_T$, "run $T$ steps of SGD from an initialisation $\theta_0$". Every
+# piece of it (the architecture of $f$, $\theta_0$, $\alpha$, $T$, the loss)
+# was chosen by a person. Meta-learning, from notebook 02 on, learns some of
+# these pieces from other tasks.
+#
+# Our $\mathcal{D}$: the 10,000 handwritten digits of the official MNIST test
+# set, split once at random into 8,000 images to train on and 2,000
+# **held out** to measure generalisation. (The MNIST training set is not
+# needed, so we skip its download.)
 
 # %%
 mnist = data.load_mnist_test()
@@ -69,11 +91,11 @@ plots.show_images(train_set.images[:20], titles=[str(int(y)) for y in train_set.
 plt.show()
 
 # %% [markdown]
-# ## One step of SGD, by hand
+# ## 2. One step of SGD, by hand
 #
-# The model is `Conv4`, the four-block convolutional network that most
-# few-shot papers use (and that later notebooks reuse), with a linear layer
-# giving $C = 10$ logits. One SGD step is four lines: loss on a minibatch,
+# The model is `Conv4`, the four-block convolutional network of most few-shot
+# papers (and of later notebooks), with a linear layer giving $C = 10$
+# logits. One SGD step: the loss on a minibatch of $B$ images, its
 # gradient, and $\theta \leftarrow \theta - \alpha \nabla_\theta
 # \mathcal{L}$ for every parameter tensor.
 
@@ -99,11 +121,11 @@ assert all(torch.allclose(by_hand[name], p, atol=1e-6) for name, p in model.name
 print("hand-written update == torch.optim.SGD update")
 
 # %% [markdown]
-# ## Training: learning curves
+# ## 3. Training: learning curves
 #
 # `course_lib.supervised.train_classifier` runs that step in a loop on random
-# minibatches, with a progress bar, and records a history: the minibatch
-# loss at every step and the held-out accuracy now and then.
+# minibatches and records the minibatch loss at every step and the held-out
+# accuracy now and then.
 
 # %%
 TRAIN_STEPS = cl.by_mode(smoke=30, full=1500)
@@ -123,15 +145,16 @@ first_loss, last_loss = history["loss"][1][0], sum(history["loss"][1][-10:]) / l
 assert last_loss < first_loss, "training should lower the loss"
 
 # %% [markdown]
-# With 800 examples per class, the learning algorithm people designed works
-# very well: the held-out accuracy is close to the training accuracy.
+# With about 800 examples per class, the algorithm people designed works: the
+# held-out accuracy ends close to the minibatch accuracy.
 #
-# ## The same algorithm with a handful of examples
+# ## 4. The same algorithm with a handful of examples
 #
-# Now give $\mathcal{A}$ only $k$ examples per class, for $k$ from 1 to 100,
-# and measure held-out accuracy (several random draws of the $k$ examples
-# each, mean ± 95% confidence interval). The budget is the same number of
-# SGD steps, so any drop is the data's fault, not the optimiser's.
+# Now give $\mathcal{A}$ only $K$ examples per class (later notebooks call
+# $K$ the number of *shots*), from one upwards, and measure held-out accuracy
+# over several random draws of the $K$ examples (mean ± 95% confidence
+# interval). Every run takes the same number of SGD steps, so any drop is the
+# data's fault, not the optimiser's.
 
 # %%
 SHOTS = cl.by_mode(smoke=[1, 10], full=[1, 2, 5, 10, 20, 50, 100])
@@ -159,7 +182,7 @@ for k in SHOTS:
                                   batch_size=64, generator=generator, progress=False)
         accuracies.append(supervised.classification_accuracy(small_model, held_out, DEVICE))
     few_shot_curve[k] = evaluation.mean_confidence_interval(accuracies)
-    print(f"k = {k:3d} per class: held-out accuracy {evaluation.format_accuracy(*few_shot_curve[k])}")
+    print(f"K = {k:3d} per class: held-out accuracy {evaluation.format_accuracy(*few_shot_curve[k])}")
 
 # %%
 ks = list(few_shot_curve)
@@ -167,10 +190,10 @@ means = [100 * few_shot_curve[k][0] for k in ks]
 errors = [100 * few_shot_curve[k][1] for k in ks]
 fig, ax = plt.subplots(figsize=(5.5, 3.5))
 ax.errorbar(ks, means, yerr=errors, marker="o", capsize=3, label=f"SGD from scratch, {FEW_STEPS} steps")
-ax.axhline(100 * full_data_accuracy, color="gray", ls="--", label="800 per class (above)")
+ax.axhline(100 * full_data_accuracy, color="gray", ls="--", label=f"all {len(train_set):,} images (section 3)")
 ax.axhline(10, color="red", ls=":", label="chance (10 classes)")
 ax.set_xscale("log")
-ax.set_xlabel("training examples per class, k")
+ax.set_xlabel("training examples per class, K")
 ax.set_ylabel("held-out accuracy (%)")
 ax.set_title("MNIST: the designed algorithm needs data")
 ax.legend(fontsize=8)
@@ -178,16 +201,20 @@ ax.grid(alpha=0.3)
 plt.show()
 
 # %% [markdown]
-# ## New classes, one example each: a few-shot task
+# The left end of the curve lies far below the dashed line: the same model
+# and the same update rule, given less data, generalise far worse.
+#
+# ## 5. New classes, one example each: a few-shot task
 #
 # Now the setting the rest of the course is about. Take **characters the
 # model has never seen** (the Omniglot evaluation alphabets) and build an
-# *episode*: a 5-way task with a **support set** of $K$ labelled drawings per
-# character (here $\mathcal{D}^{tr}$, the task's training data) and a
-# **query set** of new drawings of the same characters ($\mathcal{D}^{ts}$,
-# its test data). Run the designed learning algorithm, SGD from a random
-# initialisation, on the support set and score it on the query set; average
-# over many episodes.
+# *episode*: a 5-way task with a **support set** $\mathcal{S}$ of $K$
+# labelled drawings per character (the task's training data) and a **query
+# set** $\mathcal{Q}$ of new drawings of the same characters (its test data).
+# CS330 and Finn et al. write $\mathcal{D}^{tr}$ and $\mathcal{D}^{ts}$; this
+# course writes $\mathcal{S}$ and $\mathcal{Q}$. Run the designed algorithm,
+# SGD from a random initialisation, on $\mathcal{S}$, score it on
+# $\mathcal{Q}$, and average over many episodes.
 #
 # This is `predict(support_x, support_y, query_x)`, the interface every
 # few-shot method in the course implements; `course_lib.evaluation.evaluate_few_shot`
@@ -197,19 +224,10 @@ plt.show()
 FINETUNE_STEPS = cl.by_mode(smoke=10, full=100)
 EPISODES = cl.by_mode(smoke=3, full=100)
 
-
-def sgd_from_scratch(support_x, support_y, query_x):
-    """The designed learning algorithm A: a fresh Conv4, SGD on the support set."""
-    learner = models.Conv4(num_classes=int(support_y.max()) + 1).to(support_x.device)
-    optimizer = torch.optim.SGD(learner.parameters(), lr=0.1)
-    for _ in range(FINETUNE_STEPS):
-        loss = F.cross_entropy(learner(support_x), support_y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    learner.eval()  # batch-norm statistics from training, not from the query set
-    with torch.no_grad():
-        return learner(query_x)
+# The designed learning algorithm A: a fresh Conv4, FINETUNE_STEPS steps of SGD
+# on the support set, then a prediction for every query.
+sgd_from_scratch = baselines.ConvFromScratch(steps=FINETUNE_STEPS, lr=0.1)
+print(inspect.getsource(baselines.ConvFromScratch))
 
 
 omniglot_test = data.omniglot_splits("lake")["test"]
@@ -221,8 +239,8 @@ for shots in (1, 5):
           f"{EPISODES} test episodes: {scratch_results[shots]}   (chance: 20.0 %)")
 
 # %% [markdown]
-# Let us look at one of those episodes and what the learner predicted
-# (green frame: right, red: wrong).
+# One of those episodes and what the learner predicted (green frame: right,
+# red: wrong):
 
 # %%
 tasks = episodes.EpisodeSampler(omniglot_test, ways=5, shots=1, queries=5, device=DEVICE)
@@ -234,35 +252,15 @@ plots.plot_episode(episode, class_names=omniglot_test.class_names, predictions=p
 plt.show()
 
 # %% [markdown]
-# ## What we learned
+# Even a learner that gets some queries right has learned nothing it can
+# carry to the next episode: each one starts again from a random
+# $\theta_0$.
 #
-# * With 800 examples per class, SGD on cross-entropy reaches high held-out
-#   accuracy. With a handful per class the same algorithm loses a large part
-#   of it (read the curve above: the left end is far below the dashed line).
-#   It starts from a random $\theta_0$ and knows nothing about digits or pen
-#   strokes before it sees the data.
-# * On new characters with one drawing each, SGD from scratch is well above
-#   chance on 5-way tasks but leaves a large share of the queries wrong.
-#   For comparison, published meta-learned methods reach 98-99 % on 5-way
-#   1-shot Omniglot (Prototypical Networks, Snell et al. 2017: 98.8 %; MAML,
-#   Finn et al. 2017: 98.7 %), and people are better still. Notebooks 03 and
-#   04 reproduce those methods and measure them on the same kind of episodes.
-# * What people and those methods bring is **prior knowledge from other
-#   tasks**: they have seen many alphabets before. The learning algorithm
-#   $\mathcal{A}$ itself, not only $\theta$, should come from experience.
-#   That is **meta-learning**: treat each task as a dataset
-#   $\mathcal{D}_j \sim p(\mathcal{D})$ and optimise the learning algorithm so
-#   that $\mathcal{A}(\mathcal{D}^{tr}_j)$ does well on $\mathcal{D}^{ts}_j$,
-#   averaged over tasks never seen in training.
-
-# %% [markdown]
-# ## Exercises
+# ## 6. Build it: the exercises
 #
 # Write the core of this notebook yourself. Each exercise is one function;
-# the cell after it calls a check that runs your function on small cases with
-# known answers and says in plain words what is wrong. (The student copies in
-# `student/`, made by `make student`, have `raise NotImplementedError` where
-# the solutions are.)
+# the cell after it runs your function on small cases with known answers and
+# says in plain words what is wrong.
 #
 # **Exercise 1 · Cross-entropy.** For logits $z \in \mathbb{R}^{B \times C}$
 # and labels $y \in \{0..C-1\}^B$ return
@@ -299,10 +297,10 @@ def sgd_step(params, grads, lr):
 checks.check_sgd_step(sgd_step)
 
 # %% [markdown]
-# **Exercise 3 · $k$ examples per class.** The experiment above trained on
-# exactly $k$ randomly chosen examples of every class. Given the label
-# vector of a dataset, return the indices of such a subset (no example twice,
-# random choices from `generator`).
+# **Exercise 3 · $K$ examples per class.** Section 4 trained on exactly $K$
+# randomly chosen examples of every class. Given the label vector of a
+# dataset, return the indices of such a subset for $K$ = `k` (no example
+# twice, random choices from `generator`).
 
 # %%
 def k_per_class_indices(labels, k, generator):
@@ -320,5 +318,34 @@ def k_per_class_indices(labels, k, generator):
 checks.check_k_per_class(k_per_class_indices)
 
 # %% [markdown]
+# ## What we learned
+#
+# The designed learning algorithm, measured in this notebook:
+
+# %%
+one_shot_mean, one_shot_ci = few_shot_curve[ks[0]]
+display(Markdown(
+    f"* With all {len(train_set):,} training images ({TRAIN_STEPS} steps), SGD on cross-entropy reached "
+    f"{100 * full_data_accuracy:.1f} % held-out accuracy on MNIST; with K = {ks[0]} example per class "
+    f"({FEW_STEPS} steps), {evaluation.format_accuracy(one_shot_mean, one_shot_ci)}.\n"
+    f"* On 5-way episodes of unseen Omniglot characters, SGD from scratch on the support set scored "
+    f"{scratch_results[1]} with one shot and {scratch_results[5]} with five (chance: 20 %). Meta-learned methods "
+    f"reach 98-99 % on 5-way 1-shot Omniglot (Snell et al. 2017 report 98.8 % for Prototypical Networks, Finn et al. "
+    f"2017 report 98.7 % for MAML, both on the Vinyals split); notebooks 03 and 04 rebuild those methods."
+))
+
+# %% [markdown]
+# SGD starts from a random $\theta_0$ and knows nothing about digits or pen
+# strokes before it sees the data. What people and meta-learned methods bring
+# is **prior knowledge from other tasks**. Meta-learning makes the learning
+# algorithm itself come from experience: draw tasks $\mathcal{T}_i \sim
+# p(\mathcal{T})$, each with a support set $\mathcal{S}_i$ and a query set
+# $\mathcal{Q}_i$, and choose $\mathcal{A}$ so that
+# $\mathcal{A}(\mathcal{S}_i)$ does well on $\mathcal{Q}_i$, on average over
+# tasks never seen in training. SGD on cross-entropy is the designed end of
+# the spectrum the course then walks: learned optimizers → learned
+# initialisations → learned objectives → black boxes with symmetries (VSML,
+# SymLA) → black-box sequence models.
+#
 # **Next:** [02 · Few-shot classification](02_few_shot_classification.ipynb):
 # tasks as datasets, and the baselines every meta-learner must beat.

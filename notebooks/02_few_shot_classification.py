@@ -16,22 +16,28 @@
 # %% [markdown]
 # # 02 · Few-shot classification: learning to learn, made concrete
 #
-# Notebook 01 ended with a designed learning algorithm, SGD from scratch,
-# getting many queries wrong on five new characters with one drawing each. This notebook sets up
-# the problem that the rest of the course solves:
+# After this notebook you will be able to:
 #
-# 1. **tasks as datasets**: every task is a small dataset with its own
-#    training part (the *support set*) and test part (the *query set*), and
-#    tasks come from a distribution;
-# 2. **the meta-learning objective**: optimise a learning algorithm over that
-#    distribution, and judge it on tasks built from classes it never saw;
-# 3. **baselines** that every later method must beat, on the same test
-#    episodes, with 95% confidence intervals: nearest neighbour in pixel
-#    space, and a network pretrained by ordinary supervised learning whose
-#    features are reused by a nearest-centroid rule or by a new linear head
-#    fitted to the support set;
-# 4. **the episode explorer**, the widget you will use in every later
-#    notebook to look inside tasks and at what a learner predicts.
+# - build an $N$-way $K$-shot episode (support set $\mathcal{S}$, query set
+#   $\mathcal{Q}$) from classes that meta-training never sees;
+# - write the meta-learning objective, and estimate a learner's accuracy over
+#   test episodes with a 95% confidence interval;
+# - implement the baselines every later method must beat: nearest neighbour in
+#   pixel space, and a pretrained embedding $f_\omega$ read by a
+#   nearest-centroid rule or a fine-tuned linear head;
+# - use the episode explorer to see what a learner gets right and wrong.
+#
+# Notation: [docs/notation.md](../docs/notation.md)
+#
+# Notebook 01's SGD from scratch failed on new characters with one drawing
+# each. This notebook states the problem the course solves and sets the bar:
+#
+# 1. Tasks as datasets
+# 2. The meta-learning objective
+# 3. Baseline 1: nearest neighbour in pixel space
+# 4. Baseline 2: pretrain on the meta-training classes, reuse the features
+# 5. The baseline table
+# 6. The episode explorer
 
 # %%
 import time
@@ -39,7 +45,7 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from IPython.display import HTML, display
+from IPython.display import HTML, Markdown, display
 
 import course_lib as cl
 from course_lib import baselines, data, episodes, evaluation, models, runtime
@@ -47,27 +53,28 @@ from course_lib.teaching import explorer, plots
 from course_lib.teaching.checks import nb02 as checks
 
 MODE, DEVICE = cl.notebook_setup(seed=0)
+SMOKE_NOTE = " *(Smoke mode: tiny budgets, so these numbers only show that the code runs.)*" \
+    if cl.is_smoke() else ""
 
 # %% [markdown]
 # ## 1. Tasks as datasets
 #
-# In ordinary supervised learning the unit of data is an example $(x, y)$.
-# In meta-learning it is a **task**: a whole small dataset. For few-shot
-# classification a task $\mathcal{T}$ is an **episode**:
+# In supervised learning the unit of data is an example $(x, y)$. In
+# meta-learning it is a **task** $\mathcal{T}$: a whole small dataset. In
+# few-shot classification a task is an **episode**:
 #
-# * $N$ classes ("$N$-way"), chosen at random, relabelled $0, \dots, N-1$ in
-#   a random order;
-# * a **support set** $\mathcal{S} = \{(x_j, y_j)\}_{j=1}^{NK}$ with $K$
-#   labelled examples per class ("$K$-shot"): the task's training data;
-# * a **query set** $\mathcal{Q} = \{(x_i, y_i)\}_{i=1}^{NQ}$ with $Q$ further
-#   examples of each class: the task's test data, on which a learner is scored.
+# * $N$ classes ("$N$-way"), drawn at random and relabelled $0, \dots, N-1$
+#   in a random order;
+# * a **support set** $\mathcal{S}$ of $K$ labelled examples per class
+#   ("$K$-shot"): the task's training data;
+# * a **query set** $\mathcal{Q}$ of $Q$ further examples per class: the
+#   task's test data, on which a learner is scored.
 #
-# The classes are what must not leak: **meta-training** tasks are built from
-# one set of classes and **meta-test** tasks from another, disjoint set. We use
-# the **Lake protocol** on Omniglot: meta-train on the 964 characters of the
-# 30 *background* alphabets, meta-test on the 659 characters of the 20
-# *evaluation* alphabets, so every test task is written in an alphabet the
-# learner has never seen (no rotation augmentation).
+# Meta-training and meta-test tasks are built from **disjoint classes**. We use
+# the **Lake protocol** on Omniglot (Lake et al. 2015): meta-train on the
+# characters of the 30 *background* alphabets, meta-test on those of the 20
+# *evaluation* alphabets, so every test task comes from an alphabet the
+# learner has never seen.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -81,8 +88,8 @@ print(f"meta-train: {meta_train.num_classes} characters from {len(train_alphabet
       f"meta-test: {meta_test.num_classes} characters from {len(test_alphabets)} other alphabets")
 
 # %% [markdown]
-# An `EpisodeSampler` turns a split into a task distribution. One 5-way
-# 1-shot episode with 15 queries per class, as tensors:
+# An `EpisodeSampler` turns a split into a task distribution
+# $p(\mathcal{T})$. One 5-way 1-shot episode with $Q = 15$, as tensors:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -96,28 +103,33 @@ assert torch.equal(episode.query_y, torch.arange(5).repeat_interleave(15))
 assert set(meta_test.class_groups[c] for c in episode.classes.tolist()) <= test_alphabets
 
 # %% [markdown]
-# A task distribution gives many tasks. Below, eight 5-way 1-shot tasks, one
-# per row, support sets only: four from meta-training, four from meta-test.
-# Each row is a different little classification problem; the label $0$ means
-# a different character in every row.
+# Eight tasks from the two distributions, support sets only, one task per
+# row. Each row is a different classification problem: label 0 is a
+# different character in every row.
 
 # %%
 train_tasks = episodes.EpisodeSampler(meta_train, ways=5, shots=1, queries=1)
 generator = torch.Generator().manual_seed(1)
-rows, titles = [], []
-for split, sampler in (("meta-train", train_tasks), ("meta-test", test_tasks)):
-    for _ in range(4):
+fig = plt.figure(figsize=(11, 5.2), layout="constrained")
+for panel, (split, sampler) in zip(fig.subfigures(1, 2, wspace=0.05),
+                                   (("meta-train", train_tasks), ("meta-test", test_tasks))):
+    axes = panel.subplots(4, 5)
+    for row in range(4):
         task = sampler.sample(generator)
-        rows.append(task.support_x)
-        titles += [f"{split}: {label} = {sampler.dataset.class_groups[int(c)][:12]}"
-                   for label, c in enumerate(task.classes.tolist())]
-plots.show_images(torch.cat(rows), titles=titles, ncols=5, size=1.1,
-                  suptitle="eight tasks (one per row): meta-train above, meta-test below")
+        for ax, image, c in zip(axes[row], task.support_x, task.classes.tolist()):
+            ax.imshow(image[0], cmap="gray_r", vmin=0, vmax=1)
+            ax.set_xticks([]), ax.set_yticks([])
+            alphabet = sampler.dataset.class_groups[c].split("_(")[0].replace("_", " ")
+            ax.set_xlabel(alphabet if len(alphabet) <= 12 else alphabet[:11] + "…", fontsize=9)
+        axes[row, 0].set_ylabel(f"task {row + 1}", fontsize=10)
+    for label, ax in enumerate(axes[0]):
+        ax.set_title(f"label {label}", fontsize=10)
+    panel.suptitle(f"{split} tasks ({len(set(sampler.dataset.class_groups))} alphabets)", fontsize=12)
 plt.show()
 
 # %% [markdown]
-# And two whole episodes, support set (left, one row per class) and query
-# set (right): one from meta-training, one from meta-test.
+# Two whole episodes, support set (left, one row per class) and query set
+# (right):
 
 # %%
 for split, sampler in (("meta-train", train_tasks), ("meta-test", test_tasks)):
@@ -130,49 +142,40 @@ for split, sampler in (("meta-train", train_tasks), ("meta-test", test_tasks)):
 # ## 2. The meta-learning objective
 #
 # Supervised learning fits parameters $\theta$ to **one** dataset:
-# $$\theta^* = \arg\min_\theta \; \mathbb{E}_{(x, y) \sim \mathcal{D}}\, \ell(f_\theta(x), y).$$
+# $$\theta^* = \arg\min_\theta \; \mathbb{E}_{(x, y) \sim \mathcal{D}}\, \mathcal{L}(f_\theta(x), y).$$
 #
 # Meta-learning fits a **learning algorithm** to a **distribution of
-# datasets**. A learning algorithm $\mathcal{A}_\omega$, with
-# meta-parameters $\omega$, takes a support set and returns a classifier
-# $\mathcal{A}_\omega(\mathcal{S})$; it is good if that classifier is right on
-# the query set, on average over tasks:
+# datasets**. An algorithm $\mathcal{A}_\omega$ with meta-parameters $\omega$
+# maps a support set to a classifier $\mathcal{A}_\omega(\mathcal{S})$, and is
+# good if that classifier is right on the query set, on average over tasks:
 # $$\omega^* = \arg\min_\omega \; \mathbb{E}_{\mathcal{T} \sim p_{\text{train}}(\mathcal{T})}
-#   \Big[ \frac{1}{|\mathcal{Q}|} \sum_{(x, y) \in \mathcal{Q}} \ell\big(\mathcal{A}_\omega(\mathcal{S})(x), y\big) \Big].$$
+#   \Big[ \frac{1}{|\mathcal{Q}|} \sum_{(x, y) \in \mathcal{Q}} \mathcal{L}\big(\mathcal{A}_\omega(\mathcal{S})(x), y\big) \Big].$$
 #
-# * **Meta-training** estimates this expectation with tasks from the
-#   meta-training classes and optimises $\omega$.
-# * **Meta-testing** measures what we care about: the accuracy of
-#   $\mathcal{A}_\omega$ on tasks from $p_{\text{test}}(\mathcal{T})$, whose
-#   classes never appeared in meta-training,
-#   $$\text{acc}(\mathcal{A}_\omega) = \mathbb{E}_{\mathcal{T} \sim p_{\text{test}}}
-#     \Big[ \frac{1}{|\mathcal{Q}|} \sum_{(x, y) \in \mathcal{Q}} \mathbb{1}\big[\mathcal{A}_\omega(\mathcal{S})(x) = y\big] \Big]
-#     \approx \bar a = \frac{1}{M} \sum_{m=1}^{M} a_m,$$
-#   estimated by the mean accuracy $a_m$ over $M$ test episodes, reported
-#   with the half-width $1.96\, s / \sqrt{M}$ of its 95% confidence interval
-#   ($s$: the standard deviation of the $a_m$).
+# **Meta-training** optimises $\omega$ on tasks from the meta-training
+# classes. **Meta-testing** measures what we care about, the accuracy on tasks
+# from $p_{\text{test}}(\mathcal{T})$, whose classes meta-training never saw.
+# We estimate it by the mean $\bar a = \frac{1}{E}\sum_{e=1}^{E} a_e$ of the
+# accuracies $a_e$ on $E$ test episodes, with the 95% confidence interval
+# $\bar a \pm t_{0.975}\, s / \sqrt{E}$ ($s$: the standard deviation of the
+# $a_e$; Student's quantile $t_{0.975} \approx 1.96$ once $E$ is in the hundreds).
 #
-# In code, $\mathcal{A}_\omega(\mathcal{S})(x)$ is the course's interface
+# In code, $\mathcal{A}_\omega(\mathcal{S})(x)$ is
 # `predict(support_x, support_y, query_x) -> logits`, and
-# `evaluation.evaluate_few_shot(predict, sampler, episodes=M, seed=...)`
-# computes $\bar a$ and its interval. Every method gets the **same** $M$ test
-# episodes (same sampler, same seed), so differences between methods are not
-# differences between episode draws.
-#
-# The simplest learning algorithm has no meta-parameters at all: remember the
-# support set and answer with the label of the closest support image.
+# `evaluation.evaluate_few_shot(predict, sampler, episodes=E, seed=...)`
+# computes $\bar a$ and its interval. Every method gets the **same** test
+# episodes (same sampler, same seed), so methods differ by more than the
+# episode draw.
 
 # %% [markdown]
 # ## 3. Baseline 1: nearest neighbour in pixel space
 #
-# With images flattened to vectors of $28 \times 28 = 784$ pixels, a query
-# $x$ gets the label of its nearest support image. As logits, one score per
-# class,
+# The simplest learning algorithm has no meta-parameters at all: remember
+# $\mathcal{S}$ and give a query the label of the closest support image. On
+# images flattened to 784 pixels, with one score per class,
 # $$s_k(x) = -\min_{j:\, y_j = k} \lVert x - x_j \rVert^2, \qquad \hat y(x) = \arg\max_k s_k(x).$$
 #
-# A test that this is implemented right, before any number is trusted: when
-# the queries *are* the support images (shuffled), nearest neighbour must be
-# 100 % right, at distance exactly 0.
+# A test before any number is trusted: when the queries *are* the support
+# images (shuffled), nearest neighbour must be right every time, at distance 0.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -182,9 +185,8 @@ assert torch.equal(copies.argmax(-1), episode.support_y[shuffle]) and torch.all(
 print(f"queries = support images: {100 * (copies.argmax(-1) == episode.support_y[shuffle]).float().mean():.1f} % right")
 
 # %% [markdown]
-# On real queries (other people's drawings of the same characters) it is
-# much less sure. Green frames: right, red: wrong; the number under each
-# query is the predicted label.
+# Real queries are other people's drawings of the same characters. Green
+# frames: right, red: wrong; under each query, the predicted label.
 
 # %%
 shown = episodes.EpisodeSampler(meta_test, ways=5, shots=1, queries=6).sample(torch.Generator().manual_seed(0))
@@ -194,10 +196,8 @@ explorer.episode_figure(shown, meta_test.class_names, pixel_prediction,
 plt.show()
 
 # %% [markdown]
-# One episode says little. Here is $\bar a$ as more and more episodes
-# are averaged: the accuracy of single episodes varies a lot, and the 95%
-# interval shrinks like $1/\sqrt{M}$. This is why every table in this course
-# reports the number of episodes behind each cell.
+# One episode says little. Left, the accuracy of single episodes; right,
+# $\bar a$ as more episodes are averaged, with its 95% interval.
 
 # %%
 CURVE_EPISODES = cl.by_mode(smoke=30, full=1000)
@@ -215,38 +215,41 @@ ax_hist.hist(100 * per_episode.numpy(), bins=np.linspace(0, 100, 21), color="tab
 ax_hist.set_xlabel("accuracy of one episode (%)")
 ax_hist.set_ylabel("episodes")
 ax_hist.set_title(f"pixel NN, 5-way 1-shot: {CURVE_EPISODES} episodes")
-ax_mean.plot(m, 100 * running_mean, label="mean over the first M episodes")
+ax_mean.plot(m, 100 * running_mean, label="mean over the first E episodes")
 ax_mean.fill_between(m, 100 * (running_mean - half_width), 100 * (running_mean + half_width), alpha=0.3,
                      label="95% confidence interval")
 ax_mean.set_xscale("log")
-ax_mean.set_xlabel("episodes averaged, M")
+ax_mean.set_xlabel("episodes averaged, E")
 ax_mean.set_ylabel("accuracy (%)")
-ax_mean.legend(fontsize=8)
+ax_mean.legend(fontsize=9)
 ax_mean.grid(alpha=0.3)
 plt.show()
 print(f"pixel nearest neighbour, 5-way 1-shot, {CURVE_EPISODES} episodes: "
       f"{evaluation.format_accuracy(*evaluation.mean_confidence_interval(per_episode))}")
 
 # %% [markdown]
+# Single episodes scatter widely, and the interval shrinks like
+# $1/\sqrt{E}$: every table of the course says how many episodes stand
+# behind each number.
+
+# %% [markdown]
 # ## 4. Baseline 2: pretrain on the meta-training classes, reuse the features
 #
 # Pixels are a poor space to compare drawings in: a stroke shifted by two
-# pixels is far away. A better space can be **learned from the
-# meta-training classes by ordinary supervised learning**, without any
-# episodes: train one Conv4 classifier over all 964 meta-training
-# characters at once,
-# $$\min_{\phi, W} \; \frac{1}{|\mathcal{D}_{\text{train}}|} \sum_{(x, y) \in \mathcal{D}_{\text{train}}}
-#   -\log \operatorname{softmax}\big(W f_\phi(x)\big)_y ,$$
-# then throw the 964-way head $W$ away and keep the feature extractor
-# $f_\phi$ (64 numbers per image). This is the "Baseline" of Chen et al.,
-# *A Closer Look at Few-shot Classification* (ICLR 2019), who found it
-# competitive with many meta-learning methods. In the terms of section 2,
-# $\omega = \phi$ is learned, but by a supervised objective, not by the
-# meta-learning objective.
+# pixels is far away. A better space can be learned from the meta-training
+# classes by **ordinary supervised learning**, without episodes: train one
+# Conv4 classifier over all meta-training characters at once,
+# $$\min_{\omega, W} \; \frac{1}{|\mathcal{D}_{\text{train}}|} \sum_{(x, y) \in \mathcal{D}_{\text{train}}}
+#   -\log \operatorname{softmax}\big(W f_\omega(x)\big)_y ,$$
+# then throw the head $W$ away and keep the embedding $f_\omega$ (64 numbers
+# per image). This is the "Baseline" of Chen et al. (*A Closer Look at
+# Few-shot Classification*, 2019), who found it competitive with many
+# meta-learning methods. In the terms of section 2, $\omega$ is learned, but
+# by a supervised objective, not by the meta-learning objective.
 #
-# Two drawings of every character are held out to check that the network
-# learns the characters rather than the drawings (this is *not* a meta-test:
-# these are new drawings of known characters).
+# A few drawings of every character are held out, to check that the network
+# learns the characters rather than the drawings (new drawings of known
+# characters: not a meta-test).
 
 # %%
 PRETRAIN_STEPS = cl.by_mode(smoke=10, full=1500)
@@ -272,25 +275,22 @@ print(f"pretraining: {PRETRAIN_STEPS} SGD steps (batch {PRETRAIN_BATCH}, lr {PRE
       f"(chance {100 / meta_train.num_classes:.2f} %)")
 
 # %% [markdown]
-# ### (a) Nearest centroid on the features
+# **(a) Nearest centroid.** Average the support embeddings of each class into
+# a centroid and pick the nearest:
+# $$c_k = \frac{1}{K} \sum_{j:\, y_j = k} f_\omega(x_j), \qquad s_k(x) = -\lVert f_\omega(x) - c_k \rVert^2 .$$
 #
-# Average the support features of each class into a **centroid** and pick
-# the nearest one:
-# $$c_k = \frac{1}{K} \sum_{j:\, y_j = k} f_\phi(x_j), \qquad s_k(x) = -\lVert f_\phi(x) - c_k \rVert^2 .$$
-#
-# ### (b) A new linear head, fine-tuned on the support set
-#
-# Keep $f_\phi$ frozen and fit a fresh linear classifier $(W, b)$ with $N$
-# outputs to the $NK$ support examples, by $T = 100$ full-batch Adam steps on
+# **(b) A new linear head, fine-tuned on the support set.** Keep $f_\omega$
+# frozen and fit a fresh linear classifier $(W, b)$ with $N$ outputs to the
+# $NK$ support examples, by $J$ full-batch Adam steps (`HEAD_STEPS`, with
+# weight decay) on
 # $$\min_{W, b} \; \frac{1}{NK} \sum_{(x, y) \in \mathcal{S}} -\log \operatorname{softmax}\big(W \tilde z(x) + b\big)_y,
-#   \qquad \tilde z(x) = 10 \, \frac{f_\phi(x)}{\lVert f_\phi(x) \rVert},$$
-# (learning rate 0.01, weight decay $10^{-3}$), then classify queries with
-# $\arg\max_k (W \tilde z(x) + b)_k$. The features are rescaled to length
-# 10 so that one learning rate suits every task.
+#   \qquad \tilde z(x) = 10 \, \frac{f_\omega(x)}{\lVert f_\omega(x) \rVert},$$
+# then classify a query by $\arg\max_k (W \tilde z(x) + b)_k$. Rescaling the
+# embeddings to length 10 lets one learning rate suit every task.
 #
-# Both are `predict` functions like the pixel baseline, and with one shot
-# per class the centroid *is* the single support example, so (a) must then
-# agree with nearest neighbour in feature space: a check.
+# Both are `predict` functions like the pixel baseline. With one shot per class
+# the centroid *is* the support example, so (a) must then agree with nearest
+# neighbour in embedding space: a check.
 
 # %%
 HEAD_STEPS, HEAD_LR = 100, 0.01
@@ -308,17 +308,15 @@ for name, predict in (("pixel nearest neighbour", baselines.nearest_neighbour),
 # %% [markdown]
 # ## 5. The baseline table
 #
-# Four settings (5-way and 20-way, 1-shot and 5-shot, 15 queries per
-# class), every method on the same test episodes of the 20 unseen alphabets.
-# The encoder is frozen, so the features of every test image are computed
-# once (`baselines.embed_dataset`) and the feature-based methods are scored on
-# episodes of features. An `EpisodeSampler` with the same seed draws the same
-# episodes from the features as from the images, which the next cell checks,
-# so the numbers are those of the image-level `predict` functions above.
+# Every method on the same test episodes of the 20 unseen alphabets, in four
+# settings: 5- and 20-way, 1- and 5-shot. The encoder is frozen, so the
+# embedding of every test image is computed once and the feature-based
+# methods are scored on episodes of embeddings; the same seed draws the same
+# episodes from embeddings as from images, which the next cell checks.
 #
-# One more row answers a natural question: is it the pretraining that helps,
-# or just the convolutional architecture? The same Conv4 with its random
-# initial weights, no training at all, feeds the same nearest-centroid rule.
+# One more row asks whether it is the pretraining that helps or only the
+# convolutional architecture: the same Conv4 with random weights feeds the
+# same nearest-centroid rule.
 
 # %%
 EPISODES = cl.by_mode(smoke=20, full=1000)
@@ -388,12 +386,12 @@ for j, (ways, _) in enumerate(SETTINGS):
 ax.set_xticks(range(len(table.settings)), table.settings)
 ax.set_ylabel("query accuracy (%)")
 ax.set_ylim(0, 100)
-ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 ax.set_title(f"baselines on {EPISODES} test episodes per setting")
 plt.show()
 
 # %% [markdown]
-# Three differences, in accuracy points, read off the table:
+# Three differences, in accuracy points:
 
 # %%
 def gap(better: str, worse: str, setting: str) -> float:
@@ -409,32 +407,51 @@ for setting in table.settings:
           f"| fine-tuned head - centroid: "
           f"{gap('pretrained Conv4 + fine-tuned head', 'pretrained Conv4 + nearest centroid', setting):+5.1f}")
 
+
+pixel, untrained = "pixel nearest neighbour", "untrained Conv4 + nearest centroid"
+centroid, head = "pretrained Conv4 + nearest centroid", "pretrained Conv4 + fine-tuned head"
+architecture = [gap(untrained, pixel, s) for s in table.settings]
+pretraining = [gap(centroid, untrained, s) for s in table.settings]
+fitting = [gap(head, centroid, s) for s in table.settings]
+harder_with_ways = all(table[name, f"5-way {k}-shot"].mean > table[name, f"20-way {k}-shot"].mean
+                       for name in table.methods for k in (1, 5))
+easier_with_shots = all(table[name, f"{n}-way 5-shot"].mean > table[name, f"{n}-way 1-shot"].mean
+                        for name in table.methods for n in (5, 20))
+
+
+def span(gaps: list[float]) -> str:
+    return f"{min(gaps):+.1f} to {max(gaps):+.1f} points"
+
+
+def wins(gaps: list[float]) -> str:
+    """In how many settings the first method of a gap is ahead."""
+    ahead = sum(g > 0 for g in gaps)
+    return {len(gaps): "in every setting", 0: "in no setting"}.get(ahead, f"in {ahead} of {len(gaps)} settings")
+
+
+display(Markdown(f"""**What the table says.**{SMOKE_NOTE}
+
+* **Pixels are a weak space**: {table[pixel, '5-way 1-shot']} at 5-way 1-shot (chance 20 %).
+* **Architecture, then pretraining.** Random Conv4 embeddings beat pixels {wins(architecture)}
+  ({span(architecture)}: pooling tolerates a shifted stroke). Pretraining on *other* alphabets adds
+  {span(pretraining)} on alphabets the network never saw: knowledge transferred from other tasks, the
+  premise of meta-learning.
+* **A fitted head against a fixed rule**: on the same embeddings, the fine-tuned head beats nearest
+  centroid {wins(fitting)} ({span(fitting)}). Fitting a new head to $NK$ examples is not automatically
+  better than a rule with nothing to fit.
+* More ways {'make every method worse' if harder_with_ways else 'do not make every method worse'}, and
+  more shots {'make every method better' if easier_with_shots else 'do not make every method better'}."""))
+
 # %% [markdown]
-# What the table says (in full mode; smoke-mode numbers only show that the
-# code runs):
-#
-# * **Pixels are a weak space.** Nearest neighbour on raw pixels is well
-#   above chance but far from what people do with one example.
-# * **The architecture alone helps a little, pretraining a lot.** Random
-#   Conv4 features already beat pixels (pooling tolerates small shifts of a
-#   stroke), but the same network after supervised pretraining on *other*
-#   alphabets is far better on alphabets it has never seen: knowledge
-#   transferred from other tasks, the premise of meta-learning.
-# * **A fitted head is not automatically better than a fixed rule.** On
-#   these frozen features, fine-tuning a new linear head on the support set
-#   does a little worse than the nearest-centroid rule in every setting;
-#   the gap shrinks with more shots, when the head has more data to fit.
-# * **More ways is harder, more shots is easier**, for every method.
-#
-# Later notebooks add their rows to this table: the next cell saves it in
-# the cache folder and `baselines.ResultsTable.load(...)` reads it back. It
-# also prints the budget behind the numbers: in the committed notebook, a
-# full-mode run on the CPU of a small CI machine.
+# Pretraining plus nearest centroid is the bar. Notebook 03 trains the
+# embedding *for* the nearest-centroid rule, episode by episode, with the
+# meta-learning objective (Prototypical Networks), and compares it with these
+# baselines on the same test episodes. The next cell saves this table to the
+# course cache.
 
 # %%
 results_path = table.save(runtime.cache_dir() / "results" / f"02_baselines_{MODE}.json")
-print(table.to_markdown(notes=True))
-print(f"\nsaved to results/{results_path.name} in the cache folder")
+print(f"saved to results/{results_path.name} in the cache folder")
 print(f"budget ({MODE} mode): Conv4 pretrained for {PRETRAIN_STEPS} steps of batch {PRETRAIN_BATCH} "
       f"({pretrain_seconds:.0f} s), {EPISODES} test episodes per cell ({sum(seconds.values()):.0f} s for the "
       f"table), on {DEVICE} with {torch.get_num_threads()} CPU thread(s)")
@@ -442,22 +459,14 @@ print(f"budget ({MODE} mode): Conv4 pretrained for {PRETRAIN_STEPS} steps of bat
 # %% [markdown]
 # ## 6. The episode explorer
 #
-# Numbers hide the episodes behind them. The explorer shows one episode at a
-# time and what a learner does with it:
-#
-# * choose the **split** (meta-test or meta-train), an **alphabet** (or
-#   "any"), **N**-way, **K**-shot, **Q** queries per class and the **seed**;
-#   **resample** draws the next episode (seed + 1);
-# * the support set is drawn one row per class, with its label and
-#   character; the queries are framed green (right) or red (wrong) by the
-#   chosen **method**, with the predicted label underneath;
-# * the line above the picture gives the accuracy on this episode, and the
-#   table below gives, for the selected **query #**, the distance (or logit)
-#   and softmax probability of every class.
-#
-# Any `predict(support_x, support_y, query_x)` can be added to the
-# `classifiers` dictionary, including the learners of the next notebooks.
-# (On GitHub the widget is not interactive: run the notebook to use it.)
+# Numbers hide the episodes behind them. The explorer shows one episode and
+# what a learner does with it. Choose the split, an alphabet, $N$, $K$, $Q$
+# and the seed (**resample** adds one to it); the chosen method frames each
+# query green (right) or red (wrong), with its prediction underneath; for the
+# selected **query #**, a table gives every class's score and softmax
+# probability. Any `predict(support_x, support_y, query_x)` can join
+# `classifiers`, including the learners of later notebooks. Widgets respond
+# only in a running notebook; the figure after each shows one state of it.
 
 # %%
 classifiers = {
@@ -470,11 +479,10 @@ app = explorer.EpisodeExplorer({"meta-test": meta_test, "meta-train": meta_train
 app
 
 # %% [markdown]
-# Everything the widget shows is computed by plain functions of its values
-# (`explorer.render_view`), so it can also be used without a widget. Here
-# is what it shows for a hard case: 10 characters of one unseen alphabet,
-# one drawing each, under the nearest-centroid rule, and the class scores of
-# query 0.
+# The widget draws what `explorer.render_view` computes from its values, so
+# the same view can be made without it. A hard case: 10 characters of one
+# unseen alphabet, one drawing each, under the nearest-centroid rule, with the
+# class scores of query 0.
 
 # %%
 settings = explorer.ExplorerSettings(split="meta-test", group="Tengwar", ways=10, shots=1, queries=3, seed=0,
@@ -487,43 +495,51 @@ display(HTML(view.query))
 
 # %% [markdown]
 # The explorer works on any `LabelledImages`. On the MNIST test set (no
-# alphabets, so no alphabet menu) it asks an interesting question: do
-# features learned on handwritten *characters* help with handwritten
-# *digits*, a domain never seen in pretraining?
+# alphabets, so no alphabet menu) it asks a question: do features learned on
+# handwritten *characters* help with handwritten *digits*, a domain
+# pretraining never saw? Rows and predictions are named by their digit.
 
 # %%
-mnist_app = explorer.EpisodeExplorer({"MNIST test set": data.load_mnist_test()}, classifiers,
+mnist = data.load_mnist_test()
+mnist_app = explorer.EpisodeExplorer({"MNIST test set": mnist}, classifiers,
                                      ways=10, shots=1, queries=3, seed=0,
                                      method="pretrained Conv4 + nearest centroid")
 mnist_app
 
 # %% [markdown]
-# ## What we learned
-#
-# * A few-shot **task is a dataset**: a support set to learn from and a query
-#   set to be scored on. A **task distribution** gives many; meta-training and
-#   meta-test tasks use **disjoint classes** (here, disjoint alphabets).
-# * **Meta-learning** optimises a learning algorithm for the expected query
-#   performance over tasks; we measure it on unseen tasks as a mean over
-#   many episodes with a 95% confidence interval.
-# * Two cheap **baselines** set the bar: nearest neighbour in pixel space, and
-#   ordinary supervised pretraining on the meta-training classes followed by
-#   a nearest-centroid rule or a fine-tuned linear head. Pretraining on other
-#   alphabets already transfers a lot of knowledge to unseen alphabets.
-#
-# **Try it.** In the explorer: find an alphabet where pixel nearest neighbour
-# fails badly and the pretrained features do not; look at a query that the
-# fine-tuned head gets wrong and read its probabilities; switch the split to
-# meta-train and compare. Change `HEAD_STEPS` or `PRETRAIN_STEPS` and rerun
-# the table.
+# One state of that explorer, and the answer over many 10-way 1-shot
+# episodes of digits:
+
+# %%
+MNIST_EPISODES = cl.by_mode(smoke=10, full=300)
+mnist_view = mnist_app.view  # what the widget shows now
+explorer.episode_figure(mnist_view.episode, mnist.class_names, mnist_view.prediction, title=mnist_view.summary,
+                        size=0.75)
+plt.show()
+digit_tasks = episodes.EpisodeSampler(mnist, ways=10, shots=1, queries=QUERIES)
+pixels_on_digits, embedding_on_digits = (
+    evaluation.evaluate_few_shot(classifiers[name], digit_tasks, episodes=MNIST_EPISODES, seed=TEST_SEED,
+                                 progress=False) for name in (pixel, centroid))
+on_alphabets = table[centroid, "20-way 1-shot"]
+transfer = ("beats pixels on digits too, but stays below its accuracy on new alphabets, a harder task on "
+            "paper: features carry over to a new domain only part of the way"
+            if pixels_on_digits.mean < embedding_on_digits.mean < on_alphabets.mean else
+            "does not follow the pattern of the alphabets here")
+display(Markdown(
+    f"MNIST, 10-way 1-shot, {MNIST_EPISODES} episodes: pixel nearest neighbour {pixels_on_digits}, character "
+    f"embedding + nearest centroid {embedding_on_digits} (chance 10 %), against {on_alphabets} at 20-way 1-shot "
+    f"on unseen alphabets. The embedding {transfer}.{SMOKE_NOTE}"))
 
 # %% [markdown]
+# **Try it.** Find an alphabet where pixel nearest neighbour fails and the
+# pretrained embedding does not; read the probabilities of a query the
+# fine-tuned head gets wrong; compare with the meta-train split. Change
+# `HEAD_STEPS` or `PRETRAIN_STEPS` and rerun the table.
+#
 # ## Exercises
 #
 # Write the core of this notebook yourself; the cell after each exercise
 # checks your function on cases with known answers and says what is wrong.
-# (The student copies in `student/`, made by `make student`, have
-# `raise NotImplementedError` where the solutions are.)
 #
 # **Exercise 1 · An episode sampler.** Given the label vector of a dataset,
 # choose `ways` distinct classes at random, then `shots + queries` distinct
@@ -585,7 +601,33 @@ def class_centroids(features, labels, ways):
 checks.check_class_centroids(class_centroids)
 
 # %% [markdown]
-# **Next:** 03 · Metric-based meta-learning. The nearest-centroid rule above
-# used features trained for something else (964-way classification).
-# Prototypical Networks train the features *for* the nearest-centroid rule,
-# episode by episode, with the meta-learning objective of section 2.
+# ## What we learned
+#
+# A few-shot task is a small dataset: a support set to learn from, a query
+# set to be scored on. Meta-test tasks use classes meta-training never saw,
+# and a learner is judged by its mean accuracy over many test episodes, with
+# a confidence interval. The baselines sit before the spectrum of learned
+# learning algorithms (learned optimizers → learned initialisations → learned
+# objectives → black boxes with symmetries (VSML, SymLA) → black-box sequence
+# models): their rules are designed by people, and only the embedding
+# $f_\omega$ is learned, by supervised pretraining.
+
+# %%
+display(Markdown(
+    f"On 5-way 1-shot tasks from the 20 unseen alphabets, pixel nearest neighbour reaches "
+    f"{table[pixel, '5-way 1-shot']}, and a Conv4 pretrained on the other alphabets and read by nearest "
+    f"centroid {table[centroid, '5-way 1-shot']} ({table[centroid, '20-way 1-shot']} at 20-way); a head "
+    f"fine-tuned on the support set beats that rule {wins(fitting)}. Notebook 03 meta-learns $f_\\omega$ "
+    f"for the nearest-centroid rule and compares it with these baselines on the same episodes; notebook 04 "
+    f"meta-learns the initialisation of gradient descent, the second point of the spectrum.{SMOKE_NOTE}"))
+
+# %% [markdown] jupyter={"source_hidden": true}
+# ## How this was made
+#
+# No run folder: everything runs live on a CPU, and the pretraining and table
+# cells print their budgets and times. The committed outputs are a full-mode
+# run on the CPU of a small CI machine (one torch thread). The table is saved
+# as `results/02_baselines_<mode>.json` in the course cache
+# (`baselines.ResultsTable.load` reads it back). The student copies
+# (`make student`) have `raise NotImplementedError` in place of the exercise
+# solutions.

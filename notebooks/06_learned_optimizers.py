@@ -16,30 +16,44 @@
 # %% [markdown]
 # # 06 · Learned optimizers and learned objective functions
 #
-# Notebooks 03 to 05 learned a feature space, an initialisation, or a whole
-# black-box learner. This notebook sits at the **structured end** of the
-# spectrum: we keep the skeleton of gradient descent,
+# After this notebook you will be able to:
 #
-# $$\theta_{t+1} = \theta_t - \alpha\,\nabla_\theta \mathcal{L}(\theta_t),$$
+# - write a learned optimizer, a coordinatewise LSTM that maps gradients to
+#   updates (Andrychowicz et al. 2016), and check it against SGD;
+# - meta-train it by truncated backpropagation through time, and explain what
+#   truncation and the dropped second derivatives cost;
+# - compare it with tuned baselines by paired confidence intervals, inside
+#   and outside its meta-training distribution;
+# - meta-train a learned loss through $J$ steps of SGD and read from its curve
+#   why it resists label noise;
+# - count learned variables per meta-parameter for both methods and place
+#   them on the spectrum of learned learning algorithms.
 #
-# and learn **one of its parts**:
+# Notation: [docs/notation.md](../docs/notation.md)
 #
-# 1. **the update rule** (a *learned optimizer*): a small LSTM reads the
-#    gradient and writes the update (Andrychowicz et al. 2016, "Learning to
-#    learn by gradient descent by gradient descent");
-# 2. **the objective** (a *learned loss*): a small network $L_\phi$ replaces
-#    the cross-entropy inside ordinary SGD (the supervised form of the idea
-#    behind MetaGenRL and LPG in reinforcement learning);
-# 3. and then we count, for both, **meta-parameters versus learned
-#    variables**, the ratio notebook 05 introduced.
+# Notebooks 03 to 05 learned a feature space, an initialisation or a whole
+# black-box learner. This one keeps gradient descent,
+# $\theta_{t+1} = \theta_t - \alpha\,\nabla_\theta \mathcal{L}(\theta_t)$, and
+# learns one of its parts: the update rule (a *learned optimizer*,
+# `course_lib.learned_optimizers`) or the objective (a *learned loss*,
+# `course_lib.learned_losses`).
 #
-# Everything below runs on a laptop CPU in full mode (five to ten minutes); the
-# code lives in `course_lib.learned_optimizers` and `course_lib.learned_losses`.
+# 1. The update rule as a recurrent network
+# 2. Meta-training by truncated backpropagation through time
+# 3. Ten-dimensional quadratics
+# 4. The second derivatives the paper drops
+# 5. A small MLP on images
+# 6. New architectures
+# 7. A learned loss
+# 8. What the learned loss learned
+# 9. Learned objectives elsewhere
+# 10. Learned variables per meta-parameter
 
 # %%
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
+from IPython.display import Markdown, display
 
 import course_lib as cl
 from course_lib import data, evaluation, runs
@@ -51,68 +65,54 @@ from course_lib.teaching.checks import nb06 as checks
 
 MODE, DEVICE = cl.notebook_setup(seed=0)
 
-# %% [markdown]
-# Every network in this notebook is tiny (a 20-unit LSTM, MLPs with about
-# 1,500 weights), so the arithmetic per step is far smaller than the cost of
-# starting a GPU kernel or a thread. We therefore run on **the CPU with one
-# thread**, whatever device the setup found: that is the fastest choice here.
-
 # %%
+# Every network here is tiny (a 20-unit LSTM, MLPs of about 1,500 weights): the arithmetic of a step costs
+# less than starting a GPU kernel or a thread, so one CPU thread is the fastest choice, whatever the device.
 torch.set_num_threads(1)
 CPU = torch.device("cpu")
 print(f"this notebook computes on: {CPU}, {torch.get_num_threads()} thread")
 
 # %% [markdown]
-# ## 1 · A learned optimizer
+# ## 1. The update rule as a recurrent network
 #
-# ### The update rule as a recurrent network
-#
-# An optimizer is a rule that maps the gradient history to an update. Write
-# it as a recurrent network $m$ with weights $\phi$ and state $h_t$:
+# SGD, momentum and Adam are hand-designed maps from the gradient history to
+# an update. A learned optimizer makes the map a recurrent network $m$ with
+# meta-parameters $\omega$ and state $h_t$:
 #
 # $$\theta_{t+1} = \theta_t + g_t, \qquad
-#   \begin{bmatrix} g_t \\ h_{t+1} \end{bmatrix} = m(\nabla_t, h_t; \phi), \qquad
-#   \nabla_t = \nabla_\theta f(\theta_t).$$
+#   \begin{bmatrix} g_t \\ h_{t+1} \end{bmatrix} = m(\nabla_t, h_t; \omega), \qquad
+#   \nabla_t = \nabla_\theta f(\theta_t),$$
 #
-# SGD is the special case $g_t = -\alpha \nabla_t$ (no state); momentum,
-# RMSprop and Adam keep one or two running averages in $h_t$. A **learned
-# optimizer** lets $m$ be an LSTM and trains $\phi$ on a distribution of
-# optimization problems ("optimizees") $f$, by minimising the **meta-loss**
+# where $f$ is the loss of the problem being optimized, the *optimizee*. SGD
+# is $g_t = -\alpha \nabla_t$ with no state; momentum and Adam keep running
+# averages in $h_t$. Andrychowicz et al. (2016, "Learning to learn by gradient
+# descent by gradient descent") make $m$ an LSTM and train $\omega$ on a
+# distribution of optimizees by minimising the **meta-loss**
 #
-# $$\mathcal{L}(\phi) = \mathbb{E}_f\Big[\sum_{t=1}^{T} w_t\, f(\theta_t)\Big],$$
+# $$\mathcal{L}(\omega) = \mathbb{E}_f\Big[\sum_{t=1}^{T} w_t\, f(\theta_t)\Big],$$
 #
-# the loss summed along the trajectory the optimizer produces (not just at its
-# end, so that the optimizer is rewarded for being fast as well as good).
+# summed along the trajectory, so that speed is rewarded too.
 #
-# **Coordinatewise.** Andrychowicz et al. apply the same small LSTM to
-# *each coordinate* $\theta^i$ separately: every coordinate has its own state
-# $h^i_t$, and all coordinates share $\phi$. A 2-layer LSTM with 20 units has
-# about 5,000 weights and can optimise a problem of any size, and the update
-# of coordinate $i$ does not depend on the order of the coordinates.
+# **Coordinatewise.** The same small LSTM runs on each coordinate $\theta^i$,
+# with its own state $h^i_t$ and the shared $\omega$: a 2-layer, 20-unit LSTM
+# optimizes a problem of any size, whatever the order of its coordinates.
 #
-# **Preprocessing.** Gradients range over many orders of magnitude, which a
-# neural network handles badly. The paper (appendix A) feeds each gradient
-# coordinate as two numbers,
+# **Preprocessing.** Gradients span many orders of magnitude, which networks
+# handle badly. The paper (appendix A) feeds each coordinate as two numbers,
 #
 # $$\nabla \mapsto \begin{cases} \big(\tfrac{\log |\nabla|}{p},\ \mathrm{sign}(\nabla)\big) & |\nabla| \ge e^{-p} \\ (-1,\ e^{p}\nabla) & \text{otherwise} \end{cases}
 # \qquad p = 10,$$
 #
-# and we multiply the LSTM's linear read-out by 0.1 (`output_scale`) to get
-# $g_t$, so that the untrained optimizer starts with small steps.
-#
-# In `course_lib.learned_optimizers`, `LSTMOptimizer.step(grad, state)` is
-# $m$, and `unroll(...)` is the loop
-# $\theta_{t+1} = \theta_t + g_t$ written for a batch of optimizees at once.
+# and we scale the LSTM's read-out by 0.1 (`output_scale`) so that it starts
+# with small steps. `LSTMOptimizer.step(grad, state)` is $m$; `unroll(...)`
+# runs the loop for a batch of optimizees.
 #
 # **Exercise 1: the gradient preprocessing.** Write the map above for a
-# gradient tensor of any shape: each coordinate on its own becomes two numbers,
-# stacked in a new last dimension (`[...] -> [..., 2]`). Use the natural log
-# and the `p` you are given. Careful with a gradient of exactly 0: `torch.where`
-# evaluates both branches, so keep the log away from 0 (e.g. with
-# `clamp_min`). (The student copy of this notebook, made by
-# `python -m course_lib.teaching.exercises`, has `raise NotImplementedError` where the
-# solution is.) The LSTM below uses the library's `lo.preprocess_gradient`,
-# which passes the same check.
+# gradient tensor of any shape: each coordinate becomes two numbers, stacked
+# in a new last dimension (`[...] -> [..., 2]`). Use the natural log and the
+# `p` you are given. Beware a gradient of exactly 0: `torch.where` evaluates
+# both branches, so keep the log away from 0 (`clamp_min`). The LSTM below
+# uses the library's `lo.preprocess_gradient`, which passes the same check.
 
 # %%
 import math
@@ -134,16 +134,13 @@ print("a gradient of 0.5, 1e-3, -1e-7 becomes:", preprocess_gradient(torch.tenso
 # NBVAL_CHECK_OUTPUT
 net = lo.LSTMOptimizer(lo.LearnedOptimizerConfig())
 print(net)
-print(f"meta-parameters phi: {sum(p.numel() for p in net.parameters()):,}")
+print(f"meta-parameters ω: {sum(p.numel() for p in net.parameters()):,}")
 print(f"LSTM state kept per optimizee coordinate: {net.state_size_per_coordinate()} numbers (h and c, 2 layers x 20)")
 
 # %% [markdown]
-# **An oracle check.** Replace the LSTM by the fixed rule
-# $g_t = -\alpha\nabla_t$ (`FixedRule`): the same loop must then *be* SGD.
-# Here on a batch of 10-dimensional quadratics (defined below), against SGD
-# written by hand and against `torch.optim.SGD`. (The tests in
-# `tests/test_learned_optimizers.py` check this and the meta-gradient against
-# finite differences.)
+# **An oracle.** With the fixed rule $g_t = -\alpha\nabla_t$ (`FixedRule`) in
+# place of the LSTM, the same loop must *be* SGD: here on 10-dimensional
+# quadratics (section 3), against SGD by hand and `torch.optim.SGD`.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -164,49 +161,38 @@ print("unroll with update = -lr * grad equals hand-written SGD bit for bit:", to
 print("... and torch.optim.SGD to float precision:", torch.allclose(fixed, torch_sgd, rtol=1e-5, atol=0))
 
 # %% [markdown]
-# ### Meta-training: truncated backpropagation through time
+# ## 2. Meta-training by truncated backpropagation through time
 #
-# The meta-loss depends on $\phi$ through the whole trajectory
-# $\theta_1, \dots, \theta_T$, so its gradient is backpropagation through
-# time (BPTT) through the optimizee's training. Storing all $T$ steps costs
-# memory proportional to $T$, and one meta-update per trajectory is slow.
-# **Truncated BPTT** cuts the horizon $T$ into pieces of $K$ steps: run $K$
-# steps, take one Adam step on $\phi$ along the gradient of that piece's
-# losses, then *detach* $\theta$ and the LSTM state (keep their values, drop
-# their history) and continue from there. We use the paper's $T = 100$ and
-# $K = 20$: five meta-updates per sampled optimizee, memory for 20 steps
-# (meta-optimizer: Adam with learning rate 0.003, meta-gradient norm clipped at 1).
-# The price is bias: a truncation never sees how its updates affect losses
-# more than $K$ steps later. We use $w_t = 1/K$ (the mean over a
-# truncation; the paper's $w_t = 1$ gives the same direction).
+# The meta-loss depends on $\omega$ through the whole trajectory
+# $\theta_1, \dots, \theta_T$, so its gradient is backpropagation through time
+# (BPTT) through the optimizee's training: memory grows with $T$, one
+# meta-update per trajectory. **Truncated BPTT** cuts the horizon into pieces
+# of $U$ steps: run $U$ steps, take one Adam step on $\omega$ along the
+# gradient of that piece's losses, then *detach* $\theta$ and the LSTM state
+# (keep their values, drop their history) and go on. We use the paper's
+# $T = 100$ and $U = 20$, so five meta-updates per optimizee (Adam,
+# $\beta = 0.003$, meta-gradient norm clipped at 1), and $w_t = 1/U$ (the
+# paper's $w_t = 1$ gives the same direction). The price is bias: a
+# truncation never sees what its updates do more than $U$ steps later.
 #
-# **The dropped second derivatives.** $\nabla_t$ itself depends on $\phi$
-# (through $\theta_t$), so the exact meta-gradient contains
-# $\partial \nabla_t / \partial \phi = \nabla^2 f(\theta_t)\,\partial\theta_t/\partial\phi$,
-# Hessians of the optimizee. The paper assumes
-# $\partial \nabla_t / \partial \phi = 0$: the LSTM's gradient *input* is
-# treated as a constant, while $\phi$ still reaches the meta-loss through
-# $g_t$, $h_t$ and $\theta_{t+1} = \theta_t + g_t$. **Our implementation does
-# the same by default** (`second_order=False`: `unroll` detaches the gradient
-# before the LSTM sees it). With `second_order=True` it keeps the path
-# (`create_graph=True`); the tests check that this exact version matches
-# finite differences and that the default differs from it by exactly that
-# path. How much does dropping it change the meta-gradient here? We compare the
-# two on one truncation, once the optimizer is trained (below).
+# **The dropped second derivatives.** $\nabla_t$ depends on $\omega$ through
+# $\theta_t$, so the exact meta-gradient contains
+# $\partial \nabla_t / \partial \omega = \nabla^2 f(\theta_t)\,\partial\theta_t/\partial\omega$,
+# Hessians of the optimizee. The paper sets this term to 0: the LSTM's gradient
+# *input* is treated as a constant (`unroll(..., second_order=False)`, the
+# default, detaches it). Section 4 measures what that changes.
 #
-# **Exercise 2: one meta-training iteration with truncated BPTT.** Given an
-# LSTM optimizer `net`, a batch of `problems` of an optimizee `family`, and a
-# `meta_optimizer` on $\phi$ (`net.parameters()`), train the problems for
-# `horizon` steps in truncations of `K` steps. For each truncation: run
-# `lo.unroll(net, family, problems, theta, state, start, K)` from where the
-# previous one ended (it returns `losses` of shape `[K + 1, B]`, with
-# `losses[0]` the loss at the start, and the new `theta` and `state`); the
-# meta-loss is the mean of `losses[1:]`; take one step of `meta_optimizer`
-# (zero the gradients first); then detach `theta` and every tensor of the LSTM
-# `state` (a list of `(h, c)` pairs, one per layer). Return the list of the
-# meta-losses (floats). `lo.meta_train` does the same, with fresh problems at
-# every step and gradient clipping (`lo.trainer` is that step); it is what we
-# use below.
+# **Exercise 2: one meta-training iteration.** Given an LSTM optimizer `net`,
+# a batch of `problems` of an optimizee `family` and a `meta_optimizer` on
+# $\omega$, train the problems for `horizon` steps in truncations of `K` $= U$
+# steps. For each truncation: run
+# `lo.unroll(net, family, problems, theta, state, start, K)` from the previous
+# one's end (it returns `losses` `[K + 1, B]`, `losses[0]` at the start, and
+# the new `theta` and `state`); take the mean of `losses[1:]` as the meta-loss
+# and one step of `meta_optimizer` (zero the gradients first); then detach
+# `theta` and every tensor of `state` (a list of `(h, c)` pairs). Return the
+# meta-losses (floats). `lo.meta_train`, used below, does the same
+# with fresh problems at every step and gradient clipping.
 
 # %%
 def meta_train_iteration(net, family, problems, meta_optimizer, horizon, K):
@@ -228,13 +214,12 @@ def meta_train_iteration(net, family, problems, meta_optimizer, horizon, K):
 checks.check_truncated_meta_training(meta_train_iteration)
 
 # %% [markdown]
-# ### Optimizee 1: ten-dimensional quadratics
+# ## 3. Ten-dimensional quadratics
 #
-# $f(\theta) = \lVert W\theta - y \rVert^2$ with $W \in \mathbb{R}^{10\times10}$,
-# $y \in \mathbb{R}^{10}$ drawn i.i.d. from $\mathcal{N}(0, 1)$ and
-# $\theta_0 \sim \mathcal{N}(0, 0.01^2)$, the paper's first experiment. The
-# family is a `course_lib.episodes.TaskDistribution`: each sample is one
-# problem. Meta-training draws fresh problems at every iteration.
+# The paper's first optimizees: $f(\theta) = \lVert W\theta - y \rVert^2$,
+# with $W \in \mathbb{R}^{10\times10}$ and $y \in \mathbb{R}^{10}$ drawn from
+# $\mathcal{N}(0, 1)$ and $\theta_0 \sim \mathcal{N}(0, 0.01^2)$: a
+# `TaskDistribution` of problems, fresh ones at every meta-training iteration.
 
 # %%
 T = cl.by_mode(smoke=20, full=100)  # meta-training horizon
@@ -251,13 +236,12 @@ plots.plot_history(quad_history, ["meta_loss", "final_loss"], logy=True,
 plt.show()
 
 # %% [markdown]
-# **Baselines, tuned.** SGD, momentum (0.9), RMSprop and Adam, each with its
-# learning rate chosen from the grid $10^{-4}, 10^{-3.5}, \dots, 10$ on the
-# problems the LSTM saw in its first meta-training steps, by the same
-# criterion the LSTM is trained on: the mean loss over the $T$ steps.
-# **Evaluation** then uses fresh problems (another seed), which neither the
-# LSTM nor the grid search has seen. We run every optimizer for $5T$ steps
-# to test, at the same time, a horizon five times longer than meta-training.
+# **Tuned baselines.** SGD, momentum (0.9), RMSprop and Adam each get the
+# step size $\alpha$ from the grid $10^{-4}, 10^{-3.5}, \dots, 10$ that
+# minimises the LSTM's own criterion, the mean loss over $T$ steps, on
+# problems of the first meta-training steps. Evaluation uses fresh problems,
+# for $5T$ steps. The table's paired rows (LSTM minus each baseline, same
+# problems) say how sure we can be.
 
 # %%
 LR_GRID = cl.by_mode(smoke=(0.01, 0.1, 1.0), full=lo.LR_GRID)
@@ -274,24 +258,41 @@ print(lo.comparison_table(quad_curves, T, [T, LONG]))
 figures.plot_mean_losses(quad_curves, title="10-d quadratics (fresh problems)", trained_horizon=T)
 plt.show()
 
+
+def meta_objective(losses):
+    """Per problem, the mean loss over t = 1..T: what meta-training minimises."""
+    return losses[1 : T + 1].mean(dim=0)
+
+
+def paired(curves, other, at=None):
+    """LSTM minus `other` on the same problems (mean ± 95% CI): f(θ_at), or the meta-objective for at=None."""
+    metric = meta_objective if at is None else (lambda losses: losses[at])
+    mean, ci = evaluation.mean_confidence_interval(metric(curves["LSTM (learned)"]) - metric(curves[other]))
+    return f"${mean:+.2f} \\pm {ci:.2f}$" + (" (within the noise)" if abs(mean) <= ci else "")
+
+
+def strongest_baseline(curves):
+    return min((name for name in curves if name != "LSTM (learned)"), key=lambda n: meta_objective(curves[n]).mean())
+
+
+quad_best = strongest_baseline(quad_curves)
+display(Markdown(f"LSTM minus {quad_best}, the strongest baseline, on the same problems: "
+                 f"{paired(quad_curves, quad_best)} in mean loss over $t \\le {T}$ (the meta-objective), "
+                 f"{paired(quad_curves, quad_best, T)} at $t = {T}$ and {paired(quad_curves, quad_best, LONG)} "
+                 f"at $t = {LONG}$."))
+
 # %% [markdown]
-# On fresh quadratics the learned optimizer has the lowest mean loss of the
-# five, at the meta-training horizon and five times beyond it. The paired
-# rows (the same problems for every optimizer) say how sure we can be. Against
-# SGD, RMSprop and Adam its loss at $t = 100$ is lower with a 95% interval
-# that excludes zero. Against momentum, the strongest baseline here, it wins
-# clearly on the meta-objective (mean loss over the first 100 steps: $-0.23
-# \pm 0.04$), but at step 100 itself the difference ($-0.03 \pm 0.03$) is
-# within the noise. At $t = 500$, far beyond anything it was trained on, it
-# is still lowest on average, but its lead over momentum and Adam is no longer
-# distinguishable from zero. On this family, a longer horizon does not break
-# the learned optimizer. (Meta-training itself is not smooth: note the spike
-# around iteration 70 in the curve above. We keep the final $\phi$, with no
-# early stopping.)
+# The learned optimizer has the lowest mean loss of the five, at the
+# meta-training horizon and five times beyond. It wins clearly on what it was
+# meta-trained for, the loss along the way; at a single step its lead is
+# small. (Meta-training is not smooth, see the first curve; we keep the final
+# $\omega$.)
 #
-# Now the promised comparison of the exact meta-gradient with the paper's
-# approximation, for the trained optimizer on the first truncation of the
-# fresh problems, for truncations of 1, 5 and $K$ steps:
+# ## 4. The second derivatives the paper drops
+#
+# How much does dropping $\partial\nabla_t/\partial\omega$ change the
+# meta-gradient? The exact one against the paper's, for the trained optimizer
+# on the fresh problems, over truncations of 1, 5 and $U$ steps:
 
 # %%
 def truncation_meta_gradient(steps, second_order):
@@ -302,39 +303,37 @@ def truncation_meta_gradient(steps, second_order):
     return torch.cat([p.grad.flatten() for p in quad_net.parameters()])
 
 
+gradient_comparison = {}
 for steps in sorted({1, 5, K}):
     exact, first_order = truncation_meta_gradient(steps, True), truncation_meta_gradient(steps, False)
     cosine = F.cosine_similarity(exact, first_order, dim=0).item()
+    gradient_comparison[steps] = (cosine, (first_order.norm() / exact.norm()).item())
     print(f"truncation of {steps:2d} steps: cosine(exact, first-order) = {cosine:.3f}, "
-          f"|first-order| / |exact| = {(first_order.norm() / exact.norm()).item():.4f}")
+          f"|first-order| / |exact| = {gradient_comparison[steps][1]:.4f}")
+cosine, norm_ratio = gradient_comparison[K]
+display(Markdown(f"Over a truncation of $U = {K}$ steps the exact meta-gradient's norm is {1 / norm_ratio:,.3g} times "
+                 f"the first-order one's, and the cosine between them is {cosine:.2f}."))
 
 # %% [markdown]
-# For a one-step truncation the two are identical: $\theta_0$ does not depend
-# on $\phi$, so neither does $\nabla_0$. Over longer truncations they part.
-# After 20 steps the exact meta-gradient is about 370 times larger
-# (ratio 0.0027) and points in a rather different direction (cosine 0.20).
-# The reason is the chain of Jacobians along the truncation,
-# $\partial\theta_{t+1}/\partial\theta_t = I + \frac{\partial g_t}{\partial \nabla_t}\nabla^2 f(\theta_t) + \dots$:
-# the exact gradient multiplies $K$ of these, each containing the Hessian,
-# and for an optimizer that takes large steps the product grows quickly with
-# $K$. Metz et al. (2019, "Understanding and correcting pathologies in the
-# training of learned optimizers") show that gradients through long unrolls
-# of learned optimizers can explode and that the meta-loss surface becomes
-# chaotic. Dropping $\partial\nabla_t/\partial\phi$ is therefore not only
-# cheaper (no Hessian-vector products); it also gives a much smaller, if
-# biased, gradient. That is the gradient we trained with.
+# Over one step the two are identical ($\theta_0$, hence $\nabla_0$, does not
+# depend on $\omega$); over longer truncations they part, in size and
+# direction. The exact gradient multiplies $U$ Jacobians
+# $\partial\theta_{t+1}/\partial\theta_t = I + \frac{\partial g_t}{\partial \nabla_t}\nabla^2 f(\theta_t) + \dots$,
+# each containing the Hessian, and for an optimizer that takes large steps the
+# product grows quickly with $U$. Metz et al. (2019, "Understanding and
+# correcting pathologies in the training of learned optimizers") show that
+# such gradients can explode and the meta-loss surface turn chaotic. Dropping
+# the term is not only cheaper: it gives a much smaller, if biased, gradient,
+# the one we trained with.
 #
-# ### Optimizee 2: a small MLP on images
+# ## 5. A small MLP on images
 #
-# The paper's second experiment trains an MLP with one hidden layer of 20
-# sigmoid units on MNIST, minibatches of 128, for $T = 100$ steps. To keep
-# the CPU budget we average-pool the MNIST test digits to $8\times8$ pixels
-# (the size of scikit-learn's digits): the MLP is 64-20-10, 1,510 weights. As
-# in notebook 01, a seeded permutation splits the 10,000 images: 8,000 are
-# the **meta-training images** (optimizees for meta-training and for tuning
-# the baselines), 2,000 are **held out** (optimizees for evaluation). An
-# optimizee is an initialisation plus its own minibatch stream; every
-# optimizer sees the same minibatches on the same problem.
+# The paper's second optimizee is an MLP with 20 sigmoid hidden units on MNIST
+# (minibatches of 128, $T = 100$). To fit a CPU we pool the MNIST test digits
+# to $8\times8$: an MLP 64-20-10. A seeded split gives 8,000
+# **meta-training images** (meta-training, tuning) and 2,000 **held-out
+# images** (evaluation). An optimizee is an initialisation and its own
+# minibatch stream, the same for every optimizer.
 
 # %%
 mnist = data.load_mnist_test()
@@ -366,20 +365,9 @@ plots.plot_history(mlp_history, ["meta_loss", "final_loss"], logy=True,
 plt.show()
 
 # %% [markdown]
-# Meta-training took a few minutes. The cell saved a checkpoint with
-# `runs.save_checkpoint`: weights, config, history and the meta-optimizer's
-# state, enough to resume. From a terminal,
-#
-# ```bash
-# python -m course_lib train learned-optimizer --optimizee mlp --optimizees-per-batch 4 --lr 3e-3 \
-#     --seed 1 --steps 150 --out runs/lstm_optimizer_mlp     # add --resume to continue
-# ```
-#
-# runs this same meta-training (the notebook's full-mode settings) in a run
-# folder: it checkpoints every few minutes, continues exactly with
-# `--resume`, and evaluates the result against the tuned baselines. We load
-# the checkpoint back into a fresh network, which is the one used from here
-# on.
+# The cell saved a checkpoint (`runs.save_checkpoint`: weights, config,
+# history and the meta-optimizer's state, enough to resume); a fresh network
+# loaded from it is the one used from here on.
 
 # %%
 mlp_net = lo.LSTMOptimizer(MLP_CONFIG)
@@ -400,30 +388,29 @@ print(f"{mlp_test_problems.theta0.shape[0]} fresh MLP problems on held-out image
 print(lo.comparison_table(mlp_curves, T, [T, LONG]))
 figures.plot_mean_losses(mlp_curves, title="MLP 64-20-10 (sigmoid), fresh problems", trained_horizon=T)
 plt.show()
+mlp_best = strongest_baseline(mlp_curves)
+display(Markdown(f"LSTM minus {mlp_best}, the strongest baseline, on the same problems: "
+                 f"{paired(mlp_curves, mlp_best)} in mean loss over $t \\le {T}$, "
+                 f"{paired(mlp_curves, mlp_best, T)} at $t = {T}$ and {paired(mlp_curves, mlp_best, LONG)} "
+                 f"at $t = {LONG}$. The LSTM was meta-trained for {MLP_CONFIG.steps} iterations of "
+                 f"{MLP_CONFIG.optimizees_per_batch} optimizees."))
 
 # %% [markdown]
-# A mixed result, and the paired rows say exactly where. On the objective
-# it was meta-trained for, the mean loss over the first $T = 100$ steps, the
-# learned optimizer beats all four tuned baselines on fresh problems and held-out
-# images (against the best one, Adam: $-0.20 \pm 0.02$). The plot shows why:
-# its loss falls much faster over the first few dozen steps. At step 100
-# itself Adam's mean is lower, though the paired difference ($+0.035 \pm
-# 0.029$) is within the noise. Beyond the horizon Adam pulls ahead ($+0.069
-# \pm 0.025$ at $t = 500$), while the LSTM ends level with RMSprop. This is the
-# bias built into truncated meta-training over 100 steps: the optimizer is
-# rewarded for fast early progress, and nothing tells it what to do after
-# step 100. The paper, with far more meta-training, reports its LSTM ahead of
-# all baselines on its (28x28) MNIST problem. Ours had 150 steps with 4
-# optimizees each, a few CPU minutes.
+# A mixed result. On the objective it was meta-trained for, the mean loss over
+# the first $T$ steps, the learned optimizer beats all four tuned baselines:
+# its loss falls much faster early on. By $t = T$ the best baseline has caught
+# up, and beyond it pulls ahead: the bias of meta-training over $T$ steps,
+# which rewards fast early progress and says nothing about later steps. The
+# paper, with far more meta-training, reports its LSTM ahead of all baselines
+# on 28x28 MNIST.
 #
-# ### Generalisation, honestly
+# ## 6. New architectures
 #
-# The learned optimizer was meta-trained on one architecture for 100 steps.
-# How far does it carry? As in the paper's figure 5 we change the optimizee:
-# **twice as many hidden units** (40), **a second hidden layer** (20-20), and
-# **ReLU instead of sigmoid**, and run for $2T$ steps. The LSTM is used as it
-# is (no retraining); the baselines get every advantage: their learning rates
-# are **re-tuned on each new architecture** (on meta-training images).
+# How far does an optimizer meta-trained on one architecture carry? As in the
+# paper's figure 5 we change the optimizee: **twice as many hidden units**,
+# **a second hidden layer**, **ReLU instead of sigmoid**, and run $2T$ steps.
+# The LSTM is used as it is; the baselines' step sizes are **re-tuned on each
+# new architecture**.
 
 # %%
 variants = {
@@ -444,43 +431,36 @@ for title, options in variants.items():
     print(lo.comparison_table(variant_curves[title], T, [T, 2 * T]))
     print()
 
-fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
+fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
 for ax, (title, curves) in zip(axes, variant_curves.items()):
     figures.plot_mean_losses(curves, ax=ax, title=title, trained_horizon=T)
 fig.tight_layout()
 plt.show()
 
+lines = [f"| optimizee | mean f over $t \\le {T}$: LSTM | the same, strongest baseline | "
+         f"LSTM minus Adam at $t = {T}$ | at $t = {2 * T}$ |", "|---|---|---|---|---|"]
+for title, curves in variant_curves.items():
+    best = strongest_baseline(curves)
+    lines.append(f"| {title} | {meta_objective(curves['LSTM (learned)']).mean():.2f} | "
+                 f"{best}: {meta_objective(curves[best]).mean():.2f} | {paired(curves, 'Adam', T)} | "
+                 f"{paired(curves, 'Adam', 2 * T)} |")
+display(Markdown("\n".join(lines)))
+
 # %% [markdown]
-# * **Wider (40 hidden units): transfers well.** The LSTM has the lowest
-#   loss from the first few steps on, by a clear margin (LSTM minus Adam at
-#   $t = 100$: $-0.14 \pm 0.02$), and stays ahead at $2T$. Relative to the
-#   re-tuned baselines it does even better here than on the architecture
-#   it was trained on.
-# * **Deeper (two hidden layers): a head start, then a draw.** Its mean loss
-#   over $t \le 100$ is 0.89, against 1.33 for Adam and 1.39 for RMSprop,
-#   while SGD and momentum hardly leave the starting loss for dozens of
-#   steps. By $t = 100$ Adam has caught up (difference within the noise), and
-#   at $t = 200$ the LSTM, RMSprop and Adam are level.
-# * **ReLU: this is where it breaks**, as the paper found. The learned
-#   optimizer loses its advantage even on the objective it was trained for:
-#   its mean loss over $t \le 100$ (0.89) is worse than that of momentum,
-#   RMSprop and Adam (Adam: 0.52), and at $t = 200$ Adam is clearly ahead
-#   (LSTM minus Adam: $+0.16 \pm 0.07$). It does not diverge; it just stops
-#   being a good optimizer. The trajectory panels below show the symptom: its
-#   loss on each problem jumps from step to step more than any baseline's.
-#   Its update rule was shaped by the gradient statistics of sigmoid units,
-#   and ReLU units produce different ones.
+# * **Wider: transfers well.** The LSTM leads from the first few steps on and
+#   stays ahead at $2T$, by more than on its own architecture.
+# * **Deeper: a head start, then a draw.** Its mean loss over $t \le T$ is far
+#   below every baseline's, but Adam catches up by $t = T$, and at $2T$ the
+#   LSTM, RMSprop and Adam are level.
+# * **ReLU: this is where it breaks**, as the paper found. The LSTM loses even
+#   on its meta-objective, and at $2T$ Adam is clearly ahead. It does not
+#   diverge; its rule, shaped by the gradients of sigmoid units, just stops
+#   being good.
 #
-# ### Try it: the trajectory explorer
-#
-# Pick an optimizee and a horizon: the widget runs the learned optimizer and
-# the four tuned baselines on 8 fresh problems and shows every problem's loss
-# (thin lines) and the mean (thick line), one panel per optimizer, on a
-# shared log axis. The dotted line marks the meta-training horizon. For the
-# quadratics the learned optimizer is the one meta-trained on quadratics; for
-# every MLP it is the one meta-trained on the sigmoid 64-20-10 MLP. The pure
-# function behind it, `figures.compare_trajectories(settings, optimizee, horizon)`
-# (`course_lib.teaching.optimizer_figures`), is what the tests call.
+# **Try it.** Pick an optimizee and a horizon: the widget runs the learned
+# optimizer and the tuned baselines on 8 fresh problems, one panel each: every
+# problem's loss (thin), the mean (thick), the meta-training horizon (dotted).
+# It calls `figures.compare_trajectories(settings, optimizee, horizon)`.
 
 # %%
 settings = {"10-d quadratic": figures.Setting(quadratics, quad_net, quad_lrs),
@@ -491,114 +471,87 @@ explorer = figures.trajectory_explorer(settings, horizons=(K, 10 * T, K), value=
 explorer
 
 # %% [markdown]
-# The same function, called directly for one choice, so that this page shows
-# a result without a running kernel: the ReLU MLP over $3T$ steps. The mean
-# size of the step-to-step jumps of each problem's loss (printed under the
-# figure) is largest for the learned optimizer: about 0.20 in $\log_{10}$,
-# against 0.14 for Adam and momentum, 0.08 for RMSprop and 0.07 for SGD.
+# The same function for one choice, readable without a kernel: the ReLU MLP
+# over $3T$ steps, with the mean step-to-step jump of each problem's loss.
 
 # %%
 result = figures.compare_trajectories(settings, "MLP ReLU: 64-20-10", 3 * T)
-figures.plot_trajectories(result, trained_horizon=T)
+fig, grid = plt.subplots(2, 3, figsize=(11, 6), sharey=True)
+grid.flat[-1].set_visible(False)  # five optimizers, six places
+figures.plot_trajectories(result, axes=list(grid.flat[:5]), trained_horizon=T)
 plt.show()
-print("step-to-step jumps of each problem's loss, mean |log10 f(θ_t+1) - log10 f(θ_t)| over steps and problems:")
-print(", ".join(f"{name} {(curves.log10().diff(dim=0).abs().mean()).item():.3f}"
-                for name, curves in result["curves"].items()))
+jumps = {name: curves.log10().diff(dim=0).abs().mean().item() for name, curves in result["curves"].items()}
+display(Markdown("Mean step-to-step jump of each problem's loss, $\\lvert \\log_{10} f(\\theta_{t+1}) - "
+                 "\\log_{10} f(\\theta_t) \\rvert$ over steps and problems: "
+                 + ", ".join(f"{name} {jump:.3f}" for name, jump in jumps.items()) + "."))
 
 # %% [markdown]
-# ### Where this went next: VeLO
+# On the ReLU MLP the learned optimizer's loss jumps most from step to step.
 #
-# The LSTM above was meta-trained in minutes on one small problem family and
-# its limits showed quickly. **VeLO** (Metz et al. 2022, "VeLO: Training
-# Versatile Learned Optimizers by Scaling Up") asks what happens if learned
-# optimizers are scaled the way models are:
+# **Where this went next: VeLO** (Metz et al. 2022) scales learned optimizers
+# up: a per-tensor LSTM generates the weights of a tiny per-parameter MLP that
+# computes each update, meta-trained with about four thousand TPU-months on
+# thousands of diverse tasks, by evolution strategies over long unrolls (no
+# truncation bias, no exploding gradients). Its authors report that, with no
+# hyperparameters to tune, it trains faster than learning-rate-tuned baselines
+# on their 83 benchmark tasks, and fails on problems much larger or longer than
+# its meta-training ones: a learned optimizer is as general as its optimizees.
 #
-# * **Architecture**: still a small network that ingests gradients and emits
-#   updates, but hierarchical: a per-*tensor* LSTM reads summary statistics of
-#   each parameter tensor and generates (as a hypernetwork) the weights of a
-#   tiny per-*parameter* MLP that computes each update from per-coordinate
-#   features (momenta at several time scales, gradient, parameter value, ...).
-# * **Meta-training**: about **four thousand TPU-months** of compute on
-#   thousands of diverse tasks (image classifiers, autoencoders, language
-#   models, ... with MLPs, convnets, transformers), with gradients of the
-#   meta-loss estimated by evolution strategies over long unrolls rather than
-#   by truncated backpropagation, which avoids both the truncation bias and
-#   the exploding exact meta-gradients we met above.
-# * **Results reported**: on the 83 tasks of their VeLOdrome benchmark VeLO,
-#   which has *no hyperparameters* to tune, trains faster than
-#   learning-rate-tuned baselines and usually beats NAdamW given a thousand
-#   trials of hyperparameter tuning per problem; its authors also report its
-#   limits, on problems much larger or longer than its meta-training
-#   distribution.
+# ## 7. A learned loss
 #
-# The lesson matches this notebook at a much larger scale: a learned
-# optimizer is only as general as the distribution of optimizees it was
-# meta-trained on. We do not run VeLO here: it is released for JAX, and its
-# interest is exactly the scale we cannot reproduce.
+# Keep SGD and its update rule; learn **what is minimised**. A small network
+# $L_\omega$ maps the classifier's prediction on an example and its given
+# label $\tilde y$ to a number, and SGD trains a classifier on it, over
+# minibatches $\mathcal{B}_j$:
 #
-# ## 2 · A learned objective function
+# $$\theta_{j+1} = \theta_j - \alpha\, \nabla_\theta \frac{1}{|\mathcal{B}_j|}\sum_{(x,\tilde y) \in \mathcal{B}_j} L_\omega\big(f_\theta(x), \tilde y\big), \qquad j = 0, \dots, J-1.$$
 #
-# Keep SGD and the update rule; learn **what is minimised**. Let $L_\phi$ be a
-# small network that maps the classifier's prediction on an example and the
-# example's given label to a number, and train a classifier by SGD on it:
+# The outer loop chooses $\omega$ so that this classifier is good **on
+# held-out data under the true loss**. Each task $\mathcal{T}$ has a support
+# set $\mathcal{S}$ with labels $\tilde y$, possibly wrong, and a clean query
+# set $\mathcal{Q}$; the **bilevel objective** is
 #
-# $$\theta_{k+1} = \theta_k - \alpha\, \nabla_\theta \frac{1}{|B_k|}\sum_{(x,\tilde y) \in B_k} L_\phi\big(f_\theta(x), \tilde y\big), \qquad k = 0, \dots, S-1.$$
+# $$\min_\omega\ \mathbb{E}_{\mathcal{T}}\Big[\,\mathcal{L}^{CE}\big(\theta_J(\omega);\ \mathcal{Q}\big)\Big],
+#   \qquad \theta_J(\omega) \text{: the } J \text{ inner steps on } \mathcal{S}.$$
 #
-# The outer loop chooses $\phi$ so that the classifier this produces is good
-# **on held-out data under the true loss**. With tasks $\mathcal{T}$ drawn
-# from a distribution, each with training data $\mathcal{D}^{tr}_\mathcal{T}$
-# (labels $\tilde y$, possibly wrong) and clean test data
-# $\mathcal{D}^{ts}_\mathcal{T}$, the **bilevel objective** is
+# $\omega$ reaches $\theta_J$ only through $\nabla_\theta L_\omega$, so here the
+# second derivatives cannot be dropped: we backpropagate through all $J$
+# inner steps with `create_graph=True`.
 #
-# $$\min_\phi\ \mathbb{E}_{\mathcal{T}}\Big[\,\mathcal{L}^{CE}\big(\theta_S(\phi);\ \mathcal{D}^{ts}_\mathcal{T}\big)\Big]
-#   \quad\text{where } \theta_S(\phi) \text{ is the result of the } S \text{ inner SGD steps on } \mathcal{D}^{tr}_\mathcal{T}.$$
+# **The problem: label noise.** Symmetric noise at rate $\eta$ replaces each
+# training label, with probability $\eta$, by another class chosen uniformly.
+# The cross-entropy $-\log p_\theta(\tilde y\mid x)$ is unbounded: a wrong
+# label the network finds implausible gets a large loss, whose gradient pulls
+# the network towards memorising it. Hand-designed robust losses (mean
+# absolute error, generalised cross-entropy) bound that pull; can the bound be
+# learned from tasks? Clean query sets are needed only in meta-training; a new
+# task brings only its noisy labels.
 #
-# $\phi$ affects $\theta_S$ only through the gradients $\nabla_\theta L_\phi$, so
-# here the second derivatives cannot be dropped: we backpropagate through
-# all $S$ inner steps with `create_graph=True` (the tests check this
-# meta-gradient against finite differences).
+# **Our $L_\omega$** sees one number per example, $p = p_\theta(\tilde y\mid x)$,
+# the predicted probability of the **given** label (as features $\log p$ and
+# $p$): a linear part $a \log p + b\,p$ plus a small tanh MLP, initialised to
+# $a=-1$, $b = 0$ and a zero MLP output, so **it starts as exactly the
+# cross-entropy**. A function of $p$ alone, it is a curve we can plot, in a
+# family that holds $-\log p$, the mean absolute error ($\propto 1-p$) and
+# everything between.
 #
-# **The problem it should solve: label noise.** With *symmetric* noise at rate
-# $\eta$, each training label is replaced, with probability $\eta$, by one of
-# the other classes chosen uniformly. The cross-entropy $-\log p_\theta(\tilde
-# y\mid x)$ is unbounded: an example whose (wrong) label the network finds
-# implausible gets a large loss and a gradient that pulls the network towards
-# memorising it. Hand-designed robust losses (mean absolute error,
-# generalised cross-entropy, ...) bound that pull. Can it be learned from
-# tasks instead? The clean test sets are needed **only during
-# meta-training**; a new task at meta-test time provides only its noisy
-# training labels (its clean test set only scores the result).
-#
-# **Our $L_\phi$** sees one number per example: $p = p_\theta(\tilde y\mid x)$,
-# the predicted probability of the **given** label (as the two features
-# $\log p$ and $p$). It is a linear part $a \log p + b\,p$ plus a small tanh
-# MLP, initialised to $a=-1$, $b = 0$ and a zero MLP output: **it starts as
-# exactly the cross-entropy**. Depending only on $p$ makes it a curve we can
-# plot, and the family contains the cross-entropy ($-\log p$), the mean absolute error
-# ($\propto 1-p$) and everything between.
-#
-# **Tasks.** scikit-learn's 1,797 digits (8x8) are split once at random into
-# 900 **meta-training images** and 897 **held-out images**. A task: 5 random
+# **Tasks.** scikit-learn's 8x8 digits are split once into 900
+# **meta-training images** and 897 **held-out images**. A task: 5 random
 # classes in a random label order, 50 noisy training and 20 clean test images
-# per class, noise rate $\eta \sim U[0.2, 0.6]$ drawn per task.
-# Meta-training tasks come from the meta-training images. Meta-test tasks
-# are new in two ways: (a) **new tasks on the held-out digit images**, the
-# same kind of data, never seen; (b) **tasks from another dataset**, the
-# held-out part of MNIST pooled to 8x8. Both at $\eta = 0, 0.2, 0.4, 0.6$.
-# The inner classifier is an MLP 64-32-5 (ReLU), trained for $S = 100$ SGD
-# steps on minibatches of 50. Its learning rate $\alpha$ is tuned for the
-# cross-entropy on meta-training tasks (by the same outer objective, clean
-# held-out cross-entropy), and $L_\phi$ then uses the same $\alpha$.
+# per class, $\eta \sim U[0.2, 0.6]$ drawn per task. The classifier is an MLP
+# 64-32-5 (ReLU), trained for $J = 100$ SGD steps on minibatches of 50, with
+# the step size $\alpha$ tuned for the cross-entropy (by the outer objective),
+# which $L_\omega$ then shares.
 #
 # **Exercise 3: the inner step with a learned loss.** One SGD step of the
-# classifiers of $B$ tasks at once. `theta` is `[B, n]` (one flat parameter
-# vector per task), `x` is `[B, m, d]` and `y` is `[B, m]`;
-# `ll.classifier_logits(theta, x, shapes)` gives the logits `[B, m, C]` and
+# classifiers of $B$ tasks at once: `theta` is `[B, n]`, `x` is `[B, m, d]`,
+# `y` is `[B, m]`; `ll.classifier_logits(theta, x, shapes)` gives the logits
+# `[B, m, C]` and
 # `loss_fn(logits, y)` the per-example losses `[B, m]`. Average the losses over
 # each task's examples and step every task's classifier by its own gradient.
-# The outer loop needs the gradient of the result with respect to $\phi$ (the
-# weights of `loss_fn`), which only exists if the inner gradient keeps its
-# graph. `ll.inner_train` runs $S$ of these steps on minibatches.
+# The outer loop needs the gradient of the result with respect to $\omega$
+# (the weights of `loss_fn`), which exists only if the inner gradient keeps
+# its graph. `ll.inner_train` runs $J$ such steps on minibatches.
 
 # %%
 def inner_sgd_step(loss_fn, theta, x, y, shapes, lr):
@@ -642,18 +595,23 @@ torch.manual_seed(0)
 learned_loss = ll.LearnedLoss(LOSS_CONFIG.hidden_size)
 loss_history = ll.meta_train_loss(learned_loss, meta_train_tasks, LOSS_CONFIG, cl.by_mode(smoke=3, full=400))
 fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.2))
-plots.plot_history(loss_history, ["meta_loss"], ax=ax_loss, labels=["clean held-out CE after S steps"],
+plots.plot_history(loss_history, ["meta_loss"], ax=ax_loss,
+                   labels=[f"clean held-out CE after J = {LOSS_CONFIG.inner_steps} steps"],
                    title="outer objective (meta-training tasks)")
 plots.plot_history(loss_history, ["held_out_accuracy"], ax=ax_acc, labels=["clean held-out accuracy"],
-                   title="classifiers trained with L_φ")
+                   title="classifiers trained with L_ω")
 plt.show()
 
 # %% [markdown]
-# **Meta-test.** At each noise rate, both losses train the same classifiers
-# (same tasks, initialisations and minibatches: a paired comparison). We
-# report clean test accuracy (mean ± 95% CI over tasks), the paired
-# difference (learned minus cross-entropy, in points) and how many of the
-# *wrong* training labels the trained classifier reproduces (memorised noise).
+# ## 8. What the learned loss learned
+#
+# **Meta-test** tasks are new in two ways: (a) **held-out digit images**, the
+# same kind of data; (b) **another dataset**, the held-out part of MNIST pooled
+# to 8x8. At each $\eta = 0, 0.2, 0.4, 0.6$ both losses train the same
+# classifiers (same tasks, initialisations, minibatches). The table gives
+# clean test accuracy (mean ± 95% confidence interval over tasks), the paired
+# difference (learned minus cross-entropy, in points) and the share of
+# *wrong* training labels the classifier reproduces.
 
 # %%
 mnist_8x8 = data.LabelledImages(F.adaptive_avg_pool2d(mnist.images[held_out_idx], 8), mnist.labels[held_out_idx],
@@ -663,8 +621,8 @@ TEST_TASKS = cl.by_mode(smoke=8, full=200)
 loss_results = {}
 for dataset in (digits_held_out, mnist_8x8):
     print(f"{TEST_TASKS} new tasks per noise level from {dataset.name}; accuracy on clean test images")
-    print(f"{'noise':>6s} {'cross-entropy':>14s} {'learned L_phi':>14s} {'difference':>14s}   "
-          "wrong labels fitted (CE / L_phi)")
+    print(f"{'noise':>6s} {'cross-entropy':>14s} {'learned L_ω':>14s} {'difference':>14s}   "
+          "wrong labels fitted (CE / L_ω)")
     for noise in NOISE_LEVELS:
         test_tasks = ll.NoisyLabelTasks(dataset, ways=5, train_per_class=50, test_per_class=20, noise=noise)
         ce = ll.evaluate_loss(ll.cross_entropy, test_tasks, LOSS_CONFIG, count=TEST_TASKS, seed=77)
@@ -679,9 +637,9 @@ for dataset in (digits_held_out, mnist_8x8):
     print()
 
 # %%
-fig, axes = plt.subplots(1, 4, figsize=(18, 3.6))
-for ax, dataset in zip(axes[:2], (digits_held_out, mnist_8x8)):
-    for name, index, color in (("cross-entropy", 0, "tab:blue"), ("learned L_φ", 1, "tab:red")):
+fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+for ax, dataset in zip(axes[0], (digits_held_out, mnist_8x8)):
+    for name, index, color in (("cross-entropy", 0, "tab:blue"), ("learned L_ω", 1, "tab:red")):
         stats = [evaluation.mean_confidence_interval(loss_results[dataset.name, n][index]["accuracy"])
                  for n in NOISE_LEVELS]
         ax.errorbar(NOISE_LEVELS, [100 * m for m, _ in stats], yerr=[100 * c for _, c in stats], marker="o",
@@ -689,30 +647,30 @@ for ax, dataset in zip(axes[:2], (digits_held_out, mnist_8x8)):
     ax.axhline(20, color="gray", ls=":", label="chance")
     ax.set_xlabel("label noise rate η")
     ax.set_ylabel("clean test accuracy (%)")
-    ax.set_title(f"meta-test tasks: {dataset.name}", fontsize=10)
-    ax.legend(fontsize=8)
+    ax.set_title(f"meta-test tasks: {dataset.name}", fontsize=11)
+    ax.legend(fontsize=9)
     ax.grid(alpha=0.3)
-ax_curve, ax_weight = axes[2:]
+ax_curve, ax_weight = axes[1]
 
 p = torch.logspace(-3, 0, 200)
 ce_values, ce_weight = ll.loss_curve(None, p)
 learned_values, learned_weight = ll.loss_curve(learned_loss, p)
 ax_curve.plot(p, ce_values, color="tab:blue", label="cross-entropy  -log p")
-ax_curve.plot(p, learned_values, color="tab:red", label="learned L_φ(p)")
+ax_curve.plot(p, learned_values, color="tab:red", label="learned L_ω(p)")
 ax_curve.plot(p, 2 * (1 - p), color="gray", ls="--", label="mean absolute error 2(1-p)")
 ax_curve.set_xscale("log")
 ax_curve.set_xlabel("p = predicted probability of the given label")
 ax_curve.set_ylabel("L(p) - L(1)")
-ax_curve.set_title("the loss as a function of p", fontsize=10)
-ax_curve.legend(fontsize=8)
+ax_curve.set_title("the loss as a function of p", fontsize=11)
+ax_curve.legend(fontsize=9)
 ax_curve.grid(alpha=0.3)
 ax_weight.plot(p, ce_weight, color="tab:blue", label="cross-entropy")
-ax_weight.plot(p, learned_weight, color="tab:red", label="learned L_φ")
+ax_weight.plot(p, learned_weight, color="tab:red", label="learned L_ω")
 ax_weight.set_xscale("log")
 ax_weight.set_xlabel("p = predicted probability of the given label")
 ax_weight.set_ylabel("-dL / d log p")
-ax_weight.set_title("how hard each example is pushed", fontsize=10)
-ax_weight.legend(fontsize=8)
+ax_weight.set_title("how hard each example is pushed", fontsize=11)
+ax_weight.legend(fontsize=9)
 ax_weight.grid(alpha=0.3)
 fig.tight_layout()
 plt.show()
@@ -721,85 +679,71 @@ print("weight -dL/dlog p of the learned loss at p =",
       ", ".join(f"{q:g}: {w:.2f}" for q, w in zip(shown.tolist(), ll.loss_curve(learned_loss, shown)[1].tolist())))
 
 # %% [markdown]
-# **On new tasks of the meta-training kind (held-out digit images) the
-# learned loss is more robust than the cross-entropy at every noise rate it
-# was meta-trained for.** It gains +3.3, +6.9 and +4.7 points of clean
-# accuracy at $\eta = 0.2, 0.4, 0.6$ (paired 95% intervals well away from
-# zero) and loses nothing without noise ($-0.0 \pm 0.2$). The classifiers it
-# trains also reproduce fewer of the wrong labels (at $\eta = 0.4$: 6.7 %
-# instead of 10.5 %). **On another dataset the picture is mixed.** On MNIST
-# tasks it still helps at $\eta = 0.2$ and $0.4$ (+2.2 and +1.7 points), but
-# at $\eta = 0.6$ it is clearly worse ($-5.2 \pm 1.1$). A learned loss is only
-# as general as its meta-training tasks, and 60 % noise on MNIST is the
-# hardest setting here (cross-entropy reaches 58.9 % there).
+# **On held-out digits the learned loss beats the cross-entropy at every noise
+# rate it was meta-trained for**, loses nothing without noise, and memorises
+# fewer wrong labels. **On MNIST the picture is mixed**: it helps at moderate
+# noise but is clearly worse at $\eta = 0.6$, the hardest setting. A learned
+# loss is as general as its meta-training tasks.
 #
-# **What the curves show.** The third panel plots $L(p) - L(1)$, since a
-# constant added to a loss changes nothing. The learned $L_\phi$ (red) is
-# flatter than $-\log p$ at small $p$ and steeper near $p = 1$. The last
-# panel makes this precise. $-dL/d\log p$ is the weight with which an
-# example's log-likelihood gradient enters the update; the cross-entropy
-# gives every example weight 1. The learned loss gives examples whose given
-# label the network finds implausible ($p$ between about 0.01 and 0.1) a
-# weight of only 0.2 to 0.6, and examples it already fits a weight of up to
-# 3.9 (printed above). Under label noise the implausible examples are
-# disproportionately the mislabelled ones. So the learned loss learns mainly
-# from the labels it agrees with and largely ignores the rest. That is the
-# idea behind hand-designed robust losses (the mean absolute error, grey,
-# also flattens at small $p$; its weight is $2p$) and the "small-loss" trick
-# of noisy-label training, found here by the outer loop from data. The same
-# mechanism is a plausible reason for the failure at $\eta = 0.6$ on MNIST.
-# When early predictions are poor, trusting what the network already believes
-# reinforces its mistakes. (There it fits as many wrong labels as the
-# cross-entropy, 18.9 %, yet generalises worse.) This reading is our
-# interpretation; the notebook does not test it.
+# **What the curves show.** Lower left, $L(p) - L(1)$ (constants do not
+# matter): $L_\omega$ is flatter than $-\log p$ at small $p$, steeper near
+# $p = 1$. Lower right, $-dL/d\log p$: the weight with which an example's
+# log-likelihood gradient enters the update. The cross-entropy gives every
+# example weight 1; $L_\omega$ gives examples whose label the network finds
+# implausible a weight well below 1, and those it already fits one well above
+# 1 (printed under the figure). Under label noise the implausible examples are
+# mostly the mislabelled ones, so $L_\omega$ learns from the labels it agrees
+# with: the idea of robust losses (the mean absolute error, grey, has weight
+# $2p$) and of the "small-loss" trick, found by the outer loop. The same
+# mechanism may explain, untested, the failure at $\eta = 0.6$ on MNIST: when
+# early predictions are poor, trusting them reinforces mistakes (it memorises
+# as many wrong labels as the cross-entropy there, yet generalises worse).
 #
-# ### The same idea in reinforcement learning: MetaGenRL and LPG
+# ## 9. Learned objectives elsewhere
 #
-# In RL the designed objective is a policy-gradient or actor-critic loss, and
-# the outer objective is the return the trained agent collects. We do not
-# train these here; what they do, and what their papers report:
+# Our $L_\omega$ weights each example by a function of its loss. Two
+# supervised methods learn such weights, two RL methods whole objectives (not
+# run here):
 #
-# * **MetaGenRL** (Kirsch, van Steenkiste & Schmidhuber, ICLR 2020,
-#   "Improving generalization in meta reinforcement learning using learned
-#   objectives"). The learned objective $L_\alpha$ is a small LSTM that reads
-#   an agent's trajectory (rewards, done flags, value estimates, the policy's
-#   action probabilities) and outputs the loss the policy minimises; a
-#   population of agents in different environments trains with it. Like our
-#   outer loop it uses **second-order gradients**: the meta-gradient flows
-#   through one policy update, and the return after that update is estimated
-#   with a learned critic (off-policy, as in DDPG/TD3), which the authors
-#   report makes meta-training far more sample-efficient than evolving the
-#   objective (as EPG does). Reported result: objectives meta-trained on some
-#   continuous-control environments train agents on **entirely different
-#   environments** unseen during meta-training, better than meta-RL baselines
-#   that learn a black box (RL²) or evolve the loss (EPG), and in some cases
-#   better than human-engineered algorithms.
-# * **LPG**, the Learned Policy Gradient (Oh et al., NeurIPS 2020,
-#   "Discovering reinforcement learning algorithms"). A backward LSTM reads
-#   the trajectory and outputs *targets*: for the policy, and for a
-#   prediction vector $y$ whose meaning is not specified. So LPG learns both
-#   *what to predict* and *how to learn from it*; the paper shows that the
-#   discovered $y$ behaves like a value function and that LPG discovers its
-#   own bootstrapping. The meta-gradient goes through the agent's updates, as
-#   in our bilevel loop. Reported result: meta-trained **only on toy
-#   environments** (grid worlds, small MDPs), LPG generalises to Atari games
-#   and reaches non-trivial performance there, a striking case of a learned
-#   objective transferring far outside its meta-training distribution.
+# * **Learning to Reweight Examples** (Ren et al., ICML 2018) has no weighting
+#   network: at every step it weights each example of the minibatch by how
+#   much up-weighting it would lower, after a look-ahead SGD step, the loss on
+#   a small clean validation set (negative weights clipped to zero): our
+#   bilevel gradient, taken online in one training run, not meta-learned
+#   across tasks.
+# * **Meta-Weight-Net** (Shu et al., NeurIPS 2019) learns the mapping: an MLP
+#   maps an example's loss, $-\log p$, to its weight (a curve like our lower
+#   right panel), updated alongside the classifier through a look-ahead step
+#   on a small clean meta-set. The authors report the shapes hand-designed
+#   schemes assume: weights falling with the loss under label noise, rising
+#   under class imbalance.
+# * **MetaGenRL** (Kirsch, van Steenkiste & Schmidhuber, ICLR 2020): an LSTM
+#   reads an agent's trajectory (rewards, value estimates, action
+#   probabilities) and outputs the policy's loss. Like our outer loop it uses
+#   **second-order gradients**, through one policy update, with a learned
+#   critic estimating the return after it. Objectives meta-trained on a few
+#   continuous-control environments train agents on **unseen, different
+#   environments**, better than a black-box meta-learner (RL²) or an evolved
+#   loss (EPG).
+# * **LPG**, the Learned Policy Gradient (Oh et al., NeurIPS 2020): an LSTM
+#   reads the trajectory and outputs *targets* for the policy and for a
+#   prediction of unspecified meaning, so LPG learns *what to predict* and *how
+#   to learn from it* (the prediction comes to behave like a value function).
+#   Meta-trained **only on toy environments**, it reaches non-trivial scores on
+#   Atari games.
 #
-# Both confirm the pattern of this section: the less the learned part can
-# depend on task identity (our $L_\phi$ sees only one probability; MetaGenRL
-# and LPG see only generic trajectory quantities), the better it transfers.
+# The pattern: the less the learned part can depend on task identity ($L_\omega$
+# sees one probability, Meta-Weight-Net one loss, MetaGenRL and LPG generic
+# trajectory quantities), the better it transfers.
 #
-# ## 3 · Where these sit: meta-parameters versus learned variables
+# ## 10. Learned variables per meta-parameter
 #
-# Notebook 05's table counted, for black-box meta-learners, the
-# **meta-parameters** (trained by the outer loop, then fixed while a task is
-# learned) and the **learned variables** (what changes while a task is being
-# learned), and their ratio, meta-parameters per learned variable. A
-# meta-RNN stores everything it learns about a task in its hidden state and
-# has many weights per state variable: it fits its meta-training
-# distribution easily and generalises poorly beyond it. The same count for
-# the two methods of this notebook, with the same convention:
+# Notebook 05 counted **meta-parameters** $\lvert V_M \rvert$ (set by the
+# outer loop, then frozen) and **learned variables** $\lvert V_L \rvert$
+# (what changes while a task is learned). A meta-RNN has few learned variables
+# per meta-parameter, $\lvert V_L \rvert / \lvert V_M \rvert$: a small hidden
+# state driven by many weights, which fits its meta-training distribution
+# easily and generalises poorly beyond it. The same count here:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -811,61 +755,86 @@ for name, n in (("LSTM optimizer on a 10-d quadratic", quadratics.num_parameters
     rows.append((name, counts["meta_parameters"], counts["learned_variables"],
                  f"θ: {n:,} + LSTM state: {counts['lstm_state']:,}"))
 counts = ll.variable_counts(ll.LearnedLoss(LOSS_CONFIG.hidden_size), LOSS_CONFIG, inputs=64)
-rows.append(("learned loss L_φ, classifier 64-32-5", counts["meta_parameters"], counts["learned_variables"],
+rows.append(("learned loss L_ω, classifier 64-32-5", counts["meta_parameters"], counts["learned_variables"],
              "θ of the classifier"))
-print(f"{'method':38s} | meta-parameters | learned variables | ratio  | learned variables are")
+print(f"{'method':36s} | meta-parameters | learned variables | learned variables per meta-parameter | "
+      "learned variables are")
 for name, meta, learned, what in rows:
-    print(f"{name:38s} | {meta:15,d} | {learned:17,d} | {meta / learned:6.3f} | {what}")
+    print(f"{name:36s} | {meta:15,d} | {learned:17,d} | {learned / meta:36.3g} | {what}")
+
+# %%
+ratio = {name: learned / meta for name, meta, learned, _ in rows}
+(quad_row, mlp_row, wide_row, loss_row), meta_weights = rows, rows[0][1]
+display(Markdown(f"The LSTM optimizer has {meta_weights:,} meta-parameters, the same for every optimizee, and "
+                 f"{ratio[quad_row[0]]:.2f} learned variables per meta-parameter on a 10-d quadratic, "
+                 f"{ratio[mlp_row[0]]:.0f} on the MLP 64-20-10 and {ratio[wide_row[0]]:.0f} on the MLP 64-40-10. "
+                 f"The learned loss has {loss_row[1]:,} meta-parameters and {ratio[loss_row[0]]:.1f} learned "
+                 "variables per meta-parameter."))
 
 # %% [markdown]
-# * **Learned optimizer.** The meta-parameters are the LSTM's 5,301 weights,
-#   whatever the optimizee. The learned variables are the optimizee's own
-#   parameters *plus* the LSTM state kept for every coordinate (80 numbers:
-#   $h$ and $c$ of two 20-unit layers), so they grow with the problem. On a
-#   10-d quadratic the LSTM still has 6.5 meta-parameters per learned
-#   variable; on the MLP the ratio is 0.043 (23 learned variables per
-#   meta-parameter), and it keeps falling as the optimizee grows. Weight
-#   sharing across coordinates is what buys this, the same device that VSML
-#   (notebook 07) turns into a general principle. It is also why the
-#   optimizer can be run on an MLP of another size at all.
-# * **Learned loss.** About 1,200 meta-parameters against the classifier's
-#   2,245 weights per task (ratio 0.53). And $L_\phi$ sees a single number
-#   per example, so it has no way to store which task or class it is looking
-#   at. The price is expressiveness: it can only reshape the loss as a
-#   function of $p$, not invent a new learning algorithm.
-#
-# In both cases most of the learning algorithm (gradient descent, the
-# architecture, backpropagation) is still designed by people; that is what
-# makes them data-efficient to meta-train and what limits how much they can
-# improve on the designed algorithm. Notebooks 07 and 08 move towards the
-# other end of the spectrum.
-#
+# * **Learned optimizer.** Its learned variables are the optimizee's
+#   parameters *plus* the LSTM state of every coordinate, so they grow with the
+#   problem while $\omega$ stays the same. Weight sharing across coordinates
+#   buys this, the device VSML (notebook 07) makes a principle; it is also why
+#   the optimizer runs on an MLP of another size at all.
+# * **Learned loss.** Its learned variables are the classifier's weights, one
+#   set per task. Seeing one number per example, $L_\omega$ cannot store which
+#   task or class it is looking at; the price is that it can only reshape the
+#   loss as a function of $p$, not invent a learning algorithm.
+
+# %% [markdown]
 # ## What we learned
-#
-# * **Learned optimizers** keep gradient descent's skeleton,
-#   $\theta_{t+1} = \theta_t + g_t$, and learn the update rule: a
-#   coordinatewise LSTM with 5,301 shared weights, meta-trained by truncated
-#   backpropagation through the optimizee's training. Following the paper,
-#   the gradient input is treated as a constant (no second derivatives). Here
-#   that approximation also tamed a meta-gradient that grows quickly with the
-#   truncation length.
-# * **In distribution it is strong, but not uniformly.** On 10-d quadratics
-#   it matched or beat every tuned baseline, also at 5 times the trained
-#   horizon. On the sigmoid MLP it won the objective it was trained on (the
-#   loss over 100 steps) but not the final loss: there Adam was as good at
-#   $t = 100$ and better later, a bias of short truncated horizons.
-# * **Generalisation is the weak point**: good for a wider network, partial
-#   for a deeper one, and gone for ReLU, the paper's finding reproduced.
-#   VeLO's answer is scale: thousands of diverse meta-training tasks.
-# * **A learned loss** $L_\phi(p)$, meta-trained through $S = 100$ SGD steps on
-#   noisy-label tasks, learned to down-weight examples whose label looks
-#   implausible. It was more robust than the cross-entropy on new digit tasks
-#   at every noise rate, and on MNIST tasks at moderate noise, but worse at 60 %
-#   noise on MNIST. MetaGenRL and LPG do the same for RL objectives, at far
-#   larger scale.
-# * **Both have few meta-parameters per learned variable** (0.043 for the
-#   LSTM optimizer on the MLP, 0.53 for the learned loss).
-#   That is why they can transfer at all. The price is that most of the
-#   learning algorithm is still designed by people.
+
+# %%
+def gain(dataset, noise):
+    """Learned loss minus cross-entropy, clean test accuracy in points (paired, ± 95% CI)."""
+    ce, learned = loss_results[dataset.name, noise]
+    mean, ci = evaluation.mean_confidence_interval(learned["accuracy"] - ce["accuracy"])
+    return f"${100 * mean:+.1f} \\pm {100 * ci:.1f}$"
+
+
+display(Markdown(
+    f"A **learned optimizer** keeps gradient descent's skeleton, $\\theta_{{t+1}} = \\theta_t + g_t$, and learns "
+    f"the update rule: a coordinatewise LSTM with {meta_weights:,} shared weights, meta-trained by truncated "
+    f"backpropagation with its gradient input treated as a constant, which here also avoided an exact "
+    f"meta-gradient {1 / gradient_comparison[K][1]:,.3g} times as large over $U = {K}$ steps. "
+    f"On its meta-objective, the mean loss over $T = {T}$ steps, it beat the strongest tuned baseline on fresh "
+    f"quadratics (LSTM minus {quad_best}: {paired(quad_curves, quad_best)}) and on the sigmoid MLP (minus "
+    f"{mlp_best}: {paired(mlp_curves, mlp_best)}), but not at $t = {LONG}$ on the MLP "
+    f"({paired(mlp_curves, mlp_best, LONG)}): the bias of a short meta-training horizon. It carried to a wider "
+    f"MLP, partly to a deeper one, and not to ReLU. "
+    f"A **learned loss** meta-trained through $J = {LOSS_CONFIG.inner_steps}$ SGD steps learned to down-weight "
+    f"examples whose label looks implausible: {gain(digits_held_out, 0.4)} points of clean accuracy over the "
+    f"cross-entropy on new digit tasks at $\\eta = 0.4$, but {gain(mnist_8x8, 0.6)} on MNIST at $\\eta = 0.6$. "
+    f"Both have many learned variables per meta-parameter ({ratio[mlp_row[0]]:.0f} for the LSTM optimizer on the "
+    f"MLP, {ratio[loss_row[0]]:.1f} for the learned loss): our hypothesis for why they transfer at all, which "
+    f"notebook 09 puts to the test."))
+
+# %% [markdown]
+# On the spectrum of learned learning algorithms (learned optimizers →
+# learned initialisations → learned objectives → black boxes with symmetries
+# (VSML, SymLA) → black-box sequence models), the learned optimizer is the
+# first point and the learned loss the third. Each learns one part of gradient
+# descent and keeps the rest designed by people: that makes them cheap to
+# meta-train, and limits how far they can move from the designed algorithm.
+# Notebooks 07 and 08 move towards the other end.
 #
 # **Next:** 07 · VSML and SymLA: sharing parameters to fix the variable ratio.
+
+# %% [markdown] jupyter={"source_hidden": true}
+# ## How this was made
+#
+# No run folder: everything meta-trains live on a laptop CPU, five to ten
+# minutes in full mode (200 iterations of 32 quadratics, 150 of 4 MLPs, 400
+# meta-steps of 8 noisy-label tasks). Section 5's checkpoint is
+# `checkpoints/06_lstm_optimizer_mlp_<mode>.pt` in the course cache. The same
+# MLP meta-training runs in a run folder that checkpoints, resumes exactly
+# (`--resume`) and evaluates against the tuned baselines:
+#
+# ```bash
+# python -m course_lib train learned-optimizer --optimizee mlp --optimizees-per-batch 4 --lr 3e-3 \
+#     --seed 1 --steps 150 --out runs/lstm_optimizer_mlp
+# ```
+#
+# The student copy (`make student`) has `raise NotImplementedError` in place of
+# each exercise's solution.

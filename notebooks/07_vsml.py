@@ -16,38 +16,37 @@
 # %% [markdown]
 # # 07 · VSML: sharing the learner's weights to flip the variable ratio
 #
-# Notebook 05 ended on a problem. A black-box meta-learner (an LSTM reading
-# examples and labels) has **many meta-parameters and few learned
-# variables**: about 80,000 weights fitted in the outer loop, and a state of
-# 256 numbers that is all it can learn about a task. Such a learner tends to
-# fit the meta-training distribution instead of learning a general
-# algorithm. Notebook 06 went to the other end: keep gradient descent and
-# learn a small part of it. This notebook takes the middle road of
-# **VSML**, *variable-shared meta learning* (Kirsch & Schmidhuber, "Meta
-# Learning Backpropagation and Improving It", NeurIPS 2021):
+# A black-box meta-learner (notebook 05) fits many meta-parameters and learns
+# each task in a small state, so it tends to fit the meta-training
+# distribution instead of learning a general algorithm. Notebook 06 went to
+# the other end: keep gradient descent and learn a part of it. **VSML**,
+# *variable-shared meta learning* (Kirsch & Schmidhuber, "Meta Learning
+# Backpropagation and Improving It", NeurIPS 2021), takes the middle road:
+# replace every weight of a layer by a tiny LSTM, all the LSTMs sharing one
+# set of meta-parameters $\omega$.
 #
-# 1. **The variable ratio made concrete**: the same online few-shot
-#    learner as a Meta-RNN and as VSML, with their counts of meta-parameters
-#    and learned variables.
-# 2. **The VSML layer**: replace every weight $w_{ab}$ of a dense layer by a
-#    tiny LSTM, all LSTMs sharing one set of parameters; the key lines, and
-#    three exercises (messages, feedback, counts).
-# 3. **VSML can implement backprop**: *backprop cloning*, and the cloned
-#    learner training a classifier on a dataset it never saw, next to true SGD.
-# 4. **VSML learns its own learning algorithm**: meta-trained from scratch on
-#    one dataset, tested on unseen datasets and a different input size,
-#    against online SGD, Adam and the Meta-RNN.
-# 5. **Fast weights** in between (and bidirectional learned update rules).
-# 6. **SymLA**: the same idea for reinforcement learning, a small version
-#    on bandits against notebook 05's RL² GRU, tested on unseen arm counts.
-# 7. **Step through** one learning stream and watch the cell states.
-# 8. **Cost**: time and memory per meta-step, measured.
+# After this notebook you will be able to:
 #
-# The heavy results (meta-training for about ten minutes per model) come from
-# the shipped run folders in `data/vsml/`, written by the course's command
-# line (`python -m course_lib train vsml ...` today; the commands that made
-# them are printed below and in `data/vsml/README.md`); the notebook reloads
-# the checkpoints and recomputes what is cheap.
+# * count a learner's meta-parameters $\lvert V_M \rvert$ and learned
+#   variables $\lvert V_L \rvert$, and explain why sharing raises the variable
+#   ratio $\lvert V_L \rvert / \lvert V_M \rvert$;
+# * implement the messages and the error feedback of a VSML layer;
+# * explain backprop cloning and measure how closely a clone follows SGD;
+# * compare a meta-learned learning algorithm with tuned SGD, Adam and a
+#   Meta-RNN on unseen datasets and input sizes, saying what is held equal;
+# * explain the symmetries SymLA gives a reinforcement-learning agent, and
+#   test them on bandits with more arms than it was trained on.
+#
+# Notation: [docs/notation.md](../docs/notation.md).
+#
+# 1. The variable ratio made concrete
+# 2. The VSML layer
+# 3. VSML can implement backprop: backprop cloning
+# 4. VSML learns its own learning algorithm
+# 5. Fast weights: in between
+# 6. SymLA: symmetric learning agents
+# 7. Step through one learning stream
+# 8. What a meta-step costs
 
 # %%
 import dataclasses
@@ -59,9 +58,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+from IPython.display import Markdown, display
 
 import course_lib as cl
-from course_lib import bandits, runtime, symla, vsml
+from course_lib import bandits, models, runtime, sequence_learners, symla, vsml
 from course_lib import registry
 from course_lib.teaching import sequence_figures
 from course_lib.teaching import vsml_cost, vsml_figures
@@ -69,68 +69,61 @@ from course_lib.teaching.checks import nb07 as checks
 
 MODE, DEVICE = cl.notebook_setup(seed=0)
 
-# %% [markdown]
-# The learners here are small and run one example at a time, so the
-# arithmetic per step is tiny: we compute on **the CPU with one thread**,
-# whatever device the setup found (the shipped runs did the same).
-
 # %%
-torch.set_num_threads(1)
+torch.set_num_threads(1)  # one example at a time: the arithmetic per step is tiny, so one CPU thread
 CPU = torch.device("cpu")
 ROOT = runtime.repo_root()
 RUNS = (ROOT / "data" / "vsml") if ROOT is not None else None
 
 
-def shipped(name):
-    """``(model, results, config record)`` of a shipped run folder, or None when it is not there."""
+def load_run(name):
+    """``(model, results)`` of the run folder data/vsml/<name>, or None when this checkout lacks it."""
     folder = RUNS / name if RUNS is not None else None
     if folder is None or not (folder / "checkpoint.pt").is_file() or not (folder / "results.json").is_file():
-        print(f"data/vsml/{name}: not shipped in this checkout (see data/vsml/README.md for the command)")
+        print(f"data/vsml/{name} is missing from this checkout (data/vsml/README.md says how to make it)")
         return None
     model, _ = registry.load(folder, CPU)
-    results = json.loads((folder / "results.json").read_text())
-    record = json.loads((folder / "config.json").read_text())
-    print(f"data/vsml/{name}: {results['steps_done']} meta-steps in {results['train_seconds_total'] / 60:.1f} min "
-          f"on {results['machine']['device']} ({results['machine']['torch_threads']} thread), stopped: "
-          f"{results['stopped']}\n    command: {record['command']}")
-    return model, results, record
+    return model, json.loads((folder / "results.json").read_text())
 
 
-RUN = {name: shipped(name) for name in ("scratch", "metarnn", "clone", "fastweight")}
+RUN = {name: load_run(name) for name in ("scratch", "metarnn", "clone", "fastweight")}
 CONFIG = vsml.VSMLConfig(**RUN["scratch"][1]["config"]) if RUN["scratch"] else vsml.VSMLConfig(meta_batch=32)
 
 # %% [markdown]
 # ## 1. The variable ratio made concrete
 #
-# The task throughout: an **online 5-way classification stream**. A task
-# picks 5 classes of a dataset, gives them labels in a random order, and
-# shows 100 examples one at a time, each projected to 16 numbers by the
-# task's own random matrix (so no two tasks share features, and a learner
-# must learn each task from its examples). At step $t$ the learner predicts
-# $y_t$ from $x_t$ and everything before, *then* it is told $y_t$.
+# A learner adapts to a task only through its **learned variables**
+# $V_L$, the state that changes while the task is learned; its
+# **meta-parameters** $V_M$ are fitted by the outer loop and then frozen.
+# The **variable ratio** $\lvert V_L \rvert / \lvert V_M \rvert$ counts
+# learned variables per meta-parameter.
 #
+# The task throughout: an **online 5-way classification stream**. A task
+# picks 5 classes of a dataset, labels them in a random order, and shows
+# $T = 100$ examples one at a time, each projected to 16 numbers by the
+# task's own random matrix (no two tasks share features). At step $t$ the
+# learner predicts $y_t$ from $x_t$ and the past, *then* it is told $y_t$.
 # Two learners of this stream:
 #
 # * **Meta-RNN** (notebook 05's model): an LSTM with 128 hidden units reading
-#   $[x_t, \text{onehot}(y_{t-1}), e_{t-1}]$ and a linear head; $e_{t-1}$ is
-#   the error of the previous prediction (defined in section 2). What it
-#   learns about the task lives in its state $(h_t, c_t)$.
-# * **VSML**: one dense layer $16 \to 5$ in which each of the $16 \times 5$
-#   weights is replaced by a tiny LSTM (16 hidden units); all 80 LSTMs share
-#   the same parameters $\theta$. What it learns lives in the 80 cell states.
+#   $[x_t, \text{onehot}(y_{t-1}), e_{t-1}]$, and a linear head; $e_{t-1}$ is
+#   the error of the previous prediction (section 2). It learns a task in its
+#   state $(h_t, c_t)$.
+# * **VSML**: a dense layer $16 \to 5$ whose $16 \times 5$ weights are tiny
+#   LSTMs (16 hidden units) sharing the same $\omega$. It learns a task in
+#   the 80 cells' states.
 #
-# **Meta-parameters** are what the outer loop fits (fixed while a task is
-# learned); **learned variables** are what changes while a task is learned
-# (the state). `vsml.count_variables` counts both, also for the fast-weight
-# learner of section 5 and for plain SGD on a linear classifier (one
-# meta-parameter, the learning rate).
+# `vsml.count_variables` counts both, also for the fast-weight learner of
+# section 5 and for SGD on a linear classifier (one meta-parameter: the
+# learning rate).
 
 # %%
 # NBVAL_CHECK_OUTPUT
 NAMES = {"vsml": "VSML", "metarnn": "Meta-RNN (LSTM 128)", "fastweight": "fast weights (32 x 32)",
          "linear_sgd": "SGD on a linear layer"}
 counts = {size: vsml.count_variables(CONFIG, inputs=size) for size in (16, 784)}
-print(f"{'learner':24s} | inputs | meta-parameters | learned variables | learned per meta-parameter")
+print("the variable ratio |V_L| / |V_M|: learned variables per meta-parameter")
+print(f"{'learner':24s} | inputs | meta-parameters | learned variables | learned variables per meta-parameter")
 for size, table in counts.items():
     for name, row in table.items():
         print(f"{NAMES[name]:24s} | {size:6d} | {row['meta_parameters']:15,d} | {row['learned_variables']:17,d} | "
@@ -138,77 +131,80 @@ for size, table in counts.items():
 
 # %%
 SHORT = {"vsml": "VSML", "metarnn": "Meta-RNN", "fastweight": "fast\nweights", "linear_sgd": "SGD\n(linear)"}
-fig, ax = plt.subplots(figsize=(11, 3.6))
+fig, ax = plt.subplots(figsize=(9.5, 3.8))
 rows = [(f"{SHORT[n]}\n{s} inputs", r) for s, t in counts.items() for n, r in t.items()]
 x = np.arange(len(rows))
-ax.bar(x - 0.2, [r["meta_parameters"] for _, r in rows], 0.4, label="meta-parameters (fixed during a task)")
-ax.bar(x + 0.2, [r["learned_variables"] for _, r in rows], 0.4, label="learned variables (the state)")
+ax.bar(x - 0.2, [r["meta_parameters"] for _, r in rows], 0.4, label="meta-parameters |V_M|\n(fixed during a task)")
+ax.bar(x + 0.2, [r["learned_variables"] for _, r in rows], 0.4, label="learned variables |V_L|\n(the state)")
 ax.set_yscale("log")
-ax.set_xticks(x, [name for name, _ in rows], fontsize=7)
+ax.set_xticks(x, [name for name, _ in rows], fontsize=9)
 ax.set_ylabel("count (log scale)")
-ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-ax.set_title("the variable ratio: VSML has more learned variables than meta-parameters")
+ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+ax.set_title("VSML has more learned variables than meta-parameters")
 plt.show()
 
-# %% [markdown]
-# The Meta-RNN has about **315 meta-parameters per learned variable**
-# (80,517 weights, a state of 256 numbers); VSML has about **one learned
-# variable per meta-parameter** at 16 inputs (2,560 against 2,368) and
-# **53 per meta-parameter** at 784 inputs (raw MNIST pixels), with the same
-# $\theta$: its state grows with the layer, its meta-parameters do not.
-# That is the direction of SGD (one learning rate, thousands of weights),
-# reached by a learned learner. The Meta-RNN at 784 inputs would need a new,
-# larger input matrix (the row above counts it) and would have to be
-# meta-trained again.
+lstm05 = sequence_learners.build(sequence_learners.SequenceConfig(model="lstm"))  # notebook 05's 2-way LSTM
+lstm05_meta, lstm05_learned = models.count_parameters(lstm05), lstm05.learned_variables(4)
+v16, v784, rnn = counts[16]["vsml"], counts[784]["vsml"], counts[16]["metarnn"]
+display(Markdown(
+    f"**What the counts show.** The Meta-RNN has {rnn['ratio_learned_per_meta']:.4f} learned variables per "
+    f"meta-parameter ({rnn['learned_variables']} state values, {rnn['meta_parameters']:,} weights); notebook 05's "
+    f"LSTM, with its image encoder, has {lstm05_learned} and {lstm05_meta:,} ({lstm05_learned / lstm05_meta:.4f}). "
+    f"VSML has {v16['ratio_learned_per_meta']:.2f} at 16 inputs and {v784['ratio_learned_per_meta']:.0f} at 784 "
+    f"(raw MNIST pixels) with the same {v16['meta_parameters']:,} meta-parameters: its state grows with the layer, "
+    "its meta-parameters do not. That is the direction of SGD (one learning rate, thousands of weights), reached "
+    "by a learned learner. The Meta-RNN at 784 inputs needs a larger input matrix and new meta-training."))
 
 # %% [markdown]
 # ## 2. The VSML layer
 #
-# Give every connection $(a, b)$ of a dense layer (input unit $a$, output
-# unit $b$) a state $s_{ab} = (h_{ab}, c_{ab})$, and update all states with
-# the **same** LSTM, parameters $\theta$. A cell hears a **forward message**
-# $f_a \in \mathbb{R}^M$ from its input unit and a **backward message**
-# $g_b \in \mathbb{R}^M$ from its output unit ($M = 8$):
-# $$\begin{aligned}
-# \text{gates}_{ab} &= f_a W_f + g_b W_g + h_{ab} W_h + \text{bias} \in \mathbb{R}^{4H},\\
-# c_{ab} &\leftarrow \sigma(\text{f-gate}) \odot c_{ab} + \sigma(\text{i-gate}) \odot \tanh(\text{u}), \qquad
-# h_{ab} \leftarrow \sigma(\text{o-gate}) \odot \tanh(c_{ab}),
-# \end{aligned}$$
-# run for a few micro-ticks per example (2 here). Then the units send
-# messages on, **averaged over their cells**:
-# $$m_b = \frac{1}{A}\sum_{a=1}^{A} h_{ab} W_{\text{out}} \quad\text{(forward, out of output unit } b),\qquad
-#   n_a = \frac{1}{B}\sum_{b=1}^{B} h_{ab} W_{\text{back}} \quad\text{(backward, out of input unit } a).$$
-# In our single-layer learner, $f_a = (x_a, 0, \dots, 0)$, the prediction is
-# $\hat z_b = m_b[0]$, read **before** $y_t$ is given, and the backward
-# message carries the feedback about the previous example:
-# $g_b = (\text{onehot}(y_{t-1})_b,\ e_{t-1,b},\ 0, \dots)$ with the error
-# $e_{t-1} = \operatorname{softmax}(\hat z_{t-1}) - \text{onehot}(y_{t-1})$,
-# the gradient of the cross-entropy with respect to the logits, exactly
-# what backprop would send back into the layer. (With one layer, $n_a$ goes
-# nowhere; it is computed so that layers can be stacked.)
+# *Why:* to raise the ratio without giving up a learned algorithm, share one
+# small learner across every connection of a network.
 #
-# Because the messages out are means and $\theta$ does not mention $A$ or
-# $B$, **the same $\theta$ runs any number of inputs and outputs**, and
-# permuting the input units permutes nothing but their cells. The code,
-# line for line: the input part of the gates is computed once per unit and
-# broadcast over the grid, and a micro-tick is **one LSTM cell call over a
-# `[tasks x inputs x outputs]` grid** (one batched matmul `h @ W_h`):
+# *The idea:* give each connection $(a, b)$ of a dense layer, from input unit
+# $a$ to output unit $b$, a state $s_{ab} = (h_{ab}, c_{ab})$, and update all
+# states with the **same** LSTM. Cell $ab$ hears a forward message
+# $f_a \in \mathbb{R}^{d_m}$ from its input unit and a backward message
+# $g_b \in \mathbb{R}^{d_m}$ from its output unit ($d_m = 8$), for a few
+# micro-ticks per example (2 here); then the units send messages on,
+# **averaged over their cells** ($n_{\text{in}}$ inputs, $n_{\text{out}}$
+# outputs):
+# $$s_{ab} \leftarrow \operatorname{LSTM}_\omega\big(s_{ab};\ f_a, g_b\big),\qquad
+#   \overrightarrow{m}_b = \frac{1}{n_{\text{in}}}\sum_{a} h_{ab} W_{\text{out}},\qquad
+#   \overleftarrow{m}_a = \frac{1}{n_{\text{out}}}\sum_{b} h_{ab} W_{\text{back}}.$$
+# In our one-layer learner $f_a = (x_a, 0, \dots, 0)$, the prediction is
+# $\hat z_b = \overrightarrow{m}_b[0]$, read **before** $y_t$ is given, and the
+# backward message carries feedback about the previous example,
+# $g_b = (\text{onehot}(y_{t-1})_b,\ e_{t-1,b},\ 0, \dots)$ with
+# $e_{t-1} = \operatorname{softmax}(\hat z_{t-1}) - \text{onehot}(y_{t-1})$:
+# the gradient of the cross-entropy with respect to the logits, exactly what
+# backprop sends into the layer. ($\overleftarrow{m}_a$ goes nowhere with one
+# layer; it lets layers stack.) Because the messages are means and $\omega$
+# does not mention $n_{\text{in}}$ or $n_{\text{out}}$, **the same $\omega$
+# runs a layer of any size**, and permuting the input units only permutes
+# their cells.
+#
+# *The code:* a micro-tick is **one LSTM cell call over the whole grid of
+# cells** (one batched matmul `h @ W_h`); the input part of the gates is
+# computed once per unit and broadcast. The code's shapes follow the paper's
+# letters: `[T, A, B, H]` is tasks in the meta-batch, $n_{\text{in}}$,
+# $n_{\text{out}}$ and the cell size $H$; `M` is $d_m$.
 
 # %%
 for function in (vsml.VSMLLayer.drive, vsml.VSMLLayer.tick, vsml.VSMLLayer.messages, vsml.VSMLLearner.step):
     print(inspect.getsource(function))
 
 # %% [markdown]
-# Meta-training ("from scratch") minimises the online cross-entropy summed
-# over the stream, $\mathcal{L}(\theta) = \mathbb{E}_{\text{tasks}}
-# \frac{1}{L}\sum_t -\log \operatorname{softmax}(\hat z_t)_{y_t}$,
-# by backpropagation through the stream (Adam on $\theta$, gradient
-# clipping). A good $\theta$ is one whose cells *learn fast*.
+# Meta-training ("from scratch") minimises the online cross-entropy along the
+# stream, $\mathcal{L}(\omega) = \mathbb{E}_{\mathcal{T}}\,
+# \frac{1}{T}\sum_{t=1}^{T} -\log \operatorname{softmax}(\hat z_t)_{y_t}$, by
+# backpropagation through the stream (Adam with step size $\beta$, gradient
+# clipping). A good $\omega$ is one whose cells *learn fast*.
 #
 # **Exercise 1: the messages out.** Given the hidden states of all cells,
-# `h [T, A, B, H]` (T tasks), and the two projections, return the forward
-# messages out of the output units `[T, B, M]` and the backward messages
-# out of the input units `[T, A, M]`.
+# `h [tasks, A, B, H]`, and the two projections, return the forward messages
+# out of the output units `[tasks, B, M]` and the backward messages out of
+# the input units `[tasks, A, M]`.
 
 # %%
 def messages(h, w_out, w_back):
@@ -222,9 +218,9 @@ def messages(h, w_out, w_back):
 checks.check_vsml_messages(messages)
 
 # %% [markdown]
-# **Exercise 2: the backward message into the output units.** From the
-# previous step's logits `[T, B]` and labels `[T]` (-1 where there is no
-# previous example, at $t = 0$), return `[T, B, 2]`: component 0 is
+# **Exercise 2: the feedback into the output units.** From the previous
+# step's logits `[tasks, B]` and labels `[tasks]` (-1 before the first
+# example of a stream), return `[tasks, B, 2]`: component 0 is
 # $\text{onehot}(y_{t-1})$, component 1 the error $e_{t-1}$; all zeros where
 # the label is -1.
 
@@ -241,10 +237,11 @@ def feedback_message(previous_logits, previous_labels, ways):
 checks.check_feedback_message(feedback_message)
 
 # %% [markdown]
-# **Exercise 3: the variable count.** For one VSML layer with $A$ inputs,
-# $B$ outputs, message size $M$ and LSTM size $H$, count the
-# meta-parameters ($W_f, W_g$: $M \times 4H$; $W_h$: $H \times 4H$; the
-# bias: $4H$; $W_{\text{out}}, W_{\text{back}}$: $H \times M$) and the learned
+# **Exercise 3: the variable count.** For one VSML layer with `inputs`
+# $= n_{\text{in}}$, `outputs` $= n_{\text{out}}$, `message_size` $= d_m$
+# and `hidden` $= H$, count the meta-parameters (two input maps
+# $d_m \times 4H$, $W_h$: $H \times 4H$, the bias: $4H$,
+# $W_{\text{out}}, W_{\text{back}}$: $H \times d_m$) and the learned
 # variables (the states $(h_{ab}, c_{ab})$ of all cells).
 
 # %%
@@ -259,10 +256,9 @@ def count_layer_variables(inputs, outputs, message_size, hidden):
 checks.check_vsml_variable_count(count_layer_variables)
 
 # %% [markdown]
-# Two properties of the layer, checked numerically on an untrained learner
-# (the unit tests check them on random states too): permuting the input
-# features of a whole stream changes no prediction, and the same $\theta$
-# reads 16 or 784 inputs.
+# Two properties of the layer, checked on an untrained learner: permuting the
+# input features of a whole stream changes no prediction, and the same
+# $\omega$ reads 16 or 784 inputs.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -275,39 +271,38 @@ with torch.no_grad():
     same = torch.allclose(vsml.run_stream(probe, xs[:, :, perm], ys)[0], vsml.run_stream(probe, xs, ys)[0], atol=1e-5)
     wide = vsml.stream_logits(probe, torch.randn(2, 20, 784, generator=g), ys, 5)
 print(f"permuted input features give the same predictions: {same}")
-print(f"the same theta on 784 inputs: logits of shape {tuple(wide.shape)}, all finite: {bool(wide.isfinite().all())}")
+print(f"the same omega on 784 inputs: logits of shape {tuple(wide.shape)}, all finite: {bool(wide.isfinite().all())}")
 
 # %% [markdown]
 # ## 3. VSML can implement backprop: backprop cloning
 #
-# Can cells with shared weights represent gradient descent at all? The
-# paper's first experiment says yes, by **cloning** it. Read a weight out of
-# each cell's memory, $w_{ab} = c_{ab} \cdot r$ ($r \in \mathbb{R}^H$, a
-# meta-learned readout: the LSTM memory is an additive accumulator, like an
-# SGD weight), and train $\theta$ (and $r$) so that on random streams
+# *Why:* can cells with shared weights represent gradient descent at all?
+# Kirsch & Schmidhuber answer by **cloning** it.
 #
-# * the readout follows the SGD trajectory of a linear classifier on the
-#   same stream, $w_{ab} \leftarrow w_{ab} - \alpha\, x_a e_b$
-#   ($\alpha = 0.1$, starting from $W = 0$), and
-# * the forward message times $A$ equals that classifier's logit,
-#   $A\, m_b[0] = \sum_a w_{ab} x_a$,
-#
-# teacher-forced (the backward messages carry the error of the true SGD
-# classifier). The loss is the squared error of both, each divided by the
-# spread of its target:
+# *The idea:* read a weight out of each cell's memory, $w_{ab} = c_{ab} \cdot
+# \rho$ (a meta-learned readout $\rho \in \mathbb{R}^H$: LSTM memory is an
+# additive accumulator, like an SGD weight), and train $\omega$ and $\rho$ so
+# that on random streams
+# $$w_{ab} \approx w^{\text{SGD}}_{ab},\quad w^{\text{SGD}}_{ab} \leftarrow
+# w^{\text{SGD}}_{ab} - \alpha\, x_a e_b \ \ (\alpha = 0.1,\ W^{\text{SGD}} = 0
+# \text{ at } t = 1),\qquad n_{\text{in}}\,\overrightarrow{m}_b[0] \approx
+# \textstyle\sum_a w^{\text{SGD}}_{ab} x_a,$$
+# the weights and the logits of online SGD on a linear classifier fed the
+# same stream. Training is teacher-forced (the backward messages carry the
+# true SGD classifier's error); the loss is the squared error of both, each
+# divided by its target's spread:
 
 # %%
 print(inspect.getsource(vsml.clone_loss))
 
 # %% [markdown]
-# The test of a clone is **closed loop**: run it on new streams with its
-# *own* errors as feedback, next to true SGD with the same learning rate, on
+# The test of a clone is **closed loop**: it runs on new streams with its
+# *own* errors as feedback, next to true SGD with the same $\alpha$, on
 # datasets it never saw (MNIST, Omniglot) and at an input size it was not
-# trained with (32 instead of 16). The shipped clone run
-# (`data/vsml/clone`) reports the relative weight error
+# trained with (32 instead of 16). The table gives the relative weight error
 # $\lVert W_{\text{VSML}} - W_{\text{SGD}} \rVert / \lVert W_{\text{SGD}} \rVert$
-# after the last example of 100, the correlation of the logits, and both
-# online accuracies:
+# (after the last example, and its mean along the stream), the correlation of
+# the logits, and both online accuracies:
 
 # %%
 def clone_table(results):
@@ -316,15 +311,20 @@ def clone_table(results):
         print(f"{row:44s} | {entry['relative_weight_error_final']:18.3f} | {entry['relative_weight_error_mean']:19.3f} | "
               f"{entry['logit_correlation']:11.3f} | {100 * entry['vsml_accuracy']:9.1f}% | "
               f"{100 * entry['sgd_accuracy']:7.1f}%")
+    return results["results"]["clone"]
 
 
 if RUN["clone"]:
-    clone_table(RUN["clone"][1])
+    CLONE = clone_table(RUN["clone"][1])
+    corr = [e["logit_correlation"] for e in CLONE.values()]
+    clone_gap = max(100 * abs(e["vsml_accuracy"] - e["sgd_accuracy"]) for e in CLONE.values())
+    display(Markdown(f"Closed loop, on data and an input size it never saw, the clone's logits correlate with "
+                     f"true SGD's at {min(corr):.2f} to {max(corr):.2f} and its online accuracy is within "
+                     f"{clone_gap:.1f} points of SGD's: the cells carry a working SGD."))
 
 # %% [markdown]
-# Now one stream of a dataset the clone never saw, closed loop: MNIST test
-# images at 32 inputs. Solid lines: three weights $w_{ab}$ read out of the
-# cells; dashed: the same weights under true SGD on the same stream.
+# One MNIST stream at 32 inputs, closed loop. Solid lines: three weights
+# $w_{ab}$ read out of the cells; dashed: the same weights under true SGD.
 
 # %%
 def clone_figure(model, source, input_size, seed=0):
@@ -335,13 +335,14 @@ def clone_figure(model, source, input_size, seed=0):
         weights = torch.stack([model.weights(s) for s in states], 1)[0]
     final = target_w[0, -1].abs().flatten()
     picks = [divmod(int(i), 5) for i in final.argsort(descending=True)[:3]]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
     for k, (a, b) in enumerate(picks):
         axes[0].plot(weights[:, a, b].numpy(), color=f"C{k}", label=f"w[{a},{b}] VSML clone")
         axes[0].plot(target_w[0, :, a, b].numpy(), color=f"C{k}", linestyle="--", label=f"w[{a},{b}] true SGD")
     axes[0].set_xlabel("example t")
+    axes[0].set_ylabel("weight")
     axes[0].set_title("weights, closed loop (never trained on this dataset or size)", fontsize=9)
-    axes[0].legend(fontsize=6, ncol=2)
+    axes[0].legend(fontsize=9, ncol=2)
     axes[1].scatter(target_z[0].flatten().numpy(), logits[0].flatten().numpy(), s=4)
     axes[1].set_xlabel("logit of true SGD")
     axes[1].set_ylabel("logit of the VSML clone")
@@ -358,12 +359,9 @@ if RUN["clone"]:
 # %% [markdown]
 # **A small live clone.** The same experiment in miniature, trained here:
 # 4 inputs, 3 classes, Gaussian streams of 20 examples, $\alpha = 0.3$,
-# cells with $H = 8$ (the unit test `test_backprop_cloning_tracks_true_sgd`
-# trains exactly this and requires a final weight error below 0.45). In
-# smoke mode it trains a few steps only. The labels of these streams are
-# random (independent of the inputs), so nobody can beat chance (33%) on
-# them: what counts is how closely the clone's weights and logits follow
-# SGD's, not its accuracy.
+# $H = 8$ (a few steps only in smoke mode). The labels are random, so nobody
+# beats chance (33%): what counts is how closely the clone's weights and
+# logits follow SGD's.
 
 # %%
 LIVE_STEPS = cl.by_mode(smoke=5, full=400)
@@ -390,28 +388,31 @@ for name, result in (("untrained", before), ("trained", after)):
     print(f"{name:9s}: final weight error {result['relative_weight_error_final']:.3f}, logit correlation "
           f"{result['logit_correlation']:.3f}, online accuracy {100 * result['vsml_accuracy']:.1f}% "
           f"(true SGD {100 * result['sgd_accuracy']:.1f}%)")
+display(Markdown(f"After {LIVE_STEPS} meta-steps the clone's final weight error went from "
+                 f"{before['relative_weight_error_final']:.2f} to {after['relative_weight_error_final']:.2f} and "
+                 f"the correlation of its logits with SGD's from {before['logit_correlation']:.2f} to "
+                 f"{after['logit_correlation']:.2f}."))
 
 # %% [markdown]
 # ## 4. VSML learns its own learning algorithm
 #
-# Cloning shows that the cells *can* run backprop. Meta-training from
-# scratch asks for more: find whatever learning algorithm predicts best
-# after few examples. The shipped runs meta-train VSML and the Meta-RNN on
-# the **same tasks** (same seed: 32 streams of 100 examples of
-# scikit-learn digits per meta-step, 5-way, 16 inputs; the baselines for
-# the same number of meta-steps, and then for about the same wall time).
-# Then every learner is tested on the same seeded streams of
+# *Why:* cloning shows that the cells *can* run backprop. Meta-training from
+# scratch asks for more: whatever learning algorithm predicts best after few
+# examples.
+#
+# VSML and the Meta-RNN are meta-trained on the **same tasks** (the same
+# seed; $B = 32$ streams of scikit-learn digits per meta-step, 5-way, 16
+# inputs). Every learner is then tested on the same seeded streams of
 #
 # * held-out digits images (the meta-training dataset),
-# * **MNIST** test images (a dataset never seen in meta-training),
-# * **Omniglot**, the 20 evaluation alphabets (unseen characters, a
-#   different kind of image), each at 16 inputs, and, for VSML only, at
-#   **32 inputs** (the Meta-RNN cannot read 32 inputs at all),
+# * **MNIST** test images and **Omniglot**'s 20 evaluation alphabets
+#   (datasets never seen in meta-training), each at 16 inputs and, for VSML
+#   only, at **32 inputs** (the Meta-RNN cannot read them),
 #
 # against online SGD and Adam on a linear classifier (batch size 1, the
-# learning rate tuned per row on separate streams). Accuracy is "online":
-# the prediction for example $t$ is made before its label is given; the
-# 95% CIs are over 256 test streams.
+# learning rate tuned per row on separate streams). Accuracy is online: the
+# prediction for example $t$ is made before its label is given; the ± are
+# 95% confidence intervals over the test streams.
 
 # %%
 LEARNERS = {"vsml": "VSML", "metarnn": "Meta-RNN", "fastweight": "fast weights"}
@@ -448,7 +449,7 @@ def learning_curves(rows, title):
     """One panel per test-stream row: online accuracy along the stream for every learner."""
     order = sorted(rows, key=lambda r: (int(r.rsplit(" ", 1)[1]), list(rows).index(r)))  # 16 inputs first
     columns = (len(order) + 1) // 2
-    fig, axes = plt.subplots(2, columns, figsize=(3.4 * columns, 6.4), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(2, columns, figsize=(3.6 * columns, 6.8), sharey=True, squeeze=False)
     styles = {"VSML": ("C0", "-"), "Meta-RNN": ("C3", "-"), "fast weights": ("C2", "-"), "SGD": ("k", "--"),
               "Adam": ("C7", ":")}
     for ax, row in zip(axes.flatten(), order):
@@ -458,13 +459,13 @@ def learning_curves(rows, title):
             curve = smooth(summary["curve"])
             ax.plot(np.arange(len(curve)) + 3, 100 * curve, color=colour, linestyle=style, label=name)
         ax.axhline(20, color="black", linewidth=0.5)
-        ax.set_title(row.replace(", ", "\n"), fontsize=8)
+        ax.set_title(row.replace(", ", "\n"), fontsize=9)
         ax.set_xlabel("example t of the stream")
     for ax in axes[:, 0]:
         ax.set_ylabel("online accuracy (%, 5-example mean)")
     for ax in axes.flatten()[len(order):]:
         ax.axis("off")
-    axes[0, 0].legend(fontsize=7)
+    axes[0, 0].legend(fontsize=9)
     plt.suptitle(title)
     plt.tight_layout()
     plt.show()
@@ -475,16 +476,16 @@ if ROWS:
 
 # %% [markdown]
 # The Meta-RNN and the fast-weight learner are much cheaper per meta-step
-# than VSML (section 8). Each was therefore first trained for the **same
-# number of meta-steps** on the same tasks as VSML, evaluated, saved as
-# `results_<steps>_steps.json`, and then **resumed for about the same wall
-# time** as VSML (the tables above use the resumed runs). The equal-steps
-# results:
+# than VSML (section 8). Each was therefore trained first for VSML's number
+# of meta-steps (the same tasks), evaluated, and then trained on for about
+# VSML's wall time; the tables above show the longer runs. At equal
+# meta-steps:
 
 # %%
+EARLY = {}
 for run in ("metarnn", "fastweight"):
     for path in sorted((RUNS / run).glob("results_*_steps.json")) if RUNS is not None else []:
-        early = json.loads(path.read_text())
+        EARLY[run] = early = json.loads(path.read_text())
         print(f"{LEARNERS[run]} after {early['steps_done']} meta-steps ({early['train_seconds_total'] / 60:.1f} min), "
               "accuracy over all 100 examples:")
         for row, entry in early["results"]["evaluation"].items():
@@ -492,81 +493,87 @@ for run in ("metarnn", "fastweight"):
                                                 for name, v in entry.items()))
 
 # %% [markdown]
-# The generalisation question, as numbers: the accuracy of each
-# meta-learner **minus that of tuned online SGD on the same streams**
-# (positive: the meta-learned algorithm beats SGD on this data), over the
-# first 25 examples of a stream and over all 100. For all 100 the
-# half-width shown is the sum of the two CIs, a conservative bound for the
-# difference's 95% CI (the shipped files keep per-window CIs, not
-# per-stream results, so we cannot pair).
+# The generalisation question, as numbers: each meta-learner's accuracy
+# **minus that of tuned online SGD on the same streams** (positive: the
+# learned algorithm beats SGD), over the first 25 examples and over all 100.
+# For all 100 the ± is the sum of the two 95% confidence intervals, a
+# conservative bound for the difference's (the results files keep
+# per-window intervals, not per-stream results, so we cannot pair).
 
 # %%
-def gap_to_sgd(rows, names=("VSML", "Meta-RNN", "fast weights")):
-    print(f"{'test streams':44s} | " + " | ".join(f"{n + ': 1-25 | all 100':>33s}" for n in names))
+def percent(summary, window=None):
+    return 100 * (summary["windows"][window] if window else summary["all"])["mean"]
+
+
+def sgd_of(entry):
+    return next(v for k, v in entry.items() if k.startswith("SGD"))
+
+
+def gaps_to_sgd(rows, names):
+    """{row: {learner: (points over examples 1-25, points over all 100, bound of that 95% CI)}}, minus tuned SGD."""
+    gaps = {}
     for row, entry in rows.items():
-        sgd = next(v for k, v in entry.items() if k.startswith("SGD"))
-        cells = []
-        for name in names:
-            if name in entry:
-                early = 100 * (np.mean(entry[name]["curve"][:25]) - np.mean(sgd["curve"][:25]))
-                diff = 100 * (entry[name]["all"]["mean"] - sgd["all"]["mean"])
-                bound = 100 * (entry[name]["all"]["ci95"] + sgd["all"]["ci95"])
-                cells.append(f"{early:+6.1f} pt | {diff:+6.1f} ± {bound:3.1f} pt")
-            else:
-                cells.append(f"{'cannot run':>33s}")
+        sgd = sgd_of(entry)
+        for name in (n for n in names if n in entry):
+            early = 100 * (np.mean(entry[name]["curve"][:25]) - np.mean(sgd["curve"][:25]))
+            diff = 100 * (entry[name]["all"]["mean"] - sgd["all"]["mean"])
+            bound = 100 * (entry[name]["all"]["ci95"] + sgd["all"]["ci95"])
+            gaps.setdefault(row, {})[name] = (early, diff, bound)
+    return gaps
+
+
+def gap_to_sgd(rows, names=("VSML", "Meta-RNN", "fast weights")):
+    gaps = gaps_to_sgd(rows, names)
+    print(f"{'test streams':44s} | " + " | ".join(f"{n + ': 1-25 | all 100':>33s}" for n in names))
+    for row in rows:
+        cells = [f"{gaps[row][n][0]:+6.1f} pt | {gaps[row][n][1]:+6.1f} ± {gaps[row][n][2]:3.1f} pt"
+                 if n in gaps.get(row, {}) else f"{'cannot run':>33s}" for n in names]
         print(f"{row:44s} | " + " | ".join(f"{c:>33s}" for c in cells))
+    return gaps
 
 
 if ROWS:
-    gap_to_sgd(ROWS)
+    GAPS = gap_to_sgd(ROWS)
+    DIGITS = "digits (held-out examples), input size 16"
+    digits, unseen = ROWS[DIGITS], [r for r in ROWS if r != DIGITS]
+    adam = next(v for k, v in digits.items() if k.startswith("Adam"))
+    vsml_early, vsml_all = [GAPS[r]["VSML"][0] for r in unseen], [GAPS[r]["VSML"][1] for r in unseen]
+    rnn_all = {r: GAPS[r]["Meta-RNN"][1] for r in ROWS if "Meta-RNN" in GAPS[r]}
+    rnn_unseen = [v for r, v in rnn_all.items() if r != DIGITS]
+    early_rnn = [100 * e["metarnn"]["all"]["mean"] for e in EARLY["metarnn"]["results"]["evaluation"].values()]
+    fast = [r for r in ROWS if "fast weights" in ROWS[r]]
+    display(Markdown(
+        f"**What the runs show.** On the meta-training dataset (held-out digits) VSML's learned algorithm beats "
+        f"tuned online SGD and Adam ({percent(digits['VSML']):.1f} % over a stream against "
+        f"{percent(sgd_of(digits)):.1f} % and {percent(adam):.1f} %), and the gain is early: "
+        f"{GAPS[DIGITS]['VSML'][0]:+.1f} points over the first 25 examples, while over examples 51-100 the three "
+        f"are level ({percent(digits['VSML'], '51-100'):.1f}, {percent(sgd_of(digits), '51-100'):.1f} and "
+        f"{percent(adam, '51-100'):.1f} %). On unseen datasets and at 32 inputs the early lead shrinks to "
+        f"{min(vsml_early):+.1f} to {max(vsml_early):+.1f} points, and over a whole stream VSML differs from SGD by "
+        f"{min(vsml_all):+.1f} to {max(vsml_all):+.1f} points: the learned algorithm transfers, but its advantage "
+        f"shrinks off the training distribution. The Meta-RNN, given about VSML's wall time, is below "
+        f"SGD on digits ({rnn_all[DIGITS]:+.1f} points) and further below on the unseen datasets "
+        f"({min(rnn_unseen):+.1f} to {max(rnn_unseen):+.1f}); at VSML's number of meta-steps it had not started to "
+        f"learn ({min(early_rnn):.1f} to {max(early_rnn):.1f} %, chance is 20 %). The fast-weight learner "
+        f"(section 5) is level with VSML at 16 inputs ("
+        + ", ".join(f"{percent(ROWS[r]['fast weights']):.1f} against {percent(ROWS[r]['VSML']):.1f} %" for r in fast)
+        + ") and generalises as well, but like the Meta-RNN it is tied to 16 inputs."))
 
 # %% [markdown]
-# **What the shipped runs show** (12 minutes of meta-training on a loaded
-# 2-core CPU; short runs, so read them as a first look):
-#
-# * On the **meta-training dataset** (held-out digits), VSML's learned
-#   algorithm beats tuned online SGD and Adam: 79.5 ± 0.7 % over a stream
-#   against 77.6 ± 0.7 % (SGD) and 76.2 ± 0.7 % (Adam), and the whole gain
-#   is early: +5.6 points over the first 25 examples; over examples 51-100
-#   the three are level (86.1, 86.2, 86.3 %).
-# * On **unseen datasets** (MNIST test images, Omniglot's unseen alphabets)
-#   and at an **unseen input size** (32), VSML keeps a smaller early lead
-#   (+1.6 to +4.3 points over the first 25 examples) and ends level with
-#   SGD over the whole stream (differences of +0.1 to +1.6 points, within
-#   the CI bound except for digits); late in a stream SGD is slightly
-#   ahead on MNIST and Omniglot at 32 inputs (73.0 vs 71.8 %, 73.2 vs
-#   72.3 % over examples 51-100). The learned algorithm transfers; its
-#   advantage over SGD shrinks off the training distribution.
-# * The **Meta-RNN** with about the same wall time (10,190 meta-steps,
-#   10.6 min) learns the digits tasks, but less well than SGD (74.1 %,
-#   -3.5 points), and falls further behind on the unseen datasets (-5.2 on
-#   MNIST, -5.7 on Omniglot): 5.4, 5.2 and 6.6 points below VSML. It
-#   cannot be run at 32 inputs at all. With the same number of meta-steps
-#   as VSML (969) it had not started to learn (24-27 %, chance is 20 %).
-# * The **fast-weight learner** (section 5) is the surprise of these short
-#   runs: with 3,511 meta-steps in 5.5 minutes it is level with VSML at 16
-#   inputs (78.6 / 58.5 / 56.3 % on digits / MNIST / Omniglot against
-#   VSML's 79.5 / 58.0 / 56.6 %), and it generalises from digits to the
-#   unseen datasets as well as VSML does; but, like the Meta-RNN, it is
-#   tied to 16 inputs. Its outer-product memory is, like VSML's cells, a
-#   large state written by a small shared rule.
-
-# %% [markdown]
-# The shipped numbers are reproducible from the checkpoints: the cell below
+# These numbers are reproducible from the checkpoints: the cell below
 # re-evaluates the VSML checkpoint on the held-out digits streams with the
-# exact arguments of the command line (256 streams in full mode, the same
-# seed) and compares with `results.json`. In smoke mode it evaluates 8
-# streams only, so the numbers differ.
+# seed and stream count of its results file (8 streams in smoke mode, so the
+# numbers differ there).
 
 # %%
 if RUN["scratch"]:
-    model, results, _ = RUN["scratch"]
+    model, results = RUN["scratch"]
     streams = cl.by_mode(smoke=8, full=results["test_episodes"])
-    digits = vsml.load_sources("digits", seed=CONFIG.seed)["test"]
+    digits_source = vsml.load_sources("digits", seed=CONFIG.seed)["test"]
     started = time.perf_counter()
-    again = vsml.evaluate_on({"vsml": model}, digits, CONFIG, CONFIG.input_size, streams, CONFIG.stream_length,
+    again = vsml.evaluate_on({"vsml": model}, digits_source, CONFIG, CONFIG.input_size, streams, CONFIG.stream_length,
                              CPU, seed=CONFIG.seed + 1)
-    row = f"{digits.name}, input size {CONFIG.input_size}"
+    row = f"{digits_source.name}, input size {CONFIG.input_size}"
     print(f"re-evaluated on {streams} streams in {time.perf_counter() - started:.0f} s: VSML "
           f"{100 * again['vsml']['all']['mean']:.2f}% (results.json: "
           f"{100 * results['results']['evaluation'][row]['vsml']['all']['mean']:.2f}%)")
@@ -574,15 +581,13 @@ if RUN["scratch"]:
 # %% [markdown]
 # ### A larger run: the paper's meta-batch, many more tasks
 #
-# The runs above are small: 32 streams per meta-step, tasks made from the
-# ten digit classes. The paper meta-trains with 128 streams per meta-step
-# on far more tasks. The two runs in `data/vsml/large_omniglot/` go that
-# way on the same CPU: VSML and the Meta-RNN, each meta-trained on
+# The runs above are small: 32 streams per meta-step, tasks made from ten
+# digit classes. The paper meta-trains with 128 streams per meta-step on far
+# more tasks. Here VSML and the Meta-RNN are each meta-trained on
 # **Omniglot's 964 background characters** (every stream: 5 random
-# characters, a random projection to 16 inputs, a random label order)
-# with **128 streams per meta-step**; VSML for 78 minutes, then the
-# Meta-RNN for the **same number of meta-steps**, so both saw the same
-# tasks. Their test streams (1,024 per row) come from data neither saw:
+# characters, a random projection to 16 inputs, a random label order) with
+# $B = 128$ streams per meta-step, for the same number of meta-steps, so
+# both saw the same tasks. Their test streams come from data neither saw:
 # Omniglot's evaluation alphabets, MNIST and scikit-learn digits.
 
 # %%
@@ -591,104 +596,96 @@ for run in ("vsml", "metarnn"):
     folder = RUNS / "large_omniglot" / run if RUNS is not None else None
     if folder is not None and (folder / "results.json").is_file():
         LARGE[run] = json.loads((folder / "results.json").read_text())
-        record = json.loads((folder / "config.json").read_text())
-        print(f"data/vsml/large_omniglot/{run}: {LARGE[run]['steps_done']} meta-steps of "
-              f"{LARGE[run]['config']['meta_batch']} streams in {LARGE[run]['train_seconds_total'] / 60:.0f} min "
-              f"({LARGE[run]['seconds_per_meta_step']} s each)\n    command: {record['command']}")
     else:
-        print(f"data/vsml/large_omniglot/{run}: not shipped in this checkout (data/vsml/README.md has the command)")
+        print(f"data/vsml/large_omniglot/{run} is missing from this checkout (data/vsml/README.md says how to make it)")
 if LARGE:
+    first = next(iter(LARGE.values()))
+    print(f"held equal: {first['steps_done']} meta-steps of {first['config']['meta_batch']} streams (the same tasks); "
+          f"{first['test_episodes']} test streams per row")
     LARGE_ROWS = merged_rows(LARGE.values())
-    gap_to_sgd(LARGE_ROWS, names=("VSML", "Meta-RNN"))
+    LARGE_GAPS = gap_to_sgd(LARGE_ROWS, names=("VSML", "Meta-RNN"))
     learning_curves(LARGE_ROWS, "meta-trained on Omniglot background, 128 streams per meta-step; "
                                 "tested on unseen alphabets and datasets")
-
-# %% [markdown]
-# What the larger pair shows (2,973 meta-steps of 128 streams each: VSML
-# in 78 minutes, the Meta-RNN in 7; accuracy over all 100 examples, 1,024
-# test streams per row):
-#
-# * **VSML now beats tuned SGD on every test stream**, by 1.7 to 5.1
-#   points: 60.0 % against 54.9 % on the unseen Omniglot alphabets, 80.2 %
-#   against 77.2 % on digits and 59.5 % against 57.7 % on MNIST (datasets
-#   it never saw), and 68.0 / 85.2 / 67.3 % against 63.8 / 82.7 / 65.4 % at
-#   32 inputs, an input size it never saw. Unlike the small digits-trained
-#   run, its lead holds to the end of the stream (examples 51-100:
-#   67.6 % against 61.9 % on Omniglot, 65.7 % against 64.2 % on MNIST).
-# * **The Meta-RNN, after the same meta-steps (the same tasks), is far
-#   below SGD everywhere**: 43.7 % on the unseen alphabets, 65.5 % on
-#   digits, 46.8 % on MNIST (11 to 12 points below SGD, 13 to 16 below
-#   VSML), and it cannot read 32 inputs. It is ten times cheaper per
-#   meta-step (0.15 s against 1.57 s), so equal steps is not equal compute;
-#   the small runs above gave it equal wall time and it still ended below
-#   SGD and VSML.
-#
-# With more streams per meta-step and more varied tasks, the learned
-# algorithm with shared weights became a better general-purpose learner
-# than the designed one, on data and input sizes it never saw.
+if len(LARGE) == 2:
+    large_vsml = [LARGE_GAPS[r]["VSML"][1] for r in LARGE_ROWS]
+    large_late = [percent(e["VSML"], "51-100") - percent(sgd_of(e), "51-100") for e in LARGE_ROWS.values()]
+    large_rnn = [LARGE_GAPS[r]["Meta-RNN"][1] for r in LARGE_ROWS if "Meta-RNN" in LARGE_GAPS[r]]
+    cheaper = LARGE["vsml"]["seconds_per_meta_step"] / LARGE["metarnn"]["seconds_per_meta_step"]
+    display(Markdown(
+        f"**What the larger pair shows.** VSML now beats tuned SGD on every test stream, by {min(large_vsml):.1f} "
+        f"to {max(large_vsml):.1f} points over all 100 examples, on datasets (digits, MNIST) and an input size (32) "
+        f"it never saw; unlike the small run, its lead holds to the end of the stream ({min(large_late):+.1f} to "
+        f"{max(large_late):+.1f} points over examples 51-100). The Meta-RNN, after the same meta-steps, is "
+        f"{-max(large_rnn):.1f} to {-min(large_rnn):.1f} points below SGD on every row it can run. It is "
+        f"{cheaper:.0f} times cheaper per meta-step, so equal steps is not equal compute; the small runs gave it "
+        "equal wall time and it still ended below SGD and VSML. With more streams per meta-step and more varied "
+        "tasks, the learned algorithm with shared weights became a better general-purpose learner than the "
+        "designed one."))
 
 # %% [markdown]
 # ## 5. Fast weights: in between
 #
-# A **fast-weight learner** (Schmidhuber 1992; here with the delta rule of
-# Schlag, Irie & Schmidhuber 2021) keeps a weight matrix $W \in
-# \mathbb{R}^{d \times d}$ as its state and writes it with outer products of
-# keys and values computed by slow, meta-learned maps:
-# $$k_t = \tfrac{K x_t}{\lVert K x_t \rVert},\ q_t = \tfrac{Q x_t}{\lVert Q x_t \rVert},\ v_t = V\,\text{fb}_{t-1},\
-# \beta_t = \sigma(b \cdot [x_t, \text{fb}_{t-1}]),\qquad
-# W_t = W_{t-1} + \beta_t\,(v_t - W_{t-1} k_{t-1})\,k_{t-1}^\top,\qquad
-# \hat z_t = \text{head}(W_t q_t).$$
-# Its learned variables are $d^2 + d = 1{,}056$ numbers for $d = 32$ (most
-# of them a weight matrix written by a learned rule), against 1,632
-# meta-parameters at 16 inputs: 0.65 learned variables per meta-parameter,
-# between the Meta-RNN's 0.003 and VSML's 1.08 (section 1's table). Like the Meta-RNN, its input size is fixed by $K$ and $Q$.
+# *Why:* is a learned cell per connection needed, or is any large state
+# written by a small learned rule enough?
 #
-# A related step towards VSML's "learn the rule, share it everywhere":
-# **Sandler et al. 2021, "Meta-Learning Bidirectional Update Rules"**
-# (BLUR, ICML 2021) replace backprop in a whole network by a learned
-# *bidirectional* rule: every neuron has a small state, and forward and
-# backward passes plus the weight update are a low-dimensional, shared
-# function of the neurons' states (a "genome" of a few meta-parameters);
-# the weights remain explicit, updated by a learned Hebbian-like rule. VSML
-# goes one step further: the weight *is* the state of a learned cell, and
-# both passes are that cell's messages.
+# A **fast-weight learner** (Schmidhuber 1992; here with the delta rule of
+# Schlag, Irie & Schmidhuber 2021) keeps a matrix $W_t \in \mathbb{R}^{d
+# \times d}$ ($d = 32$) as its state and writes it with outer products of
+# keys and values computed by slow, meta-learned maps $W_k, W_q, W_v,
+# w_\eta$ and a linear head:
+# $$k_t = \tfrac{W_k x_t}{\lVert W_k x_t \rVert},\quad q_t = \tfrac{W_q x_t}{\lVert W_q x_t \rVert},\quad
+# v_t = W_v\,\text{fb}_{t-1},\quad \eta_t = \sigma(w_\eta \cdot [x_t, \text{fb}_{t-1}]),$$
+# $$W_t = W_{t-1} + \eta_t\,(v_t - W_{t-1} k_{t-1})\,k_{t-1}^\top,\qquad \hat z_t = \text{head}(W_t q_t),$$
+# where $\text{fb}_{t-1}$ is the feedback (label and error) about the
+# previous example. Like the Meta-RNN, its input size is fixed by $W_k$ and
+# $W_q$.
+#
+# A related step: **BLUR** (Sandler et al., "Meta-Learning Bidirectional
+# Update Rules", ICML 2021) replaces backprop in a whole network by a learned
+# *bidirectional* rule, a low-dimensional function of the neurons' states
+# shared by all of them (a "genome" of a few meta-parameters), while the
+# weights stay explicit. VSML goes one step further: the weight *is* a
+# learned cell's state, and both passes are that cell's messages.
 
 # %%
 print(inspect.getsource(vsml.FastWeightLearner.step))
-if RUN["fastweight"]:
-    for r, entry in ROWS.items():
-        if "fast weights" in entry:
-            print(f"{r}: fast weights {100 * entry['fast weights']['all']['mean']:.1f}% over all 100 examples")
-else:
-    print("The fast-weight run is not shipped in this checkout (data/vsml/README.md has its command).")
+for r, entry in ROWS.items():
+    if "fast weights" in entry:
+        print(f"{r}: fast weights {percent(entry['fast weights']):.1f}% over all 100 examples")
+fw = counts[16]["fastweight"]
+display(Markdown(
+    f"Its {fw['learned_variables']:,} learned variables are mostly a weight matrix written by a learned rule, "
+    f"against {fw['meta_parameters']:,} meta-parameters: {fw['ratio_learned_per_meta']:.2f} learned variables per "
+    f"meta-parameter, between the Meta-RNN's {rnn['ratio_learned_per_meta']:.3f} and VSML's "
+    f"{v16['ratio_learned_per_meta']:.2f} (section 1)."))
 
 # %% [markdown]
 # ## 6. SymLA: symmetric learning agents
 #
+# *Why:* the RL² agent of notebook 05 is a GRU that reads (previous action,
+# previous reward) and outputs a distribution over arms, so its weights are
+# tied to the number and the order of the arms.
+#
 # **SymLA** (Kirsch, Flennerhag, van Hasselt, Friesen, Oh & Chen,
 # "Introducing Symmetries to Black Box Meta Reinforcement Learning", AAAI
-# 2022) carries the VSML idea to reinforcement learning. The RL² agent of
-# notebook 05 is a GRU that reads (previous action, previous reward) and
-# outputs a distribution over arms: its weights are tied to the number and
-# the order of the arms. SymLA instead gives **every connection (input
-# $a$, action $b$) its own small LSTM with shared parameters**, like VSML,
-# and feeds each cell the previous reward; the action preferences are the
-# cells' messages summed over the input units. Three symmetries follow by
-# construction: the agent is invariant to the **order of its inputs**,
+# 2022) carries VSML to reinforcement learning: **every connection (input
+# $a$, action $b$) gets its own small LSTM with shared parameters**, and the
+# action preferences are the cells' messages summed over the input units.
+# By construction the agent is invariant to the **order of its inputs**,
 # **equivariant to the order of its actions** (shuffle the arms and the
 # policy shuffles with them), and runs with **any number of inputs and
 # actions**. The paper shows that such agents generalise to unseen action
-# spaces and environments where an RNN (RL²) does not.
+# spaces and environments where RL² does not.
 #
-# Our small version (`course_lib/symla.py`) for Bernoulli bandits, which
-# have no observation: the input units are $x = (1, t/T)$, and cell $ab$
-# reads $[x_a,\ \text{pulled}_b,\ r_{t-1}\text{pulled}_b,\ r_{t-1},\ n_a]$,
+# Our small version for Bernoulli bandits, which have no observation: the
+# input units are $x = (1, t/T)$, and cell $ab$ reads
+# $[x_a,\ \text{pulled}_b,\ r_{t-1}\text{pulled}_b,\ r_{t-1},\ \overleftarrow{m}_a]$,
 # where $\text{pulled}_b$ says whether arm $b$ was pulled at $t-1$ and
-# $n_a = \frac{1}{B}\sum_b h_{ab} W_{\text{back}}$ tells each cell what the
-# other arms' cells hold; $\text{logit}_b = \sum_a h_{ab} \cdot w_{\text{out}}$.
-# It is meta-trained with notebook 05's A2C loss on **2-armed** independent
-# bandits (10 pulls), next to an RL² GRU trained on the same bandits by the
-# same command, and tested on 2, 5 and 10 arms:
+# $\overleftarrow{m}_a = \frac{1}{n_{\text{arms}}}\sum_b h_{ab} W_{\text{back}}$
+# tells each cell what the other arms' cells hold;
+# $\text{logit}_b = \sum_a h_{ab} \cdot w_{\text{out}}$. SymLA and an RL² GRU
+# are meta-trained with notebook 05's A2C loss on the same **2-armed**
+# independent bandits ($T = 10$ pulls), and tested on 2, 5 and 10 arms:
 
 # %%
 print(inspect.getsource(symla.SymLAAgent.step))
@@ -697,11 +694,8 @@ print(inspect.getsource(symla.SymLAAgent.step))
 SYMLA = RUNS / "symla" if RUNS is not None else None  # two run folders: symla/ and rl2/
 if SYMLA is not None and (SYMLA / "symla" / "results.json").is_file():
     symla_run, rl2_run = (json.loads((SYMLA / name / "results.json").read_text()) for name in ("symla", "rl2"))
-    print(f"data/vsml/symla: SymLA {symla_run['steps_done']} A2C updates, RL² GRU {rl2_run['steps_done']} updates, "
-          f"independent {symla_run['config']['arms']}-armed Bernoulli bandits, {symla_run['config']['horizon']} pulls")
-    for name in ("symla", "rl2"):
-        print("    " + json.loads((SYMLA / name / "config.json").read_text())["command_now"])
-    print("total reward over 10 pulls, mean ± 95% CI over 2,000 test bandits")
+    print(f"total reward over {symla_run['config']['horizon']} pulls, mean ± 95% CI over {symla_run['test_episodes']:,} test bandits "
+          f"(both agents trained on {symla_run['config']['arms']}-armed independent Bernoulli bandits)")
     symla_results = symla_run["results"]
     training_row = next(iter(symla_results))  # the RL² GRU has a row only where it was trained: 2 arms
     symla_results[training_row] = {"SymLA": symla_results[training_row]["SymLA"], "RL² GRU": rl2_run["results"]["RL²"],
@@ -710,19 +704,20 @@ if SYMLA is not None and (SYMLA / "symla" / "results.json").is_file():
         print(f"  {row:34s}: " + ", ".join(f"{k} {v['mean']:.2f} ± {v['ci95']:.2f}" for k, v in entry.items()))
 else:
     symla_results = None
-    print("data/vsml/symla is not shipped in this checkout: "
-          "python -m course_lib train symla --steps 3000 --out data/vsml/symla/symla")
+    print("data/vsml/symla is missing from this checkout (the last cell of this notebook says how to make it)")
 
 # %% [markdown]
 # The RL² GRU trained on 2 arms has no row for 5 or 10 arms: its input and
 # output layers have exactly 2 arms. For scale, notebook 05's RL² GRU that
-# *was* meta-trained on 5-armed bandits (10,000 updates) plays the same
-# 5-armed test bandits here, and the arm-permutation equivariance of SymLA
-# is checked on one bandit (the same pulls and rewards, arms renamed):
+# *was* meta-trained on 5-armed bandits plays the same 5-armed test bandits
+# here; the arm-permutation equivariance of SymLA is checked on one bandit
+# (the same pulls and rewards, arms renamed); and both agents get their
+# variable ratio.
 
 # %%
 if symla_results is not None:
     symla_agent, _ = registry.load(SYMLA / "symla")  # built from the run's own config
+    rl2_2, _ = registry.load(SYMLA / "rl2")
     rl2_5_path = ROOT / "data" / "black_box" / "rl2_independent5_T10"
     policies = {"SymLA (trained on 2 arms)": symla.SymLAPolicy(symla_agent)}
     if (rl2_5_path / "checkpoint.pt").is_file():
@@ -743,33 +738,51 @@ if symla_results is not None:
     print(f"policy after 5 pulls: {logits.softmax(-1)[0].numpy().round(3)}; with arm k renamed perm[k], "
           f"perm = {perm.tolist()}: {logits_p.softmax(-1)[0].numpy().round(3)} (the same numbers, in the new order)")
 
-# %% [markdown]
-# **What the bandit runs show.** On the 2-armed bandits both agents were
-# trained on, SymLA and the RL² GRU collect the same reward (5.98 ± 0.12
-# and 6.00 ± 0.12 over 10 pulls), both above UCB1 and Thompson sampling.
-# On 5 and 10 arms, which it never saw, the same SymLA weights still beat
-# UCB1 and Thompson sampling by 0.6 to 1.6 reward (6.47 and 6.64), and on
-# 5 arms they come within about 0.2 of notebook 05's RL² GRU that was
-# meta-trained *on 5 arms* (6.67, the cell above, same test bandits). The RL²
-# GRU trained on 2 arms cannot be asked at all. The renaming check shows
-# the equivariance: the policy moves with the arms. (A small version of
-# the paper's agent: 2 input units, no observations, A2C for a minute on
-# the CPU; the paper uses observations, larger environments and more
-# compute.)
+    agents = [(f"SymLA, {arms} arms", symla_agent, symla_agent.learned_variables(arms)) for arms in (2, 5, 10)]
+    agents.append(("RL² GRU, 2 arms", rl2_2, rl2_2.learned_variables()))
+    if "RL² GRU (trained on 5 arms)" in policies:
+        agents.append(("RL² GRU (notebook 05), 5 arms", rl2_5, rl2_5.learned_variables()))
+    print("\nthe variable ratio |V_L| / |V_M|: learned variables per meta-parameter")
+    print(f"{'agent':30s} | meta-parameters | learned variables | learned variables per meta-parameter")
+    SYMLA_RATIO = {}
+    for name, agent, learned in agents:
+        meta = models.count_parameters(agent)
+        SYMLA_RATIO[name] = learned / meta
+        print(f"{name:30s} | {meta:15,d} | {learned:17,d} | {learned / meta:10.3g}")
+
+# %%
+if symla_results is not None:
+    two, arms5, arms10 = (symla_results[r] for r in symla_results)
+    lead = [entry["SymLA"]["mean"] - max(entry["UCB1"]["mean"], entry["Thompson sampling"]["mean"])
+            for entry in (arms5, arms10)]
+    rl2_line = (f" notebook 05's RL² GRU, meta-trained *on 5 arms*, collects "
+                f"{five['RL² GRU (trained on 5 arms)']['mean']:.2f} on the same 5-armed test bandits, against "
+                f"SymLA's {five['SymLA (trained on 2 arms)']['mean']:.2f}."
+                if "RL² GRU (trained on 5 arms)" in five else "")
+    display(Markdown(
+        f"**What the bandit runs show.** On the 2-armed bandits both agents were trained on, SymLA and the RL² GRU "
+        f"collect {two['SymLA']['mean']:.2f} and {two['RL² GRU']['mean']:.2f} over 10 pulls, both above UCB1 "
+        f"({two['UCB1']['mean']:.2f}) and Thompson sampling ({two['Thompson sampling']['mean']:.2f}). On 5 and "
+        f"10 arms, which it never saw, the same SymLA weights still beat the better of UCB1 and Thompson sampling "
+        f"by {min(lead):.2f} and {max(lead):.2f} reward;{rl2_line} The RL² GRU trained on 2 arms cannot be asked "
+        f"at all. The renaming check shows the equivariance: the policy moves with the arms. SymLA's state grows "
+        f"with the arms ({SYMLA_RATIO['SymLA, 2 arms']:.3f} to {SYMLA_RATIO['SymLA, 10 arms']:.3f} learned "
+        f"variables per meta-parameter from 2 to 10 arms, against {SYMLA_RATIO['RL² GRU, 2 arms']:.4f} for the "
+        "GRU). This is a small version of the paper's agent: 2 input units, no observations, brief training; the "
+        "paper uses observations, larger environments and more compute."))
 
 # %% [markdown]
 # ## 7. Step through one learning stream
 #
-# `vsml_figures.stream_trace` runs a learner on one stream and returns, for every
-# step, the prediction (made before the label) and the **effective
-# weights**, a readout of the cell states as an $A \times B$ matrix
-# (`vsml_figures.effective_weights`): for a cloned learner the weight $c_{ab} \cdot r$
-# it was trained to carry; for the scratch-trained VSML, which has no
-# trained weight readout, each cell's contribution $(h_{ab} W_{\text{out}})[0]$
-# to the logit of class $b$ (the logit is their mean over $a$: a weight
-# times its input, in a linear layer). `vsml_figures.trace_figure` draws step $t$.
-# Both are pure functions, tested without a display. The stream: MNIST
-# test images at **32 inputs**, the scratch VSML meta-trained on digits at 16.
+# `vsml_figures.stream_trace` runs a learner on one stream and returns, for
+# every step, the prediction (made before the label) and the **effective
+# weights**, an $n_{\text{in}} \times n_{\text{out}}$ readout of the cell
+# states: for a clone the weight $c_{ab} \cdot \rho$ it was trained to carry;
+# for the scratch-trained VSML, which has no weight readout, each cell's
+# contribution $(h_{ab} W_{\text{out}})[0]$ to the logit of class $b$ (the
+# logit is their mean over $a$, as in a linear layer). `vsml_figures.trace_figure`
+# draws step $t$. The stream: MNIST test images at **32 inputs**, for the VSML
+# meta-trained on digits at 16.
 
 # %%
 trace_model = RUN["scratch"][0] if RUN["scratch"] else vsml.VSMLLearner(CONFIG)
@@ -780,18 +793,25 @@ plt.show()
 print(f"online accuracy on this stream: first 25 examples {100 * trace['correct'][:25].float().mean():.0f}%, "
       f"last 25 {100 * trace['correct'][-25:].float().mean():.0f}%")
 
+# %% [markdown]
+# Each class gets its own pattern of effective weights over the input units,
+# built up from the stream's examples; the running accuracy rises over the
+# first examples and then flattens, as in section 4's curves. Step through the
+# stream to watch the pattern form:
+
 # %%
 sequence_figures.step_widget(lambda t: vsml_figures.trace_figure(trace, t), steps=len(trace["ys"]), description="example t")
 
 # %% [markdown]
 # ## 8. What a meta-step costs
 #
-# Measured here, on this notebook's machine (`vsml_cost.meta_step_cost`: the
-# median wall time of one meta-step, forward and backward through a whole
-# stream, and the memory autograd keeps for the backward pass, counted
-# tensor by tensor with `saved_tensors_hooks`). Full mode measures the
-# shipped runs' configuration (32 streams of 100 examples); VSML also at
-# 32 and 64 inputs, where its grid of cells, and so its cost, grows.
+# *Why:* every learned variable is a state that backpropagation through the
+# stream must keep. `vsml_cost.meta_step_cost` measures, on the machine that
+# runs this notebook, the median wall time of one meta-step (forward and
+# backward through a whole stream) and the memory autograd keeps for the
+# backward pass, counted tensor by tensor with `saved_tensors_hooks`. Full
+# mode measures section 4's configuration (32 streams of 100 examples); VSML
+# also at 32 and 64 inputs, where its grid of cells grows.
 
 # %%
 cost_config = CONFIG if not cl.is_smoke() else vsml.VSMLConfig(meta_batch=4, stream_length=10)
@@ -800,65 +820,92 @@ cases = [("VSML", 16, "vsml"), ("VSML", 32, "vsml"), ("VSML", 64, "vsml"), ("Met
 print(f"meta-batch {cost_config.meta_batch} streams x {cost_config.stream_length} examples, "
       f"{torch.get_num_threads()} CPU thread")
 print(f"{'learner':14s} | inputs | meta-parameters | seconds / meta-step | saved for backward")
+COST = {}
 for name, size, learner in cases:
-    cost = vsml_cost.meta_step_cost(dataclasses.replace(cost_config, learner=learner, input_size=size),
-                               repeats=cl.by_mode(smoke=1, full=3))
+    COST[name, size] = cost = vsml_cost.meta_step_cost(dataclasses.replace(cost_config, learner=learner, input_size=size),
+                                                      repeats=cl.by_mode(smoke=1, full=3))
     print(f"{name:14s} | {size:6d} | {cost['meta_parameters']:15,d} | {cost['seconds']:19.3f} | "
           f"{cost['saved_for_backward_mb']:15.1f} MB")
-for run in ("scratch", "metarnn", "clone", "fastweight"):
-    if RUN[run]:
-        r = RUN[run][1]
-        print(f"shipped run {run}: {r['seconds_per_meta_step']} s per meta-step during training "
-              f"({r['steps_done']} steps, {r['machine']['device']}, {r['machine']['torch_threads']} thread)")
-
-# %% [markdown]
-# VSML's cost grows with its grid of cells: time and the memory kept for
-# backpropagation through the stream roughly double with each doubling of
-# the inputs (in the run committed here: 0.34 s and 225 MB per meta-step at
-# 16 inputs, 1.7 s and 892 MB at 64), while its meta-parameters stay
-# 2,368. The Meta-RNN and the fast-weight learner are several times
-# cheaper per meta-step at 16 inputs. That is the price of VSML's many
-# learned variables: every one of them is a state that backpropagation
-# through time must keep, which is why the paper trains on accelerators.
-# (The shipped runs' own seconds per meta-step, printed last, were measured
-# while the machine was shared with other jobs.)
+vsml_sizes = [COST["VSML", size] for size in (16, 32, 64)]
+display(Markdown(
+    "**What it shows.** From 16 to 32 to 64 inputs VSML's time per meta-step goes "
+    + " → ".join(f"{c['seconds']:.3f}" for c in vsml_sizes) + " s and the memory kept for the backward pass "
+    + " → ".join(f"{c['saved_for_backward_mb']:.0f}" for c in vsml_sizes)
+    + f" MB, while its meta-parameters stay {vsml_sizes[0]['meta_parameters']:,}. At 16 inputs the Meta-RNN is "
+    f"{vsml_sizes[0]['seconds'] / COST['Meta-RNN', 16]['seconds']:.0f} times and the fast-weight learner "
+    f"{vsml_sizes[0]['seconds'] / COST['fast weights', 16]['seconds']:.0f} times faster per meta-step. That is the "
+    "price of VSML's many learned variables, and why the paper trains on accelerators."))
 
 # %% [markdown]
 # ## What we learned
 #
-# * **Variable sharing flips the variable ratio.** One LSTM per connection,
-#   all with the same $\theta$ (2,368 numbers), gives VSML a state that
-#   grows with the layer (2,560 values at 16 x 5, 125,440 at 784 x 5),
-#   while the Meta-RNN of the same task has about 315 meta-parameters per
-#   state value and a state of 256 numbers whatever the task.
-# * **The cells can implement backprop.** Cloned on online SGD for about
-#   nine minutes, they carry weights that follow SGD closed loop on datasets
-#   and at an input size they never saw (logit correlation 0.96-0.98, the
-#   same online accuracy within one point).
-# * **Meta-trained from scratch, they learn a learning algorithm of their
-#   own** that learns faster than tuned SGD and Adam early in a stream on
-#   the training dataset, and still transfers to MNIST, Omniglot and 32
-#   inputs, where its lead over SGD shrinks to a point or two early and
-#   nothing over a whole stream. The Meta-RNN, trained for about the same
-#   time on the same tasks, is 5 to 7 points below VSML on every dataset,
-#   further below SGD on the unseen datasets than on the training one, and
-#   cannot read a different input size.
-# * **SymLA** carries the same sharing to reinforcement learning: trained on
-#   2-armed bandits, our small version plays 5- and 10-armed bandits better
-#   than UCB1 and Thompson sampling, which an RL² GRU cannot even attempt.
-# * These are short CPU runs: 12 minutes for the digits-trained VSML, 78
-#   for the larger Omniglot-trained one (128 streams per meta-step, the
-#   paper's meta-batch), which beats tuned SGD on every test stream by
-#   1.7-5.1 points while the Meta-RNN, after the same meta-steps, is 11-12
-#   points below SGD. `data/vsml/README.md` has the commands for larger
-#   runs.
+# VSML is a black box with symmetries, between learned objectives and
+# black-box sequence models on the course's spectrum (learned optimizers →
+# learned initialisations → learned objectives → **VSML, SymLA** →
+# black-box sequence models): no gradient is written into it, yet one small
+# learner shared by every connection gives it as many learned variables as a
+# network has weights. In numbers:
+
+# %%
+if ROWS and len(LARGE) == 2 and symla_results is not None and RUN["clone"]:
+    display(Markdown(
+        f"* **Sharing flips the variable ratio**: VSML has {v16['ratio_learned_per_meta']:.2f} learned variables "
+        f"per meta-parameter at 16 inputs and {v784['ratio_learned_per_meta']:.0f} at 784, with the same "
+        f"{v16['meta_parameters']:,} meta-parameters; the Meta-RNN has {rnn['ratio_learned_per_meta']:.4f}.\n"
+        f"* **The cells can implement backprop**: cloned on online SGD, they follow it closed loop on datasets and "
+        f"an input size they never saw (logit correlation {min(corr):.2f} to {max(corr):.2f}, online accuracy "
+        f"within {clone_gap:.1f} points).\n"
+        f"* **Meta-trained from scratch, they learn an algorithm of their own** that transfers: the small "
+        f"digits-trained VSML learns faster than tuned SGD early in a stream ({GAPS[DIGITS]['VSML'][0]:+.1f} points "
+        f"over the first 25 digits examples), and the Omniglot-trained one, at the paper's meta-batch, beats tuned "
+        f"SGD on every unseen test stream by {min(large_vsml):.1f} to {max(large_vsml):.1f} points, while the "
+        f"Meta-RNN after the same meta-steps is {-max(large_rnn):.1f} to {-min(large_rnn):.1f} points below SGD "
+        "and cannot read a new input size.\n"
+        f"* **SymLA** carries the sharing to reinforcement learning: trained on 2 arms, it beats UCB1 and Thompson "
+        f"sampling on 5 and 10 arms by {min(lead):.2f} to {max(lead):.2f} reward, which an RL² GRU cannot even "
+        "attempt.\n"
+        f"* **The price** is compute: every learned variable is a state to backpropagate through, and a VSML "
+        f"meta-step takes {vsml_sizes[0]['seconds'] / COST['Meta-RNN', 16]['seconds']:.0f} times the Meta-RNN's "
+        "time at 16 inputs here."))
+
+# %% [markdown]
+# **Try it.** Train a copy of `data/vsml/scratch` for longer (the command is
+# in the last cell) and see which rows move; meta-train on Omniglot
+# (`--dataset omniglot`) and test on digits; feed only the label
+# (`--feedback label`) and see whether VSML still learns (it then has to
+# discover the error signal itself).
 #
-# **Try it.** Copy a run and resume it for longer (`cp -r data/vsml/scratch
-# runs/scratch && python -m course_lib train vsml --out runs/scratch --resume
-# --max-minutes 30`) and see which rows move;
-# meta-train on Omniglot (`--dataset omniglot`) and test on digits; feed
-# only the label (`--feedback label`) and see whether VSML still learns
-# (it then has to discover the error signal itself).
+# **Next:** 08 · GPICL: when does a large in-context learner stop memorising
+# its tasks and start to generalise?
+
+# %% [markdown] jupyter={"source_hidden": true}
+# ## How this was made
 #
-# **Next:** 08 · GPICL: when does a large in-context learner stop
-# memorising its tasks and start to generalise?
+# The runs this notebook loads are in `data/vsml/` (`scratch`, `metarnn`,
+# `fastweight`, `clone`, `large_omniglot/`, `symla/`). `data/vsml/README.md`
+# gives, for each, the command that made it, its meta-steps, wall time and
+# seconds per meta-step, and the machine: a 2-core CPU shared with other
+# training jobs, one torch thread, every run stopped by its time limit. The
+# seconds per meta-step in the run folders were measured on that loaded
+# machine, so they are not comparable with section 8's.
+#
+# SymLA and its RL² GRU (`data/vsml/symla/symla`, `data/vsml/symla/rl2`)
+# were made by one command of the former command line,
+# `python -m course_lib.symla --arms 2 --horizon 10 --iterations 3000 --max-minutes 4 --out data/vsml/symla`
+# (3,000 A2C updates each, under a minute for SymLA), and moved into run
+# folders by `scripts/convert_runs.py`. Today's commands for the same
+# configurations (they draw new bandits, so they train a new sample of these
+# runs):
+#
+# ```bash
+# python -m course_lib train symla --arms 2 --horizon 10 --steps 3000 --out data/vsml/symla/symla
+# python -m course_lib train rl2 --task independent --arms 2 --horizon 10 --steps 3000 --out data/vsml/symla/rl2
+# python -m course_lib eval symla --out data/vsml/symla/symla --test-episodes 2000
+# ```
+#
+# The "Try it" run, on a copy so that the committed folder stays as it is:
+#
+# ```bash
+# cp -r data/vsml/scratch runs/scratch
+# python -m course_lib train vsml --out runs/scratch --resume --max-minutes 30
+# ```

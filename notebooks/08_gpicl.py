@@ -16,35 +16,37 @@
 # %% [markdown]
 # # 08 · General-purpose in-context learning: from memorising tasks to learning them
 #
-# The black-box learners of notebook 05 were meta-trained on one family of
-# tasks (Omniglot $N$-way $K$-shot) and, as that notebook's variable-ratio
-# section warned, such a learner can just as well **memorise** its training
-# tasks as **learn** to learn. Kirsch, Harrison, Sohl-Dickstein & Metz
-# (2022, "General-purpose in-context learning by meta-learning
-# transformers", GPICL) ask when a plain sequence model, trained on nothing
-# but sequences of labelled examples, becomes a *general-purpose* learner
-# that also learns tasks and datasets it has never seen, and find that the
-# answer depends mostly on **how many different tasks** it is trained on.
+# A black-box sequence model (notebook 05) can **memorise** its training
+# tasks as easily as **learn** to learn. Kirsch, Harrison, Sohl-Dickstein &
+# Metz (2022, "General-purpose in-context learning by meta-learning
+# transformers", GPICL) ask when a sequence model trained on sequences of
+# labelled examples becomes a *general-purpose* learner that also learns
+# tasks and datasets it never saw. Their answer: mostly when it is trained on
+# enough different tasks.
 #
-# 1. **The task generator**: one dataset (MNIST) becomes as many tasks as
-#    we like, by a random projection of the inputs and a random
-#    permutation of the labels per task.
-# 2. **The model**: a small causal transformer (and an LSTM baseline) reads
-#    a sequence of examples of one task and predicts every label before it
-#    is told; one deviation from the paper, stated and explained.
-# 3. **The phase diagram**: first in its simplest form, in-context linear
-#    regression, where the model's predictions can be compared with the
-#    two optimal estimators directly (memorising: dMMSE; learning: ridge);
-#    then for classification: accuracy on seen tasks, unseen tasks and
-#    unseen datasets against the number of training tasks, from a sweep
-#    shipped with the course (run on this course's 2-core CPU), with
-#    accuracy by position in the sequence for each regime; in full mode a
-#    smaller sweep is rerun live.
-# 4. **The loss plateau**: training loss against steps.
-# 5. **State size against parameters**: a transformer and an LSTM with the
-#    same number of parameters keep very different amounts of state.
-# 6. **Step through** one sequence of an unseen task and watch the
-#    prediction change as examples arrive.
+# After this notebook you will be able to:
+#
+# * turn one dataset into as many tasks as you like and build the tokens a
+#   causal model reads;
+# * tell memorisation, task identification and general-purpose learning
+#   apart from accuracy by position on seen and unseen tasks;
+# * compare an in-context regressor with the two optimal predictors (dMMSE,
+#   ridge) and locate the transition in the number of training tasks;
+# * explain the loss plateau before in-context learning and measure what
+#   shortens it;
+# * compute the variable ratio $\lvert V_L \rvert / \lvert V_M \rvert$ of a
+#   transformer and an LSTM, and say what it counts.
+#
+# Notation: [docs/notation.md](../docs/notation.md). Here $M$ is the number
+# of tasks in the training pool, $t$ a position in a sequence of $T$
+# examples.
+#
+# 1. The task generator: many tasks from one dataset
+# 2. The model: a causal transformer reads a task's examples
+# 3. The phase diagram: memorise, identify or learn
+# 4. The loss plateau
+# 5. State size and the variable ratio
+# 6. Step through a sequence of an unseen task
 
 # %%
 import inspect
@@ -68,39 +70,31 @@ MODE, DEVICE = cl.notebook_setup(seed=0)
 # %% [markdown]
 # ## 1. The task generator: many tasks from one dataset
 #
-# Take a dataset of $(x, y)$ pairs, here the MNIST images, flattened to
-# $d = 784$ numbers and standardised (one mean and one standard deviation for
-# the whole dataset), with $C = 10$ classes. **Task $i$** is defined by
-#
-# * a random **projection** $W_i \in \mathbb{R}^{d \times k}$ with entries
-#   $(W_i)_{jl} \sim \mathcal{N}(0, 1/d)$, here $k = 32$, and
-# * a random **permutation** $\pi_i$ of the labels $\{0, \dots, C-1\}$,
-#
-# and maps every example to
+# Take the MNIST images, flattened to $d = 784$ numbers and standardised,
+# with $C = 10$ classes. **Task $i$** is a random **projection** $W_i \in \mathbb{R}^{d
+# \times k}$ with entries $(W_i)_{jl} \sim \mathcal{N}(0, 1/d)$, here $k = 32$,
+# and a random **permutation** $\pi_i$ of the labels:
 # $$(x, y) \;\mapsto\; \big(x W_i,\ \pi_i(y)\big) \in \mathbb{R}^{k} \times \{0, \dots, C-1\}.$$
-# The same image gets a different input vector *and* a different label in
-# every task, so no fixed classifier can solve two tasks at once; what all
-# tasks share is structure: a random projection roughly preserves distances
-# between images (Johnson-Lindenstrauss), so "images that look alike have
-# the same label" stays true in every task. A learner that exploits that
-# structure from the examples it is shown is a general-purpose learner.
+# The same image gets a different input *and* a different label in every
+# task, so no fixed classifier solves two tasks. What the tasks share is
+# structure: a random projection roughly preserves distances
+# (Johnson-Lindenstrauss), so "images that look alike have the same label"
+# holds in every task. A learner that exploits that structure from the
+# examples it is shown is a general-purpose learner.
 #
-# `gpicl.ProjectedTasks` generates $W_i$ and $\pi_i$ from the task id $i$
-# with a counter-based hash, on the device and without storing them: the
-# same id gives the same task on any machine. A **pool** of `num_tasks`
-# tasks is the ids $0, \dots, \texttt{num\_tasks}-1$; `num_tasks = inf`
-# draws a fresh id for every sequence; evaluation tasks have ids from
-# $2^{50}$ on, in no pool. The key lines:
+# `gpicl.ProjectedTasks` derives $W_i$ and $\pi_i$ from the task id $i$ with a
+# hash, without storing them. A pool of $M$ tasks is the ids
+# $0, \dots, M-1$; $M = \infty$ (`inf`) draws a fresh id for every sequence;
+# evaluation tasks have ids from $2^{50}$ on, in no pool. The key lines:
 
 # %%
 print(inspect.getsource(gpicl.ProjectedTasks.sample_batch))
 
 # %% [markdown]
 # Training sequences are drawn from the first 9,000 images of the MNIST test
-# set (the course ships no MNIST training set); the last 1,000 are held out
-# for evaluation. Here are the same six images in three tasks: each column
-# is one image, each row below the images one task, showing the 32 projected
-# numbers (as a 4x8 block) and the label the task gives the image.
+# set; the last 1,000 are held out for evaluation. Six images in three
+# tasks: each row below the images is one task, with the 32 projected
+# numbers (a 4x8 block) and the label the task gives the image.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -119,10 +113,10 @@ tokens, targets = train_tasks.sample_batch(task_ids, len(show), example_indices=
 fig, axes = plt.subplots(1 + len(task_ids), len(show), figsize=(8, 6.5))
 for j, index in enumerate(show.tolist()):
     axes[0, j].imshow(mnist.images[index, 0], cmap="gray_r")
-    axes[0, j].set_title(f"image {index}\nclass {int(mnist.labels[index])}", fontsize=8)
+    axes[0, j].set_title(f"image {index}\nclass {int(mnist.labels[index])}", fontsize=9)
     for row, task in enumerate(task_ids.tolist(), start=1):
         axes[row, j].imshow(tokens[row - 1, j, :32].view(4, 8), cmap="RdBu", vmin=-3, vmax=3)
-        axes[row, j].set_title(f"task {task}: label {int(targets[row - 1, j])}", fontsize=8)
+        axes[row, j].set_title(f"task {task}: label {int(targets[row - 1, j])}", fontsize=9)
 for ax in axes.flat:
     ax.set_xticks([]), ax.set_yticks([])
 plt.suptitle("the same images in three tasks: projected input x W_i (4x8 block) and label pi_i(y)", fontsize=10)
@@ -130,7 +124,7 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# **Exercise 1: one task's view of a batch.** Given images `x` ($L \times d$),
+# **Exercise 1: one task's view of a batch.** Given images `x` ($T \times d$),
 # their classes, a projection `W` ($d \times k$) and a permutation `perm`
 # (`perm[c]` is the label of class $c$), return the projected inputs and the
 # task's labels.
@@ -145,53 +139,47 @@ def make_task_batch(x, classes, W, perm):
 checks.check_task_batch(make_task_batch)
 
 # %% [markdown]
-# ## 2. The model: a causal transformer reads the task's examples
+# ## 2. The model: a causal transformer reads a task's examples
 #
-# A **sequence** holds $L$ examples $(x_1, y_1), \dots, (x_L, y_L)$ of one task
-# (already projected and relabelled). In the paper the token at step $t$ is
-# the input together with the *previous* label,
-# $$\text{token}_t = \big[x_t,\ \text{onehot}(y_{t-1})\big] \quad(\text{zeros in place of } y_{-1} \text{ at } t = 1),$$
-# and a causal model predicts $y_t$ from $\text{token}_{\le t}$ at every step.
-# Meta-training minimises the mean cross-entropy over all steps and tasks,
-# $$\min_\omega\ \mathbb{E}_{i \sim \text{pool}}\ \mathbb{E}_{(x, y)_{1:L}}\ \frac1L \sum_{t=1}^{L} -\log p_\omega\big(y_t \mid \text{token}_{1..t}\big).$$
-# At step 1 the model can only guess ($\ln 10 \approx 2.303$ nats, 10 %); a
-# learner improves along the sequence as labelled examples accumulate.
+# A **sequence** holds $T$ examples $(x_1, y_1), \dots, (x_T, y_T)$ of one
+# task. In the paper the token at position $t$ is the input with the
+# *previous* label,
+# $$\text{token}_t = \big[x_t,\ \text{onehot}(y_{t-1})\big] \quad(\text{zeros in place of } y_0),$$
+# and a causal model predicts $y_t$ from $\text{token}_{1..t}$. Meta-training
+# minimises the mean cross-entropy over positions and pool tasks,
+# $$\min_\omega\ \mathbb{E}_{i \sim \text{pool}}\ \mathbb{E}_{(x, y)_{1:T}}\ \frac1T \sum_{t=1}^{T} -\log p_\omega\big(y_t \mid \text{token}_{1..t}\big).$$
+# At $t = 1$ the model can only guess ($\ln 10 \approx 2.303$ nats, 10 %); a
+# learner improves along the sequence. The head has $C = 10$ outputs, so a
+# task has at most 10 classes: learning in context removes the need for new
+# weights per task, not the fixed number of outputs.
 #
-# The model (`gpicl.StackedTransformer`) is a GPT-style pre-LayerNorm
-# transformer: a linear embedding of each token plus a learned position
-# embedding, blocks of causal self-attention and an MLP, and a linear head
-# to 10 logits. "Stacked": a sweep trains one model per pool size *in one
-# set of tensors* (every weight has a leading model dimension, one batched
-# matrix product per layer for all models), which is exactly separate
-# training runs, at the cost of one larger run.
+# `gpicl.StackedTransformer` is a GPT-style pre-LayerNorm transformer (token
+# and position embeddings, causal self-attention and MLP blocks, a linear
+# head). "Stacked": one model per pool size in one set of tensors, exactly
+# separate training runs computed as one.
 #
-# **One deviation from the paper: pair tokens.** In the paper's token, an
-# input $x_{t-1}$ and its label $y_{t-1}$ sit in *different* tokens
-# ($x_{t-1}$ in token $t-1$, $y_{t-1}$ in token $t$). Before the transformer
-# can use a labelled example it must learn an attention head that copies
-# the previous token into the current one; until it has, the loss sits on
-# a plateau at $\ln 10$. The paper describes such plateaus (its section on
-# the loss plateau), and an earlier GPU probe for this course did not leave
-# it within thousands of steps at the paper's tokens. With a CPU budget of
-# minutes we cannot wait for that, so the shipped runs use
-# `--pair-tokens`: token $t$ is
-# $$\big[x_t,\ \text{onehot}(y_{t-1}),\ x_{t-1}\big],$$
-# which puts every labelled pair $(x_{t-1}, y_{t-1})$ in one token (as
-# SNAIL's width-2 convolution and notebook 05's transformer do). It gives
-# the model no information it did not have (token $t$ still holds nothing
-# from step $t$ on except $x_t$), only removes the need to discover the
-# copy head. The paper's token is the default of `course_lib.gpicl`; the
-# command for a GPU run with it is in `data/gpicl/README.md`. The lines
-# that build the pair token:
+# **One deviation from the paper: pair tokens.** In the paper's token, $x_{t-1}$
+# and $y_{t-1}$ sit in *different* tokens, so the transformer must first
+# learn an attention head that copies the previous token into the current
+# one; until then the loss sits on a plateau at $\ln 10$, which a probe with
+# the paper's tokens did not leave within thousands of steps. A CPU budget of
+# minutes cannot wait, so every run here uses **pair tokens**,
+# $$\text{token}_t = \big[x_t,\ \text{onehot}(y_{t-1}),\ x_{t-1}\big],$$
+# one labelled pair per token (as in SNAIL's width-2 convolution and notebook
+# 05's transformer). They add no information (nothing from position $t$ on
+# but $x_t$), only remove the need to discover the copy head. The paper's
+# token stays the library's default. The lines that build the pair token (in
+# the library's code `M` counts the stacked models and `L` is $T$):
 
 # %%
 source = inspect.getsource(gpicl.StackedTransformer.forward)
 print("\n".join(line for line in source.splitlines()[:12]))
 
 # %% [markdown]
-# **Exercise 2: the pair token.** From a task's inputs ($L \times k$) and
+# **Exercise 2: the pair token.** From a task's inputs ($T \times k$) and
 # labels, build the tokens $[x_t, \text{onehot}(y_{t-1}), x_{t-1}]$, with
-# zeros in both "previous" parts at $t = 0$ (in code, steps count from 0).
+# zeros in both "previous" parts at the first position (in code, positions
+# count from 0).
 
 # %%
 import torch.nn.functional as F
@@ -210,52 +198,47 @@ def pair_tokens(inputs, labels, num_classes):
 checks.check_pair_tokens(pair_tokens)
 
 # %% [markdown]
-# The model that the shipped sweep trained, and the LSTM baseline of
-# `course_lib.gpicl` (`StackedLSTM`: an LSTM reading the paper's tokens, then
-# a linear head) at its default size. `gpicl.model_size` counts the
-# parameters of one model and its **state**: the numbers it keeps about the
-# sequence so far (section 5 comes back to this).
+# The sweep's model and the LSTM baseline `gpicl.StackedLSTM` (the paper's
+# tokens, then a linear head) at its default size: parameters and **state**,
+# the numbers kept about the sequence so far (section 5).
 
 # %%
 SWEEP = (runtime.repo_root() or runtime.cache_dir()) / "data" / "gpicl" / "sweep_cpu"
-shipped = gpicl_runs.load_run(SWEEP)
-config = gpicl.GPICLConfig(**shipped["config"])
-print("shipped sweep:", shipped["command"])
+sweep_run = gpicl_runs.load_run(SWEEP)
+config = gpicl.GPICLConfig(**sweep_run["config"])
 for model_name in ("transformer", "lstm"):
-    size = gpicl.model_size(gpicl.build_model(gpicl.GPICLConfig(**{**shipped["config"], "model": model_name}), 1))
-    print(f"{model_name:11s}: {size['parameters']:7,d} parameters, state after {config.seq_len} steps: "
+    size = gpicl.model_size(gpicl.build_model(gpicl.GPICLConfig(**{**sweep_run["config"], "model": model_name}), 1))
+    print(f"{model_name:11s}: {size['parameters']:7,d} parameters, state after T = {config.seq_len} examples: "
           f"{size['state_size']:6,d} numbers")
 
 # %% [markdown]
-# ## 3. The phase diagram
+# ## 3. The phase diagram: memorise, identify or learn
 #
 # ### First, the threshold in its simplest form: in-context linear regression
 #
 # Raventós, Paul, Chen & Ganguli (2023, "Pretraining task diversity and the
 # emergence of non-Bayesian in-context learning for regression") found the
 # same transition in a task family small enough for a CPU. A task is a
-# weight vector $w \in \mathbb{R}^d$; a sequence holds examples
-# $x_t \sim \mathcal N(0, I_d)$ with $y_t = w^\top x_t + \varepsilon_t$,
-# $\varepsilon_t \sim \mathcal N(0, \sigma^2)$, and the transformer of this
-# notebook (pair tokens, one output instead of ten logits) predicts $y_t$
-# from the examples before it. Meta-training draws $w$ from a pool of $M$
-# vectors, drawn once from $\mathcal N(0, I_d)$ ($M = $ inf: a fresh $w$ for
-# every sequence). The loss is the squared error divided by $d$.
+# weight vector $w \in \mathbb{R}^d$; a sequence holds
+# $x_t \sim \mathcal N(0, I_d)$ and $y_t = w^\top x_t + \varepsilon_t$,
+# $\varepsilon_t \sim \mathcal N(0, \sigma^2)$; the transformer (pair
+# tokens, one output) predicts $y_t$ from the examples before it, with loss
+# squared error / $d$. Meta-training draws $w$ from a pool of $M$ vectors
+# drawn once from $\mathcal N(0, I_d)$ ($M = \infty$: a fresh $w$ per
+# sequence).
 #
-# Two predictors are optimal, each for one reading of the task
-# distribution, and both have closed forms (`course_lib.icl_regression`):
+# Two predictors are optimal, each for one reading of the task distribution
+# (closed forms in `course_lib.icl_regression`):
 #
-# * if $w$ is uniform on the pool (the training distribution), the
-#   Bayes-optimal prediction is **dMMSE**: identify the task among the $M$
-#   known ones, $\hat y_t = x_t^\top \sum_k p_k w_k$ with
-#   $p_k \propto \exp\big(-\sum_{i<t} (y_i - w_k^\top x_i)^2 / 2\sigma^2\big)$;
-# * if $w \sim \mathcal N(0, I_d)$ (any task at all), it is **ridge
-#   regression**: learn the task,
+# * $w$ uniform on the pool (the training distribution): the Bayes-optimal
+#   prediction is **dMMSE**, which identifies the task among the $M$: $\hat y_t = x_t^\top \sum_k p_k w_k$ with
+#   $p_k \propto \exp\big(-\sum_{s<t} (y_s - w_k^\top x_s)^2 / 2\sigma^2\big)$;
+# * $w \sim \mathcal N(0, I_d)$ (any task): it is **ridge regression**,
+#   which learns the task:
 #   $\hat y_t = x_t^\top (X_{<t}^\top X_{<t} + \sigma^2 I)^{-1} X_{<t}^\top y_{<t}$.
 #
-# On a new task dMMSE can only answer with a mix of the pool's vectors,
-# while ridge does as well as on any other. The two oracles on one pool of
-# 16 tasks (d = 8, 16 examples, $\sigma^2 = 0.25$), error by position:
+# On a new task dMMSE can only mix the pool's vectors; ridge does as well as
+# on any task. The two oracles, error by position:
 
 # %%
 oracle_config = icl.RegressionConfig()
@@ -274,20 +257,17 @@ for split, style in (("pool task", "-"), ("new task", "--")):
 ax.axhline(oracle_config.noise_var / oracle_config.dim, color="black", linestyle=":", linewidth=1)
 ax.set_xlabel("position t (examples seen: t - 1)")
 ax.set_ylabel("squared error / d")
-ax.set_title("the two oracles, pool of 16 tasks (dotted: noise floor)", fontsize=10)
-ax.legend(fontsize=8)
+ax.set_title(f"the two oracles: pool of M = {len(oracle_pool)} tasks, d = {oracle_config.dim}, "
+             f"T = {oracle_config.points}, σ² = {oracle_config.noise_var} (dotted: noise floor)", fontsize=10)
+ax.legend(fontsize=9)
 plt.show()
 
 # %% [markdown]
-# A shipped run (`data/gpicl/regression_cpu/`, made on this course's CPU,
-# command below) trained one transformer per pool size $M$ for the same
-# number of steps. The cell reloads the weights and evaluates them again,
-# live, on pool tasks and on new tasks, next to both oracles (in full mode
-# on the same sequences as its `results.json`, so the numbers agree up to
-# the weights' bf16 rounding; smoke mode uses 32 sequences); the right
-# panel is the paper's test: the mean squared distance between the
-# model's predictions and each oracle's, on new tasks. (Solid lines: pool
-# tasks; dashed: new tasks; ridge does equally well on both.)
+# One transformer per pool size $M$, all trained for the same number of steps
+# (`data/gpicl/regression_cpu/`), reloaded and evaluated again next to both
+# oracles (in full mode on the sequences of its `results.json`: the numbers
+# agree up to bf16 rounding). Right: the paper's test, the mean squared
+# distance between the model's predictions and each oracle's on new tasks.
 
 # %%
 REGRESSION = SWEEP.parent / "regression_cpu"
@@ -301,8 +281,6 @@ def log2_tasks(rows):
 
 if (REGRESSION / "weights.pt").is_file():
     regression_run = gpicl_runs.load_regression_run(REGRESSION)
-    print("shipped run:", json.loads((REGRESSION / "config.json").read_text())["command"])
-    print(f"{regression_run['steps']:,} steps, {regression_run['train_seconds'] / 60:.1f} min of training")
     display(Markdown((REGRESSION / "results.md").read_text()))
     regression_models, regression_config = gpicl_runs.load_regression_models(REGRESSION)
     started = time.perf_counter()
@@ -310,10 +288,10 @@ if (REGRESSION / "weights.pt").is_file():
                                sequences=cl.by_mode(smoke=32, full=regression_run["eval_sequences"]))
     print(f"re-evaluated live in {time.perf_counter() - started:.0f} s ({len(live)} models; "
           f"{cl.by_mode(smoke=32, full=regression_run['eval_sequences'])} sequences each)")
-    for again, shipped_row in zip(live, regression_run["rows"]):  # full mode: the same sequences as results.json
+    for again, stored_row in zip(live, regression_run["rows"]):  # full mode: the same sequences as results.json
         print(f"  {again['num_tasks']!s:>5} tasks, new tasks: model {again['new']['model']['mean']:.3f} "
-              f"(results.json: {shipped_row['new']['model']['mean']:.3f}), distance to ridge "
-              f"{again['new']['model_to_ridge']['mean']:.3f} ({shipped_row['new']['model_to_ridge']['mean']:.3f})")
+              f"(results.json: {stored_row['new']['model']['mean']:.3f}), distance to ridge "
+              f"{again['new']['model_to_ridge']['mean']:.3f} ({stored_row['new']['model_to_ridge']['mean']:.3f})")
     x_positions = log2_tasks(live)
     labels = [str(r["num_tasks"]) for r in live]
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
@@ -336,66 +314,106 @@ if (REGRESSION / "weights.pt").is_file():
         ax.set_xticks(x_positions, labels)
         ax.set_xlabel("number of training tasks M")
         ax.set_title(title, fontsize=10)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=9)
     plt.tight_layout()
     plt.show()
 else:
-    print(f"no shipped run in {REGRESSION}")
+    print(f"no run in {REGRESSION}")
 
 # %% [markdown]
-# What the shipped run shows (seven transformers of 69 thousand
-# parameters, 15,520 steps of batch 128 each, 54 minutes on one CPU
-# thread; numbers from its `results.md`, squared error / d over all 16
-# positions, new tasks unless said otherwise):
-#
-# * **1 and 4 tasks: memorised.** The models predict what dMMSE predicts
-#   (distance 0.000 with one task, 0.29 with four, against 0.86 to ridge);
-#   on their own pool they are as good as dMMSE (0.032 and 0.109 against
-#   0.031 and 0.101), on new tasks as bad (1.96 and 1.25; ridge: 0.38).
-# * **16 tasks: in between, and drifting towards memorisation.** Distance
-#   0.37 to ridge and 0.50 to dMMSE; after the first 8,515 steps it was
-#   0.32 and 0.54 (`results_8515_steps.md` in the same folder; the run was
-#   resumed once, and its `config.json` has every command). Longer training pulls a small pool towards the Bayes
-#   predictor of that pool.
-# * **64 tasks and more: ridge regression.** Distance to ridge 0.12 at 64
-#   tasks and 0.05-0.06 from 256 on, against 0.23-0.44 to dMMSE. These
-#   models are as good on new tasks as on their own pool (0.42-0.44 on both, from
-#   256 tasks), although dMMSE would be better on the pool (0.23-0.26):
-#   they no longer use what they could know about the pool. This is the
-#   paper's "non-Bayesian" learner: worse than Bayes-optimal on its own
-#   training distribution, and the only one of the two that works on
-#   tasks it never saw.
-# * They are not as good as ridge itself (0.42-0.43 against 0.37-0.38):
-#   a small model, trained briefly.
-#
-# So the threshold here lies between 16 and 64 tasks. Where it falls
-# depends on the model and the training budget (the paper's models are
-# larger and trained far longer); we measured it at one size only. The
-# same story, with images and labels instead of numbers, is the
-# classification sweep.
+# What the run shows (squared error / d over all positions, new tasks unless
+# said otherwise; numbers from its `results.json`):
+
+# %%
+def mean(row, split, name):
+    return row[split][name]["mean"]
+
+
+def span(values, digits=2):
+    return f"{min(values):.{digits}f}-{max(values):.{digits}f}"
+
+
+by_pool = {r["num_tasks"]: r for r in regression_run["rows"]}
+few, sixteen = [by_pool[1], by_pool[4]], by_pool[16]
+many = [r for M, r in by_pool.items() if M == "inf" or M >= 64]
+most = [r for r in many if r["num_tasks"] == "inf" or r["num_tasks"] >= 256]
+display(Markdown(
+    f"* **M = 1 and 4: memorised.** The models predict what dMMSE predicts (distance "
+    f"{mean(few[0], 'new', 'model_to_dmmse'):.2f} and {mean(few[1], 'new', 'model_to_dmmse'):.2f}, against "
+    f"{mean(few[0], 'new', 'model_to_ridge'):.2f} and {mean(few[1], 'new', 'model_to_ridge'):.2f} to ridge); "
+    f"on their pool they are as good as dMMSE ({mean(few[0], 'pool', 'model'):.3f} and "
+    f"{mean(few[1], 'pool', 'model'):.3f} against {mean(few[0], 'pool', 'dmmse'):.3f} and "
+    f"{mean(few[1], 'pool', 'dmmse'):.3f}), on new tasks as bad ({mean(few[0], 'new', 'model'):.2f} and "
+    f"{mean(few[1], 'new', 'model'):.2f}; ridge: {mean(few[1], 'new', 'ridge'):.2f}).\n"
+    f"* **M = 16: in between.** Distance {mean(sixteen, 'new', 'model_to_ridge'):.2f} to ridge and "
+    f"{mean(sixteen, 'new', 'model_to_dmmse'):.2f} to dMMSE.\n"
+    f"* **M ≥ 64: ridge regression.** Distance to ridge {span([mean(r, 'new', 'model_to_ridge') for r in many])}, "
+    f"to dMMSE {span([mean(r, 'new', 'model_to_dmmse') for r in many if 'model_to_dmmse' in r['new']])}. "
+    f"From M = 256 on the models are as good on new tasks as on their pool "
+    f"({span([mean(r, 'new', 'model') for r in most])} and {span([mean(r, 'pool', 'model') for r in most])}), "
+    f"where dMMSE would do better ({span([mean(r, 'pool', 'dmmse') for r in most if 'dmmse' in r['pool']])}), "
+    f"and not as good as ridge itself ({span([mean(r, 'new', 'ridge') for r in most])}): a small model, "
+    f"trained briefly."))
 
 # %% [markdown]
+# Trained on few tasks, the transformer becomes the Bayes predictor of its
+# pool; trained on many, ridge regression: the paper's **non-Bayesian**
+# learner, worse than Bayes-optimal on its training distribution, and the
+# only one of the two that works on tasks it never saw. Here the threshold
+# lies between 16 and 64 tasks, for one model size and training budget.
+#
+# **Does the threshold hold still with training?** The same models,
+# evaluated at two points of training on the same sequences:
+
+# %%
+early_run = json.loads((REGRESSION / "results_8515_steps.json").read_text())
+fig, ax = plt.subplots(figsize=(7, 3.4))
+x_positions = log2_tasks(regression_run["rows"])
+for name, colour, label in (("model_to_ridge", "C0", "to ridge"), ("model_to_dmmse", "C3", "to dMMSE")):
+    for run, style in ((early_run, "--"), (regression_run, "-")):
+        points = [(x, mean(r, "new", name)) for x, r in zip(x_positions, run["rows"]) if name in r["new"]]
+        ax.plot([p[0] for p in points], [p[1] for p in points], style, marker="o", color=colour,
+                markerfacecolor="white" if style == "--" else colour,
+                label=f"{label}, after {run['steps']:,} steps")
+ax.set_xticks(x_positions, [str(r["num_tasks"]) for r in regression_run["rows"]])
+ax.set_xlabel("number of training tasks M")
+ax.set_ylabel("mean squared distance / d")
+ax.set_title("whom the model imitates on new tasks, earlier (open) and later (filled) in training", fontsize=10)
+ax.legend(fontsize=9)
+plt.show()
+early_sixteen = next(r for r in early_run["rows"] if r["num_tasks"] == 16)
+display(Markdown(
+    f"At M = 16 the distance to ridge grew from {mean(early_sixteen, 'new', 'model_to_ridge'):.2f} after "
+    f"{early_run['steps']:,} steps to {mean(sixteen, 'new', 'model_to_ridge'):.2f} after "
+    f"{regression_run['steps']:,}, and the distance to dMMSE shrank from "
+    f"{mean(early_sixteen, 'new', 'model_to_dmmse'):.2f} to {mean(sixteen, 'new', 'model_to_dmmse'):.2f}; "
+    f"its error on its own pool fell from {mean(early_sixteen, 'pool', 'model'):.3f} to "
+    f"{mean(sixteen, 'pool', 'model'):.3f}."))
+
+# %% [markdown]
+# Longer training pulls the 16-task model from learning towards memorising
+# its pool, while the largest pools move, if anything, closer to ridge. This
+# is **transient in-context learning**: Singh et al. (2023, "The transient
+# nature of emergent in-context learning in transformers") watch in-context
+# learning appear and then fade with training, replaced by in-weights
+# learning, the solution optimal for the training distribution. Just below
+# the threshold, a learner is not where training ends: given enough steps, a
+# pool that can be memorised will be.
+#
 # ### The classification sweep
 #
-# The shipped sweep trained one transformer per pool size, all with the same
-# number of steps, batch and learning rate, and evaluated each on 512
-# sequences of
+# The same story with images: one transformer per pool size $M$, all trained
+# with the same steps, batch $B$ and learning rate (`data/gpicl/sweep_cpu/`),
+# each evaluated on sequences of
 #
 # * **seen tasks**: tasks from its own pool, on the held-out MNIST images,
 # * **unseen tasks**: new projections and permutations (ids $\ge 2^{50}$),
 #   held-out MNIST images,
-# * **unseen datasets**: Omniglot (each sequence: 10 random characters of
-#   the 20 evaluation alphabets) and scikit-learn's 8x8 digits, each with
-#   unseen tasks (digits are projected from 64, not 784, numbers),
+# * **unseen datasets**: Omniglot (10 random characters of the evaluation
+#   alphabets per sequence) and scikit-learn's 8x8 digits, with unseen tasks,
 #
-# scoring the accuracy over the last 10 steps of each sequence (after 40-49
-# examples), with a 95% confidence interval over sequences. It ran on this
-# course's 2-core development machine with one thread; the table is the
-# sweep's own `phase_diagram.md`:
-
-# %%
-print(f"{shipped['machine']}, {shipped['train_seconds'] / 60:.1f} min of training, evaluated: {shipped['evaluated']}")
-display(Markdown((SWEEP / "phase_diagram.md").read_text()))
+# scored by the accuracy over the last 10 positions, with a 95% confidence
+# interval over sequences:
 
 # %%
 EVAL_COLOURS = {"seen_tasks": "tab:blue", "unseen_tasks": "tab:orange", "omniglot": "tab:green",
@@ -414,104 +432,112 @@ def phase_diagram(rows, title, ax=None):
                     label=gpicl.EVAL_NAMES[name])
     ax.axhline(10, color="black", linestyle=":", linewidth=1)
     ax.set_xticks(x, [str(int(v)) if r["num_tasks"] != "inf" else "inf" for v, r in zip(x, rows)])
-    ax.set_xlabel("log2(number of training tasks)")
-    ax.set_ylabel("accuracy, last 10 steps (%)")
+    ax.set_xlabel("log2(number of training tasks M)")
+    ax.set_ylabel("accuracy, last 10 positions (%)")
     ax.set_ylim(0, 100)
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9)
     return ax
 
 
-phase_diagram(shipped["rows"], f"shipped sweep ({config.d_model}-wide, {config.layers} layers, "
-                               f"{shipped['rows'][0]['steps']} steps each; dotted: chance)")
+phase_diagram(sweep_run["rows"], f"{config.d_model}-wide, {config.layers} layers, batch {config.batch_size}, "
+                                 f"{sweep_run['rows'][0]['steps']:,} steps each (dotted: chance)")
 plt.show()
 
 # %% [markdown]
 # ### Accuracy by position in the sequence
 #
-# The three regimes of the paper differ in *how* accuracy depends on the
-# position $t$ in the sequence:
+# The paper's three regimes differ in *how* accuracy depends on the position
+# $t$:
 #
-# * **memorisation**: high on seen tasks from the first step (the model
-#   recognises the task from a few inputs, or even knows its labels
-#   outright), at chance on unseen tasks at every position;
-# * **task identification**: seen-task accuracy rises over the first steps
-#   (the model works out *which* of its tasks this is), unseen tasks stay
-#   near chance;
-# * **general-purpose learning**: seen and unseen tasks rise together along
-#   the sequence, because the model learns each task from its examples.
+# * **memorisation**: high on seen tasks from the first position (one input
+#   tells which of its few known tasks this is), chance on unseen tasks;
+# * **task identification**: seen-task accuracy rises over the first
+#   positions (the model works out *which* of its tasks this is); unseen
+#   tasks stay at chance;
+# * **general-purpose learning**: seen and unseen tasks rise together,
+#   because the model learns each task from its examples.
 #
-# Accuracy at every position, on seen tasks, unseen tasks and Omniglot, for
-# each pool size of the shipped sweep:
+# `regime` turns these signatures into a rule:
 
 # %%
+def regime(evaluation, chance=0.1):
+    """The paper's regime of one model (or the plateau), read from its accuracies on seen and unseen tasks."""
+    seen, unseen = evaluation["seen_tasks"], evaluation["unseen_tasks"]
+    if unseen["last_accuracy"] > 2 * chance:
+        return "learns in context"
+    if seen["last_accuracy"] < 2 * chance:
+        return "on the plateau"
+    if seen["by_position"][0] > 0.75 * seen["last_accuracy"]:  # right from the first example
+        return "memorised"
+    return "identifies its tasks"
+
+
 def by_position_plot(rows, names=("seen_tasks", "unseen_tasks", "omniglot")):
-    fig, axes = plt.subplots(1, len(names), figsize=(4.3 * len(names), 3.3), sharey=True)
+    fig, axes = plt.subplots(1, len(names), figsize=(12, 3.3), sharey=True)
     colours = plt.cm.viridis(np.linspace(0, 0.95, len(rows)))
     for ax, name in zip(axes, names):
         for row, colour in zip(rows, colours):
             curve = row["evaluation"][name]["by_position"]
             ax.plot(np.arange(1, len(curve) + 1), 100 * np.asarray(curve), color=colour,
-                    label=f"{row['num_tasks']} tasks")
+                    label=f"M = {row['num_tasks']}")
         ax.axhline(10, color="black", linestyle=":", linewidth=1)
         ax.set_title(gpicl.EVAL_NAMES[name], fontsize=10)
         ax.set_xlabel("position t in the sequence")
     axes[0].set_ylabel("accuracy at t (%)")
-    axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    axes[-1].legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1))
     plt.tight_layout()
     return fig
 
 
-by_position_plot(shipped["rows"])
+by_position_plot(sweep_run["rows"])
 plt.show()
 
-# %% [markdown]
-# What the shipped sweep shows (9,291 training steps for every model, batch
-# 32; the numbers are in the table above):
-#
-# * **Memorisation, 4 and 16 tasks.** About 80 % right on seen tasks
-#   *from the first step on* (80 % at $t = 1$ with 4 tasks, 75 % with 16):
-#   one projected input is enough to tell which of its few tasks the
-#   sequence comes from, and the model knows that task's classifier. On
-#   unseen tasks and datasets it stays at chance at every position: nothing
-#   was learned that transfers.
-# * **Task identification, 256 tasks.** Seen-task accuracy starts near
-#   chance (22 % at $t = 1$) and climbs along the sequence (51 % at
-#   $t = 50$): the model needs a few labelled examples to work out which of
-#   its 256 tasks this is. Unseen tasks stay at chance.
-# * **General-purpose learning, 1,024 and 4,096 tasks.** Seen and unseen
-#   tasks rise *together* along the sequence (unseen: 11 % at $t = 1$,
-#   about 31 % at $t = 10$ and 53-56 % at $t = 50$), and so do tasks from
-#   datasets the models never saw: 46 % on Omniglot characters and 66-69 %
-#   on scikit-learn digits over the last 10 steps, against 10 % chance.
-#   These models learn each task from the examples in its context, and
-#   the two pool sizes end level (their CIs overlap everywhere). They are
-#   far from good: the GPU-sized models of the paper reach much more.
-# * **16,384 tasks and more: still on the plateau.** With more tasks the
-#   model cannot memorise, and in 9,291 steps it had not yet found the
-#   general solution: chance everywhere, training loss at $\ln 10$. In this
-#   run, the more tasks, the longer the plateau (section 4). So the right
-#   edge of this diagram is a statement about our CPU budget, not about
-#   the models: this sweep was first stopped after 2,293 steps (36
-#   minutes), when the 4,096-task model was still at $\ln 10$ (loss 2.299 in
-#   its history) and scored chance; resumed for 80 more minutes, it left
-#   the plateau within 250 steps and caught up with the 1,024-task model.
-#   Section 4 trains the three largest pools again with a larger batch:
-#   they leave the plateau and learn in context too.
-#
-# The transition from memorisation to learning happens between 256 and
-# 1,024 tasks here, much earlier than the paper's $2^{13}$ or so. Our model
-# has 76 thousand parameters, the paper's millions, and its sequences are
-# half as long; a small model can memorise fewer tasks, which may be why it
-# is pushed to the general solution sooner (a guess: we did not measure the
-# transition at other model sizes).
+
+def regime_table(rows):
+    lines = ["| M | regime | final loss | seen, t = 1 | seen, t = T | unseen tasks | Omniglot | digits |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        e = row["evaluation"]
+        lines.append(f"| {row['num_tasks']} | {regime(e)} | {row['final_loss']:.3f} | "
+                     f"{100 * e['seen_tasks']['by_position'][0]:.0f} % | {100 * e['seen_tasks']['by_position'][-1]:.0f} % | "
+                     + " | ".join(gpicl.accuracy_cell(e.get(k)) for k in ("unseen_tasks", "omniglot", "digits")) + " |")
+    return "\n".join(lines)
+
+
+def pools_in(rows, name):
+    return ", ".join(f"{r['num_tasks']:,}" if r["num_tasks"] != "inf" else "∞" for r in rows
+                     if regime(r["evaluation"]) == name) or "none"
+
+
+learners = [r for r in sweep_run["rows"] if regime(r["evaluation"]) == "learns in context"]
+display(Markdown(
+    regime_table(sweep_run["rows"]) + "\n\n(the last three columns: last 10 positions, mean ± 95% CI; "
+    f"chance 10 %, ln 10 = {math.log(10):.3f})\n\n"
+    f"Memorised: M = {pools_in(sweep_run['rows'], 'memorised')}. Identifies its tasks: "
+    f"M = {pools_in(sweep_run['rows'], 'identifies its tasks')}. Learns in context: "
+    f"M = {pools_in(sweep_run['rows'], 'learns in context')}, also on datasets it never saw "
+    f"(Omniglot {span([100 * r['evaluation']['omniglot']['last_accuracy'] for r in learners], 1)} %, digits "
+    f"{span([100 * r['evaluation']['digits']['last_accuracy'] for r in learners], 1)} %). "
+    f"On the plateau: M = {pools_in(sweep_run['rows'], 'on the plateau')}."))
 
 # %% [markdown]
-# **Exercise 3: accuracy by position.** The curves above are one line of
-# code over the model's logits on $S$ sequences. Write it: for logits
-# $[S, L, C]$ and targets $[S, L]$, return the fraction of sequences whose
-# prediction is right at each position $t$. The cell after the check
-# applies your function to the shipped most general model on unseen tasks.
+# The in-context learners are far from good (the paper's GPU-sized models
+# reach much more), but they learn from the sequence alone. The pools on the
+# plateau are a statement about the training budget, not the models: with a
+# larger batch they learn in context too (section 4).
+#
+# The transition comes much earlier than the paper's $M \approx 2^{13}$. Our
+# model is far smaller (section 2; theirs has millions of parameters) and
+# its sequences half as long; a small model can memorise fewer tasks, which
+# may push it to the general solution sooner (a guess: we did not vary the
+# model size).
+
+# %% [markdown]
+# **Exercise 3: accuracy by position.** The curves above are one line of code
+# over the model's logits on $B$ sequences. Write it: for logits $[B, T, C]$
+# and targets $[B, T]$, return the fraction of sequences right at each
+# position $t$. The next cell applies it to the most general stored model.
 
 # %%
 def accuracy_by_position(logits, targets):
@@ -523,8 +549,8 @@ def accuracy_by_position(logits, targets):
 checks.check_accuracy_by_position(accuracy_by_position)
 
 # %%
-# of the models whose weights are shipped, the one that generalised best (see data/gpicl/README.md)
-general = max((r for r in shipped["rows"] if (SWEEP / r["run"] / "weights.pt").is_file()),
+# of the models whose weights are stored, the one that generalised best (see data/gpicl/README.md)
+general = max((r for r in sweep_run["rows"] if (SWEEP / r["run"] / "weights.pt").is_file()),
               key=lambda r: r["evaluation"]["unseen_tasks"]["last_accuracy"])
 model, model_config = gpicl_runs.load_model(SWEEP / general["run"] / "weights.pt", DEVICE)
 test_tasks = gpicl.ProjectedTasks(mnist.images[9000:], mnist.labels[9000:], 10, model_config.input_dim,
@@ -535,19 +561,16 @@ tokens, targets = test_tasks.sample_batch(ids, model_config.seq_len, torch.Gener
 with torch.no_grad():
     logits = model(tokens.unsqueeze(0))[0]
 curve = accuracy_by_position(logits.cpu(), targets.cpu())
-print(f"{general['run']} (shipped weights, bf16), {sequences} sequences of unseen tasks on held-out MNIST images:")
+print(f"{general['run']} (stored weights, bf16), {sequences} sequences of unseen tasks on held-out MNIST images:")
 print("accuracy at t = 1, 5, 10, 20, 50:", [f"{100 * float(curve[t - 1]):.0f} %" for t in (1, 5, 10, 20, 50)
                                            if t <= len(curve)])
 
 # %% [markdown]
 # ### A smaller sweep, live
 #
-# In full mode the notebook reruns a smaller version of the sweep, with
-# the same command line (`python -m course_lib train gpicl`, here
-# `cli.main`), three pool sizes and an even
-# smaller model, for about three and a half minutes on the CPU; in smoke
-# mode it trains a few steps on a few hundred images to exercise the code.
-# Its numbers are only comparable to the shipped ones in their trend.
+# A smaller sweep with the course's command line (`cli.main`): three pool
+# sizes, a smaller model, a few minutes in full mode (a few steps in smoke
+# mode). Compare its trend, not its numbers, with the sweep above.
 
 # %%
 LIVE = runtime.cache_dir() / "gpicl" / f"08_live_{MODE}"
@@ -561,27 +584,23 @@ live_args += cl.by_mode(
           "--steps", "100000", "--max-minutes", "3.5", "--test-episodes", "256"])
 started = time.perf_counter()
 cli.main(live_args)
+live_seconds = time.perf_counter() - started
 live_rows = gpicl_runs.load_run(LIVE)["rows"]
-print(f"live sweep: {time.perf_counter() - started:.0f} s, {live_rows[0]['steps']} steps per model")
-phase_diagram(live_rows, f"live sweep ({MODE} mode, {live_rows[0]['steps']} steps; dotted: chance)")
+phase_diagram(live_rows, f"live sweep ({MODE} mode, {live_rows[0]['steps']:,} steps; dotted: chance)")
 plt.show()
+display(Markdown(f"This run: {live_rows[0]['steps']:,} steps per model in {live_seconds:.0f} s.\n\n"
+                 + regime_table(live_rows)))
 
 # %% [markdown]
-# In the committed full-mode run (1,401 steps per model in 219 s, on the
-# shared CPU) the live sweep showed the left half of the shipped diagram:
-# 4 tasks memorised (80 % on seen tasks, chance on unseen ones), 256 tasks
-# at the start of task identification (21 % on seen tasks, chance on
-# unseen ones), and 1,024 tasks still on the plateau. A smaller model
-# after 1,401 steps had not yet reached the transition that the shipped
-# sweep's 1,024-task model began at step 2,210.
+# In full mode, expect the left half of the diagram: $M = 4$ memorised,
+# $M = 256$ starting to identify its tasks, $M = 1{,}024$ still on the plateau,
+# which the sweep's $M = 1{,}024$ model left only after thousands of steps.
 
 # %% [markdown]
 # ## 4. The loss plateau
 #
-# Training loss (mean over the 50 steps of each sequence, averaged over
-# every 10 training steps) of every model of the shipped sweep. The dotted
-# line is $\ln 10$, the loss of a model that predicts the uniform
-# distribution at every step.
+# Training loss of every model of the sweep (mean over positions, averaged
+# over 10 steps). Dotted: $\ln 10$, the loss of a uniform prediction.
 
 # %%
 def smooth(values, width=10):
@@ -607,41 +626,35 @@ def left_at(history, batch):
 
 
 fig, ax = plt.subplots(figsize=(8, 3.6))
-colours = plt.cm.viridis(np.linspace(0, 0.95, len(shipped["rows"])))
-for row, colour in zip(shipped["rows"], colours):
-    history = shipped["histories"][row["run"]]
+colours = plt.cm.viridis(np.linspace(0, 0.95, len(sweep_run["rows"])))
+for row, colour in zip(sweep_run["rows"], colours):
+    history = sweep_run["histories"][row["run"]]
     loss = smooth(history["loss"])
-    ax.plot(history["step"][: len(loss)], loss, color=colour, label=f"{row['num_tasks']} tasks")
-    print(f"{row['num_tasks']!s:>6} tasks: loss first below 0.95 ln 10 at step {plateau_end(history)}, "
+    ax.plot(history["step"][: len(loss)], loss, color=colour, label=f"M = {row['num_tasks']}")
+    print(f"M = {row['num_tasks']!s:>6}: loss below 0.95 ln 10 {left_at(history, row['batch_size'])}, "
           f"final loss {row['final_loss']}")
 ax.axhline(math.log(10), color="black", linestyle=":", linewidth=1)
 ax.set_xlabel("training step")
 ax.set_ylabel("training loss (nats)")
-ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
-ax.set_title("shipped sweep: training loss", fontsize=10)
+ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1))
+ax.set_title("the sweep: training loss", fontsize=10)
 plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# In this sweep, the fewer the tasks, the sooner the loss leaves $\ln 10$:
-# a handful of tasks can be memorised at once, 256 tasks need a few
-# hundred steps, the 1,024- and 4,096-task models stayed near $\ln 10$ for
-# more than 2,000 steps before their in-context learning appeared, and the
-# larger pools never left it within the budget. During the plateau nothing visible happens to
-# the loss, yet training must be changing the model: the transition, when
-# it comes, is sudden.
+# The fewer the tasks, the sooner the loss leaves $\ln 10$: a handful is
+# memorised at once, $M = 256$ needs a few hundred steps, the in-context
+# learners thousands, and the largest pools never leave it. During the
+# plateau the loss shows nothing, yet the model must be changing: the
+# transition, when it comes, is sudden.
 #
-# The paper studies what shortens the plateau and names two interventions:
-# a **larger batch**, and a **biased batch** in which a fraction of the
-# sequences comes from one fixed task (which the model can memorise,
-# giving it a signal to follow). A second shipped run tests both at 4,096
-# tasks, the first pool size that stayed on the plateau above, with the
-# same model: batch 16 and batch 64, each with uniform tasks and with a
-# quarter of the batch from task 0, 7.5 minutes per batch size on the CPU.
-# The dotted line is $\ln 10$; the dashed one, $0.75 \ln 10 \approx 1.73$, is
-# the loss of a model that has memorised the fixed task (loss near 0 on a
-# quarter of the batch) and is at chance on the rest. The printed accuracy
-# on unseen tasks says which models became in-context learners.
+# The paper names two ways to shorten the plateau: a **larger batch**, and a
+# **biased batch**, a fraction of the sequences from one fixed task (which
+# the model can memorise: a signal to follow). `data/gpicl/plateau_cpu/`
+# tests both at $M = 4{,}096$ with the sweep's model: batch 16 and 64, each
+# with uniform tasks and with a quarter of the batch from task 0, with equal
+# training time per batch size. Dashed: $0.75 \ln 10 \approx 1.73$, the loss
+# of a model that memorised the fixed task and is at chance on the rest.
 
 # %%
 PLATEAU = SWEEP.parent / "plateau_cpu"
@@ -659,98 +672,79 @@ def plateau_figure(plateau):
         axes[1].plot(steps * row["batch_size"], loss, label=label)
         evaluation = json.loads((PLATEAU / f"batch_{row['batch_size']}" / "phase_diagram.json").read_text())
         unseen = next(r for r in evaluation["rows"] if r["run"] == row["run"])["evaluation"]["unseen_tasks"]
-        print(f"{label:34s}: {row['steps']:5d} steps, final loss {row['final_loss']:.3f}, unseen tasks "
-              f"(last 10 steps) {gpicl.accuracy_cell(unseen)}")
+        print(f"{label:34s}: loss below 0.95 ln 10 {left_at(history, row['batch_size'])}; final loss "
+              f"{row['final_loss']:.3f}, unseen tasks (last 10 positions) {gpicl.accuracy_cell(unseen)}")
     for ax in axes:
         ax.axhline(math.log(10), color="black", linestyle=":", linewidth=1)
         ax.axhline(0.75 * math.log(10), color="gray", linestyle="--", linewidth=1)
     axes[0].set_xlabel("training step")
     axes[1].set_xlabel("training sequences seen (step x batch)")
     axes[0].set_ylabel("training loss (nats)")
-    axes[1].legend(fontsize=8)
-    fig.suptitle(f"the plateau at {plateau['rows'][0]['num_tasks']} tasks: batch size and a biased batch",
+    axes[1].legend(fontsize=9)
+    fig.suptitle(f"the plateau at M = {plateau['rows'][0]['num_tasks']}: batch size and a biased batch",
                  fontsize=10)
     fig.tight_layout()
     return fig
 
 
 if (PLATEAU / "plateau.json").is_file():
-    print("shipped plateau run:", json.loads((PLATEAU / "config.json").read_text())["command"])
     plateau_figure(json.loads((PLATEAU / "plateau.json").read_text()))
     plt.show()
+    print(f"the sweep's M = 4096 model (batch 32): loss below 0.95 ln 10 "
+          f"{left_at(sweep_run['histories']['tasks_4096'], 32)}")
 else:
-    print(f"no shipped plateau run in {PLATEAU}")
+    print(f"no run in {PLATEAU}")
 
 # %% [markdown]
-# What the plateau run shows, on this CPU and at this small size:
-#
-# * **Batch size matters, even per example seen.** With uniform tasks,
-#   batch 64 left the plateau after about 1,150 steps (74 thousand
-#   sequences) and ended as an in-context learner (about 52 % on unseen
-#   tasks, 47 % on Omniglot, 68 % on digits after 1,947 steps: see
-#   `data/gpicl/plateau_cpu/batch_64/phase_diagram.md`), level with the
-#   sweep's 1,024- and 4,096-task models after their 9,291 steps of batch
-#   32. Batch 16 stayed at $\ln 10$ for all of its
-#   9,003 steps (144 thousand sequences, more than batch 64 needed). The
-#   paper also finds that larger batches shorten the plateau; here the
-#   larger batch needed fewer *sequences*, not only fewer steps.
+# * **Batch size matters, even per sequence seen.** With uniform tasks, batch
+#   64 left the plateau and learned in context as well as the sweep's
+#   $M = 1{,}024$ and $4{,}096$ models; batch 16 never left $\ln 10$, though
+#   it saw more sequences than batch 64 needed. The paper, too, finds that
+#   larger batches shorten the plateau.
 # * **The biased batch did not help here.** Both biased models memorised
-#   task 0 within about 200 steps (loss down to the dashed line) and then
-#   stayed there: at chance on unseen tasks. The paper reports that biasing
-#   helps; at this size, fraction and budget we did not see it. One run
-#   per setting and one seed: a measurement, not a verdict.
-# * The sweep's 4,096-task model (batch 32) left the plateau at about
-#   2,500 steps (80 thousand sequences); the batch-64 model of this run at
-#   about 1,150 (74 thousand).
-
-# %% [markdown]
-# A third measurement of the batch size, from the GPICL run that notebook 09
-# uses: the same model meta-trained on tasks made from **Omniglot's
-# background characters** (`--train-dataset omniglot`: 10 random characters
-# per sequence, so no task can be memorised, the situation of the largest
-# pools). With batch 32 it stayed at $\ln 10$ for all of its 12,674 steps
-# (405 thousand sequences; that run is described, not shipped, in
-# `data/gpicl/README.md`); with batch 128 it left the plateau and became an
-# in-context learner that transfers to datasets it never saw:
+#   task 0 (loss down to the dashed line) and stayed at chance on unseen
+#   tasks. The paper reports that biasing helps; at this size, fraction and
+#   budget we did not see it (one seed per setting).
+#
+# Notebook 09's GPICL model tells the same story. It is meta-trained on tasks
+# made from **Omniglot's background characters**, 10 random characters per
+# sequence, so no task can be memorised (the situation of the largest
+# pools). With batch 32 it did not leave the plateau; with batch 128 it did,
+# and it transfers to datasets it never saw:
 
 # %%
 OMNIGLOT_RUN = SWEEP.parent / "omniglot_cpu"
 if (OMNIGLOT_RUN / "phase_diagram.json").is_file():
     omniglot_run = gpicl_runs.load_run(OMNIGLOT_RUN)
     row = omniglot_run["rows"][0]
-    print(f"Omniglot-trained, {row['num_tasks']} tasks, batch {row['batch_size']}: loss below 0.95 ln 10 "
+    print(f"Omniglot-trained, M = {row['num_tasks']}, batch {row['batch_size']}: loss below 0.95 ln 10 "
           f"{left_at(omniglot_run['histories'][row['run']], row['batch_size'])}, final loss {row['final_loss']} "
           f"after {row['steps']:,} steps")
     print(", ".join(f"{gpicl.EVAL_NAMES[k]} {gpicl.accuracy_cell(v)}" for k, v in row["evaluation"].items()))
 else:
-    print(f"no shipped run in {OMNIGLOT_RUN}")
+    print(f"no run in {OMNIGLOT_RUN}")
 
 # %% [markdown]
 # ### The largest pools again, with a larger batch
 #
-# If the right edge of the phase diagram is a plateau problem, a larger
-# batch should move it. A fourth shipped run,
-# `data/gpicl/sweep_cpu_b128/`, trains the three pool sizes that never
-# left the plateau (16,384 and 65,536 tasks, and a fresh task for every
-# sequence) again from scratch with the sweep's model, learning rate and
-# sequences, changing one thing: **batch 128 instead of 32**. Its table,
-# and the phase diagram with these models added (squares; circles: the
-# batch-32 sweep):
+# If the right edge of the phase diagram is a plateau problem, a larger batch
+# should move it. `data/gpicl/sweep_cpu_b128/` trains the three pools that
+# never left the plateau ($M = 16{,}384$, $65{,}536$, $\infty$) again, changing
+# one thing: **batch 128 instead of 32**. Its table, when each model left the
+# plateau, and the phase diagram with them added (squares):
 
 # %%
 SWEEP_B128 = SWEEP.parent / "sweep_cpu_b128"
 if (SWEEP_B128 / "phase_diagram.json").is_file():
     large = gpicl_runs.load_run(SWEEP_B128)
-    print("shipped run:", large["command"])
-    print(f"{large['machine'].get('cpu')} ({large['machine']['device']}, {large['machine']['torch_threads']} thread), "
-          f"{large['train_seconds'] / 60:.1f} min of training")
-    display(Markdown((SWEEP_B128 / "phase_diagram.md").read_text()))
+    display(Markdown(regime_table(large["rows"])))
     for row in large["rows"]:
-        print(f"{row['num_tasks']!s:>6} tasks, loss below 0.95 ln 10: batch 128 "
-              f"{left_at(large['histories'][row['run']], 128)}; batch 32 {left_at(shipped['histories'][row['run']], 32)}")
-    ax = phase_diagram(shipped["rows"], "phase diagram: batch 32 (circles) and, for the largest pools, "
-                                        "batch 128 (squares)")
-    at = dict(zip((r["run"] for r in shipped["rows"]), log2_tasks(shipped["rows"])))
+        print(f"M = {row['num_tasks']!s:>6}, loss below 0.95 ln 10: batch 128 "
+              f"{left_at(large['histories'][row['run']], 128)}; batch 32 "
+              f"{left_at(sweep_run['histories'][row['run']], 32)}")
+    ax = phase_diagram(sweep_run["rows"], "phase diagram: batch 32 (circles) and, for the largest pools, "
+                                          "batch 128 (squares)")
+    at = dict(zip((r["run"] for r in sweep_run["rows"]), log2_tasks(sweep_run["rows"])))
     for name, colour in EVAL_COLOURS.items():
         ax.errorbar([at[r["run"]] + 0.2 for r in large["rows"]],
                     [100 * r["evaluation"][name]["last_accuracy"] for r in large["rows"]],
@@ -758,35 +752,37 @@ if (SWEEP_B128 / "phase_diagram.json").is_file():
                     marker="s", markerfacecolor="white", linestyle="none", capsize=3, color=colour)
     plt.show()
 else:
-    print(f"no shipped run in {SWEEP_B128}")
+    print(f"no run in {SWEEP_B128}")
 
 # %% [markdown]
-# With batch 128 all three left the plateau after 1,080-1,200 steps (138
-# to 154 thousand sequences), where batch 32 had not left it after 9,291
-# steps (297 thousand sequences). After 6,476 steps (105 minutes for the
-# three models) each is a general-purpose in-context learner, level with
-# the 1,024- and 4,096-task models of the sweep: 51-54 % on unseen tasks,
-# 45-47 % on Omniglot, 66-68 % on digits, and the same on seen tasks as on
-# unseen ones (the model no longer tells its own tasks apart). **So the
-# phase diagram's right edge was the plateau, not a failure to
-# generalise**: with enough tasks, memorising is off the table, and what
-# remains, once the plateau is crossed, is learning in context. The
-# diagram above mixes two batch sizes on purpose and says so; a sweep with
-# batch 128 for every pool is the next run to make.
+# All three left the plateau after fewer sequences than batch 32 saw without
+# leaving it, and learn in context as well as the $M = 1{,}024$ and $4{,}096$
+# models, as accurate on seen as on unseen tasks (they no longer tell their
+# own tasks apart). **So the right edge of the phase diagram was the plateau,
+# not a failure to generalise**: with enough tasks memorising is off the
+# table, and once the plateau is crossed, what remains is learning in
+# context.
 
 # %% [markdown]
-# ## 5. State size against parameters
+# ## 5. State size and the variable ratio
 #
-# The paper argues that what limits an in-context learner is less its
-# number of parameters than its **state size**: the numbers it can keep
-# about the examples seen so far (it finds the state size predicts
-# in-context learning performance better than the parameter count). A
-# transformer's state is its key/value cache, $2 \times \text{layers} \times
-# d_\text{model}$ numbers per step, growing with the sequence; an LSTM's state
-# is $(h, c)$, $2 \times \text{hidden}$ numbers, fixed. Below, for the
-# shipped transformer and for the paper's default size, an LSTM with (as
-# nearly as possible) the same number of parameters, both counted by
-# `gpicl.model_size` on the models `course_lib` builds:
+# The paper finds that an in-context learner's **state size**, the numbers
+# it can keep about the examples seen so far, predicts its in-context
+# learning better than its parameter count. In the course's convention
+# (notebook 05) this is the **variable ratio**, *learned variables per
+# meta-parameter*, $\lvert V_L \rvert / \lvert V_M \rvert$:
+#
+# * $\lvert V_M \rvert$ counts the meta-parameters $\omega$, the weights of
+#   one model, frozen after meta-training;
+# * $\lvert V_L \rvert$ counts what changes while a task is learned: not the
+#   weights but the context. For the transformer, the keys and values every
+#   layer stores for every position seen, all that attention can read:
+#   $2 \times \text{layers} \times d_\text{model}$ numbers per example,
+#   growing with $t$. For the LSTM, its hidden and cell states $(h, c)$:
+#   $2 \times \text{hidden}$ numbers, whatever $t$.
+#
+# For the sweep's transformer and the paper's size, against an LSTM with
+# (nearly) the same number of parameters, counted by `gpicl.model_size`:
 
 # %%
 def lstm_with_parameters(target, base):
@@ -804,57 +800,58 @@ def lstm_with_parameters(target, base):
     return hidden, size
 
 
-paper_size = {**shipped["config"], "d_model": 256, "layers": 4, "heads": 8, "seq_len": 100}
+paper_size = {**sweep_run["config"], "d_model": 256, "layers": 4, "heads": 8, "seq_len": 100}
 size_rows = []
-for label, base in (("shipped CPU size", shipped["config"]), ("paper-like size", paper_size)):
+for label, base in (("this notebook's size", sweep_run["config"]), ("paper-like size", paper_size)):
     transformer = gpicl.model_size(gpicl.build_model(gpicl.GPICLConfig(**base), 1))
     hidden, lstm = lstm_with_parameters(transformer["parameters"], base)
-    size_rows += [(f"transformer, d={base['d_model']}, {base['layers']} layers ({label})", transformer),
-                  (f"LSTM, hidden {hidden} ({label})", lstm)]
-print(f"{'model':48s} | parameters | state after L steps | L")
-for name, size in size_rows:
-    L = paper_size["seq_len"] if "paper" in name else shipped["config"]["seq_len"]
-    print(f"{name:48s} | {size['parameters']:10,d} | {size['state_size']:18,d} | {L}")
+    size_rows += [(f"transformer, d_model {base['d_model']}, {base['layers']} layers ({label})", transformer,
+                   base["seq_len"]),
+                  (f"LSTM, hidden {hidden} ({label})", lstm, base["seq_len"])]
+display(Markdown(
+    "| model | meta-parameters $\\lvert V_M \\rvert$ | learned variables $\\lvert V_L \\rvert$ after $T$ examples "
+    "| $T$ | learned variables per meta-parameter $\\lvert V_L \\rvert / \\lvert V_M \\rvert$ |\n|---|---|---|---|---|\n"
+    + "\n".join(f"| {name} | {size['parameters']:,} | {size['state_size']:,} | {T} | "
+                f"{size['state_size'] / size['parameters']:.4f} |" for name, size, T in size_rows)))
+ratio_transformer = size_rows[0][1]["state_size"] / size_rows[0][1]["parameters"]
+ratio_lstm = size_rows[1][1]["state_size"] / size_rows[1][1]["parameters"]
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 3.3))
 lengths = np.arange(1, 101)
-for name, base in (("transformer (shipped size)", shipped["config"]), ("transformer (paper-like size)", paper_size)):
+for name, base in (("transformer (this notebook's size)", sweep_run["config"]),
+                   ("transformer (paper-like size)", paper_size)):
     net = gpicl.build_model(gpicl.GPICLConfig(**base), 1)
-    ax.plot(lengths, [net.state_size(int(L)) for L in lengths], label=name)
-for name, size in size_rows:
+    parameters = gpicl.model_size(net)["parameters"]
+    ax.plot(lengths, [net.state_size(int(t)) / parameters for t in lengths], label=name)
+for name, size, _ in size_rows:
     if name.startswith("LSTM"):
-        ax.plot(lengths, [size["state_size"]] * len(lengths), linestyle="--", label=name)
+        ax.plot(lengths, [size["state_size"] / size["parameters"]] * len(lengths), linestyle="--", label=name)
 ax.set_yscale("log")
-ax.set_xlabel("examples seen (sequence length so far)")
-ax.set_ylabel("state size (numbers)")
-ax.legend(fontsize=7)
-ax.set_title("equal parameters, very different state", fontsize=10)
+ax.set_xlabel("examples seen t")
+ax.set_ylabel(r"$|V_L| \,/\, |V_M|$")
+ax.legend(fontsize=9)
+ax.set_title("learned variables per meta-parameter: equal parameters, very different state", fontsize=10)
 plt.show()
 
 # %% [markdown]
-# At equal parameter count the transformer's state overtakes the LSTM's
-# after a few examples and keeps growing: every example it has seen stays
-# available to attention. The LSTM must compress the whole task into
-# $2 \times \text{hidden}$ numbers. This is the variable ratio of notebook 05
-# again, now as an argument for *which* black box generalises. (These are
-# counts; the paper's measurement that state size predicts in-context
-# learning is not repeated here: `python -m course_lib train gpicl --model
-# lstm --lstm-hidden ...` trains the LSTM side of the comparison.)
+# At equal parameters the transformer's ratio overtakes the LSTM's after a
+# few examples and keeps growing: every example seen stays available to
+# attention, while the LSTM must compress the task into a fixed state. Both
+# stay far below plain SGD's (every weight a learned variable) and below
+# VSML's (notebook 07), which shares one small LSTM across every connection;
+# the transformer gets its learned state from the context instead. These are
+# counts: the paper's measurement is not repeated here.
 
 # %% [markdown]
 # ## 6. Step through a sequence of an unseen task
 #
-# `gpicl_figures.prediction_trace` runs one model on one sequence of one
-# task and returns its class probabilities at every step (a pure function:
-# same model, task and seed, same trace); `gpicl_figures.trace_figure`
-# draws step $t$:
-# the last few examples (title: the model's guess before the label was
-# given, and the label; green when the guess was right), the prediction at
-# $t$, and the probability of the true label at every step so far. Below,
-# the shipped most general model on a task it has never seen, on held-out
-# MNIST images; then the same as a widget (a slider over $t$; on GitHub it
-# is not interactive: run the notebook to use it).
+# `gpicl_figures.prediction_trace` returns one model's class probabilities at
+# every position of one sequence; `gpicl_figures.trace_figure` draws
+# position $t$: the last few examples (title: the guess before the label was
+# given, and the label; green when right), the prediction at $t$, and the
+# probability of the true label so far. The most general stored model on a
+# task it never saw, then the same as a widget (run the notebook to use it).
 
 # %%
 trace = gpicl_figures.prediction_trace(model, test_tasks, gpicl.UNSEEN_TASK_OFFSET + 123, seed=3)
@@ -873,44 +870,53 @@ sequence_figures.step_widget(lambda t: gpicl_figures.trace_figure(trace, test_im
 # %% [markdown]
 # ## What we learned
 #
-# * **Tasks can be generated**: a random projection and a label permutation
-#   turn one dataset into as many tasks as we like, all sharing the
-#   structure of the data but no fixed input-to-label map.
-# * **What a sequence model learns depends on how many tasks it sees.** In
-#   the shipped CPU sweep the same transformer **memorised** 4 and 16 tasks
-#   (right from the first example, useless on new tasks), **identified**
-#   which of 256 tasks it was in (accuracy rising along the sequence, new
-#   tasks at chance), and, trained on 1,024 or 4,096 tasks, **learned in
-#   context**: new tasks, Omniglot and scikit-learn digits, none of them
-#   seen in training, were learned from the examples in the sequence
-#   (46-69 % against 10 % chance, after about 40 examples).
-# * **The threshold in its simplest form**: in-context linear regression,
-#   where the optimal predictors are known in closed form, shows it
-#   directly: trained on 1 or 4 weight vectors the transformer predicts
-#   what the Bayes predictor for that pool (dMMSE) predicts; from 64 on it
-#   predicts what ridge regression predicts, also for weight vectors it
-#   never saw, and gives up the better error dMMSE would get on its pool.
-# * **The plateau is the price.** General-purpose learning appeared after
-#   a long stretch at $\ln 10$; with batch 32 and 16,384 tasks or more the
-#   stretch was longer than our CPU budget. With batch 128 the same pools
-#   left it after about 1,100 steps and became in-context learners like
-#   the 1,024- and 4,096-task models (section 4). The
-#   paper's token design makes the plateau longer still; we deviated from
-#   it (pair tokens) and said so.
-# * **State, not parameters**: at equal parameter count a transformer keeps
-#   a state that grows with every example, an LSTM a fixed one; the paper
-#   argues this is what makes transformers the better general-purpose
-#   in-context learners.
-#
-# **Try it.** Rerun the whole classification sweep with batch 128
-# (`data/gpicl/README.md` has the commands) so that the phase diagram has
-# one batch size, and see whether 256 tasks still only identifies its
-# tasks; train the regression sweep for longer than the shipped run
-# (`python -m course_lib train icl-regression --out runs/regression
-# --max-minutes 120`) and see whether 16 tasks ends at dMMSE; train the
-# LSTM of section 5 with the same
-# budget (`--model lstm --lstm-hidden 116`); rerun the sweep without
-# `--pair-tokens` and watch the plateau.
+# GPICL sits at the far end of the course's spectrum: learned optimizers →
+# learned initialisations → learned objectives → black boxes with
+# symmetries (VSML, SymLA) → **black-box sequence models**. Nothing of the
+# learning algorithm is designed, not even symmetries: the weights $\omega$
+# are the whole algorithm, the context is the learned state, and the number
+# of tasks $M$ decides whether it learns or memorises:
+
+# %%
+learning_pools = [r for r in sweep_run["rows"] if regime(r["evaluation"]) == "learns in context"]
+ridge_like = [r for r in regression_run["rows"] if r["num_tasks"] == "inf" or r["num_tasks"] >= 64]
+left_b128 = [plateau_end(large["histories"][r["run"]]) for r in large["rows"]]
+display(Markdown(
+    f"* On classification the same transformer memorised M = {pools_in(sweep_run['rows'], 'memorised')}, "
+    f"identified its tasks at M = {pools_in(sweep_run['rows'], 'identifies its tasks')}, and learned in context "
+    f"at M = {pools_in(sweep_run['rows'], 'learns in context')}: "
+    f"{span([100 * r['evaluation']['unseen_tasks']['last_accuracy'] for r in learning_pools], 1)} % on unseen "
+    f"tasks, {span([100 * r['evaluation']['omniglot']['last_accuracy'] for r in learning_pools], 1)} % on "
+    f"Omniglot and {span([100 * r['evaluation']['digits']['last_accuracy'] for r in learning_pools], 1)} % on "
+    f"digits, datasets it never saw (chance 10 %).\n"
+    f"* On in-context regression it imitated dMMSE, the Bayes predictor of its pool, at M = 1 and 4, and ridge "
+    f"regression from M = 64 on (distance to ridge {span([mean(r, 'new', 'model_to_ridge') for r in ridge_like])}): "
+    f"the non-Bayesian learner that also works on new tasks. At M = 16 longer training pulled it towards "
+    f"memorising, as in-context learning fades in Singh et al. (2023).\n"
+    f"* The price is a plateau at ln 10 before learning appears: with batch 32 the largest pools did not leave "
+    f"it in {sweep_run['rows'][0]['steps']:,} steps; with batch 128 they left it after "
+    f"{min(left_b128):,}-{max(left_b128):,} steps and learned in context like the others.\n"
+    f"* After T = {config.seq_len} examples the transformer holds {ratio_transformer:.3f} learned variables per "
+    f"meta-parameter, {ratio_transformer / ratio_lstm:.0f} times an LSTM with as many parameters: state, not "
+    f"parameters, is what the paper finds makes a general-purpose in-context learner."))
+
+# %% [markdown]
+# **Try it** (commands in `data/gpicl/README.md`). Rerun the sweep with batch
+# 128 for every pool and see whether $M = 256$ still only identifies its
+# tasks; train the regression sweep longer and see whether $M = 16$ ends at
+# dMMSE; train the LSTM of section 5; train without pair tokens and watch
+# the plateau.
 #
 # **Next:** 09 · Capstone: one benchmark across the whole spectrum of this
 # course, from designed learners to learned ones.
+
+# %% [markdown] jupyter={"source_hidden": true}
+# ## How this was made
+#
+# The runs loaded here are the folders of `data/gpicl/`, trained on a 2-core
+# CPU with one thread; `data/gpicl/README.md` has their commands, step counts
+# and times, the resumed runs, and the runs tried and not kept (the GPU probe
+# with the paper's tokens, the Omniglot run at batch 32). The live sweep
+# calls `cli.main`, what `python -m course_lib train gpicl` runs, with
+# `--max-minutes 3.5` in full mode: its step count depends on the machine's
+# load.

@@ -16,34 +16,35 @@
 # %% [markdown]
 # # 09 · Capstone: every method of the course on the same episodes
 #
-# Each notebook so far scored its own methods on its own test tasks. That
-# answers "does this method work?", not "which method should I use?", and
-# certainly not "which method has learned something *general*?". This
-# notebook puts every method of the course on the same footing:
+# Each notebook so far scored its own methods on its own tasks. That says
+# whether a method works, not which one has learned something *general*.
+# Here every method of the course meets the same test sets and the same
+# episodes, and we measure how far what it meta-learned carries.
 #
-# 1. **Three kinds of test data**: unseen Omniglot characters (in
-#    distribution for the methods meta-trained on Omniglot), MNIST digits and
-#    scikit-learn digits (new datasets), and the same digits with their pixels
-#    shuffled by one fixed permutation (a new input *structure*).
-# 2. **One protocol**: N-way K-shot episodes (5-way 1-shot, 5-way 5-shot,
-#    2-way 1-shot, and 10-way 10-shot for the methods that can take it),
-#    15 queries per class (10 at 10 shots: an Omniglot character has 20
-#    drawings), **the same episodes for every method** (their index lists
-#    are saved), mean ± 95% CI.
-# 3. **Every shipped method**: hand-designed baselines (notebook 02),
-#    pretrained features (02), ProtoNet and Matching nets (03), MAML,
-#    first-order MAML and Reptile (04), the black-box sequence learners (05), VSML (07)
-#    and GPICL (08); and one row per family meta-trained on **the same
-#    data**, Omniglot's background alphabets.
-# 4. **The table** (from `data/capstone/`, made by
-#    `python -m course_lib.capstone`), a live re-evaluation of the cheap
-#    methods on the same episodes, and two plots: in- against
-#    out-of-distribution accuracy, and *structure against generality*
-#    (the variable ratio of notebooks 05 and 07 against how much of its
-#    accuracy a method keeps on data it was not meta-trained for).
-# 5. **What the table shows, and what it does not.**
+# After this notebook you will be able to:
+#
+# * set up a fair few-shot comparison (the same episodes for every method,
+#   a 95% confidence interval per cell) and say what it holds equal and
+#   what it does not;
+# * measure generalisation against a learner that learned nothing (the
+#   pixel nearest neighbour) and by the drop under a pixel permutation, and
+#   explain why a ratio to in-distribution accuracy misleads;
+# * read a large results table as per-test-set tables and a heat map;
+# * test a claim of an earlier notebook (the variable ratio governs
+#   transfer) against measurements, and place every method of the course
+#   on the spectrum by what it learned, needed, carried and lost.
+#
+# Notation: [docs/notation.md](../docs/notation.md)
+#
+# 1. The test sets
+# 2. The protocol: the same episodes for everyone
+# 3. The methods, and how each one is plugged in
+# 4. The table, one test set at a time
+# 5. Measuring generalisation
+# 6. Testing notebooks 05 and 06
 
 # %%
+import inspect
 import json
 import math
 import time
@@ -62,42 +63,35 @@ from course_lib.teaching.checks import nb09 as checks
 MODE, DEVICE = cl.notebook_setup(seed=0)
 
 # %% [markdown]
-# Every method here classifies a handful of small images per episode: the
-# arithmetic is tiny, so we compute on **the CPU with one thread**, whatever
-# device the setup found (the shipped table was made the same way).
+# The arithmetic per episode is tiny, so we compute on the CPU with one
+# thread, whatever device the setup found.
 
 # %%
 torch.set_num_threads(1)
 CPU = torch.device("cpu")
 ROOT = runtime.repo_root()
-SHIPPED = ROOT / "data" / "capstone" if ROOT is not None else None
+CAPSTONE_DIR = ROOT / "data" / "capstone" if ROOT is not None else None
 
 # %% [markdown]
 # ## 1. The test sets
 #
-# All the image models of the course read $28 \times 28$ grey images in
-# $[0, 1]$ with **bright ink on a black background**: `course_lib.data`
-# inverts Omniglot's PNGs (black strokes on white) when it reads them. MNIST
-# and scikit-learn's digits already have bright ink on 0, so nothing is
-# inverted; the $8 \times 8$ digits are resized (bilinear) to $20 \times 20$
-# and padded to $28 \times 28$, the layout of MNIST (a digit in a 20-pixel box
-# at the centre). Three choices keep every test set unseen:
+# Every image model of the course reads $28 \times 28$ grey images in
+# $[0, 1]$, bright ink on black (`course_lib.data` inverts Omniglot's PNGs).
+# Scikit-learn's $8 \times 8$ digits are resized to $20 \times 20$ and
+# padded to $28 \times 28$, MNIST's layout. Each test set is unseen by the
+# methods:
 #
-# * **Omniglot**: the checkpoints were meta-trained on two different splits.
-#   ProtoNet, Matching nets and MAML used the Vinyals split (1,200 of the 1,623
-#   characters, from all 50 alphabets); the black-box learners and the
-#   pretrained features used the 30 background alphabets (Lake's split).
-#   The only characters unseen by *all* of them are those of the 20
-#   evaluation alphabets that are also Vinyals test characters. The
-#   Vinyals-trained models have seen *other* characters of these alphabets.
-# * **MNIST**: GPICL was meta-trained on the first 9,000 images of the MNIST
-#   test set, so the capstone uses the last 1,000.
-# * **Digits**: VSML was meta-trained on 70 % of scikit-learn's digits; the
-#   capstone uses the other 30 %.
+# * **omniglot**: characters of the 20 evaluation alphabets that are also
+#   test characters of the Vinyals split, so unseen under both training
+#   splits of the course (the Vinyals-trained models have seen *other*
+#   characters of these alphabets);
+# * **mnist**: the last 1,000 MNIST test images (GPICL trained on the others);
+# * **digits**: the 30 % of scikit-learn's digits that VSML held out;
+# * **mnist-permuted**, **digits-permuted**: the same images with their
+#   pixels shuffled by one fixed permutation $\pi$: a new input *structure*.
 #
-# Even so, **two cells are in distribution for one method each**: VSML was
-# meta-trained on digits (new images of the same ten classes) and GPICL on
-# MNIST. The table notes this.
+# Two cells are in distribution for one method each: VSML was meta-trained
+# on digits, GPICL on MNIST.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -115,19 +109,23 @@ fig = plots.show_images(torch.cat([pools[name].images[:6] for name in cap.TEST_S
                         suptitle="six images of each test set (ink is drawn dark)")
 plt.show()
 
-# %% [markdown]
-# The permuted sets keep every pixel value and every distance between two
-# images: a pixel-space learner cannot tell them from the originals. What
-# they destroy is the spatial arrangement that convolutions, max-pooling and
-# every Omniglot-trained feature rely on.
+# %%
+fig = plots.show_images(torch.cat([pools[name].images[:6] for name in cap.TEST_SETS]), ncols=6, size=1.0,
+                        titles=[name if i == 0 else "" for name in cap.TEST_SETS for i in range(6)],
+                        suptitle="six images of each test set (ink is drawn dark)")
+plt.show()
 
 # %% [markdown]
-# **Exercise 1: a new input structure.** Write the permutation that makes
-# the permuted test sets: pixel $i$ of every output image is pixel
-# $\pi(i)$ of the input image, with one fixed permutation $\pi$ of the
-# $H \times W$ pixel positions shared by all images. The check compares
-# with known answers and names the usual mistakes (the inverse
-# permutation, a different permutation per image, shuffling the batch).
+# A permutation keeps every pixel value and every distance between two
+# images, so a pixel-space learner cannot tell the permuted sets from the
+# originals. It destroys the spatial arrangement that convolutions and
+# every stroke detector rely on.
+#
+# **Exercise 1: a new input structure.** Write the permutation: pixel $i$
+# of every output image is pixel $\pi(i)$ of the input image, one $\pi$ of
+# the $H \times W$ positions for all images. The check names the usual
+# mistakes (the inverse permutation, one permutation per image, shuffling
+# the batch).
 
 # %%
 def permute_pixels(images: torch.Tensor, permutation: torch.Tensor) -> torch.Tensor:
@@ -148,16 +146,18 @@ print("same as course_lib.capstone.permute_pixels:",
 # %% [markdown]
 # ## 2. The protocol: the same episodes for everyone
 #
-# `cap.draw_episodes` runs the course's `EpisodeSampler` with one seeded
-# generator per (test set, setting) and keeps *which images* it picked. The
-# permuted sets reuse the episodes of their base set. The index lists of the
-# shipped table are in `data/capstone/episodes.npz`; here we load them (or
-# draw them again: the same seed gives the same lists) and check the claim
-# with the one method that must be blind to a pixel permutation.
+# N-way K-shot episodes (5-way 1-shot, 5-way 5-shot, 2-way 1-shot, and
+# 10-way 10-shot where a method can take it), $Q = 15$ queries per class
+# ($Q = 10$ at 10 shots: a character has 20 drawings), scored as mean ± 95%
+# confidence interval over episodes. `cap.draw_episodes` keeps *which images* each episode
+# uses, from one seeded generator per (test set, setting); the permuted sets
+# reuse their base set's episodes. Below we draw the first episodes again,
+# check them against the saved lists, and test the claim with the one
+# method that must be blind to a permutation.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-EPISODES_FILE = SHIPPED / "episodes.npz" if SHIPPED is not None else None
+EPISODES_FILE = CAPSTONE_DIR / "episodes.npz" if CAPSTONE_DIR is not None else None
 if EPISODES_FILE is not None and EPISODES_FILE.is_file():
     lists = cap.load_episodes(EPISODES_FILE)
     print(f"loaded {len(lists)} index lists from data/capstone/episodes.npz")
@@ -185,54 +185,39 @@ assert a["mean"] == b["mean"], "a pixel permutation changed a pixel-space neares
 # %% [markdown]
 # ## 3. The methods, and how each one is plugged in
 #
-# Every row of the table is a function `predict(support_x, support_y,
-# query_x) -> logits [queries, N]`, the interface of `course_lib.evaluation`
-# since notebook 01. The capstone reads the method registry
-# (`course_lib.registry`): a method module names the runs that are rows
-# (`RunSpec(..., capstone="maml")` in its `RUNS`), its `predictor(model)`
-# answers the episodes and its `capstone_row` says what the table shows
-# about the run; the baselines that no method trains (the pixel learners,
-# the pretrained features) are the capstone's own rows. Most predictors are
-# the model's own (`ProtoNet.predict`, `MatchingNet.predict`); four methods
-# needed more, each documented in its module:
+# Every row is a function `predict(support_x, support_y, query_x) -> logits
+# [N·Q, N]`, the interface of `course_lib.evaluation` since notebook 01. The
+# rows are the runs that the method modules name in the registry, plus the
+# baselines no method trains (the pixel learners, notebook 02's pretrained
+# features). No row may batch its queries: each query is classified from
+# $\mathcal{S}$ and itself alone. Three kinds of rows needed care:
 #
-# * **MAML / first-order MAML / Reptile**: three inner steps (Reptile: ten) from the meta-learned
-#   initialisation, keeping the first N rows of the 5-way head, with batch
-#   statistics from the *support set* (non-transductive; MAML's own
-#   evaluation normalises the queries with their own statistics, which is
-#   worth about a point in distribution, `data/maml/README.md`).
-# * **Black-box learners** (memory-augmented LSTM, LSTM, transformer of
-#   notebook 05): one checkpoint per (ways, shots), trained on 2-4 ways, so
-#   they are scored only where a checkpoint of exactly that setting exists:
-#   **2-way 1-shot**, the reason this column is in the table. Each query is
-#   its own sequence (the support set, then that query), the situation they
-#   were trained in.
-# * **VSML** (notebook 07; `vsml-omniglot` is the same recipe meta-trained
-#   on Omniglot): an online learner of 16 randomly projected inputs. Each
-#   episode gets its own random projection, the support set is replayed in
-#   random orders for the 100 steps of its training streams, and each query
-#   is classified from the resulting state.
-# * **GPICL** (notebook 08; `gpicl-omniglot` meta-trained on Omniglot): each
-#   episode is a new task id (a projection it never saw), the support set
-#   then one query per sequence, and the 10 logits are **restricted to the
-#   episode's N labels**. Its sequences (50 positions in the shipped runs)
-#   cannot hold a 10-way 10-shot support set and a query, so that column
-#   is "–", like MAML's (5-way heads) and the black-box learners'.
+# * **MAML, first-order MAML, Reptile** adapt from the learned
+#   initialisation with batch statistics of $\mathcal{S}$; their 5-output
+#   heads cannot take 10 ways.
+# * **Black-box learners** of notebook 05 (memory-augmented LSTM, LSTM,
+#   transformer) have one checkpoint per setting, trained on 2-4 ways: they
+#   take only **2-way 1-shot**, which is why that column exists.
+# * **VSML** (07) and **GPICL** (08) read each image through a random
+#   projection, a new one per episode; GPICL's logits are restricted to the
+#   episode's $N$ labels, and its sequences cannot hold 10-way 10-shot.
 #
-# The capstone never invents a row: a method whose checkpoint is not in the
-# checkout is listed as missing (Reptile was, until its CPU checkpoint
-# was shipped).
+# One row per family was meta-trained on **the same data**, Omniglot's 30
+# background alphabets and nothing else: the pretrained features,
+# `protonet-background`, `maml-background`, the black-box learners,
+# `vsml-omniglot` and `gpicl-omniglot`. The other rows are the notebooks'
+# own runs, meta-trained on other data (the table says which).
 
 # %%
 # NBVAL_CHECK_OUTPUT
 RECORD = None
-if SHIPPED is not None and (SHIPPED / "results.json").is_file():
-    RECORD = json.loads((SHIPPED / "results.json").read_text())
+if CAPSTONE_DIR is not None and (CAPSTONE_DIR / "results.json").is_file():
+    RECORD = json.loads((CAPSTONE_DIR / "results.json").read_text())
     print(f"data/capstone/results.json: {len(RECORD['methods'])} methods, "
           f"{len(RECORD['test_sets'])} test sets x {len(RECORD['settings'])} settings")
     print("missing:", ", ".join(RECORD["missing"]) or "none")
 else:
-    print("data/capstone/results.json is not in this checkout: run python -m course_lib.capstone")
+    print("data/capstone/results.json is not in this checkout (data/capstone/README.md says how to make it)")
 
 # %%
 if RECORD is not None:
@@ -243,94 +228,58 @@ if RECORD is not None:
                      "| ratio |\n|---|---|---|---|---|---|\n" + "\n".join(rows)))
 
 # %% [markdown]
-# *Learned variables* are the numbers fitted to one task (here at 5-way
-# 1-shot, or 2-way 1-shot for the black-box learners): the N prototypes of
-# ProtoNet, the adapted weights of MAML, the state of a sequence model after
-# the support set (the LSTM's fixed state, the transformer's key/value
-# cache), VSML's grid of cell states. Hand-designed learners count one
-# meta-parameter (the convention of `vsml.count_variables`, which counts
-# SGD's learning rate); the pretrained Conv4 was fitted by ordinary
-# supervised learning, not meta-learned, but it plays the same role.
+# *Learned variables* $\lvert V_L \rvert$ are the numbers fitted to one task: the
+# $N$ prototypes of ProtoNet, the adapted weights of MAML, a sequence model's
+# state after $\mathcal{S}$, VSML's grid of cell states. The ratio is
+# learned variables per meta-parameter, $\lvert V_L \rvert / \lvert V_M \rvert$;
+# hand-designed learners count one meta-parameter.
 
 # %% [markdown]
-# ## 4. The table
+# ## 4. The table, one test set at a time
+#
+# The full table has 19 methods and 21 columns: too wide to read. First a
+# heat map of the two settings that hold the most rows. Each cell shows the
+# accuracy; its colour shows the points above (blue) or below (red) the
+# pixel nearest neighbour on the same episodes.
 
 # %%
 if RECORD is not None:
-    display(Markdown(cap.to_markdown(RECORD)))
-    counts = {name: {c["episodes"] for row in m["cells"].values() for c in row.values()}
-              for name, m in RECORD["methods"].items()}
-    fewer = {name: sorted(v) for name, v in counts.items() if v != {RECORD["episodes"]}}
-    print(f"episodes per cell: {RECORD['episodes']} in every cell" if not fewer else
-          f"episodes per cell: {RECORD['episodes']}, except " + ", ".join(f"{k}: {v}" for k, v in fewer.items()))
-    print(f"made by: {RECORD['command']}\non: {RECORD['hardware'].get('cpu')} ({RECORD['hardware']['device']}, "
-          f"{RECORD['hardware']['torch_threads']} thread)")
-
-# %% [markdown]
-# ### The same meta-training data
-#
-# The rows above come from the notebooks' own checkpoints, meta-trained on
-# different data (the "meta-trained on" column of the method table):
-# the Vinyals split for ProtoNet, Matching nets and MAML (as in their
-# papers), digits for notebook 07's VSML, MNIST for notebook 08's GPICL.
-# A fair comparison gives every method **the same meta-training data**.
-# `cap.shared_training` lists one row per family meta-trained on
-# **Omniglot's 30 background alphabets and nothing else** (Lake's split,
-# 964 characters): the pretrained features of notebook 02, ProtoNet and
-# MAML trained on that split (`protonet-background`, `maml-background`),
-# the black-box learners of notebook 05, and VSML and GPICL meta-trained on
-# randomly projected, label-permuted tasks *made from those characters*
-# (`vsml-omniglot`, `gpicl-omniglot`). For all of them the Omniglot column
-# is in distribution (new alphabets) and every other column is a dataset
-# they never saw.
+    fig = cap.plot_heatmap(RECORD, ("5-way 1-shot", "2-way 1-shot"))
+    plt.show()
 
 # %%
 if RECORD is not None:
-    shared = cap.shared_training(RECORD)
-    display(Markdown(cap.to_markdown(RECORD, ["pixel-nn"] + shared)))
-    for name in shared:
-        print(f"{name:20s} {RECORD['methods'][name]['trained_on']}")
+    acc = {name: {t: cap.cell(RECORD, name, t, "5-way 1-shot") for t in RECORD["test_sets"]}
+           for name in RECORD["methods"]}
+    pct = lambda name, t: f"{100 * acc[name][t]['mean']:.1f} %"
+    display(Markdown(
+        f"**What it shows.** The left column is blue for every convolutional row: on unseen Omniglot characters "
+        f"ProtoNet scores {pct('protonet', 'omniglot')} against the pixel nearest neighbour's "
+        f"{pct('pixel-nn', 'omniglot')}. The colour fades on MNIST ({pct('protonet', 'mnist')} against "
+        f"{pct('pixel-nn', 'mnist')}), turns red on the digits, and red everywhere on permuted "
+        f"pixels ({pct('protonet', 'mnist-permuted')}). VSML and GPICL are pale red in every column: below pixels, "
+        f"and unmoved by the permutation (`vsml-omniglot` {pct('vsml-omniglot', 'mnist')} and "
+        f"{pct('vsml-omniglot', 'mnist-permuted')})."))
 
 # %% [markdown]
-# What the shared-data rows show (5-way 1-shot unless a row has only
-# 2-way 1-shot; the numbers are in the table above):
-#
-# * **In distribution, the convolutional learners win by far, whatever
-#   their algorithm.** On unseen alphabets ProtoNet (95.1 %), the
-#   pretrained features (94.2 %) and MAML (92.7 %) are within three points
-#   of each other: three different algorithms on the same characters. VSML
-#   (32.5 %) and GPICL (35.9 %) are *below* the pixel nearest neighbour
-#   (41.5 %): they see each image through a random projection to 16 or 32
-#   numbers, and a learner meta-trained to work for every projection cannot
-#   use pen strokes.
-# * **On a new input structure the order flips.** With the pixels
-#   permuted, ProtoNet, MAML and the pretrained features lose 29-38 points
-#   from their MNIST accuracy (ProtoNet 71.0 % to 32.8 %), while VSML and
-#   GPICL score the same as on unpermuted MNIST (42.7 % and 46.9 %): they
-#   are the only meta-learned rows that a permutation does not touch. The
-#   pixel nearest neighbour, which learned nothing, still beats all of them
-#   there (56.0 %).
-# * **New datasets in between.** On MNIST the convolutional rows keep a
-#   lead of 6-15 points over the pixel nearest neighbour; on the resized
-#   scikit-learn digits none of them reaches it, and MAML (43.7 %) falls
-#   below VSML and GPICL (63.5 %, 64.1 %).
-#
-# On equal data, then, the course's spectrum shows up as a trade: the more
-# structure a method builds in (convolutions, a metric, a learned
-# initialisation), the better it does on the kind of data it was
-# meta-trained on, and the more it loses on data of a different structure;
-# the black-box learners of random projections gave up most of the
-# in-distribution accuracy to be indifferent to the input structure. These
-# are short CPU runs with one seed each (section 6).
+# One table per test set, every setting. The last column is the gain over
+# the pixel nearest neighbour at the row's own setting, in points (section 5).
+
+# %%
+if RECORD is not None:
+    for test_set in RECORD["test_sets"]:
+        display(Markdown(f"**{test_set}**: {RECORD['test_set_descriptions'][test_set]}\n\n"
+                         + cap.per_test_set_markdown(RECORD, test_set)))
+    counts = {c["episodes"] for m in RECORD["methods"].values() for row in m["cells"].values() for c in row.values()}
+    print("episodes per cell:", ", ".join(map(str, sorted(counts))))
 
 # %% [markdown]
-# ### Live: the cheap methods on the same episodes
+# ### Does the table reproduce?
 #
-# The table took most of an hour on a busy CPU. Here the cheap methods are evaluated
-# again, live, on the **first episodes of the same index lists** (a few in
-# smoke mode, 200 per cell in full mode), next to the table's value.
-# For a deterministic method the live episodes are a subset of the table's,
-# so the two numbers must agree within their CIs.
+# The cheap methods again, live, on the first episodes of the same index
+# lists (a few in smoke mode, 200 per cell in full mode). A deterministic
+# method sees a subset of the table's episodes, so the two numbers must
+# agree within their confidence intervals.
 
 # %%
 LIVE_METHODS = ["pixel-nn", "protonet", "gpicl"]
@@ -361,22 +310,14 @@ display(Markdown("\n".join(lines)))
 print(f"cells where live and table differ by more than the sum of their CI half-widths: {disagree}")
 
 # %% [markdown]
-# ## 5. Two plots
+# ## 5. Measuring generalisation
 #
-# **Left**: each method's accuracy in distribution against its mean
-# accuracy on the four other test sets, one point per setting. "In
-# distribution" is Omniglot, except for the two methods meta-trained on
-# something else: digits for VSML, MNIST for GPICL (for the pixel learners,
-# which were not meta-trained at all, Omniglot is an arbitrary choice). On
-# the diagonal a method loses nothing out of distribution. **Right**: the
-# *variable ratio* (learned variables per meta-parameter, log scale) against
-# the share of its above-chance accuracy a method keeps out of distribution,
-# $(\text{acc}_{\text{out}} - 1/N) / (\text{acc}_{\text{in}} - 1/N)$, so that
-# settings with different chance levels can share one axis.
-
-# %% [markdown]
-# **Exercise 2: the share kept.** Write the measure on the right-hand
-# plot's vertical axis. Accuracies are fractions; chance is $1/N$.
+# **Why.** A natural measure is the share of its above-chance accuracy a
+# method keeps out of distribution,
+# $(\text{acc}_{\text{out}} - 1/N) / (\text{acc}_{\text{in}} - 1/N)$.
+#
+# **Exercise 2: the share kept.** Write it (accuracies are fractions; chance
+# is $1/N$). Then see what it says about two rows.
 
 # %%
 def kept_share(acc_in: float, acc_out: float, ways: int) -> float:
@@ -391,96 +332,201 @@ checks.check_kept_share(kept_share)
 
 # %%
 if RECORD is not None:
-    fig = cap.plot_generality(RECORD)
+    def share(name):
+        home = cap.in_distribution(RECORD, name)
+        inside = cap.cell(RECORD, name, home, "5-way 1-shot")["mean"]
+        outside = [cap.cell(RECORD, name, t, "5-way 1-shot")["mean"] for t in RECORD["test_sets"] if t != home]
+        return kept_share(inside, sum(outside) / len(outside), 5)
+
+    display(Markdown(
+        f"At 5-way 1-shot the pixel nearest neighbour keeps **{share('pixel-nn'):.2f}** and `vsml-omniglot` "
+        f"**{share('vsml-omniglot'):.2f}** of their above-chance accuracy, more than all of it, against "
+        f"{share('protonet-background'):.2f} for `protonet-background`. A learner that learned nothing comes out "
+        "far ahead, only because Omniglot, its \"in-distribution\" set, happens to be its hardest. A ratio to "
+        "in-distribution accuracy rewards a method for being weak at home."))
+
+# %% [markdown]
+# **The idea.** Compare each method with a learner that learned nothing,
+# on the same test set and episodes: the pixel nearest neighbour ("pix").
+# For a method $m$, a test set $\mathcal{D}$ and one setting,
+#
+# $$\Delta_{\text{pix}}(m, \mathcal{D}) = \text{acc}_m(\mathcal{D}) - \text{acc}_{\text{pix}}(\mathcal{D}),
+# \qquad \text{drop}_\pi(m, \mathcal{D}) = \text{acc}_m(\mathcal{D}) - \text{acc}_m(\pi(\mathcal{D})).$$
+#
+# $\Delta_{\text{pix}}$ is what meta-training added, on that data; it is
+# negative when meta-training did harm. $\text{drop}_\pi$ is what the method
+# owed to where the pixels are. Since the pixel learner scores the same on
+# $\mathcal{D}$ and $\pi(\mathcal{D})$ (section 2),
+# $\Delta_{\text{pix}}(m, \pi(\mathcal{D})) = \Delta_{\text{pix}}(m, \mathcal{D}) - \text{drop}_\pi(m, \mathcal{D})$.
+# Both are differences of two cells, so neither depends on how hard the
+# home set is. Their intervals combine the two cells' as if independent,
+# which overstates them a little (the episodes are shared).
+
+# %%
+print(inspect.getsource(cap.gain_over_pixels))
+print(inspect.getsource(cap.permutation_drop))
+
+# %% [markdown]
+# Per method, at **2-way 1-shot**, the one setting every row takes (so the
+# setting is held equal): $\Delta_{\text{pix}}$ in distribution, on the other
+# unpermuted test sets, and on the permuted ones, and $\text{drop}_\pi$
+# averaged over MNIST and digits.
+
+# %%
+SETTING = "2-way 1-shot"
+if RECORD is not None:
+    G = {name: cap.generalisation(RECORD, name, SETTING) for name in RECORD["methods"]}
+    points = lambda d: "–" if d is None else f"{100 * d['mean']:+.1f} ± {100 * d['ci95']:.1f}"
+    lines = ["| method | in distribution | new datasets | permuted pixels | drop under π | ratio |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {name} ({g['home']}) | {points(g['in_distribution'])} | {points(g['new_datasets'])} | "
+              f"{points(g['new_structure'])} | {points(g['permutation_drop'])} | "
+              f"{RECORD['methods'][name]['variables']['ratio_learned_per_meta']:.3g} |" for name, g in G.items()]
+    display(Markdown("Points above the pixel nearest neighbour (Δ_pix) and lost under the permutation, "
+                     f"{SETTING}; ratio: learned variables per meta-parameter.\n\n" + "\n".join(lines)))
+
+# %%
+if RECORD is not None:
+    fig = cap.plot_generalisation(RECORD, setting=SETTING)
     plt.show()
-    kept = {name: cap.generality(RECORD, name, m["variables"]["setting"]) for name, m in RECORD["methods"].items()}
-    for name, g in sorted(kept.items(), key=lambda kv: -kv[1]["in_distribution"] if kv[1] else 0):
-        if g is not None:
-            print(f"{name:20s} in {100 * g['in_distribution']:5.1f} %  out {100 * g['out_of_distribution']:5.1f} %  "
-                  f"kept {g['kept']:5.2f}  ({RECORD['methods'][name]['variables']['setting']})")
+    gain = lambda name, key="in_distribution": 100 * G[name][key]["mean"]
+    both = [name for name, g in G.items() if name != cap.REFERENCE and g["in_distribution"]["mean"] > 0
+            and g["new_structure"]["mean"] > 0]
+    display(Markdown(
+        f"**What it shows** (left, the rows on the shared data). Structure buys accuracy at home and costs it on a "
+        f"new structure: `protonet-background` gains {gain('protonet-background'):+.1f} points in distribution and "
+        f"{gain('protonet-background', 'new_structure'):+.1f} on permuted pixels, `maml-background` "
+        f"{gain('maml-background'):+.1f} and {gain('maml-background', 'new_structure'):+.1f}. The rows that read "
+        f"random projections sit near the origin: `gpicl-omniglot` {gain('gpicl-omniglot'):+.1f} and "
+        f"{gain('gpicl-omniglot', 'new_structure'):+.1f}. Rows above the pixel learner both in distribution and on "
+        f"permuted pixels: {', '.join(both) or 'none'}."))
 
 # %% [markdown]
-# ## 6. What the table shows, and what it does not
+# ## 6. Testing notebooks 05 and 06
 #
-# Read the printed numbers above (they come from `data/capstone/results.json`;
-# `data/capstone/README.md` has the command that made it):
-#
-# * **In distribution, the convolutional models trained on Omniglot win,
-#   by far.** ProtoNet is the best on unseen Omniglot characters; the scaled Matching
-#   net, MAML and notebook 02's *pretrained* features (not meta-learned at
-#   all) are close behind. The pixel learners, which learned nothing from
-#   Omniglot, are 50-56 points lower at 5-way 1-shot (and VSML and GPICL,
-#   which read random projections, lower still, section 4).
-# * **On new datasets the lead shrinks or vanishes.** On MNIST every
-#   convolutional Omniglot-trained model still beats the pixel learners; on the resized
-#   scikit-learn digits ProtoNet is slightly below a nearest neighbour in
-#   pixel space, and every other Omniglot-trained model further below.
-# * **On a new input structure the champions collapse.** With the pixels
-#   permuted, every convolutional model drops to a fraction of its MNIST
-#   accuracy and below the pixel nearest neighbour, which does not see a
-#   permutation at all (section 2 checks that it scores exactly the same):
-#   what they meta-learned is a feature extractor for *pen strokes*, and a
-#   permutation removes strokes. The in-distribution champions drop the
-#   most. The memory-augmented LSTM and the in-context transformer (2-way
-#   1-shot) show the same pattern, the transformer more steeply: it is a
-#   little behind the memory-augmented LSTM on unseen Omniglot characters
-#   and much further behind on MNIST and the digits.
-# * **The learners that read random projections do not care about the
-#   permutation.** VSML and GPICL score the same on permuted and unpermuted
-#   images within their CIs (a permutation is just one more random
-#   projection for them), but they are weak learners from one or five
-#   examples: even on their own meta-training data (digits for VSML, MNIST
-#   for GPICL) they are below the pixel nearest neighbour in these short
-#   CPU runs.
-# * **Structure against generality: no clean trend here.** In the right-hand
-#   plot the pixel learners (thousands of learned variables per
-#   meta-parameter) and GPICL keep all their above-chance accuracy out of
-#   distribution (more than all: their "in distribution" set is harder for
-#   them than the digits), but VSML (ratio about 1) keeps only a little more
-#   than ProtoNet (ratio 0.003), and MAML (ratio 1: every weight is adapted
-#   per task) less. In these runs the drop is predicted less by the ratio
-#   than by *what the meta-parameters encode*: a convolutional stroke
-#   detector (ProtoNet, Matching nets, MAML, the pretrained features) fails
-#   on permuted pixels whatever it learns per task, and learners meta-trained
-#   on random projections (VSML, GPICL) do not. On the shared data the
-#   split is sharper: VSML and GPICL meta-trained on Omniglot keep more
-#   than all of it (2.65 and 2.23: their Omniglot cells are their weakest),
-#   ProtoNet, MAML and the pretrained features 0.38-0.49, although MAML's
-#   ratio (1) is VSML's. With checkpoints this small,
-#   one plot cannot settle the course's structure-versus-generality
-#   question; it shows how to ask it.
-#
-# What it does **not** show:
-#
-# * **Not a ranking of the algorithms.** Each checkpoint is a short CPU run
-#   (ProtoNet 10,371 of 20,000 episodes, MAML 2,729 of 60,000
-#   meta-iterations with 8 tasks instead of 32, Reptile 1,208 of 100,000,
-#   the memory-augmented LSTM 2,000 steps and the transformer 10,000, VSML
-#   12 minutes, GPICL 116 minutes; on the shared data: ProtoNet 2,000
-#   episodes, MAML 1,775 meta-iterations, VSML 15 minutes, GPICL 35
-#   minutes). The plain LSTM of notebook 05 is **at chance** even in
-#   distribution: it never left its plateau (notebook 05, section 3), so
-#   its row says nothing about what an LSTM can learn.
-# * **Two kinds of rows.** The notebooks' own checkpoints were
-#   meta-trained on different data (the Vinyals split, the background
-#   alphabets, scikit-learn digits for VSML, MNIST for GPICL), so comparing
-#   two of them mixes the algorithm with its data; VSML's digits cells and
-#   GPICL's MNIST cells are in distribution for them. The shared-data rows
-#   of section 4 fix the data, not the budget: each is a CPU run of its own
-#   length, one seed.
-# * **Not every setting for every method.** The black-box checkpoints exist
-#   only for 2-4 ways, MAML's head has 5 outputs, and GPICL's 10 outputs
-#   are restricted to N; the empty cells are not zeros.
-# * **The CIs are over episodes, not over training runs**: one seed per
-#   method. Two methods whose CIs do not overlap differ on *these*
-#   checkpoints; a second training seed could move a row by more.
+# Two earlier notebooks explained transfer by the variable ratio. Notebook
+# 05: black-box learners have few learned variables per meta-parameter, and
+# "that is the root of their overfitting". Notebook 06: learned optimizers
+# and losses have many, and "that is why they can transfer". As a
+# hypothesis: *the more learned variables per meta-parameter, the better a
+# meta-learned method transfers.* It predicts that rows of equal ratio lose
+# about the same under a new input structure, and that the drop shrinks as
+# the ratio grows. The right panel above tests it; so do pairs of rows.
+
+# %%
+if RECORD is not None:
+    ratio = lambda name: RECORD["methods"][name]["variables"]["ratio_learned_per_meta"]
+    drop = lambda name: 100 * G[name]["permutation_drop"]["mean"]
+    display(Markdown(
+        f"* **Equal ratio, opposite outcomes.** `maml-background` (ratio {ratio('maml-background'):.2f}) loses "
+        f"{drop('maml-background'):.1f} points under the permutation, `vsml-omniglot` (ratio "
+        f"{ratio('vsml-omniglot'):.2f}) changes by {-drop('vsml-omniglot'):+.1f}.\n"
+        f"* **A {ratio('maml-background') / ratio('mann'):.0f}-fold range of ratios, similar drops.** `mann` ({ratio('mann'):.4f}), `protonet-background` "
+        f"({ratio('protonet-background'):.4f}) and `maml-background` lose {drop('mann'):.1f}, "
+        f"{drop('protonet-background'):.1f} and {drop('maml-background'):.1f} points.\n"
+        f"* **A small ratio, no drop.** `gpicl-omniglot` (ratio {ratio('gpicl-omniglot'):.3f}, a black box) "
+        f"changes by {-drop('gpicl-omniglot'):+.1f}.\n\n"
+        "In these runs the ratio does not predict the drop. What does is what the meta-parameters assume about "
+        "the input: convolutions, trained on strokes, assume that neighbouring pixels belong together; VSML and "
+        "GPICL were meta-trained on randomly projected tasks, so they assume nothing about pixel order, and they "
+        "pay for it with accuracy everywhere. The hypothesis of 05 and 06 is not confirmed as stated: a ratio "
+        "counts how much is learned per task, not what the fixed part takes for granted."))
 
 # %% [markdown]
-# **Try it.** Rerun one row with more episodes
-# (`python -m course_lib.capstone --methods maml --episodes 1000 --out runs/capstone`),
-# add a method (a module with the registry's face, `capstone_row` among it,
-# and a run of its `RUNS` marked `capstone="my-method"`: `tests/toy_method.py`
-# is one), or continue the Reptile checkpoint to the
-# paper's budget (`ONLY=reptile_5w1s ROOT=data scripts/train_all.sh` on a
-# GPU) and rerun its row to see how much of the gap to MAML was training
-# time.
+# What the test does **not** show:
+#
+# * **Not a ranking of algorithms.** Each checkpoint is a short CPU run,
+#   far below its paper's budget, with one training seed; the intervals
+#   are over episodes, not over seeds. The plain LSTM never left its plateau
+#   (notebook 05), so its row says nothing about LSTMs.
+# * **The shared-data rows fix the data, not the budget**, and the
+#   notebooks' own rows mix the algorithm with its data.
+# * **Empty cells are not zeros**: a method that cannot take a setting
+#   has no number there.
+# * **One reference.** A different pixel-space learner (the fine-tuned
+#   linear head, `pixel-finetune`) moves every $\Delta_{\text{pix}}$ by a few
+#   points, and no conclusion above.
+
+# %% [markdown]
+# ## What we learned
+#
+# The spectrum of the course, from hand-designed skeletons to learners made
+# of activations, with what each point learned and where it carried.
+# Notebook 06's methods train networks rather than classify episodes, so
+# they have no row in the capstone; their entries are notebook 06's findings.
+
+# %%
+SYMLA = ROOT / "data" / "vsml" / "symla" / "symla" / "results.json" if ROOT is not None else None
+if RECORD is not None and SYMLA is not None and SYMLA.is_file():
+    bandits = json.loads(SYMLA.read_text())["results"]
+    reward = lambda arms, who: next(v[who]["mean"] for k, v in bandits.items() if k.startswith(f"{arms} arms"))
+    pts = lambda name, key: f"{100 * G[name][key]['mean']:+.1f}"
+    spectrum = [
+        ("learned optimizers (06)", "an update rule: one LSTM shared by every coordinate",
+         "backpropagation through unrolled training of one family of networks",
+         "a wider network than it was meta-trained on", "ReLU networks, and horizons beyond its truncation"),
+        ("learned initialisations (04: `maml-background`)", "a Conv4 start that adapts in a few gradient steps",
+         "second-order meta-gradients, a 5-way head",
+         f"Omniglot {pts('maml-background', 'in_distribution')} points over pixels, MNIST {100 * cap.gain_over_pixels(RECORD, 'maml-background', 'mnist', SETTING)['mean']:+.1f}",
+         f"digits ({100 * cap.gain_over_pixels(RECORD, 'maml-background', 'digits', SETTING)['mean']:+.1f}), "
+         f"permuted pixels ({pts('maml-background', 'new_structure')})"),
+        ("learned objectives (06)", "a loss that down-weights implausible labels",
+         "meta-gradients through SGD on noisy-label tasks",
+         "new digit tasks; MNIST at moderate noise", "MNIST at the highest noise rate"),
+        ("symmetries: VSML, SymLA (07: `vsml-omniglot`)", "a learning rule in one tiny LSTM per connection",
+         "tasks made by random projections and label permutations; SymLA: one LSTM shared by every arm",
+         f"any pixel order (drop {100 * G['vsml-omniglot']['permutation_drop']['mean']:+.1f}); SymLA from 2 to 10 "
+         f"arms ({reward(10, 'SymLA'):.2f} reward vs UCB1's {reward(10, 'UCB1'):.2f})",
+         f"few-shot accuracy: below pixels on every test set ({pts('vsml-omniglot', 'in_distribution')} at home)"),
+        ("black-box sequence models (05: `mann`; 08: `gpicl-omniglot`)", "a learner in the activations",
+         "many episodes of one setting (`mann`) or of random tasks (GPICL)",
+         f"`mann`: Omniglot {pts('mann', 'in_distribution')}; GPICL: any pixel order "
+         f"(drop {100 * G['gpicl-omniglot']['permutation_drop']['mean']:+.1f})",
+         f"`mann`: no gain on new datasets ({pts('mann', 'new_datasets')}), permuted pixels ({pts('mann', 'new_structure')}); "
+         f"GPICL: below pixels ({pts('gpicl-omniglot', 'in_distribution')})"),
+    ]
+    display(Markdown(f"Points: Δ_pix at {SETTING}.\n\n| point of the spectrum | what it learned | what it needed | "
+                     "where it transferred | where it broke |\n|---|---|---|---|---|\n"
+                     + "\n".join("| " + " | ".join(row) + " |" for row in spectrum)))
+
+# %% [markdown]
+# **What a method is given decides where it transfers**: convolutions with
+# a learned metric or initialisation win by a wide margin on the data they
+# were meta-trained for and fall below a pixel learner on a new input
+# structure, while learners meta-trained on random projections are
+# indifferent to the structure and weak everywhere. **The variable ratio is
+# not the explanation** that notebooks 05 and 06 proposed: rows of equal
+# ratio differ and rows of very different ratio agree; the symmetries built
+# into the tasks or the architecture matter more. **Every measure needs a
+# reference that learned nothing**: against the pixel nearest neighbour, no
+# meta-learned row of this course both wins at home and holds up on
+# permuted pixels. A learner as strong as a convolution at home and as
+# indifferent as VSML to the input's layout is the open problem the course
+# ends on; general-purpose in-context learners at the scale of the papers
+# (notebook 08) are one attempt at it.
+#
+# **Try it.** Rerun one row with more episodes, add a method (a module with
+# the registry's face, as `tests/toy_method.py`), or train the Reptile
+# checkpoint to the paper's budget and see how much of its gap to MAML was
+# training time. `data/capstone/README.md` has the commands.
+
+# %% [markdown] jupyter={"source_hidden": true}
+# ## How this was made
+#
+# The table is `data/capstone/results.json` (with `results.md`,
+# `results.csv` and the episode index lists `episodes.npz`), written by
+# `python -m course_lib.capstone --episodes 1000 --out data/capstone`, one
+# command per group of rows, on a shared 2-core CPU with one torch thread;
+# `results.json` keeps each row's command (`runs`) and the machine
+# (`hardware`). Every cell has 1,000 episodes. The checkpoints are the
+# course's shipped runs, each a short CPU run: ProtoNet 10,371 of the
+# paper's 20,000 episodes, MAML 2,729 of 60,000 meta-iterations (8 tasks
+# instead of 32), Reptile 1,208 of 100,000, the memory-augmented LSTM 2,000
+# steps and the transformer 10,000, VSML 12 minutes, GPICL 116 minutes; on
+# the shared data ProtoNet 2,000 episodes, MAML 1,775 meta-iterations,
+# VSML 15 minutes, GPICL 35 minutes. `data/capstone/README.md` lists every
+# command, the episodes per cell and the time per episode, and the commands
+# of the Try-it: more episodes for one row
+# (`python -m course_lib.capstone --methods maml --episodes 1000 --out runs/capstone`)
+# and Reptile at the paper's budget
+# (`ONLY=reptile_5w1s ROOT=data scripts/train_all.sh` on a GPU).

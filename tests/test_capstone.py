@@ -354,18 +354,81 @@ def test_merging_a_part_from_another_mode_replaces_it():
     assert merged["result"]["supported_settings"] == ["5-way 1-shot", "2-way 1-shot"]  # in SETTINGS order
 
 
-def test_generality_and_plots_from_a_record():
-    record = {"test_sets": ["omniglot", "mnist"], "settings": [[5, 1]], "episodes": 10, "methods": {
-        "good": {"supported_settings": ["5-way 1-shot"], "variables": {"setting": "5-way 1-shot",
-                 "ratio_learned_per_meta": 0.01},
-                 "cells": {"omniglot": {"5-way 1-shot": {"mean": 0.9, "ci95": 0.01, "episodes": 10}},
-                           "mnist": {"5-way 1-shot": {"mean": 0.55, "ci95": 0.01, "episodes": 10}}}}}}
-    g = cap.generality(record, "good", "5-way 1-shot")
-    assert math.isclose(g["kept"], (0.55 - 0.2) / (0.9 - 0.2))
-    fig = cap.plot_generality(record)
-    assert fig.axes[1].get_xscale() == "log"
+def hand_record() -> dict:
+    """Two rows on three test sets, 5-way 1-shot, numbers chosen to be checked by hand."""
+    def c(mean, ci):
+        return {"5-way 1-shot": {"mean": mean, "ci95": ci, "episodes": 10}}
+    return {"test_sets": ["omniglot", "mnist", "mnist-permuted"], "settings": [[5, 1]], "episodes": 10, "methods": {
+        "pixel-nn": {"family": "hand-designed", "trained_on": "nothing", "supported_settings": ["5-way 1-shot"],
+                     "variables": {"setting": "5-way 1-shot", "ratio_learned_per_meta": 1000.0},
+                     "cells": {"omniglot": c(0.40, 0.03), "mnist": c(0.50, 0.04), "mnist-permuted": c(0.50, 0.04)}},
+        "conv": {"family": "metric", "trained_on": "Omniglot background", "supported_settings": ["5-way 1-shot"],
+                 "variables": {"setting": "5-way 1-shot", "ratio_learned_per_meta": 0.01},
+                 "cells": {"omniglot": c(0.90, 0.04), "mnist": c(0.65, 0.00), "mnist-permuted": c(0.30, 0.03)}}}}
+
+
+def test_gain_over_pixels_and_permutation_drop_by_hand():
+    record = hand_record()
+    gain = cap.gain_over_pixels(record, "conv", "omniglot", "5-way 1-shot")
+    assert math.isclose(gain["mean"], 0.50) and math.isclose(gain["ci95"], 0.05)  # 0.90 - 0.40, hypot(0.04, 0.03)
+    assert math.isclose(cap.gain_over_pixels(record, "conv", "mnist-permuted", "5-way 1-shot")["mean"], -0.20)
+    drop = cap.permutation_drop(record, "conv", "mnist", "5-way 1-shot")
+    assert math.isclose(drop["mean"], 0.35) and math.isclose(drop["ci95"], 0.03)  # 0.65 - 0.30, hypot(0, 0.03)
+    assert cap.permutation_drop(record, "pixel-nn", "mnist", "5-way 1-shot")["mean"] == 0
+    assert cap.gain_over_pixels(record, "conv", "digits", "5-way 1-shot") is None  # no such cell: no number
+    g = cap.generalisation(record, "conv")
+    assert g["home"] == "omniglot" and g["setting"] == "5-way 1-shot"
+    assert math.isclose(g["in_distribution"]["mean"], 0.50)
+    assert math.isclose(g["new_datasets"]["mean"], 0.15)  # mnist only: 0.65 - 0.50
+    assert math.isclose(g["new_structure"]["mean"], -0.20) and math.isclose(g["permutation_drop"]["mean"], 0.35)
+    mean = cap.average([{"mean": 0.1, "ci95": 0.03}, {"mean": 0.3, "ci95": 0.04}])
+    assert math.isclose(mean["mean"], 0.2) and math.isclose(mean["ci95"], 0.025)  # hypot(0.03, 0.04) / 2
+    table = cap.per_test_set_markdown(record, "omniglot")
+    assert "| conv (in distribution) | 90.0 ± 4.0 % | +50.0 ± 5.0 |" in table
+    assert "| pixel-nn | 40.0 ± 3.0 % | reference |" in table  # not meta-trained: no home set
+
+
+def test_the_measures_do_not_reward_a_weak_home_set():
+    """The kept share (acc_out - 1/N) / (acc_in - 1/N) exceeds 1 for a row whose in-distribution set is its hardest;
+    the gain over pixels is 0 for the pixel learner and does not grow when the home set gets harder."""
+    record = hand_record()
+    pixels = record["methods"]["pixel-nn"]["cells"]
+    kept = (pixels["mnist"]["5-way 1-shot"]["mean"] - 0.2) / (pixels["omniglot"]["5-way 1-shot"]["mean"] - 0.2)
+    assert kept > 1  # 1.5: the old measure credits a learner that learned nothing
+    assert cap.generalisation(record, "pixel-nn")["new_datasets"]["mean"] == 0
+    before = cap.generalisation(record, "conv")["new_datasets"]["mean"]
+    record["methods"]["conv"]["cells"]["omniglot"]["5-way 1-shot"]["mean"] = 0.30  # a weaker home set
+    assert cap.generalisation(record, "conv")["new_datasets"]["mean"] == before
+
+
+def test_shipped_measures_agree_with_the_results_files():
+    """On the shipped table: the gain on permuted pixels is the gain on the originals minus the drop (the pixel
+    nearest neighbour scores the same on both), and results.csv gives the same gains as results.json."""
+    record = json.loads(SHIPPED_RESULTS.read_text())
+    csv_cells = cap.read_csv((SHIPPED_RESULTS.parent / "results.csv").read_text())
+    for name in record["methods"]:
+        for setting in record["methods"][name]["supported_settings"]:
+            for base in ("mnist", "digits"):
+                gain = cap.gain_over_pixels(record, name, base, setting)
+                permuted = cap.gain_over_pixels(record, name, f"{base}-permuted", setting)
+                drop = cap.permutation_drop(record, name, base, setting)
+                assert math.isclose(permuted["mean"], gain["mean"] - drop["mean"], abs_tol=1e-9), (name, base)
+                from_csv = csv_cells[name][(base, setting)][0] - csv_cells["pixel-nn"][(base, setting)][0]
+                assert math.isclose(from_csv, gain["mean"], abs_tol=2e-6), (name, base, setting)
+
+
+def test_the_two_figures_from_a_record():
     import matplotlib.pyplot as plt
-    plt.close(fig)
+
+    record = hand_record()
+    heat = cap.plot_heatmap(record, settings=("5-way 1-shot",))
+    image = heat.axes[0].images[0].get_array()
+    assert image.shape == (2, 3) and math.isclose(image[1, 0], 50.0)  # conv on omniglot: +50 points
+    scatter = cap.plot_generalisation(record, methods=["pixel-nn", "conv"], setting="5-way 1-shot")
+    assert scatter.axes[1].get_xscale() == "log"
+    assert [tuple(c.get_offsets()[0]) for c in scatter.axes[0].collections] == [(0.0, 0.0), (50.0, -20.0)]
+    plt.close(heat)
+    plt.close(scatter)
 
 
 # --------------------------------------------------------------------------

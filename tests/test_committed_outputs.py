@@ -31,10 +31,6 @@ NOT_YET_RERUN = {
     "02_few_shot_classification": "tqdm widgets frozen at 0%, VBox/HBox dump of the explorer",
     "03_metric_based": "tqdm widgets frozen at 0%, VBox/HBox dump of the explorer",
     "04_optimization_based": "VBox/IntSlider dump of the inner-loop widget",
-    "05_black_box": "VBox/IntSlider dumps of the step widgets",
-    "06_learned_optimizers": "tqdm widgets frozen at 0%, VBox/HBox dump of the trajectory widget",
-    "07_vsml": "VBox/IntSlider dump of the stream widget",
-    "08_gpicl": "VBox/IntSlider dump of the sequence widget",
 }
 
 

@@ -135,6 +135,23 @@ def test_episode_figure_has_one_row_per_class_and_marks_predictions():
     assert png.startswith(PNG_MAGIC)
 
 
+def test_digit_data_sets_name_rows_and_predictions_by_the_digit():
+    """On digits, "2: 7" (episode label 2, digit 7) would read as two digits: the explorer names the digit."""
+    digits = load_digits()
+    assert explorer.digit_names(digits.class_names) and not explorer.digit_names(grouped_dataset().class_names)
+    episode = explorer.sample_episode(digits, ways=4, shots=1, queries=2, seed=0)
+    names = [digits.class_names[int(c)] for c in episode.classes]
+    assert explorer.describe_support(episode, digits.class_names) == "support classes: digits " + ", ".join(names)
+    fig = explorer.episode_figure(episode, digits.class_names, explorer.predict_episode(always_zero, episode))
+    columns = 1 + 1 + 2  # support, gap, queries
+    assert [fig.axes[row * columns].get_ylabel() for row in range(4)] == [f"digit {n}" for n in names]
+    assert fig.axes[2].get_xlabel() == f"→ {names[0]}"  # label 0 is the first row's digit
+    nn_pred = explorer.predict_episode(baselines.nearest_neighbour, episode)
+    details = explorer.describe_query(episode, nn_pred, 2, digits.class_names)  # query 2: second row
+    assert details.startswith(f"<b>query 2</b>: true digit {names[1]}, predicted ") and "true class" not in details
+    assert details.count("<tr") == 1 + 4 and "<th>digit</th>" in details
+
+
 def test_render_view_turns_bad_settings_into_messages():
     data = {"s": grouped_dataset()}
     view = explorer.render_view(data, {}, explorer.ExplorerSettings(split="s", group="B", ways=5))
@@ -167,6 +184,14 @@ def test_widget_builds_with_an_episode_and_accuracy_text():
     assert "logit" in app.query_details.value and "softmax probability" in app.query_details.value
     assert "episode-explorer" in app.widget._dom_classes
     assert "explorer-resample" in app.resample._dom_classes
+
+
+def test_method_dropdown_is_wide_enough_for_long_names():
+    data = grouped_dataset()
+    long = "pretrained Conv4 + nearest centroid"
+    app = explorer.EpisodeExplorer(data, {long: baselines.NearestCentroid(), "short": always_zero})
+    assert app.method.layout.width.endswith("ch")
+    assert int(app.method.layout.width[:-2]) >= len(long) + len("method")
 
 
 def test_resample_button_draws_a_new_episode_and_updates_the_text():

@@ -612,3 +612,19 @@ def test_saved_tensor_meter_counts_what_the_graph_keeps():
     assert meter.peak == 4000 and meter.current == 4000
     del y
     assert meter.current == 0  # released with the graph
+
+
+def test_moving_average_and_the_training_curves_figure():
+    from course_lib.teaching import maml_figures
+
+    assert maml_figures.moving_average([1.0, 3.0, 5.0, 7.0], 2) == [1.0, 2.0, 4.0, 6.0]
+    fig = maml_figures.training_curves_figure({"maml": ([10, 20], [0.5, 0.7])}, {"maml": 6.0},
+                                              {"maml": (20, 0.9), "reptile": (30, 0.8)}, window=1)
+    left, right = fig.axes[:2]
+    x, y = left.lines[0].get_data()
+    assert list(x) == [10, 20] and list(y) == [50.0, 70.0]
+    assert list(right.lines[0].get_data()[0]) == [1.0, 2.0]  # steps * 6 s / 60 = minutes
+    stars = [tuple(c.get_offsets()[0]) for c in left.collections]
+    assert (20.0, 90.0) in stars and (30.0, 80.0) in stars  # a run without a curve still has its star
+    import matplotlib.pyplot as plt
+    plt.close("all")

@@ -134,3 +134,20 @@ def test_show_in_output_replaces_the_figure_and_closes_it():
         plots.show_in_output(output, fig)
         assert not plt.fignum_exists(fig.number)
     assert len(output.outputs) <= 1
+
+
+def test_plot_results_table_draws_each_cell_with_its_interval_and_chance():
+    from course_lib.baselines import ResultsTable
+    from course_lib.evaluation import AccuracyResult
+
+    table = ResultsTable(["5-way 1-shot", "20-way 1-shot"])
+    table.add("a", "5-way 1-shot", AccuracyResult(0.6, 0.02, 100))
+    table.add("a", "20-way 1-shot", AccuracyResult(0.3, 0.01, 100))
+    table.add("b", "5-way 1-shot", AccuracyResult(0.8, 0.03, 100))  # no 20-way cell: left empty
+    ax = plots.plot_results_table(table)
+    heights = sorted(round(p.get_height(), 6) for p in ax.patches)
+    assert heights == [30.0, 60.0, 80.0]
+    chance = sorted(round(y, 6) for c in ax.collections for seg in c.get_segments() for y in {seg[0][1]}
+                    if seg[0][1] == seg[1][1])
+    assert 20.0 in chance and 5.0 in chance
+    plt.close("all")

@@ -1,4 +1,4 @@
-"""The README's results table is generated from the run folders, and CI fails when the two disagree."""
+"""docs/results.md's tables are generated from the run folders, and a test fails when the two disagree."""
 
 from __future__ import annotations
 
@@ -53,10 +53,11 @@ def test_a_setting_below_the_paper_says_why_and_what_it_would_take(tmp_path):
 
 def test_write_and_check_the_readme_block(tmp_path):
     write_run(tmp_path, "data/protonet", 0.9)
-    readme = tmp_path / "README.md"
+    readme = tmp_path / "docs" / "results.md"
+    readme.parent.mkdir(parents=True, exist_ok=True)
     readme.write_text(f"# Course\n\nbefore\n{results.BEGIN}\nold table\n{results.END}\nafter\n")
     assert results.main(["--root", str(tmp_path), "--check"]) == 1
-    assert results.main(["--root", str(tmp_path), "--write-readme"]) == 0
+    assert results.main(["--root", str(tmp_path), "--write"]) == 0
     text = readme.read_text()
     assert "90.0 ± 0.2 %" in text and "old table" not in text and text.endswith("after\n")
     assert results.main(["--root", str(tmp_path), "--check"]) == 0
@@ -65,14 +66,15 @@ def test_write_and_check_the_readme_block(tmp_path):
 
 
 def test_missing_markers_are_a_clear_error_and_change_nothing(tmp_path, capsys):
-    readme = tmp_path / "README.md"
+    readme = tmp_path / "docs" / "results.md"
+    readme.parent.mkdir(parents=True, exist_ok=True)
     readme.write_text("# no markers\n")
-    assert results.main(["--root", str(tmp_path), "--write-readme"]) == 2
+    assert results.main(["--root", str(tmp_path), "--write"]) == 2
     assert "markers" in capsys.readouterr().err
     assert readme.read_text() == "# no markers\n"
 
 
-def test_the_repository_readme_matches_the_shipped_results():
+def test_docs_results_matches_the_shipped_results():
     """The real check: every number in the README's results table comes from data/*/results.json."""
     assert results.main(["--root", str(REPO), "--check"]) == 0
 
@@ -96,11 +98,12 @@ def test_the_black_box_block_takes_numbers_from_the_notebook_table_and_steps_fro
     command = ("python -m course_lib train sequence --model transformer --ways 2 --shots 1 --steps 10000 "
                "--out data/black_box/transformer_2way_1shot")
     black_box_run(tmp_path, "transformer_2way_1shot", 10000, command)
-    readme = tmp_path / "README.md"
+    readme = tmp_path / "docs" / "results.md"
+    readme.parent.mkdir(parents=True, exist_ok=True)
     block = "black-box-table"
     readme.write_text(f"{results.BEGIN}\n{results.END}\n{results.begin_marker(block)}\nold\n{results.end_marker(block)}\n")
     assert results.main(["--root", str(tmp_path), "--check"]) == 1
-    assert results.main(["--root", str(tmp_path), "--write-readme"]) == 0
+    assert results.main(["--root", str(tmp_path), "--write"]) == 0
     text = readme.read_text()
     assert "| in-context transformer | 2-way 1-shot (1,000 episodes) | 93.1 ± 1.1 % | > 90 % | 10,000 |" in text
     assert f"`{command}`" in text
@@ -109,8 +112,8 @@ def test_the_black_box_block_takes_numbers_from_the_notebook_table_and_steps_fro
     assert results.main(["--root", str(tmp_path), "--check"]) == 1
 
 
-def test_the_repository_readme_has_every_generated_block():
-    readme = (REPO / "README.md").read_text()
+def test_docs_results_has_every_generated_block():
+    readme = (REPO / "docs" / "results.md").read_text()
     for block in results.BLOCKS:
         assert results.begin_marker(block) in readme and results.end_marker(block) in readme, block
 

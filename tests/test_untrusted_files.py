@@ -57,20 +57,22 @@ def test_results_loader_refuses_a_checkpoint_that_would_run_code(tmp_path):
     assert str(checkpoint) in str(info.value) and "delete it" in str(info.value)
 
 
-def test_results_check_and_write_readme_report_the_file_and_leave_the_readme(tmp_path, capsys):
-    """``--check`` and ``--write-readme`` exit 2 with a message naming the file, run nothing, write nothing."""
+def test_results_check_and_write_report_the_file_and_leave_the_document(tmp_path, capsys):
+    """``--check`` and ``--write`` exit 2 with a message naming the file, run nothing, write nothing."""
     marker = tmp_path / "marker"
     root = tmp_path / "root"
     checkpoint = plant_black_box_run(root, marker)
     block = "black-box-table"
     readme_text = (f"{results.BEGIN}\n{results.END}\n"
                    f"{results.begin_marker(block)}\nold\n{results.end_marker(block)}\n")
-    (root / "README.md").write_text(readme_text)
-    for option in ("--check", "--write-readme"):
+    document = root / "docs" / "results.md"
+    document.parent.mkdir(parents=True)
+    document.write_text(readme_text)
+    for option in ("--check", "--write"):
         assert results.main(["--root", str(root), option]) == 2
         assert str(checkpoint) in capsys.readouterr().err
     assert not marker.exists()
-    assert (root / "README.md").read_text() == readme_text
+    assert document.read_text() == readme_text
 
 
 # --------------------------------------------------------------------------

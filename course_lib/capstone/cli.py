@@ -1,15 +1,9 @@
-"""The capstone's command line: ``python -m course_lib.capstone``.
-
-Writes ``results.json`` / ``results.md`` / ``results.csv`` and ``episodes.npz``
-in ``--out`` (default ``data/capstone`` in full mode, ``runs/smoke/capstone``
-in smoke mode)::
+"""The capstone's command line, ``python -m course_lib.capstone``: the results files and
+``episodes.npz`` in ``--out``. Every option is checked before anything is loaded or written::
 
     python -m course_lib.capstone --episodes 1000 --out data/capstone
     python -m course_lib.capstone --methods protonet,pixel-nn --test-sets omniglot,mnist --episodes 200 \
         --out runs/capstone
-
-Every option is checked before anything is loaded or written (a bad one is a
-usage error, exit status 2).
 """
 
 from __future__ import annotations
@@ -118,17 +112,13 @@ def main(argv: list[str] | None = None) -> dict | None:
     if args.threads:
         torch.set_num_threads(args.threads)
     rows, missing = build_rows(names, device, out, smoke=is_smoke(), progress=not args.no_progress, root=args.root)
-    pools, lists = {}, {}
     path = out / "episodes.npz"
-    if path.is_file():
-        lists = load_episodes(path)
+    pools, lists = {}, load_episodes(path) if path.is_file() else {}
     for name in missing:
         (out / "parts" / f"{name}.json").unlink(missing_ok=True)
     known = json.loads((out / "missing.json").read_text()) if (out / "missing.json").is_file() else {}
-    known = {k: v for k, v in known.items() if k not in names}
-    write_json(out / "missing.json", {**known, **missing})
-    hardware = machine_description(device)
-    record = None
+    write_json(out / "missing.json", {**{k: v for k, v in known.items() if k not in names}, **missing})
+    hardware, record = machine_description(device), None
     for row in rows:  # one row at a time: its results are written as soon as it is done
         result = run_rows([row], test_sets, settings, episodes, episodes_for, pools, lists,
                           progress=not args.no_progress)[row.name]

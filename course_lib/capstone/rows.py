@@ -1,22 +1,10 @@
-"""The capstone's rows: each a few-shot classifier and what the table says about it.
+"""The capstone's rows: each a few-shot classifier (``predict(support_x, support_y, query_x) -> logits``)
+and what the table says about it: what it was meta-trained on, its meta-parameters, and the numbers it
+fits to one task (its *learned variables*).
 
-A row answers ``predict(support_x, support_y, query_x) -> logits [Q, N]``
-and says what it was meta-trained on, how many meta-parameters it has and
-how many numbers it fits to one task (its *learned variables*).
-
-* Every run of a registered method (:mod:`course_lib.registry`) whose
-  :class:`~course_lib.runs.RunSpec` names a row (``capstone="maml"``) is one:
-  loaded with :func:`course_lib.registry.load` (or the method's
-  ``capstone_model(folder, device)``, for a run that is not one
-  ``checkpoint.pt``), answered by the method's ``predictor(model)`` and
-  described by its ``capstone_row(run, model, payload)``.
-* The baselines that no method trains are the capstone's own
-  (:data:`BASELINES`): the pixel nearest neighbour, a linear head fine-tuned
-  on pixels, and notebook 02's pretrained Conv4 with nearest class means or
-  a fine-tuned head.
-
-A row whose run is not in the checkout is reported as missing, never
-invented.
+Every run whose :class:`~course_lib.runs.RunSpec` names a row is one, loaded with
+:func:`course_lib.registry.load` and answered and described by its method; the baselines no method
+trains are the capstone's own (:data:`BASELINES`). A row whose run is missing is reported, never invented.
 """
 
 from __future__ import annotations
@@ -46,10 +34,6 @@ def no_reset(seed: int) -> None:
     """The reset of a row without randomness of its own."""
 
 
-def every_setting(ways: int, shots: int) -> bool:
-    return True
-
-
 @dataclass
 class Row:
     """A few-shot learner with what the table needs to say about it."""
@@ -61,7 +45,7 @@ class Row:
     learned_variables: Callable[[int, int], int]  # (ways, shots) -> numbers fitted to one task
     family: str = ""
     note: str = ""
-    supports: Callable[[int, int], bool] = every_setting  # (ways, shots) -> can it take this setting?
+    supports: Callable[[int, int], bool] = lambda ways, shots: True  # can it take this setting?
     in_distribution: str = "omniglot"  # the test set of its meta-training domain (for the plots)
     reset: Callable[[int], None] = no_reset  # reseed the row's own randomness at each cell
 
@@ -80,18 +64,6 @@ class Context:
     device: torch.device
     smoke: bool = False
     progress: bool = True
-
-
-def checkout() -> Path:
-    root = repo_root()
-    if root is None:
-        raise FileNotFoundError("the capstone reads the shipped runs in data/: run it from a course checkout")
-    return root
-
-
-# --------------------------------------------------------------------------
-# The capstone's own rows: baselines that no method module trains
-# --------------------------------------------------------------------------
 
 
 def pixel_nn(context: Context) -> Row:
@@ -157,11 +129,6 @@ BASELINES: dict[str, Callable[[Context], Row]] = {
 }
 
 
-# --------------------------------------------------------------------------
-# The rows of the registered methods
-# --------------------------------------------------------------------------
-
-
 def registered_runs() -> dict[str, tuple[str, RunSpec]]:
     """``{row: (method, run)}`` for every run whose ``RunSpec.capstone`` names a row, in the registry's order."""
     rows: dict[str, tuple[str, RunSpec]] = {}
@@ -194,16 +161,13 @@ def registered_row(name: str, method_name: str, run: RunSpec, context: Context) 
     if not hasattr(method, "capstone_row"):
         raise TypeError(f"{method.__name__} names the capstone row {name!r} but does not export capstone_row")
     folder = context.root / run.folder
-    load = getattr(method, "capstone_model", None)
-    if load is None:
-        if not (folder / CHECKPOINT_FILE).is_file():
-            raise MissingCheckpoint(str(folder / CHECKPOINT_FILE))
-        model, payload = registry.load(folder, context.device)
-    else:
-        try:
-            model, payload = load(folder, context.device)
-        except FileNotFoundError as error:
-            raise MissingCheckpoint(str(error)) from error
+    load = getattr(method, "capstone_model", None)  # for a run that is not one checkpoint.pt
+    if load is None and not (folder / CHECKPOINT_FILE).is_file():
+        raise MissingCheckpoint(str(folder / CHECKPOINT_FILE))
+    try:
+        model, payload = (load or registry.load)(folder, context.device)
+    except FileNotFoundError as error:
+        raise MissingCheckpoint(str(error)) from error
     predictor = method.predictor(model)
     return Row(name, on_device(predictor, context.device), reset=getattr(predictor, "reset", no_reset),
                **method.capstone_row(run, model, payload))
@@ -216,7 +180,9 @@ def build_rows(names, device="cpu", out: Path | None = None, smoke: bool = False
     ``root``: the checkout whose ``data/`` holds the runs (default: this one);
     ``out``: where the pretrained encoder is kept (default: ``root/data/capstone``).
     """
-    root = Path(root) if root is not None else checkout()
+    root = Path(root) if root is not None else repo_root()
+    if root is None:
+        raise FileNotFoundError("the capstone reads the shipped runs in data/: run it from a course checkout")
     context = Context(root, Path(out) if out is not None else root / FULL_OUT, torch.device(device), smoke, progress)
     registered = registered_runs()
     rows, missing = [], {}

@@ -1,10 +1,8 @@
 """Running the capstone: every row on every cell (test set x setting), and the files a run leaves.
 
-A run writes, in its output folder, one ``parts/<row>.json`` per row as soon
-as that row is done, and then puts every part together into
-``results.json`` / ``results.md`` / ``results.csv`` (:func:`assemble`): rows
-can be run by separate commands, and a row's cells of other settings are kept
-from its earlier runs (:func:`merge_part`).
+Each row's results go to ``parts/<row>.json`` as soon as it is done (keeping
+its earlier cells of other settings, :func:`merge_part`); :func:`assemble`
+puts every part, from any command, into ``results.json`` / ``.md`` / ``.csv``.
 """
 
 from __future__ import annotations
@@ -28,10 +26,10 @@ def evaluate_cell(row: Row, pool: LabelledImages, episodes: EpisodeIndices, coun
                   progress: bool = False, desc: str = "") -> tuple[AccuracyResult, float, list[float]]:
     """Accuracy of ``row`` on the first ``count`` episodes; returns (result, seconds, per-episode)."""
     row.reset(seed)
-    accuracies = []
     start = time.perf_counter()
-    for i in progress_bar(range(min(count, len(episodes))), desc=desc, disable=not progress, leave=False):
-        accuracies.append(episode_accuracy(row.predict, episodes.episode(pool, i)))
+    accuracies = [episode_accuracy(row.predict, episodes.episode(pool, i))
+                  for i in progress_bar(range(min(count, len(episodes))), desc=desc, disable=not progress,
+                                        leave=False)]
     seconds = time.perf_counter() - start
     mean, ci = mean_confidence_interval(accuracies)
     return AccuracyResult(mean, ci, len(accuracies)), seconds, accuracies
@@ -40,12 +38,9 @@ def evaluate_cell(row: Row, pool: LabelledImages, episodes: EpisodeIndices, coun
 def run_rows(rows: list[Row], test_sets=TEST_SETS, settings=SETTINGS, episodes: int = 1000,
              episodes_for: dict[str, int] | None = None, pools: dict | None = None,
              episode_lists: dict | None = None, progress: bool = True) -> dict:
-    """``{row: {"cells": {test_set: {setting: {mean, ci95, episodes, seconds}}}, ...}}``.
-
-    Every row sees the same episodes: index lists drawn once per (base test
-    set, setting), kept in ``episode_lists``; ``episodes_for`` gives a slow
-    row fewer (the first N of the same lists).
-    """
+    """``{row: {"cells": {test_set: {setting: {mean, ci95, episodes, seconds}}}, ...}}``, every row on the
+    same index lists (drawn once per base test set and setting, kept in ``episode_lists``);
+    ``episodes_for`` gives a slow row fewer (the first N of the same lists)."""
     episodes_for = episodes_for or {}
     pools = pools if pools is not None else {}
     episode_lists = episode_lists if episode_lists is not None else {}
@@ -60,24 +55,19 @@ def run_rows(rows: list[Row], test_sets=TEST_SETS, settings=SETTINGS, episodes: 
                                                    episode_seed(test_set, ways, shots), queries_for(shots))
     results = {}
     for row in rows:
-        count = episodes_for.get(row.name, episodes)
-        cells = {}
+        supported, cells = [s for s in settings if row.supports(*s)], {}
         for test_set in test_sets:
-            for ways, shots in settings:
-                if not row.supports(ways, shots):
-                    continue
-                name = setting_name(ways, shots)
-                episode_list = episode_lists[episodes_key(test_set, ways, shots)]
-                result, seconds, _ = evaluate_cell(row, pools[test_set], episode_list, count,
+            for ways, shots in supported:
+                name, key = setting_name(ways, shots), episodes_key(test_set, ways, shots)
+                result, seconds, _ = evaluate_cell(row, pools[test_set], episode_lists[key],
+                                                   episodes_for.get(row.name, episodes),
                                                    episode_seed(test_set, ways, shots), progress,
                                                    desc=f"{row.name} {test_set} {name}")
                 cells.setdefault(test_set, {})[name] = {**result.as_dict(), "seconds": seconds}
-        results[row.name] = {
-            "trained_on": row.trained_on, "family": row.family, "note": row.note,
-            "supported_settings": [setting_name(*s) for s in settings if row.supports(*s)],
-            "variables": row.variables(*next((s for s in settings if row.supports(*s)), settings[0])),
-            "in_distribution": row.in_distribution, "cells": cells,
-        }
+        results[row.name] = {"trained_on": row.trained_on, "family": row.family, "note": row.note,
+                             "supported_settings": [setting_name(*s) for s in supported],
+                             "variables": row.variables(*(supported or settings)[0]),
+                             "in_distribution": row.in_distribution, "cells": cells}
     return results
 
 
@@ -121,8 +111,7 @@ def assemble(out: Path, command: str) -> dict:
     missing_path = out / "missing.json"
     missing = json.loads(missing_path.read_text()) if missing_path.is_file() else {}
     rows = {r["method"]: {"in_distribution": "omniglot", **r["result"]} for r in loaded}
-    for name in rows:
-        missing.pop(name, None)
+    missing = {name: reason for name, reason in missing.items() if name not in rows}
     record = {
         "command": command, "mode": first["mode"], "episodes": first["episodes"],
         "queries_per_class": {setting_name(*s): queries_for(s[1]) for s in settings},

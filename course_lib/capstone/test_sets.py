@@ -1,14 +1,8 @@
 """The capstone's test sets and episodes: the same tasks for every row.
 
-Five pools of images ``[n, 1, 28, 28]`` in [0, 1], bright ink on a black
-background (Omniglot's convention in :mod:`course_lib.data`; MNIST and
-scikit-learn's digits already follow it, so nothing is inverted); see
-:data:`DESCRIPTIONS`. Episodes are N-way K-shot (:data:`SETTINGS`) with
-:func:`queries_for` queries per class, drawn by
-:class:`course_lib.episodes.EpisodeSampler` from one seeded generator per
-(base test set, setting) and kept as index lists (``episodes.npz``), so any
-row can be rerun on exactly these tasks; the permuted sets reuse the
-episodes of their base set.
+Five pools (:data:`DESCRIPTIONS`) of images ``[n, 1, 28, 28]`` in [0, 1], bright ink on black, as
+Omniglot in :mod:`course_lib.data`. Episodes come from one seeded generator per (base test set,
+setting) and are kept as index lists (``episodes.npz``); a permuted set reuses its base set's.
 """
 
 from __future__ import annotations
@@ -30,7 +24,6 @@ QUERIES = 15  # per class, as in the course's other tables
 DRAWINGS_PER_CHARACTER = 20  # Omniglot: shots + queries cannot exceed this
 PERMUTATION_SEED = 20_240_909
 EPISODE_SEED = 0
-BASE_TEST_SETS = ("omniglot", "mnist", "digits")
 TEST_SETS = ("omniglot", "mnist", "digits", "mnist-permuted", "digits-permuted")
 MNIST_HELD_OUT_FROM = 9000  # gpicl.MNIST_TRAIN_IMAGES: GPICL trained on the images before this one
 DIGITS_SPLIT_SEED = 1234  # vsml.load_sources(seed=0) shuffles with seed 0 + 1234 and keeps 70 % for training
@@ -61,17 +54,10 @@ def episode_seed(test_set: str, ways: int, shots: int, seed: int = EPISODE_SEED)
     return seed * 1_000_003 + zlib.crc32(f"{base_of(test_set)}/{ways}w{shots}s".encode()) % 1_000_000
 
 
-# --------------------------------------------------------------------------
-# Test sets
-# --------------------------------------------------------------------------
-
-
 def digits_to_28(images: torch.Tensor) -> torch.Tensor:
     """``[n, 1, 8, 8]`` in [0, 1] -> ``[n, 1, 28, 28]``: bilinear to 20x20, zero padding of 4 (MNIST's layout).
 
-    The digits' ink is already bright on a 0 background, like Omniglot's in
-    this course (:func:`course_lib.data.read_omniglot_archive` inverts the
-    PNGs), so the polarity is kept.
+    The digits' ink is already bright on black, like Omniglot's here, so the polarity is kept.
     """
     if images.shape[-2:] != (8, 8):
         raise ValueError(f"expected 8x8 digits, got {tuple(images.shape)}")
@@ -84,12 +70,8 @@ def pixel_permutation(seed: int = PERMUTATION_SEED, size: int = 28 * 28) -> torc
 
 
 def permute_pixels(images: torch.Tensor, permutation: torch.Tensor) -> torch.Tensor:
-    """Pixel ``i`` of every output image is pixel ``permutation[i]`` of its input image.
-
-    A permutation keeps the pixel values (so the value range and every
-    pixel-space distance) and destroys every spatial structure a convolution
-    relies on.
-    """
+    """Pixel ``i`` of every output image is pixel ``permutation[i]`` of its input image: the same
+    values and pixel-space distances, none of the spatial structure a convolution relies on."""
     n, c, h, w = images.shape
     return images.reshape(n, c, h * w)[:, :, permutation].reshape(n, c, h, w)
 
@@ -97,9 +79,8 @@ def permute_pixels(images: torch.Tensor, permutation: torch.Tensor) -> torch.Ten
 def omniglot_unseen_classes(num_classes: int = 1623, num_background: int = 964) -> list[int]:
     """Class ids of the evaluation alphabets (Lake split) that are also Vinyals-split test classes.
 
-    The shipped checkpoints were meta-trained on two splits (the Vinyals
-    split, which mixes all 50 alphabets, and the 30 background alphabets), so
-    only this intersection is unseen by every one of them.
+    The shipped checkpoints were meta-trained on one split or the other, so only
+    this intersection is unseen by every one of them.
     """
     order = torch.randperm(num_classes, generator=torch.Generator().manual_seed(OMNIGLOT_SPLIT_SEED))
     vinyals_test = set(order[OMNIGLOT_VINYALS_TRAIN_CLASSES:].tolist())
@@ -133,11 +114,6 @@ def load_test_set(name: str) -> LabelledImages:
     return pool
 
 
-# --------------------------------------------------------------------------
-# Episodes: index lists, identical for every row
-# --------------------------------------------------------------------------
-
-
 @dataclass
 class EpisodeIndices:
     """``support [E, N*K]``, ``query [E, N*Q]`` (rows of the pool), ``classes [E, N]``; sorted by label."""
@@ -169,13 +145,10 @@ def draw_episodes(pool: LabelledImages, ways: int, shots: int, count: int, seed:
                                 pool.class_names, name=pool.name)
     sampler = EpisodeSampler(index_pool, ways, shots, queries)
     generator = torch.Generator().manual_seed(seed)
-    support, query, classes = [], [], []
-    for _ in range(count):
-        e = sampler.sample(generator)
-        support.append(e.support_x.flatten().long())
-        query.append(e.query_x.flatten().long())
-        classes.append(e.classes)
-    return EpisodeIndices(torch.stack(support), torch.stack(query), torch.stack(classes), ways, shots, queries)
+    drawn = [sampler.sample(generator) for _ in range(count)]
+    return EpisodeIndices(torch.stack([e.support_x.flatten().long() for e in drawn]),
+                          torch.stack([e.query_x.flatten().long() for e in drawn]),
+                          torch.stack([e.classes for e in drawn]), ways, shots, queries)
 
 
 def episodes_key(test_set: str, ways: int, shots: int) -> str:
@@ -183,11 +156,8 @@ def episodes_key(test_set: str, ways: int, shots: int) -> str:
 
 
 def save_episodes(path: Path, episodes: dict[str, EpisodeIndices]) -> None:
-    arrays = {}
-    for key, e in episodes.items():
-        arrays[f"{key}/support"] = e.support.numpy().astype(np.int32)
-        arrays[f"{key}/query"] = e.query.numpy().astype(np.int32)
-        arrays[f"{key}/classes"] = e.classes.numpy().astype(np.int32)
+    arrays = {f"{key}/{part}": getattr(e, part).numpy().astype(np.int32)
+              for key, e in episodes.items() for part in ("support", "query", "classes")}
 
     def write(temporary: Path) -> None:
         with open(temporary, "wb") as handle:  # a handle: given a path, numpy would add ".npz" to it
@@ -199,11 +169,9 @@ def save_episodes(path: Path, episodes: dict[str, EpisodeIndices]) -> None:
 def load_episodes(path: Path) -> dict[str, EpisodeIndices]:
     out = {}
     with np.load(path) as arrays:
-        keys = {k.rsplit("/", 1)[0] for k in arrays.files}
-        for key in keys:
-            support = torch.from_numpy(arrays[f"{key}/support"].astype(np.int64))
-            query = torch.from_numpy(arrays[f"{key}/query"].astype(np.int64))
-            classes = torch.from_numpy(arrays[f"{key}/classes"].astype(np.int64))
+        for key in {k.rsplit("/", 1)[0] for k in arrays.files}:
+            support, query, classes = (torch.from_numpy(arrays[f"{key}/{part}"].astype(np.int64))
+                                       for part in ("support", "query", "classes"))
             ways = classes.shape[1]
             out[key] = EpisodeIndices(support, query, classes, ways, support.shape[1] // ways,
                                       query.shape[1] // ways)

@@ -1,4 +1,4 @@
-"""``python -m course_lib.maml ...``: the former command line (see :func:`course_lib.maml.training.main`)."""
+"""``python -m course_lib.maml ...``: the former command line (:func:`course_lib.maml.training.main`)."""
 
 from .training import main
 

@@ -1,13 +1,25 @@
 """The MAML family, top to bottom: config, functional networks, inner loop, objectives, meta-learner.
 
-The algorithm of :mod:`course_lib.maml` (the package docstring has the
-equations); :mod:`course_lib.maml.training` runs it, :mod:`course_lib.maml.fast`
-holds the faster per-task loop.
+A task's learner is a few gradient steps from a learned initialisation theta; the meta-learner learns
+theta (Meta-SGD: also the step sizes) so that these steps work on new tasks. Inner loop (task i, support
+set D_i^tr) and meta-objective (query sets D_i^ts, meta-batch of T tasks)::
+
+    phi_i^0 = theta,    phi_i^{s+1} = phi_i^s - alpha * grad_phi L(phi_i^s; D_i^tr)
+    J(theta) = 1/T sum_i L(phi_i(theta); D_i^ts)
+
+Meta-gradients: ``maml`` (Finn et al. 2017) the exact one, ``1/T sum_i (prod_s (I - alpha H_i^s)) grad
+L(phi_i; D_i^ts)`` with the support loss's Hessians ``H_i^s``; ``fomaml`` without the Hessian terms;
+``reptile`` (Nichol et al. 2018) no query loss: adapt on all of a task's data and hand Adam
+``theta - 1/T sum_i phi_i``; ``anil`` (Raghu et al. 2020) adapts the head only; ``metasgd`` (Li et al.
+2017) meta-learns a step size per entry, ``phi = theta - alpha (*) grad``.
+
+The networks are functions of a dict of parameters; each objective is written for one task and batched
+with vmap. MAML's Conv4 always normalises with batch statistics; at the query pass those of the query set
+(``bn="query"``, Finn et al.'s code: transductive), of support and query (``"joint"``) or of the support
+set (``"support"``: each query on its own).
 """
 
-
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -20,9 +32,8 @@ from torch.func import vmap
 
 from ..episodes import FastEpisodeSampler
 from ..runs import RunError, read_checkpoint
-# --------------------------------------------------------------------------
+
 # Config
-# --------------------------------------------------------------------------
 
 VARIANTS = ("maml", "fomaml", "reptile", "anil", "metasgd")
 TASKS = ("omniglot", "sinusoid")
@@ -32,13 +43,8 @@ BATCHING = ("auto", "vmap", "loop")
 
 @dataclass
 class MAMLConfig:
-    """Everything that defines a run (saved next to its checkpoint).
-
-    A field left at None takes the papers' value for the task, variant and
-    ways (:func:`paper_settings`: Finn et al. 2017 for MAML on Omniglot and
-    on the sinusoid, Nichol et al. 2018 for Reptile), so config.json always
-    holds concrete numbers.
-    """
+    """Everything that defines a run. A field left at None takes the papers' value for the task, variant
+    and ways (:func:`paper_settings`), so config.json always holds concrete numbers."""
 
     task: str = "omniglot"  # or "sinusoid"
     variant: str = "maml"  # one of VARIANTS
@@ -55,7 +61,7 @@ class MAMLConfig:
     inner_lr: float = None
     meta_lr: float = 1e-3
     steps: int = None  # meta-iterations
-    bn: str = "query"  # batch statistics of the query pass (see the module docstring)
+    bn: str = "query"  # batch statistics of the query pass: one of BN_MODES
     log_every: int = None  # history: the metrics of one step in this many
     seed: int = 0
     init_from: str = ""  # a curriculum: start from the matching meta-parameters of this checkpoint.pt
@@ -100,10 +106,8 @@ def paper_settings(task: str, variant: str, ways: int) -> dict:
                   inner_lr=0.4, steps=60000, log_every=20)
     if ways >= 20:  # Finn et al.: 20-way used 5 inner steps of 0.1 and 16 tasks per meta-batch
         values.update(inner_steps=5, test_inner_steps=5, inner_lr=0.1, meta_batch=16, queries=5)
-    if variant == "reptile":
-        # Nichol et al.: 5 inner steps on 10 examples per class (Reptile does not split support and query),
-        # 5 tasks per meta-batch, 100,000 meta-iterations. Plain SGD inner loop (theirs is Adam), so that it
-        # is the same learner as MAML's at test time.
+    if variant == "reptile":  # Nichol et al.: 5 inner steps on 10 examples per class (no support/query split),
+        # 5 tasks per meta-batch; plain SGD inside (theirs is Adam), so that it is MAML's learner at test time
         values.update(inner_steps=5, test_inner_steps=10, inner_lr=0.1, meta_batch=5, queries=10 - 1, steps=100000)
     return values
 
@@ -113,21 +117,18 @@ def default_config(task: str = "omniglot", variant: str = "maml", ways: int | No
     return MAMLConfig(task=task, variant=variant, ways=ways, **overrides)
 
 
-# --------------------------------------------------------------------------
 # Functional networks: parameters are a dict of tensors
-# --------------------------------------------------------------------------
 
 Params = dict[str, torch.Tensor]
 
 
 def batch_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, stats_rows: int | None = None,
                eps: float = 1e-5) -> torch.Tensor:
-    """Batch norm over ``[B, C, H, W]`` with batch statistics, in plain tensor ops.
+    """Batch norm over ``[B, C, H, W]`` with batch statistics, in plain tensor ops (so that vmap and
+    second-order autograd through it are exact).
 
-    ``stats_rows``: compute mean and variance from the first ``stats_rows``
-    examples only (the support set, for non-transductive prediction), and
-    normalise all rows with them. Written by hand (not F.batch_norm) so that
-    vmap and second-order autograd through it are exact.
+    ``stats_rows``: mean and variance of the first ``stats_rows`` rows only (the support set, for
+    non-transductive prediction), applied to all rows.
     """
     reference = x if stats_rows is None else x[:stats_rows]
     mean = reference.mean(dim=(0, 2, 3), keepdim=True)
@@ -138,27 +139,26 @@ def batch_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, stats_
     return torch.addcmul(bias.view(1, -1, 1, 1), centred, torch.rsqrt(var + eps) * weight.view(1, -1, 1, 1))
 
 
+def uniform_init(shape: tuple, bound: float, generator: torch.Generator | None, dtype) -> torch.Tensor:
+    """U(-bound, bound), the initialisation of torch's conv and linear layers."""
+    return (torch.rand(*shape, generator=generator, dtype=dtype) * 2 - 1) * bound
+
+
 def conv4_init(ways: int, hidden: int = 64, in_channels: int = 1, image_size: int = 28,
                generator: torch.Generator | None = None, dtype=torch.float32) -> Params:
-    """Parameters of MAML's Conv4: 4 x (conv3x3 -> BN -> ReLU -> maxpool 2), then a linear head.
-
-    Convolutions have no bias: the batch norm right after subtracts the mean
-    and would cancel it. He-uniform initialisation (torch's default for conv).
-    """
-    side = image_size // 16  # four poolings of 2
+    """Parameters of MAML's Conv4: 4 x (conv3x3 -> BN -> ReLU -> maxpool 2), then a linear head (no conv
+    bias: the batch norm right after would cancel it)."""
     params: Params = {}
     channels = in_channels
     for i in range(4):
-        bound = 1 / math.sqrt(channels * 9)  # = kaiming_uniform(a=sqrt(5)), nn.Conv2d's default
-        weight = torch.rand(hidden, channels, 3, 3, generator=generator, dtype=dtype)
-        params[f"conv{i}_weight"] = (weight * 2 - 1) * bound
+        bound = 1 / math.sqrt(channels * 9)
+        params[f"conv{i}_weight"] = uniform_init((hidden, channels, 3, 3), bound, generator, dtype)
         params[f"bn{i}_weight"] = torch.ones(hidden, dtype=dtype)
         params[f"bn{i}_bias"] = torch.zeros(hidden, dtype=dtype)
         channels = hidden
-    features = hidden * side * side
-    bound = 1 / math.sqrt(features)
-    params["head_weight"] = (torch.rand(ways, features, generator=generator, dtype=dtype) * 2 - 1) * bound
-    params["head_bias"] = (torch.rand(ways, generator=generator, dtype=dtype) * 2 - 1) * bound
+    features = hidden * (image_size // 16) ** 2  # four poolings of 2
+    params["head_weight"] = uniform_init((ways, features), 1 / math.sqrt(features), generator, dtype)
+    params["head_bias"] = uniform_init((ways,), 1 / math.sqrt(features), generator, dtype)
     return params
 
 
@@ -176,20 +176,18 @@ def mlp_init(sizes=(1, 40, 40, 1), generator: torch.Generator | None = None, dty
     """A ReLU MLP (sinusoid: 1-40-40-1), initialised like nn.Linear."""
     params: Params = {}
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        bound = 1 / math.sqrt(a)
-        params[f"fc{i}_weight"] = (torch.rand(b, a, generator=generator, dtype=dtype) * 2 - 1) * bound
-        params[f"fc{i}_bias"] = (torch.rand(b, generator=generator, dtype=dtype) * 2 - 1) * bound
+        params[f"fc{i}_weight"] = uniform_init((b, a), 1 / math.sqrt(a), generator, dtype)
+        params[f"fc{i}_bias"] = uniform_init((b,), 1 / math.sqrt(a), generator, dtype)
     return params
 
 
 def mlp_forward(params: Params, x: torch.Tensor, stats_rows: int | None = None) -> torch.Tensor:
-    layers = len([k for k in params if k.endswith("_weight")])
-    h = x
+    layers = sum(k.endswith("_weight") for k in params)
     for i in range(layers):
-        h = F.linear(h, params[f"fc{i}_weight"], params[f"fc{i}_bias"])
+        x = F.linear(x, params[f"fc{i}_weight"], params[f"fc{i}_bias"])
         if i < layers - 1:
-            h = F.relu(h)
-    return h
+            x = F.relu(x)
+    return x
 
 
 def head_keys(params: Params) -> list[str]:
@@ -200,9 +198,7 @@ def head_keys(params: Params) -> list[str]:
     return [f"fc{last}_weight", f"fc{last}_bias"]
 
 
-# --------------------------------------------------------------------------
 # The inner loop
-# --------------------------------------------------------------------------
 
 LossFn = Callable[[Params, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -210,18 +206,12 @@ LossFn = Callable[[Params, torch.Tensor, torch.Tensor], torch.Tensor]
 def inner_adapt(params: Params, support_x: torch.Tensor, support_y: torch.Tensor, steps: int, inner_lr: float,
                 loss_fn: LossFn, first_order: bool, per_param_lr: Params | None = None,
                 adapt_keys: list[str] | None = None, backend: str = "func") -> Params:
-    """``steps`` steps of gradient descent on ``loss_fn(params, support_x, support_y)``.
+    """``steps`` steps of gradient descent on ``loss_fn(params, support_x, support_y)``: the adapted phi.
 
-    Returns the adapted parameters phi (a new dict; the others are shared).
-    ``first_order``: detach the inner gradient, so that d phi / d theta = I
-    (FOMAML, Reptile); otherwise the graph is kept and a backward pass through
-    phi gives the exact second-order meta-gradient. ``per_param_lr`` (Meta-SGD)
-    replaces ``inner_lr`` by one tensor per parameter; ``adapt_keys`` (ANIL)
-    restricts adaptation to some parameters.
-
-    ``backend="func"`` uses ``torch.func.grad`` (works inside ``vmap`` and
-    under ``torch.no_grad``); ``"autograd"`` uses ``torch.autograd.grad`` with
-    ``create_graph`` (the textbook way; used by the per-task loop).
+    ``first_order``: detach the inner gradient, so that d phi / d theta = I (FOMAML, Reptile); otherwise a
+    backward pass through phi gives the exact second-order meta-gradient. ``per_param_lr`` (Meta-SGD): a
+    step size per parameter entry; ``adapt_keys`` (ANIL): adapt only these. ``backend``: ``"func"``
+    (``torch.func.grad``: works inside vmap and under no_grad) or ``"autograd"`` (``create_graph``).
     """
     keys = list(params) if adapt_keys is None else list(adapt_keys)
     fast = dict(params)
@@ -262,9 +252,7 @@ def query_outputs(forward, params: Params, support_x: torch.Tensor, query_x: tor
     return forward(params, both, stats_rows)[len(support_x):]
 
 
-# --------------------------------------------------------------------------
 # The objectives of the five variants
-# --------------------------------------------------------------------------
 
 
 def task_objective(params: Params, sx, sy, qx, qy, *, variant: str, steps: int, inner_lr: float, forward,
@@ -283,13 +271,9 @@ def task_objective(params: Params, sx, sy, qx, qy, *, variant: str, steps: int, 
 
 
 def meta_loss(params: Params, batch, **kw) -> tuple[torch.Tensor, torch.Tensor]:
-    """The meta-objective J over a meta-batch ``(sx, sy, qx, qy)`` with leading task dim, batched by vmap.
-
-    ``loss.backward()`` gives the meta-gradient of maml / fomaml / anil /
-    metasgd. (Reptile has no query loss: see :func:`reptile_direction`.)
-    """
-    sx, sy, qx, qy = batch
-    losses, accuracies = vmap(lambda a, b, c, d: task_objective(params, a, b, c, d, **kw))(sx, sy, qx, qy)
+    """The meta-objective J over a meta-batch ``(sx, sy, qx, qy)`` with leading task dim, batched by vmap:
+    ``loss.backward()`` gives the meta-gradient of maml, fomaml, anil and metasgd."""
+    losses, accuracies = vmap(lambda *task: task_objective(params, *task, **kw))(*batch)
     return losses.mean(), accuracies.mean()
 
 
@@ -297,8 +281,7 @@ def reptile_direction(params: Params, batch, *, steps: int, inner_lr: float, for
                       batched: bool = True, **_) -> tuple[Params, torch.Tensor]:
     """Reptile's meta-"gradient" ``theta - mean_i phi_i`` and the mean post-adaptation training loss.
 
-    Each task adapts on *all* its data (support and query together, as Reptile
-    does not split), first order, without any graph (nothing is backpropagated).
+    Each task adapts on *all* its data (Reptile does not split support and query), without any graph.
     """
     sx, sy, qx, qy = batch
     x, y = torch.cat([sx, qx], dim=1), torch.cat([sy, qy], dim=1)
@@ -313,16 +296,14 @@ def reptile_direction(params: Params, batch, *, steps: int, inner_lr: float, for
         if batched:
             adapted, losses = vmap(adapt)(x, y)
         else:
-            pairs = [adapt(x[i], y[i]) for i in range(len(x))]
+            pairs = [adapt(xi, yi) for xi, yi in zip(x, y)]
             adapted = {k: torch.stack([p[0][k] for p in pairs]) for k in params}
             losses = torch.stack([p[1] for p in pairs])
         direction = {k: detached[k] - adapted[k].mean(0) for k in params}
     return direction, losses.mean()
 
 
-# --------------------------------------------------------------------------
 # The meta-learner
-# --------------------------------------------------------------------------
 
 
 class MetaLearner(nn.Module):
@@ -362,10 +343,15 @@ class MetaLearner(nn.Module):
                     forward=self.forward_fn, regression=c.task == "sinusoid", lrs=self.step_sizes(),
                     bn=c.bn if bn is None else bn)
 
+    def test_time(self, ways: int | None = None) -> tuple[Params, dict]:
+        """Detached theta (its head cut to ``ways`` outputs) and the variant's ``inner_adapt`` options."""
+        variant = self.config.variant
+        params = first_outputs({k: v.detach() for k, v in self.params.items()}, ways)
+        lrs = first_outputs({k: v.detach() for k, v in self.lrs.items()}, ways) if variant == "metasgd" else None
+        return params, dict(per_param_lr=lrs, adapt_keys=head_keys(params) if variant == "anil" else None)
 
-# --------------------------------------------------------------------------
+
 # Tasks for a meta-batch, and initialising from another run
-# --------------------------------------------------------------------------
 
 
 def task_batch(sampler: FastEpisodeSampler, tasks: int, generator: torch.Generator):
@@ -376,10 +362,8 @@ def task_batch(sampler: FastEpisodeSampler, tasks: int, generator: torch.Generat
 
 def sinusoid_batch(generator: torch.Generator, count: int, shots: int, queries: int, device: torch.device | str,
                    amplitude=(0.1, 5.0), phase=(0.0, math.pi), x_range=(-5.0, 5.0)):
-    """``(sx [T, K, 1], sy, qx [T, Q, 1], qy)`` and the ``[T, 2]`` (amplitude, phase) of ``count`` sine tasks.
-
-    The distribution of :class:`course_lib.episodes.SinusoidTasks` (Finn et al. section 5.1), drawn in one go.
-    """
+    """``(sx [T, K, 1], sy, qx [T, Q, 1], qy)`` and the ``[T, 2]`` (amplitude, phase) of ``count`` sines
+    (:class:`course_lib.episodes.SinusoidTasks`' distribution, drawn in one go)."""
     a = amplitude[0] + (amplitude[1] - amplitude[0]) * torch.rand(count, 1, 1, generator=generator)
     p = phase[0] + (phase[1] - phase[0]) * torch.rand(count, 1, 1, generator=generator)
     x = x_range[0] + (x_range[1] - x_range[0]) * torch.rand(count, shots + queries, 1, generator=generator)
@@ -390,19 +374,14 @@ def sinusoid_batch(generator: torch.Generator, count: int, shots: int, queries: 
 
 def batching_for(task: str, device: torch.device | str) -> str:
     """What ``batching="auto"`` means: vmap on GPUs and for the sinusoid's MLP, the per-task loop for the
-    Conv4 elsewhere (vmap turns its convolutions into grouped ones, slow on CPUs: data/maml/README.md).
-
-    A rule, not a timing, so that a run (and its ``--resume``) always takes the same path."""
+    Conv4 elsewhere (vmap makes its convolutions grouped ones, slow on CPUs). A rule, not a timing, so that
+    a run and its ``--resume`` take the same path."""
     return "vmap" if torch.device(device).type == "cuda" or task == "sinusoid" else "loop"
 
 
 def load_initialisation(module: MetaLearner, path: str | Path) -> list[str]:
-    """Copy into ``module`` every meta-parameter of checkpoint ``path`` whose name and shape match.
-
-    A curriculum: a 20-way run can start from a 5-way run's convolutions; the
-    head (``ways`` outputs) keeps its fresh initialisation. Returns the names
-    copied; raises ``ValueError`` if nothing matches.
-    """
+    """Copy into ``module`` every meta-parameter of checkpoint ``path`` whose name and shape match (a 20-way
+    run can start from a 5-way run's convolutions, with a fresh head); returns their names."""
     if not Path(path).is_file():
         raise RunError(f"--init-from: there is no checkpoint at {path}")
     stored, own = read_checkpoint(path).get("state_dict", {}), module.state_dict()
@@ -415,8 +394,8 @@ def load_initialisation(module: MetaLearner, path: str | Path) -> list[str]:
     return sorted(matching)
 
 
-def first_outputs(params: Params | None, ways: int | None) -> Params | None:
+def first_outputs(params: Params, ways: int | None) -> Params:
     """``params`` with the head cut to its first ``ways`` outputs (a 20-way model on 5-way episodes)."""
-    if params is None or ways is None or "head_weight" not in params:
+    if ways is None or "head_weight" not in params:
         return params
     return {**params, "head_weight": params["head_weight"][:ways], "head_bias": params["head_bias"][:ways]}

@@ -1,15 +1,8 @@
-"""The sinusoid regression of Finn et al. 2017 (section 5.1) for :mod:`course_lib.maml`: its test.
+"""The test of Finn et al.'s sinusoid regression (section 5.1): query MSE on new sines after 0, 1 and 10 steps.
 
-``python -m course_lib train maml --task sinusoid`` meta-trains an MLP
-1-40-40-1 on sines ``A sin(x - phase)`` (tasks drawn by
-:func:`course_lib.maml.sinusoid_batch`, K = 10 points each) and, beside it,
-the paper's baseline: the same MLP regressed on all tasks' points at once
-(``MetaLearner.joint``, see :func:`course_lib.maml.trainer`). Both are tested
-here by the query MSE on new sines after 0, 1 and 10 gradient steps on their
-K points.
+Of MAML's initialisation and of the paper's baseline, the same MLP regressed on all tasks' points at once
+(``MetaLearner.joint``, trained beside it by :func:`course_lib.maml.trainer`).
 """
-
-from __future__ import annotations
 
 import dataclasses
 
@@ -22,14 +15,12 @@ from .algorithm import MAMLConfig, MetaLearner, Params, head_keys, inner_adapt, 
 
 
 def evaluate_regression(params: Params, config: MAMLConfig, tasks: int = 600, steps_list=(0, 1, 10),
-                        seed: int = 0, device: torch.device | str = "cpu", lrs: Params | None = None,
+                        device: torch.device | str = "cpu", lrs: Params | None = None,
                         queries: int = 100) -> dict[str, AccuracyResult]:
-    """Mean query MSE (± 95% CI) over ``tasks`` test sines after each number of inner steps in ``steps_list``.
-
-    (An :class:`AccuracyResult` holds the MSE here: lower is better.)
-    """
-    (sx, sy, qx, qy), _ = sinusoid_batch(torch.Generator().manual_seed(10_000 + seed), tasks, config.shots,
-                                         queries, device)
+    """Mean query MSE (± 95% CI, in an :class:`AccuracyResult`) over ``tasks`` test sines after each number
+    of inner steps in ``steps_list``."""
+    generator = torch.Generator().manual_seed(10_000)
+    (sx, sy, qx, qy), _ = sinusoid_batch(generator, tasks, config.shots, queries, device)
     loss_fn = regression_loss(mlp_forward)
     params = {k: v.detach().to(device) for k, v in params.items()}
     results = {}

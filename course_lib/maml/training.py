@@ -1,10 +1,4 @@
-"""Training, evaluation and the face the registry reads, for :mod:`course_lib.maml`.
-
-One meta-step (vmap over tasks, or the per-task loop of
-:mod:`course_lib.maml.fast`), the training step the run mechanism calls, and
-evaluation: ``python -m course_lib train maml --variant fomaml ...``.
-"""
-
+"""One meta-step, training, evaluation and the face the registry reads, for :mod:`course_lib.maml`."""
 
 import math
 import sys
@@ -17,36 +11,39 @@ from ..episodes import FastEpisodeSampler, step_generator
 from ..evaluation import format_accuracy
 from ..protonet import test_queries
 from ..runs import RunSpec, Trainer
-from .algorithm import (VARIANTS, MAMLConfig, MetaLearner, Params, batching_for, classification_loss, first_outputs, head_keys,
-                        inner_adapt, load_initialisation, meta_loss, mlp_forward, query_outputs, regression_loss,
+from .algorithm import (VARIANTS, MAMLConfig, MetaLearner, batching_for, classification_loss, inner_adapt,
+                        load_initialisation, meta_loss, mlp_forward, query_outputs, regression_loss,
                         reptile_direction, sinusoid_batch, task_batch)
 from .fast import evaluate_classification, meta_backward_loop
 from .sinusoid import evaluate_sinusoid, results_table
 
-# --------------------------------------------------------------------------
 # Training: one meta-step, and the step the run mechanism calls
-# --------------------------------------------------------------------------
 
 
-def meta_step(module: MetaLearner, optimizer: torch.optim.Optimizer, batch, batched: bool = True,
-              ) -> tuple[float, float]:
-    """One meta-update on ``batch``; returns (loss, accuracy) as Python floats (regression: loss, loss).
+def meta_gradient(module: MetaLearner, batch, batched: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Put the meta-gradient of ``batch`` in the ``.grad`` of ``module`` (zero it first); (loss, accuracy).
 
     ``batched``: vmap over the tasks (:func:`meta_loss`) or a per-task loop with one backward pass per task
     (:func:`course_lib.maml.fast.meta_backward_loop`): the same meta-gradient, up to rounding.
     """
-    config = module.config
-    optimizer.zero_grad(set_to_none=True)
-    if config.variant == "reptile":
-        direction, loss = reptile_direction(module.theta(), batch, batched=batched, **module.objective_kwargs())
+    kw = module.objective_kwargs()
+    if module.config.variant == "reptile":
+        direction, loss = reptile_direction(module.theta(), batch, batched=batched, **kw)
         for name, p in module.params.items():
             p.grad = direction[name]
-        accuracy = loss  # Reptile has no query loss; we log the post-adaptation training loss
-    elif batched:
-        loss, accuracy = meta_loss(module.theta(), batch, **module.objective_kwargs())
-        loss.backward()
-    else:
-        loss, accuracy = meta_backward_loop(module.theta(), batch, **module.objective_kwargs())
+        return loss, loss  # Reptile has no query loss; we log the post-adaptation training loss
+    if not batched:
+        return meta_backward_loop(module.theta(), batch, **kw)
+    loss, accuracy = meta_loss(module.theta(), batch, **kw)
+    loss.backward()
+    return loss, accuracy
+
+
+def meta_step(module: MetaLearner, optimizer: torch.optim.Optimizer, batch, batched: bool = True,
+              ) -> tuple[float, float]:
+    """One meta-update on ``batch``; returns (loss, accuracy) as Python floats (regression: loss, loss)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss, accuracy = meta_gradient(module, batch, batched)
     optimizer.step()
     if module.lrs is not None:  # keep Meta-SGD's step sizes non-negative
         with torch.no_grad():
@@ -58,12 +55,9 @@ def meta_step(module: MetaLearner, optimizer: torch.optim.Optimizer, batch, batc
 def trainer(model: MetaLearner, config: MAMLConfig, data: dict, device: torch.device | str = "cpu") -> Trainer:
     """One meta-iteration per step: draw ``meta_batch`` tasks, one Adam step on the meta-objective.
 
-    The tasks of step ``i`` depend on ``(config.seed, i)`` only, and the
-    batching is fixed by :func:`batching_for` (recorded in ``config.batching``,
-    hence in config.json), so a resumed run repeats exactly what an
-    uninterrupted one does. For the sinusoid, the baseline ``model.joint``
-    takes one Adam step per step too, on its own tasks (Adam keeps separate
-    statistics per parameter: one optimizer serves both).
+    The tasks of step ``i`` depend on ``(config.seed, i)`` only and the batching is fixed at the start, so a
+    resumed run repeats an uninterrupted one. For the sinusoid, the baseline ``model.joint`` takes an Adam
+    step too, on its own tasks.
     """
     device = torch.device(device)
     model.to(device).train()
@@ -101,9 +95,7 @@ def trainer(model: MetaLearner, config: MAMLConfig, data: dict, device: torch.de
     return Trainer(step, optimizer)
 
 
-# --------------------------------------------------------------------------
 # The face the registry reads (course_lib.registry)
-# --------------------------------------------------------------------------
 
 Config = MAMLConfig
 PAPER_BY_VARIANT = {  # Omniglot, transductive batch norm: Finn et al. 2017 Table 1 (MAML and its first-order
@@ -115,12 +107,12 @@ PAPER_BY_VARIANT = {  # Omniglot, transductive batch norm: Finn et al. 2017 Tabl
     "metasgd": {"5-way 1-shot": 0.9953, "5-way 5-shot": 0.9993, "20-way 1-shot": 0.9593, "20-way 5-shot": 0.9897},
 }
 PAPER = PAPER_BY_VARIANT["maml"]
+META_BATCH_DIFFERS = "meta-batch {meta_batch} instead of the paper's {paper_batch}"  # filled in by results.py
 
 
 def paper(config: MAMLConfig) -> dict:
     """The numbers of the paper that introduced ``config.variant``."""
     return PAPER_BY_VARIANT[config.variant]
-META_BATCH_DIFFERS = "meta-batch {meta_batch} instead of the paper's {paper_batch}"  # filled in by results.py
 
 
 def _omniglot_run(name: str, variant: str, ways: int, steps: int, label: str, trained_on: str = "",
@@ -166,8 +158,8 @@ def load_data(config: MAMLConfig, smoke: bool = False) -> dict:
 def evaluate(model: MetaLearner, config: MAMLConfig, data: dict, device="cpu", *,
              settings=((5, 1), (5, 5), (20, 1), (20, 5)), episodes: int = 1000, progress: bool = True) -> dict:
     """Omniglot: ``{"5-way 1-shot": ..., "5-way 1-shot bn=support": ...}`` for each setting the head can
-    classify, with the training batch statistics and the non-transductive ones. Sinusoid: the query MSE after
-    0, 1 and 10 steps of MAML's initialisation and of the joint-regression baseline, on ``episodes`` sines."""
+    classify, with the training batch statistics and the non-transductive ones. Sinusoid: see
+    :func:`course_lib.maml.sinusoid.evaluate_sinusoid`."""
     model.eval()
     if config.task == "sinusoid":
         return evaluate_sinusoid(model, episodes, device)
@@ -195,13 +187,10 @@ def predictor(model: MetaLearner, bn: str = "support"):
     loss_fn = (regression_loss if config.task == "sinusoid" else classification_loss)(model.forward_fn)
 
     def predict(support_x, support_y, query_x):
-        ways = int(support_y.max()) + 1 if config.task == "omniglot" else None
-        params = first_outputs({k: v.detach() for k, v in model.theta().items()}, ways)
-        lrs = first_outputs(model.step_sizes(), ways) if config.variant == "metasgd" else None
+        params, options = model.test_time(int(support_y.max()) + 1 if config.task == "omniglot" else None)
         with torch.no_grad():  # torch.func.grad still differentiates the inner loop
             fast = inner_adapt(params, support_x, support_y, config.test_inner_steps, config.inner_lr, loss_fn,
-                               first_order=True, per_param_lr=lrs,
-                               adapt_keys=head_keys(params) if config.variant == "anil" else None)
+                               first_order=True, **options)
             return query_outputs(model.forward_fn, fast, support_x, query_x, bn)
 
     return predict
@@ -212,9 +201,9 @@ def capstone_row(run: RunSpec, model: MetaLearner, payload: dict) -> dict:
     c = model.config
     theta = sum(v.numel() for v in model.theta().values())
     features = model.params["head_weight"].shape[1]
+    rotations = ", rotations" if c.rotations else ""
     if c.protocol == "lake":
-        trained_on = (f"Omniglot background (Lake, 964 characters{', rotations' if c.rotations else ''}; "
-                      f"{c.ways}-way {c.shots}-shot tasks)")
+        trained_on = f"Omniglot background (Lake, 964 characters{rotations}; {c.ways}-way {c.shots}-shot tasks)"
         shared = "; the capstone's shared meta-training data"
     else:
         trained_on, shared = f"Omniglot, Vinyals split + rotations ({c.ways}-way {c.shots}-shot tasks)", ""
@@ -226,13 +215,14 @@ def capstone_row(run: RunSpec, model: MetaLearner, payload: dict) -> dict:
 
 
 def describe(config: MAMLConfig) -> str:
-    if config.task == "sinusoid":
-        return f"{config.variant}, sinusoid regression, MLP 1-{config.hidden}-{config.hidden}-1, K={config.shots}"
-    order = "first" if config.variant in ("fomaml", "reptile") else "second"
-    return (f"{config.variant}, Omniglot ({config.protocol} split{', rotations' if config.rotations else ''}), "
-            f"Conv4-{config.hidden}, {config.ways}-way {config.shots}-shot {config.queries}-query, meta-batch "
-            f"{config.meta_batch}, {config.inner_steps} inner step(s) of {config.inner_lr} ({order} order), "
-            f"{config.test_inner_steps} at test")
+    c = config
+    if c.task == "sinusoid":
+        return f"{c.variant}, sinusoid regression, MLP 1-{c.hidden}-{c.hidden}-1, K={c.shots}"
+    order = "first" if c.variant in ("fomaml", "reptile") else "second"
+    rotations = ", rotations" if c.rotations else ""
+    return (f"{c.variant}, Omniglot ({c.protocol} split{rotations}), Conv4-{c.hidden}, "
+            f"{c.ways}-way {c.shots}-shot {c.queries}-query, meta-batch {c.meta_batch}, {c.inner_steps} inner "
+            f"step(s) of {c.inner_lr} ({order} order), {c.test_inner_steps} at test")
 
 
 def results_markdown(method, entries: dict, config: MAMLConfig, meta: dict) -> str:
@@ -259,7 +249,3 @@ def main(argv: list[str] | None = None):
     argv = list(sys.argv[1:] if argv is None else argv)
     command = "eval" if "--eval-only" in argv else "train"
     return cli.main([command, "maml", *(a for a in argv if a != "--eval-only")])
-
-
-if __name__ == "__main__":
-    main()

@@ -8,7 +8,7 @@ from ..bandits import Rollout
 
 
 def trace_figure(probs: torch.Tensor, trace: Rollout, step: int, title: str | None = None):
-    """Arm probabilities of the policy up to ``step`` (lines), pulls and rewards (dots), and the
+    """The policy's arm probabilities up to ``step`` (lines), pulls and rewards (dots), and its
     probabilities at ``step`` next to the true p (bars)."""
     import matplotlib.pyplot as plt
 
@@ -19,22 +19,19 @@ def trace_figure(probs: torch.Tensor, trace: Rollout, step: int, title: str | No
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     pi = trace.action_probs[0, : step + 1]
     for k in range(K):
-        ax.plot(range(step + 1), pi[:, k].numpy(), color=colours[k % len(colours)], label=f"arm {k} (p={probs[k]:.2f})")
+        colour = colours[k % len(colours)]
+        ax.plot(range(step + 1), pi[:, k].numpy(), color=colour, label=f"arm {k} (p={probs[k]:.2f})")
         pulled = (trace.actions[0, : step + 1] == k).nonzero().flatten()
         won = trace.rewards[0, pulled] > 0
-        ax.scatter(pulled[won].numpy(), [1.04] * int(won.sum()), color=colours[k % len(colours)], marker="o", s=12)
-        ax.scatter(pulled[~won].numpy(), [1.04] * int((~won).sum()), color=colours[k % len(colours)], marker="x", s=12)
-    ax.set_xlim(-0.5, T - 0.5)
-    ax.set_ylim(0, 1.1)
-    ax.set_xlabel("pull t")
-    ax.set_ylabel("pi(arm | h_t)")
+        for shown, marker in ((won, "o"), (~won, "x")):
+            ax.scatter(pulled[shown].numpy(), [1.04] * int(shown.sum()), color=colour, marker=marker, s=12)
+    ax.set(xlim=(-0.5, T - 0.5), ylim=(0, 1.1), xlabel="pull t", ylabel="pi(arm | h_t)")
     ax.legend(fontsize=7, loc="center right")
     ax.set_title(title or "RL² policy (dots at the top: pulls; o = reward 1, x = reward 0)", fontsize=9)
     x = torch.arange(K)
     bx.bar(x - 0.2, trace.action_probs[0, step].numpy(), 0.4, label="pi at t")
     bx.bar(x + 0.2, probs.numpy(), 0.4, label="true p")
-    bx.set_xticks(x.tolist())
-    bx.set_ylim(0, 1)
+    bx.set(xticks=x.tolist(), ylim=(0, 1))
     bx.legend(fontsize=7)
     bx.set_title(f"t = {step}: reward so far {int(trace.rewards[0, : step + 1].sum())}", fontsize=9)
     fig.tight_layout()

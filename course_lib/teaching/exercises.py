@@ -1,20 +1,18 @@
 """Student copies of the notebooks: solutions replaced by placeholders.
 
-One source serves teachers and students. In a notebook's jupytext source
-(``notebooks/NN_slug.py``) a solution is a block of lines inside a code cell:
+    python -m course_lib.teaching.exercises [--check]
+
+In a notebook's jupytext source (``notebooks/NN_slug.py``) a solution is a
+block of lines inside a code cell::
 
     # BEGIN SOLUTION: average the embeddings of each class
     centroids = ...
     # END SOLUTION
 
-``python -m course_lib.teaching.exercises`` writes ``student/NN_slug.ipynb``
-for every notebook that has such blocks, with each block replaced by
-
-    raise NotImplementedError("Exercise: average the embeddings of each class")
-
-(at the block's indentation) and all outputs removed. ``--check`` only
-compares: it exits with 1 when a committed student copy is missing, stale or
-left over, which is what CI runs (through the test suite).
+Each block becomes ``raise NotImplementedError("Exercise: average the
+embeddings of each class")`` at its indentation, outputs are removed, and the
+copy is written to ``student/NN_slug.ipynb``. ``--check`` only compares, and
+fails on a missing, stale or left-over copy (CI runs it through the tests).
 """
 
 from __future__ import annotations
@@ -73,20 +71,14 @@ def student_notebook(source: Path):
     return notebook
 
 
-def render(notebook) -> str:
-    import nbformat
-
-    return nbformat.writes(notebook) + "\n"
-
-
 def expected_copies(notebooks: Path) -> dict[str, str]:
     """``{file name: text}`` of every student copy the sources call for."""
-    copies = {}
-    for source in sorted(notebooks.glob("[0-9][0-9]_*.py")):
-        notebook = student_notebook(source)
-        if notebook is not None:
-            copies[source.with_suffix(".ipynb").name] = render(notebook)
-    return copies
+    import nbformat
+
+    copies = {source.with_suffix(".ipynb").name: student_notebook(source)
+              for source in sorted(notebooks.glob("[0-9][0-9]_*.py"))}
+    return {name: nbformat.writes(notebook) + "\n" for name, notebook in copies.items()
+            if notebook is not None}
 
 
 def stale_copies(notebooks: Path, student: Path) -> list[str]:
@@ -95,18 +87,15 @@ def stale_copies(notebooks: Path, student: Path) -> list[str]:
     problems = []
     for name, text in expected.items():
         path = student / name
-        if not path.is_file():
-            problems.append(f"{path} is missing")
-        elif path.read_text(encoding="utf-8") != text:
-            problems.append(f"{path} is out of date")
-    for path in sorted(student.glob("*.ipynb")):
-        if path.name not in expected:
-            problems.append(f"{path} has no exercises in its source any more (delete it)")
-    return problems
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            problems.append(f"{path} is {'out of date' if path.is_file() else 'missing'}")
+    return problems + [f"{path} has no exercises in its source any more (delete it)"
+                       for path in sorted(student.glob("*.ipynb")) if path.name not in expected]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib.teaching.exercises", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m course_lib.teaching.exercises",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--notebooks", type=Path, default=Path("notebooks"))
     parser.add_argument("--out", type=Path, default=Path("student"))
     parser.add_argument("--check", action="store_true", help="only report missing or stale copies")
@@ -114,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         problems = stale_copies(args.notebooks, args.out)
         if problems:
-            print("student copies are not up to date (run `make student`):", *problems, sep="\n  ", file=sys.stderr)
+            print("student copies are not up to date (run `make student`):", *problems, sep="\n  ",
+                  file=sys.stderr)
             return 1
         print("student copies are up to date")
         return 0

@@ -1,28 +1,14 @@
-"""The episode explorer: look inside few-shot tasks and at what a learner predicts.
+"""The episode explorer: look inside few-shot tasks and at what a learner predicts (notebooks 02 onwards).
 
-Introduced in notebook 02 and used in every later notebook. Two layers:
+Pure functions of plain values (:func:`sample_episode`, :func:`predict_episode`, the ``describe_*``
+texts, :func:`episode_figure`) are composed by :func:`render_view` into everything the widget shows;
+:class:`EpisodeExplorer` only reads its controls and writes :func:`render_view`'s result into its output
+widgets. "resample" adds one to the seed, so every picture is a function of the values on screen.
 
-* **pure functions** of plain values, testable without a browser or a
-  kernel: :func:`sample_episode` (split, group, N-way, K-shot, Q-query,
-  seed -> :class:`~course_lib.episodes.Episode`), :func:`predict_episode`
-  (any few-shot classifier -> :class:`Prediction`), :func:`describe_episode`,
-  :func:`describe_predictions`, :func:`describe_query` (text/HTML),
-  :func:`episode_figure` (a matplotlib figure) and :func:`render_view`,
-  which composes them into everything the widget shows;
-* :class:`EpisodeExplorer`, a thin ipywidgets front end that reads its
-  controls, calls :func:`render_view` and writes the result into its output
-  widgets. The "resample" button only adds one to the seed, so every picture
-  is a function of the values on screen.
+A few-shot classifier is anything with the course's interface ``predict(support_x, support_y, query_x)``
+returning logits ``[n_query, ways]`` or labels ``[n_query]``; with ``score_kind = "negative squared
+distance"`` (the baselines of :mod:`course_lib.baselines`) its scores are shown as distances.
 
-A few-shot classifier is anything with the course's interface
-``predict(support_x, support_y, query_x)`` returning logits ``[n_query,
-ways]`` (or labels ``[n_query]``): a function, or an ``nn.Module`` whose
-``forward`` takes those three tensors. If it has an attribute
-``score_kind = "negative squared distance"`` (the baselines of
-:mod:`course_lib.baselines` do), its scores are shown as distances.
-
->>> from course_lib import baselines, data
->>> from course_lib.teaching import explorer
 >>> splits = data.omniglot_splits("lake")
 >>> explorer.EpisodeExplorer({"meta-test": splits["test"], "meta-train": splits["train"]},
 ...                          classifiers={"pixel nearest neighbour": baselines.nearest_neighbour})
@@ -41,24 +27,18 @@ import torch
 from ..baselines import DISTANCE_SCORES
 from ..data import LabelledImages
 from ..episodes import Episode, EpisodeSampler
-from .plots import panel, plot_episode
+from .plots import class_name, panel, plot_episode
 
 ANY = "any"
 NO_METHOD = "(none)"
+MAX_WAYS, MAX_SHOTS, MAX_QUERIES = 20, 10, 10  # the sliders' ranges
 
 FewShotClassifier = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-# --------------------------------------------------------------------------
-# Episodes
-# --------------------------------------------------------------------------
-
-
 def group_options(dataset: LabelledImages) -> list[str] | None:
     """``["any", <groups sorted>]`` for a dataset with ``class_groups`` (alphabets), else None."""
-    if dataset.class_groups is None:
-        return None
-    return [ANY, *sorted(set(dataset.class_groups))]
+    return None if dataset.class_groups is None else [ANY, *sorted(set(dataset.class_groups))]
 
 
 def classes_of_group(dataset: LabelledImages, group: str | None) -> list[int] | None:
@@ -73,14 +53,9 @@ def classes_of_group(dataset: LabelledImages, group: str | None) -> list[int] | 
     return classes
 
 
-def sample_episode(
-    dataset: LabelledImages, ways: int, shots: int, queries: int, seed: int, group: str | None = None
-) -> Episode:
-    """The episode that the explorer shows for these values (same values, same episode).
-
-    Classes come from ``group`` (an alphabet) when given, else from the whole
-    ``dataset``; drawing uses ``torch.Generator().manual_seed(seed)`` only.
-    """
+def sample_episode(dataset: LabelledImages, ways: int, shots: int, queries: int, seed: int,
+                   group: str | None = None) -> Episode:
+    """The episode the explorer shows for these values, from ``group`` (an alphabet) or the whole dataset."""
     sampler = EpisodeSampler(dataset, ways=ways, shots=shots, queries=queries,
                              classes=classes_of_group(dataset, group))
     return sampler.sample(torch.Generator().manual_seed(seed))
@@ -90,18 +65,13 @@ def queries_per_class(episode: Episode) -> int:
     return episode.query_y.shape[-1] // episode.ways
 
 
-# --------------------------------------------------------------------------
-# Predictions
-# --------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Prediction:
     """What a classifier said about one episode's queries (all on the CPU).
 
-    ``labels``: predicted episode labels ``[n_query]``; ``scores``: its raw
-    output ``[n_query, ways]`` (None if it returned labels only);
-    ``score_kind``: ``"logits"``, ``"negative squared distance"`` or ``"labels"``.
+    ``labels``: ``[n_query]``; ``scores``: its raw output ``[n_query, ways]``
+    (None if it returned labels); ``score_kind``: ``"logits"``,
+    ``"negative squared distance"`` or ``"labels"``.
     """
 
     method: str
@@ -130,56 +100,50 @@ def predict_episode(classifier: FewShotClassifier, episode: Episode, method: str
 
     No ``torch.no_grad()``: learners that fine-tune need gradients to predict.
     """
-    output = classifier(episode.support_x, episode.support_y, episode.query_x)
-    output = torch.as_tensor(output).detach().cpu()
+    output = torch.as_tensor(classifier(episode.support_x, episode.support_y, episode.query_x)).detach().cpu()
     n_query = episode.query_y.shape[0]
-    if output.ndim == 2 and output.shape == (n_query, episode.ways):
+    if output.shape == (n_query, episode.ways):
         scores, labels = output.float(), output.argmax(dim=-1)
         kind = getattr(classifier, "score_kind", "logits")
-    elif output.ndim == 1 and output.shape == (n_query,) and not output.is_floating_point():
+    elif output.shape == (n_query,) and not output.is_floating_point():
         scores, labels, kind = None, output.long(), "labels"
     else:
-        raise ValueError(
-            f"the classifier returned shape {tuple(output.shape)}; expected logits "
-            f"[{n_query}, {episode.ways}] or integer labels [{n_query}]"
-        )
-    return Prediction(
-        method=method or classifier_name(classifier),
-        labels=labels,
-        scores=scores,
-        score_kind=kind,
-        correct=labels == episode.query_y.cpu(),
-    )
+        raise ValueError(f"the classifier returned shape {tuple(output.shape)}; expected logits "
+                         f"[{n_query}, {episode.ways}] or integer labels [{n_query}]")
+    correct = labels == episode.query_y.cpu()
+    return Prediction(method or classifier_name(classifier), labels, scores, kind, correct)
 
 
 def classifier_name(classifier) -> str:
     return getattr(classifier, "__name__", None) or type(classifier).__name__
 
 
-# --------------------------------------------------------------------------
-# Text
-# --------------------------------------------------------------------------
+def digit_names(class_names) -> bool:
+    """True for digit data sets (class names "0" to "9"), where an episode label beside a class name
+    would read like two digits ("2: 7"), so the explorer calls each class by its digit instead."""
+    return class_names is not None and all(len(name) == 1 and name.isdigit() for name in class_names)
 
 
-def _class_name(episode: Episode, label: int, class_names) -> str:
-    original = int(episode.classes[label])
-    return class_names[original] if class_names is not None else f"class {original}"
+def label_text(episode: Episode, label: int, class_names=None) -> str:
+    """How the explorer writes episode label ``label``: the digit itself on digit data sets, else the label."""
+    return class_name(episode, label, class_names) if digit_names(class_names) else str(label)
 
 
-def describe_episode(
-    episode: Episode, class_names=None, dataset_name: str = "", group: str | None = None, seed: int | None = None
-) -> str:
+def describe_episode(episode: Episode, class_names=None, dataset_name: str = "", group: str | None = None,
+                     seed: int | None = None) -> str:
     """One line of plain text: where the episode comes from and its size."""
     parts = [p for p in (dataset_name, f"alphabet {group}" if group not in (None, ANY) else "") if p]
     size = f"{episode.ways}-way {episode.shots}-shot, {queries_per_class(episode)} queries per class"
-    seed_text = f", seed {seed}" if seed is not None else ""
-    return f"{' · '.join(parts + [size])}{seed_text}"
+    return " · ".join(parts + [size]) + (f", seed {seed}" if seed is not None else "")
 
 
 def describe_support(episode: Episode, class_names=None) -> str:
-    """``"support classes: 0 = Korean/character05, 1 = ..."`` (label = row of the grid)."""
-    names = [f"{k} = {_class_name(episode, k, class_names)}" for k in range(episode.ways)]
-    return "support classes: " + ", ".join(names)
+    """``"support classes: 0 = Korean/character05, 1 = ..."`` (label = row of the grid);
+    ``"support classes: digits 7, 2, ..."`` on digit data sets."""
+    if digit_names(class_names):
+        return "support classes: digits " + ", ".join(label_text(episode, k, class_names) for k in range(episode.ways))
+    return "support classes: " + ", ".join(f"{k} = {class_name(episode, k, class_names)}"
+                                           for k in range(episode.ways))
 
 
 def describe_predictions(episode: Episode, prediction: Prediction | None) -> str:
@@ -187,10 +151,8 @@ def describe_predictions(episode: Episode, prediction: Prediction | None) -> str
     if prediction is None:
         return "no method chosen: pick one to see its predictions on the queries"
     right, total = int(prediction.correct.sum()), prediction.correct.numel()
-    return (
-        f"{prediction.method}: {right} of {total} queries right = {100 * right / total:.1f} % "
-        f"(chance {100 / episode.ways:.1f} %)"
-    )
+    return (f"{prediction.method}: {right} of {total} queries right = {100 * right / total:.1f} % "
+            f"(chance {100 / episode.ways:.1f} %)")
 
 
 def describe_query(episode: Episode, prediction: Prediction | None, index: int, class_names=None) -> str:
@@ -199,66 +161,57 @@ def describe_query(episode: Episode, prediction: Prediction | None, index: int, 
     if not 0 <= index < n_query:
         raise IndexError(f"query {index} does not exist; this episode has queries 0..{n_query - 1}")
     true = int(episode.query_y[index])
-    head = f"<b>query {index}</b>: true class {true} ({html.escape(_class_name(episode, true, class_names))})"
+    digits = digit_names(class_names)
+    labels = [label_text(episode, k, class_names) for k in range(episode.ways)]
+    names = [html.escape(class_name(episode, k, class_names)) for k in range(episode.ways)]
+    truth = f"true digit {labels[true]}" if digits else f"true class {true} ({names[true]})"
+    head = f"<b>query {index}</b>: {truth}"
     if prediction is None:
         return head
     predicted = int(prediction.labels[index])
-    verdict = "right" if predicted == true else "wrong"
-    head += f", predicted {predicted} ({verdict})"
+    head += f", predicted {labels[predicted]} ({'right' if predicted == true else 'wrong'})"
     if prediction.scores is None:
         return head + "<br>this method returns labels only (no scores)"
     distances, probabilities = prediction.distances, prediction.probabilities
-    score_header = "squared distance" if distances is not None else "logit"
     scores = distances if distances is not None else prediction.scores
     rows = []
     for k in range(episode.ways):
-        marks = ("✓ " if k == true else "") + ("← predicted" if k == predicted else "")
         style = ' style="font-weight:bold"' if k == predicted else ""
-        rows.append(
-            f"<tr{style}><td>{k}</td><td>{html.escape(_class_name(episode, k, class_names))}</td>"
-            f"<td>{float(scores[index, k]):.3g}</td><td>{float(probabilities[index, k]):.3f}</td>"
-            f"<td>{marks}</td></tr>"
-        )
-    return (
-        f"{head}<table class='explorer-query-table'><tr><th>label</th><th>class</th>"
-        f"<th>{score_header}</th><th>softmax probability</th><th></th></tr>{''.join(rows)}</table>"
-    )
+        marks = ("✓ " if k == true else "") + ("← predicted" if k == predicted else "")
+        who = f"<td>{labels[k]}</td>" if digits else f"<td>{k}</td><td>{names[k]}</td>"
+        rows.append(f"<tr{style}>{who}<td>{float(scores[index, k]):.3g}</td>"
+                    f"<td>{float(probabilities[index, k]):.3f}</td><td>{marks}</td></tr>")
+    columns = "<th>digit</th>" if digits else "<th>label</th><th>class</th>"
+    return (f"{head}<table class='explorer-query-table'><tr>{columns}"
+            f"<th>{'logit' if distances is None else 'squared distance'}</th><th>softmax probability</th>"
+            f"<th></th></tr>{''.join(rows)}</table>")
 
 
-# --------------------------------------------------------------------------
-# Figure
-# --------------------------------------------------------------------------
+def episode_figure(episode: Episode, class_names=None, prediction: Prediction | None = None,
+                   selected: int | None = None, title: str | None = None, size: float = 0.9):
+    """:func:`~course_lib.teaching.plots.plot_episode`, plus the predicted label under each query.
 
-
-def episode_figure(
-    episode: Episode,
-    class_names=None,
-    prediction: Prediction | None = None,
-    selected: int | None = None,
-    title: str | None = None,
-    size: float = 0.9,
-):
-    """:func:`course_lib.teaching.plots.plot_episode`, plus the predicted label under each query.
-
-    Queries are framed green (right) or red (wrong); the ``selected`` query's
-    label is boxed in blue.
+    Queries are framed green (right) or red (wrong); the ``selected`` query's label is boxed in blue.
+    On digit data sets the rows and predictions are named by the digit (:func:`label_text`).
     """
     fig = plot_episode(episode, class_names=class_names,
                        predictions=None if prediction is None else prediction.labels, size=size, title=title)
     shots, queries = episode.shots, queries_per_class(episode)
-    columns = shots + 1 + queries
-    axes = fig.axes
+    if digit_names(class_names):
+        for row in range(episode.ways):
+            fig.axes[row * (shots + 1 + queries)].set_ylabel(f"digit {label_text(episode, row, class_names)}",
+                                                             rotation=0, ha="right", va="center", fontsize=7)
+        fig.tight_layout()  # again, for the longer row labels
     for q in range(episode.query_y.shape[0]):
-        ax = axes[(q // queries) * columns + shots + 1 + q % queries]
         text, style = None, {}
         if prediction is not None:
-            right = bool(prediction.correct[q])
-            text = f"→ {int(prediction.labels[q])}"
-            style = {"color": "tab:green" if right else "tab:red"}
+            text = f"→ {label_text(episode, int(prediction.labels[q]), class_names)}"
+            style = {"color": "tab:green" if prediction.correct[q] else "tab:red"}
         if q == selected:
             text = f"[q{q}] {text or ''}".strip()
             style["bbox"] = {"boxstyle": "round,pad=0.15", "fc": "lightblue", "ec": "tab:blue"}
         if text:
+            ax = fig.axes[(q // queries) * (shots + 1 + queries) + shots + 1 + q % queries]
             ax.set_xlabel(text, fontsize=7, labelpad=1, **style)
     return fig
 
@@ -273,16 +226,16 @@ def figure_png(fig, dpi: int = 72) -> bytes:
     return buffer.getvalue()
 
 
-def png_size(png: bytes) -> tuple[int, int]:
-    """``(width, height)`` in pixels, read from the PNG header."""
+def png_width(png: bytes) -> int:
+    """The width in pixels, read from the PNG header."""
     if not png.startswith(b"\x89PNG\r\n\x1a\n") or len(png) < 24:
         raise ValueError("not a PNG image")
-    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    return int.from_bytes(png[16:20], "big")
 
 
-# --------------------------------------------------------------------------
-# Everything the widget shows, from the values of its controls
-# --------------------------------------------------------------------------
+def dropdown_width(options, description: str) -> str:
+    """A CSS width that shows the longest option and the description whole (ipywidgets cuts them off)."""
+    return f"{max(map(len, options)) + len(description) + 6}ch"
 
 
 @dataclass(frozen=True)
@@ -314,20 +267,14 @@ class ExplorerView:
     error: str | None = None
 
 
-def render_view(
-    datasets: Mapping[str, LabelledImages],
-    classifiers: Mapping[str, FewShotClassifier],
-    settings: ExplorerSettings,
-    dpi: int = 100,
-    figure: bool = True,
-) -> ExplorerView:
+def render_view(datasets: Mapping[str, LabelledImages], classifiers: Mapping[str, FewShotClassifier],
+                settings: ExplorerSettings, dpi: int = 100, figure: bool = True) -> ExplorerView:
     """Sample, predict, describe and draw: a pure function of ``settings``.
 
-    Problems a student can cause from the controls (too many ways for an
-    alphabet, a classifier that fails on these images) come back as
-    ``error`` text instead of exceptions.
+    Problems a student can cause from the controls (too many ways for an alphabet, a classifier
+    that fails on these images) come back as ``error`` text instead of exceptions.
     """
-    dataset = datasets[settings.split]
+    dataset, names = datasets[settings.split], datasets[settings.split].class_names
     header = f"{settings.split} ({dataset.name})"
     try:
         episode = sample_episode(dataset, settings.ways, settings.shots, settings.queries, settings.seed,
@@ -336,7 +283,6 @@ def render_view(
         where = f"alphabet {settings.group} of " if settings.group not in (None, ANY) else ""
         message = f"cannot draw this episode from {where}{settings.split}: {error}"
         return ExplorerView(settings, None, None, header, "", message, "", b"", error=message)
-    header = describe_episode(episode, dataset.class_names, header, settings.group, settings.seed)
     prediction, error = None, None
     if settings.method != NO_METHOD:
         try:
@@ -344,186 +290,118 @@ def render_view(
         except Exception as failure:  # any learner may fail on any data set: say so, keep the episode
             error = f"{settings.method} failed on this episode: {type(failure).__name__}: {failure}"
     query = min(max(settings.query, 0), episode.query_y.shape[0] - 1)
-    png = b""
-    if figure:
-        png = figure_png(episode_figure(episode, dataset.class_names, prediction, selected=query), dpi=dpi)
+    png = figure_png(episode_figure(episode, names, prediction, selected=query), dpi=dpi) if figure else b""
     return ExplorerView(
-        settings=replace(settings, query=query),
-        episode=episode,
-        prediction=prediction,
-        header=header,
-        support=describe_support(episode, dataset.class_names),
+        replace(settings, query=query), episode, prediction,
+        header=describe_episode(episode, names, header, settings.group, settings.seed),
+        support=describe_support(episode, names),
         summary=error or describe_predictions(episode, prediction),
-        query=describe_query(episode, prediction, query, dataset.class_names),
-        png=png,
-        error=error,
+        query=describe_query(episode, prediction, query, names), png=png, error=error,
     )
-
-
-# --------------------------------------------------------------------------
-# The widget
-# --------------------------------------------------------------------------
-
-
-def _widgets():
-    import ipywidgets
-
-    return ipywidgets
 
 
 class EpisodeExplorer:
     """An ipywidgets explorer of episodes: controls on top, the episode below.
 
-    ``datasets``: one :class:`LabelledImages` or ``{split name: dataset}``
-    (e.g. meta-train and meta-test); ``classifiers``: one few-shot
-    classifier or ``{name: classifier}``. Display it as the last expression
-    of a cell. The attributes ``episode``, ``prediction`` and ``view`` hold
-    what is on screen; the controls are attributes too (``ways``, ``seed``,
-    ``resample``, ...), so code and tests can drive it like a student.
+    ``datasets``: one :class:`LabelledImages` or ``{split name: dataset}``; ``classifiers``: one
+    few-shot classifier or ``{name: classifier}``. Display it as the last expression of a cell.
+    ``episode``, ``prediction`` and ``view`` hold what is on screen; the controls are attributes
+    too (``ways``, ``seed``, ``resample``, ...), so code and tests can drive it like a student.
     """
 
-    def __init__(
-        self,
-        datasets: LabelledImages | Mapping[str, LabelledImages],
-        classifiers: FewShotClassifier | Mapping[str, FewShotClassifier] | None = None,
-        *,
-        ways: int = 5,
-        shots: int = 1,
-        queries: int = 5,
-        seed: int = 0,
-        method: str | None = None,
-        max_ways: int = 20,
-        max_shots: int = 10,
-        max_queries: int = 10,
-        group_label: str = "alphabet",
-        dpi: int = 100,
-    ) -> None:
-        w = _widgets()
+    def __init__(self, datasets: LabelledImages | Mapping[str, LabelledImages],
+                 classifiers: FewShotClassifier | Mapping[str, FewShotClassifier] | None = None, *,
+                 ways: int = 5, shots: int = 1, queries: int = 5, seed: int = 0,
+                 method: str | None = None) -> None:
+        import ipywidgets as w
+
         if isinstance(datasets, LabelledImages):
             datasets = {datasets.name: datasets}
         if not datasets:
             raise ValueError("give the explorer at least one data set")
-        if classifiers is not None and callable(classifiers) and not isinstance(classifiers, Mapping):
+        if callable(classifiers) and not isinstance(classifiers, Mapping):
             classifiers = {classifier_name(classifiers): classifiers}
         self.datasets: dict[str, LabelledImages] = dict(datasets)
         self.classifiers: dict[str, FewShotClassifier] = dict(classifiers or {})
         if NO_METHOD in self.classifiers:
             raise ValueError(f"{NO_METHOD!r} is reserved for 'no method'")
-        self.dpi = dpi
-        self.max_ways = max_ways
         self._updating = False
 
         short = {"description_width": "initial"}
-        self.split = w.Dropdown(options=list(self.datasets), description="split", style=short)
-        self.group = w.Dropdown(options=[ANY], description=group_label, style=short)
+        self.split = w.Dropdown(options=list(self.datasets), description="split", style=short,
+                                layout=w.Layout(width=dropdown_width(self.datasets, "split")))
+        self.group = w.Dropdown(options=[ANY], description="alphabet", style=short)
         methods = [NO_METHOD, *self.classifiers]
-        self.method = w.Dropdown(
-            options=methods, value=method if method is not None else methods[min(1, len(methods) - 1)],
-            description="method", style=short,
-        )
-        slider = dict(continuous_update=False, style=short, layout=w.Layout(width="220px"))
-        self.ways = w.IntSlider(value=ways, min=1, max=max(max_ways, ways), description="N-way", **slider)
-        self.shots = w.IntSlider(value=shots, min=1, max=max(max_shots, shots), description="K-shot", **slider)
-        self.queries = w.IntSlider(value=queries, min=1, max=max(max_queries, queries), description="Q-query",
-                                   **slider)
+        self.method = w.Dropdown(options=methods, description="method", style=short,
+                                 value=method if method is not None else methods[min(1, len(methods) - 1)],
+                                 layout=w.Layout(width=dropdown_width(methods, "method")))
+
+        def slider(description: str, value: int, least: int, most: int):
+            return w.IntSlider(value=value, min=least, max=max(most, value), description=description,
+                               continuous_update=False, style=short, layout=w.Layout(width="220px"))
+
+        self.ways = slider("N-way", ways, 1, MAX_WAYS)
+        self.shots = slider("K-shot", shots, 1, MAX_SHOTS)
+        self.queries = slider("Q-query", queries, 1, MAX_QUERIES)
+        self.query = slider("query #", 0, 0, 0)  # its range follows ways x queries
         self.seed = w.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="seed", style=short,
                                      layout=w.Layout(width="140px"))
         self.resample = w.Button(description="resample", icon="refresh", tooltip="a new episode: seed + 1")
-        self.query = w.IntSlider(value=0, min=0, max=max(ways * queries - 1, 0), description="query #",
-                                 **slider)
-        self.header = w.HTML()
-        self.support = w.HTML()
-        self.summary = w.HTML()
-        self.query_details = w.HTML()
-        self.image = w.Image(format="png")
+        self.header, self.support, self.summary, self.query_details = w.HTML(), w.HTML(), w.HTML(), w.HTML()
         # shown at its own size (a VBox would stretch it to the full width, blurred)
+        self.image = w.Image(format="png")
         self.image.layout = w.Layout(align_self="flex-start", max_width="100%", height="auto")
-
-        for widget, name in ((self.resample, "explorer-resample"), (self.image, "explorer-episode"),
-                             (self.summary, "explorer-summary"), (self.support, "explorer-support"),
-                             (self.header, "explorer-header"), (self.query_details, "explorer-query")):
-            widget.add_class(name)
+        for name, widget in dict(resample=self.resample, episode=self.image, header=self.header,
+                                 summary=self.summary, support=self.support, query=self.query_details).items():
+            widget.add_class(f"explorer-{name}")
         self.widget = panel([
-            w.HBox([self.split, self.group, self.method]),
-            w.HBox([self.ways, self.shots, self.queries, self.seed, self.resample]),
+            w.HBox([self.split, self.group, self.method], layout=w.Layout(flex_flow="row wrap")),
+            w.HBox([self.ways, self.shots, self.queries, self.seed, self.resample],
+                   layout=w.Layout(flex_flow="row wrap")),
             self.header, self.summary, self.support, self.image,
             w.HBox([self.query, self.query_details]),
         ], about="the episode explorer")
         self.widget.add_class("episode-explorer")
 
-        self.episode: Episode | None = None
-        self.prediction: Prediction | None = None
-        self.view: ExplorerView | None = None
-        self._sync_split()
-        self.split.observe(self._on_split, "value")
-        self.group.observe(self._on_group, "value")
-        for control in (self.method, self.ways, self.shots, self.queries, self.seed, self.query):
-            control.observe(self._on_value, "value")
+        self.split.observe(lambda _: self._changed(new_split=True), "value")
+        for control in (self.group, self.method, self.ways, self.shots, self.queries, self.seed, self.query):
+            control.observe(lambda _: self._changed(), "value")
         self.resample.on_click(self._on_resample)
-        self.refresh()
-
-    # -- wiring ------------------------------------------------------------
+        self._changed(new_split=True)
 
     @property
     def settings(self) -> ExplorerSettings:
         """The current values of the controls."""
-        return ExplorerSettings(
-            split=self.split.value, group=self.group.value or ANY, ways=self.ways.value,
-            shots=self.shots.value, queries=self.queries.value, seed=self.seed.value,
-            method=self.method.value, query=self.query.value,
-        )
+        return ExplorerSettings(self.split.value, self.group.value or ANY, self.ways.value, self.shots.value,
+                                self.queries.value, self.seed.value, self.method.value, self.query.value)
 
-    def _sync_split(self) -> None:
-        """Alphabet choices of the current split (hidden when it has none); N-way bounds."""
-        dataset = self.datasets[self.split.value]
-        options = group_options(dataset)
-        self.group.options = options or [ANY]
-        self.group.value = ANY
-        self.group.layout.display = None if options else "none"
-        self._sync_ways()
-
-    def _sync_ways(self) -> None:
-        dataset = self.datasets[self.split.value]
-        classes = classes_of_group(dataset, self.group.value)
-        available = dataset.num_classes if classes is None else len(classes)
-        self.ways.max = max(1, min(self.max_ways, available))
-
-    def _held(self, change_controls: Callable[[], None]) -> None:
-        """Change controls without re-rendering for each, then render once."""
+    def _changed(self, new_split: bool = False) -> None:
+        """After a control changes: bound the controls that depend on it (the split's alphabets, N-way,
+        query #) without re-rendering for each, then render once."""
+        if self._updating:
+            return
         self._updating = True
         try:
-            change_controls()
+            dataset = self.datasets[self.split.value]
+            if new_split:  # its alphabets, hidden when it has none
+                options = group_options(dataset)
+                self.group.options = options or [ANY]
+                self.group.layout.width = dropdown_width(self.group.options, "alphabet")
+                self.group.value = ANY
+                self.group.layout.display = None if options else "none"
+            classes = classes_of_group(dataset, self.group.value)
+            self.ways.max = max(1, min(MAX_WAYS, dataset.num_classes if classes is None else len(classes)))
+            self.query.max = max(self.ways.value * self.queries.value - 1, 0)  # clamps query.value
         finally:
             self._updating = False
         self.refresh()
-
-    def _on_split(self, _change) -> None:
-        if not self._updating:
-            self._held(self._sync_split)
-
-    def _on_group(self, _change) -> None:
-        if not self._updating:
-            self._held(self._sync_ways)
-
-    def _on_value(self, _change) -> None:
-        if not self._updating:
-            self.refresh()
 
     def _on_resample(self, _button=None) -> None:
         self.seed.value = self.seed.value + 1  # the observer re-renders
 
     def refresh(self) -> ExplorerView:
         """Render :func:`render_view` of the current values into the output widgets."""
-        settings = self.settings
-        last_query = max(settings.ways * settings.queries - 1, 0)
-        if self.query.max != last_query or self.query.value > last_query:
-            self._updating = True
-            try:
-                self.query.max = last_query  # clamps query.value
-            finally:
-                self._updating = False
-            settings = self.settings
-        view = render_view(self.datasets, self.classifiers, settings, dpi=self.dpi)
+        view = render_view(self.datasets, self.classifiers, self.settings)
         self.view, self.episode, self.prediction = view, view.episode, view.prediction
         self.header.value = f"<b>{html.escape(view.header)}</b>"
         color = "#b00020" if view.error else "inherit"
@@ -531,7 +409,7 @@ class EpisodeExplorer:
         self.support.value = html.escape(view.support)
         self.query_details.value = view.query
         self.image.value = view.png
-        self.image.width = str(png_size(view.png)[0]) if view.png else ""
+        self.image.width = str(png_width(view.png)) if view.png else ""
         return view
 
     def _repr_mimebundle_(self, **kwargs):

@@ -1,9 +1,4 @@
-"""Notebook 08's figures: one sequence of one task, stepped through a model's predictions.
-
-:func:`prediction_trace` runs one model of a GPICL stack on one sequence and
-keeps its class probabilities at every step; :func:`trace_figure` draws one
-step of it (the notebook's slider widget redraws it for every step).
-"""
+"""Notebook 08's figures: one sequence of one task, stepped through a model's predictions."""
 
 from __future__ import annotations
 
@@ -34,25 +29,23 @@ class SequenceTrace:
 @torch.no_grad()
 def prediction_trace(model: nn.Module, tasks: ProjectedTasks, task_id: int, seed: int = 0,
                      seq_len: int | None = None, model_index: int = 0) -> SequenceTrace:
-    """Draw one sequence of task ``task_id`` (examples from ``seed``) and return the class probabilities
-    of model ``model_index`` of the stack at every step. Causal: row t uses the examples up to t only."""
+    """One sequence of task ``task_id`` (examples drawn from ``seed``) and the class probabilities of model
+    ``model_index`` of the stack at every step. Causal: row t uses the examples up to t only."""
     seq_len = seq_len or model.seq_len
     generator = torch.Generator(device=tasks.device).manual_seed(seed)
     indices, classes = tasks.draw_examples(1, seq_len, generator)
     tokens, targets = tasks.sample_batch(torch.tensor([task_id]), seq_len, example_indices=indices)
-    stacked = tokens.unsqueeze(0).expand(model.num_models, -1, -1, -1)
     was_training = model.training
-    model.eval()
-    logits = model(stacked)[model_index, 0].float()
+    logits = model.eval()(tokens.unsqueeze(0).expand(model.num_models, -1, -1, -1))[model_index, 0].float()
     model.train(was_training)
     return SequenceTrace(int(task_id), indices[0].cpu(), classes[0].cpu(), targets[0].cpu(),
                          logits.softmax(-1).cpu())
 
 
 def trace_figure(trace: SequenceTrace, images: torch.Tensor, step: int, window: int = 8, title: str | None = None):
-    """Step ``step`` of a trace: the last ``window`` examples up to it (each titled with the label the task
-    gives it; green/red: the model's guess before seeing that label was right/wrong), the prediction at
-    ``step``, and p(true label) at every step so far. ``images``: the dataset's images, ``[N, 1, H, W]``."""
+    """Step ``step`` of a trace: the last ``window`` examples up to it (titled with the task's label; green/red:
+    the model's guess before seeing that label was right/wrong), the prediction at ``step``, and p(true label)
+    at every step so far. ``images``: the dataset's images, ``[N, 1, H, W]``."""
     L, C = trace.probabilities.shape
     step = max(0, min(int(step), L - 1))
     first = max(0, step - window + 1)
@@ -62,29 +55,21 @@ def trace_figure(trace: SequenceTrace, images: torch.Tensor, step: int, window: 
         ax = fig.add_subplot(grid[0, slot])
         ax.axis("off")
         t = first + slot
-        if t > step:
-            continue
-        ax.imshow(images[int(trace.example_indices[t]), 0].cpu().numpy(), cmap="gray_r")
-        guess = int(trace.probabilities[t].argmax())
-        colour = "green" if bool(trace.correct[t]) else "red"
-        ax.set_title(f"t={t}\nguess {guess}, y={int(trace.targets[t])}", fontsize=8, color=colour)
+        if t <= step:
+            ax.imshow(images[int(trace.example_indices[t]), 0].cpu().numpy(), cmap="gray_r")
+            ax.set_title(f"t={t}\nguess {int(trace.probabilities[t].argmax())}, y={int(trace.targets[t])}",
+                         fontsize=8, color="green" if bool(trace.correct[t]) else "red")
     ax = fig.add_subplot(grid[1, : window // 2])
     true = int(trace.targets[step])
     ax.bar(range(C), trace.probabilities[step].numpy(),
            color=["tab:green" if k == true else "tab:gray" for k in range(C)])
-    ax.set_ylim(0, 1)
-    ax.set_xticks(range(C))
-    ax.set_xlabel("label")
-    ax.set_ylabel(f"p(y_{step} = label)")
+    ax.set(ylim=(0, 1), xticks=range(C), xlabel="label", ylabel=f"p(y_{step} = label)")
     ax.set_title(f"prediction at step {step}, before y_{step} is given (true label green)", fontsize=9)
     ax = fig.add_subplot(grid[1, window // 2:])
     p_true = trace.probabilities[torch.arange(L), trace.targets].numpy()
     ax.plot(range(step + 1), p_true[: step + 1], marker=".", linewidth=1)
     ax.axhline(1 / C, color="black", linestyle=":", linewidth=1)
-    ax.set_xlim(-1, L)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("step t (examples seen before it: t)")
-    ax.set_ylabel("p(true label)")
+    ax.set(xlim=(-1, L), ylim=(0, 1), xlabel="step t (examples seen before it: t)", ylabel="p(true label)")
     ax.set_title(f"so far: {int(trace.correct[: step + 1].sum())} of {step + 1} right (dotted: chance)", fontsize=9)
     fig.suptitle(title or f"task {trace.task_id}", fontsize=10)
     fig.tight_layout()

@@ -1,13 +1,11 @@
-"""Notebook 06's figures and widget for learned optimizers: loss curves, and the explorer that
-reruns the learned rule and the tuned baselines for a chosen optimizee and horizon.
-
-:func:`compare_trajectories` is the pure function behind the widget (the tests call it).
-"""
+"""Notebook 06's figures and widget for learned optimizers: loss curves, and the explorer that reruns
+the learned rule and the tuned baselines for a chosen optimizee and horizon."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import matplotlib.pyplot as plt
 import torch
 
 from ..learned_optimizers import OptimizeeFamily, compare_optimizers, problem_batch
@@ -20,18 +18,14 @@ COLORS = {"LSTM (learned)": "tab:red", "SGD": "tab:blue", "momentum": "tab:orang
 def plot_mean_losses(curves: dict[str, torch.Tensor], ax=None, title: str | None = None,
                      trained_horizon: int | None = None):
     """Mean loss over the problems against the step, one line per optimizer, log scale."""
-    import matplotlib.pyplot as plt
-
     if ax is None:
-        _, ax = plt.subplots(figsize=(5, 3.4))
+        ax = plt.subplots(figsize=(5, 3.4))[1]
     for name, losses in curves.items():
         mean = torch.nan_to_num(losses, nan=float("inf")).mean(dim=1)
         ax.plot(mean.numpy(), label=name, color=COLORS.get(name), lw=2.2 if name == "LSTM (learned)" else 1.4)
     if trained_horizon is not None:
         ax.axvline(trained_horizon, color="gray", ls=":", lw=1, label="meta-training horizon")
-    ax.set_yscale("log")
-    ax.set_xlabel("optimizer step t")
-    ax.set_ylabel("mean loss f(θ_t)")
+    ax.set(yscale="log", xlabel="optimizer step t", ylabel="mean loss f(θ_t)")
     if title:
         ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
@@ -49,15 +43,11 @@ class Setting:
     rule_name: str = "LSTM (learned)"
 
 
-def compare_trajectories(
-    settings: dict[str, Setting], optimizee: str, horizon: int, instances: int = 8, seed: int = 12345
-) -> dict:
-    """The pure function behind the widget (unit-testable, no widgets).
-
-    Runs the learned rule and each tuned baseline of ``settings[optimizee]``
-    for ``horizon`` steps on ``instances`` fresh problems (seed ``seed``) and
-    returns ``{"optimizee", "horizon", "curves": {name: [horizon+1, instances]}}``.
-    """
+def compare_trajectories(settings: dict[str, Setting], optimizee: str, horizon: int, instances: int = 8,
+                         seed: int = 12345) -> dict:
+    """The pure function behind the widget: the learned rule and each tuned baseline of
+    ``settings[optimizee]`` for ``horizon`` steps on ``instances`` fresh problems (seed ``seed``),
+    ``{"optimizee", "horizon", "curves": {name: [horizon+1, instances]}}``."""
     if optimizee not in settings:
         raise KeyError(f"unknown optimizee {optimizee!r}; choose one of {list(settings)}")
     if horizon < 1:
@@ -70,28 +60,23 @@ def compare_trajectories(
 
 
 def plot_trajectories(result: dict, axes=None, trained_horizon: int | None = None):
-    """Side by side, one panel per optimizer: every problem's loss (thin) and the mean (thick),
-    on a shared log axis. Returns the figure."""
-    import matplotlib.pyplot as plt
-
+    """One panel per optimizer: every problem's loss (thin) and the mean (thick), a shared log axis."""
     curves = result["curves"]
     if axes is None:
-        fig, axes = plt.subplots(1, len(curves), figsize=(2.6 * len(curves), 2.8), sharey=True, squeeze=False)
-        axes = axes[0]
-    fig = axes[0].figure
+        axes = plt.subplots(1, len(curves), figsize=(2.6 * len(curves), 2.8), sharey=True, squeeze=False)[1][0]
     for ax, (name, losses) in zip(axes, curves.items()):
         color = COLORS.get(name, "black")
         steps = torch.arange(losses.shape[0])
         finite = torch.nan_to_num(losses, nan=float("inf"))
         ax.plot(steps, finite.numpy(), color=color, alpha=0.25, lw=0.8)
         ax.plot(steps, finite.mean(dim=1).numpy(), color=color, lw=2.2)
-        ax.set_yscale("log")
+        ax.set(yscale="log", xlabel="step")
         ax.set_title(name, fontsize=9)
-        ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         if trained_horizon is not None and trained_horizon < losses.shape[0] - 1:
             ax.axvline(trained_horizon, color="gray", ls=":", lw=1)
     axes[0].set_ylabel("loss f(θ_t)")
+    fig = axes[0].figure
     fig.suptitle(f"{result['optimizee']}: {result['horizon']} steps, "
                  f"{next(iter(curves.values())).shape[1]} fresh problems", fontsize=10)
     fig.tight_layout()
@@ -100,10 +85,8 @@ def plot_trajectories(result: dict, axes=None, trained_horizon: int | None = Non
 
 def trajectory_explorer(settings: dict[str, Setting], horizons: tuple[int, int, int] = (20, 500, 20),
                         value: int = 100, instances: int = 8):
-    """A dropdown (optimizee) and a slider (horizon) around :func:`compare_trajectories`.
-
-    Returns the widget box; ``box.last_result`` holds the latest result.
-    """
+    """A dropdown (optimizee) and a slider (horizon) around :func:`compare_trajectories`;
+    ``box.last_result`` holds the latest result."""
     import ipywidgets as widgets
 
     dropdown = widgets.Dropdown(options=list(settings), description="optimizee")

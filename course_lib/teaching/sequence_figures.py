@@ -1,11 +1,9 @@
 """Notebook 05's view of a sequence learner at work: the sequence up to step t and its prediction.
-
-:func:`step_widget` (a slider that redraws a figure) also steps through
-VSML's and GPICL's traces in notebooks 07 and 08.
-"""
+:func:`step_widget` also steps through VSML's and GPICL's traces in notebooks 07 and 08."""
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import torch
 
 from ..sequence_learners import LabelSequence
@@ -14,8 +12,6 @@ from .plots import panel, show_in_output
 
 def trace_figure(sequence: LabelSequence, probabilities: torch.Tensor, step: int, title: str | None = None):
     """The sequence up to ``step`` (image, label given with it) and the prediction at ``step``."""
-    import matplotlib.pyplot as plt
-
     L, ways = probabilities.shape
     step = max(0, min(step, L - 1))
     fig = plt.figure(figsize=(max(6, 0.9 * L), 3.2))
@@ -27,18 +23,14 @@ def trace_figure(sequence: LabelSequence, probabilities: torch.Tensor, step: int
             continue
         ax.imshow(sequence.images[t, 0].cpu().numpy(), cmap="gray_r")
         given = sequence.label_inputs[t]
-        prev = f"prev y={int(given.argmax())}" if given.any() else "prev y=–"
         kind = "query" if bool(sequence.is_query[t]) else "support"
         right = int(probabilities[t].argmax()) == int(sequence.targets[t])
-        ax.set_title(f"t={t} {kind}\n{prev}\ny={int(sequence.targets[t])}", fontsize=7,
-                     color="green" if right else "red")
+        ax.set_title(f"t={t} {kind}\nprev y={int(given.argmax()) if given.any() else '–'}\n"
+                     f"y={int(sequence.targets[t])}", fontsize=7, color="green" if right else "red")
     ax = fig.add_subplot(grid[1, :])
     colours = ["tab:green" if k == int(sequence.targets[step]) else "tab:gray" for k in range(ways)]
     ax.bar(range(ways), probabilities[step].cpu().numpy(), color=colours)
-    ax.set_ylim(0, 1)
-    ax.set_xticks(range(ways))
-    ax.set_xlabel("class")
-    ax.set_ylabel("p(y_t = class)")
+    ax.set(ylim=(0, 1), xticks=range(ways), xlabel="class", ylabel="p(y_t = class)")
     ax.set_title(title or f"prediction at step {step} (true class in green)", fontsize=9)
     fig.tight_layout()
     return fig

@@ -1,21 +1,14 @@
 """The student's working copies of the notebooks: what ``make course`` opens.
 
-The notebooks in ``notebooks/`` are committed with the outputs of the
-reference run, and they are what the static site and the tests read. Running
-them in JupyterLab would overwrite those outputs with a student's own, so
-``make course`` first copies them into ``work/`` (ignored by git) and opens
-``work/00_welcome.ipynb``:
-
     python -m course_lib.teaching.working_copy [--notebooks notebooks] [--work work]
 
-A notebook already in ``work/`` is never overwritten: it is the student's.
-To start a notebook afresh, delete its copy in ``work/`` and run ``make
-course`` again. The copies find ``data/`` and ``course_lib`` as the originals
-do (through :func:`course_lib.runtime.repo_root`), and their relative links
-(``../docs/images/...``, ``01_x.ipynb``) resolve because ``work/`` sits beside
-``notebooks/``. They are plain notebooks, not jupytext pairs: the
-``jupytext.toml`` written into ``work/`` stops JupyterLab from pairing them
-with ``.py`` files there.
+The notebooks in ``notebooks/`` keep the outputs of the reference run (the
+site and the tests read them), so ``make course`` copies them into ``work/``
+(ignored by git) and opens ``work/00_welcome.ipynb``. A notebook already in
+``work/`` is the student's and is never overwritten: delete it to start
+afresh. ``work/`` sits beside ``notebooks/``, so relative links and
+:func:`course_lib.runtime.repo_root` work as in the originals; its
+``jupytext.toml`` keeps JupyterLab from pairing the copies with ``.py`` files.
 """
 
 from __future__ import annotations
@@ -31,10 +24,8 @@ UNPAIRED = '# The working copies are plain notebooks: no .py pair beside them.\n
 
 
 def copy_notebooks(notebooks: Path, work: Path) -> list[Path]:
-    """Copy each ``NN_slug.ipynb`` of ``notebooks`` that ``work`` lacks; return the copies made.
-
-    Files already in ``work`` are left exactly as they are.
-    """
+    """Copy each ``NN_slug.ipynb`` of ``notebooks`` that ``work`` lacks (leaving the others exactly as they
+    are); return the copies made."""
     sources = sorted(Path(notebooks).glob(NOTEBOOK_GLOB))
     if not sources:
         raise FileNotFoundError(f"no notebooks named NN_slug.ipynb in {notebooks}")

@@ -3,12 +3,11 @@
 A check runs the student's function on small cases with known answers and
 either prints that all cases pass or raises :class:`ExerciseError` saying in
 plain words what is wrong (a shape, a sign, a missing mean), not just "failed".
-Used by the modules ``nb01`` ... ``nb09`` of this package.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 
@@ -22,6 +21,12 @@ def fail(check: str, message: str) -> None:
     raise ExerciseError(f"{check}: {message}")
 
 
+def fail_if(check: str, wrong: bool, message: str) -> None:
+    """:func:`fail` with ``message`` when ``wrong``: one known mistake, named in plain words."""
+    if wrong:
+        fail(check, message)
+
+
 def run_student(check: str, function: Callable, *args):
     """``function(*args)``; an unfinished exercise's ``NotImplementedError`` passes through, any other
     error becomes an :class:`ExerciseError` that names it."""
@@ -33,6 +38,26 @@ def run_student(check: str, function: Callable, *args):
         raise ExerciseError(f"{check}: your function raised {type(error).__name__}: {error}") from error
 
 
+def run_for_tensor(check: str, function: Callable, *args) -> torch.Tensor:
+    """:func:`run_student`, its answer as a tensor."""
+    return torch.as_tensor(run_student(check, function, *args))
+
+
+def run_for_items(check: str, function: Callable, *args, count: int, what: str) -> tuple:
+    """:func:`run_student` for a function that returns ``count`` things (``what`` names them)."""
+    result = run_student(check, function, *args)
+    fail_if(check, not isinstance(result, (tuple, list)) or len(result) != count, f"return {what}")
+    return tuple(result)
+
+
+def diagnose(check: str, value, mistakes: Iterable[tuple[object, str]], otherwise: str, tol: float = 1e-5):
+    """Fail with the message of the first ``(wrong answer, message)`` in ``mistakes`` that ``value`` is
+    close to, else with ``otherwise``."""
+    for wrong, message in mistakes:
+        fail_if(check, close(value, wrong, tol), message)
+    fail(check, otherwise)
+
+
 def passed(check: str, cases: int) -> None:
     """Tell the student that every case passed."""
     print(f"✓ {check}: all {cases} cases pass")
@@ -40,4 +65,5 @@ def passed(check: str, cases: int) -> None:
 
 def close(a, b, tol: float = 1e-5) -> bool:
     """Whether ``a`` and ``b`` agree to ``tol`` (absolute and relative), compared in float64."""
-    return torch.allclose(torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64), atol=tol, rtol=tol)
+    a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
+    return torch.allclose(a, b, atol=tol, rtol=tol)

@@ -1,12 +1,10 @@
 """Checks for the exercises of notebook 04: optimization-based meta-learning."""
 
-from __future__ import annotations
-
 from typing import Callable
 
 import torch
 
-from .common import close, fail, passed, run_student
+from .common import close, diagnose, fail, fail_if, passed, run_student
 
 
 def _quadratic_problem():
@@ -28,9 +26,17 @@ def _quadratic_problem():
     return {"w": w, "v": v}, support_loss, query_loss
 
 
-def _inner_update_reference(params, loss, lr, first_order):
-    grads = torch.autograd.grad(loss, list(params.values()), create_graph=not first_order)
-    return {k: p - lr * (g.detach() if first_order else g) for (k, p), g in zip(params.items(), grads)}
+def _flat(tensors) -> torch.Tensor:
+    """A dict's (or a sequence's) tensors as one flat tensor, detached."""
+    values = tensors.values() if isinstance(tensors, dict) else tensors
+    return torch.cat([torch.as_tensor(v).detach().reshape(-1) for v in values])
+
+
+def _reference_meta_gradient(start, support_loss, query_loss, lr, first_order) -> torch.Tensor:
+    theta = {k: v.clone().requires_grad_() for k, v in start.items()}
+    grads = torch.autograd.grad(support_loss(theta), list(theta.values()), create_graph=not first_order)
+    phi = {k: p - lr * (g.detach() if first_order else g) for (k, p), g in zip(theta.items(), grads)}
+    return _flat(torch.autograd.grad(query_loss(phi), list(theta.values())))
 
 
 def check_inner_update(inner_update: Callable) -> None:
@@ -40,56 +46,47 @@ def check_inner_update(inner_update: Callable) -> None:
     name = "check_inner_update"
     start, support_loss, query_loss = _quadratic_problem()
     lr = 0.1
+    second, first = (_reference_meta_gradient(start, support_loss, query_loss, lr, fo) for fo in (False, True))
+    fresh = {k: v.clone().requires_grad_() for k, v in start.items()}
+    grads = dict(zip(fresh, torch.autograd.grad(support_loss(fresh), list(fresh.values()))))
     for first_order in (False, True):
         params = {k: v.clone().requires_grad_() for k, v in start.items()}
-        kept = {k: v.detach().clone() for k, v in params.items()}
         phi = run_student(name, inner_update, params, support_loss(params), lr, first_order)
-        if not all(torch.equal(params[k].detach(), kept[k]) for k in kept):
-            fail(name, "you changed the parameters in place: return a new dict and leave theta as it was "
-                        "(the meta-gradient is taken with respect to the unchanged theta)")
-        if not isinstance(phi, dict) or set(phi) != set(params):
-            fail(name, f"return a dict with the same keys as params ({sorted(params)}), one new tensor per "
-                        "parameter")
+        fail_if(name, not all(torch.equal(params[k].detach(), start[k]) for k in start),
+                "you changed the parameters in place: return a new dict and leave theta as it was "
+                "(the meta-gradient is taken with respect to the unchanged theta)")
+        fail_if(name, not isinstance(phi, dict) or set(phi) != set(params),
+                f"return a dict with the same keys as params ({sorted(params)}), one new tensor per parameter")
         for k in params:
-            if tuple(phi[k].shape) != tuple(params[k].shape):
-                fail(name, f"phi[{k!r}] has shape {tuple(phi[k].shape)}, theta[{k!r}] {tuple(params[k].shape)}")
-        fresh = {k: v.clone().requires_grad_() for k, v in start.items()}
-        grads = dict(zip(fresh, torch.autograd.grad(support_loss(fresh), list(fresh.values()))))
+            fail_if(name, tuple(phi[k].shape) != tuple(params[k].shape),
+                    f"phi[{k!r}] has shape {tuple(phi[k].shape)}, theta[{k!r}] {tuple(params[k].shape)}")
         value = {k: phi[k].detach() for k in phi}
-        if all(close(value[k], start[k] + lr * grads[k]) for k in value):
-            fail(name, "wrong sign: the inner step goes against the gradient, phi = theta - lr * grad")
-        if all(close(value[k], start[k] - grads[k]) for k in value):
-            fail(name, "multiply the gradient by the inner learning rate lr")
-        if all(close(value[k], -lr * grads[k]) or close(value[k], grads[k]) for k in value):
-            fail(name, "return the adapted parameters phi = theta - lr * grad, not the update or the gradient")
-        if not all(close(value[k], start[k] - lr * grads[k]) for k in value):
-            fail(name, "the adapted parameters must be phi = theta - lr * grad(loss)(theta)")
-        if not all(phi[k].requires_grad for k in phi):
-            fail(name, "phi is cut off from theta (detached, or built from .data): the meta-gradient cannot flow "
-                        "back to theta. Detach only the inner GRADIENT (first order), never phi itself")
+        fail_if(name, all(close(value[k], start[k] + lr * grads[k]) for k in value),
+                "wrong sign: the inner step goes against the gradient, phi = theta - lr * grad")
+        fail_if(name, all(close(value[k], start[k] - grads[k]) for k in value),
+                "multiply the gradient by the inner learning rate lr")
+        fail_if(name, all(close(value[k], -lr * grads[k]) or close(value[k], grads[k]) for k in value),
+                "return the adapted parameters phi = theta - lr * grad, not the update or the gradient")
+        fail_if(name, not all(close(value[k], start[k] - lr * grads[k]) for k in value),
+                "the adapted parameters must be phi = theta - lr * grad(loss)(theta)")
+        fail_if(name, not all(phi[k].requires_grad for k in phi),
+                "phi is cut off from theta (detached, or built from .data): the meta-gradient cannot flow "
+                "back to theta. Detach only the inner GRADIENT (first order), never phi itself")
         meta = torch.autograd.grad(query_loss(phi), list(params.values()), allow_unused=True)
-        if any(g is None for g in meta):
-            fail(name, "phi is cut off from theta (detached, or a new leaf tensor): the meta-gradient cannot "
-                        "flow back to theta. Compute phi[k] = params[k] - lr * grad and detach only the gradient")
-        meta = torch.cat([g.reshape(-1) for g in meta])
-        reference = {k: v.clone().requires_grad_() for k, v in start.items()}
-        second = torch.autograd.grad(query_loss(_inner_update_reference(reference, support_loss(reference), lr, False)),
-                                     list(reference.values()))
-        second = torch.cat([g.reshape(-1) for g in second])
-        reference = {k: v.clone().requires_grad_() for k, v in start.items()}
-        first = torch.autograd.grad(query_loss(_inner_update_reference(reference, support_loss(reference), lr, True)),
-                                    list(reference.values()))
-        first = torch.cat([g.reshape(-1) for g in first])
+        fail_if(name, any(g is None for g in meta),
+                "phi is cut off from theta (detached, or a new leaf tensor): the meta-gradient cannot "
+                "flow back to theta. Compute phi[k] = params[k] - lr * grad and detach only the gradient")
+        meta = _flat(meta)
         if not first_order and not close(meta, second):
-            if close(meta, first):
-                fail(name, "no create_graph: the meta-gradient loses the second-order term. With first_order=False "
-                            "compute the gradient with torch.autograd.grad(loss, ..., create_graph=True), so that "
-                            "d phi / d theta = I - lr * Hessian")
+            fail_if(name, close(meta, first),
+                    "no create_graph: the meta-gradient loses the second-order term. With first_order=False "
+                    "compute the gradient with torch.autograd.grad(loss, ..., create_graph=True), so that "
+                    "d phi / d theta = I - lr * Hessian")
             fail(name, "with first_order=False the meta-gradient through phi is not (I - lr H) grad L_query(phi)")
         if first_order and not close(meta, first):
-            if close(meta, second):
-                fail(name, "first_order=True must drop the Hessian term: detach the inner gradient (or compute it "
-                            "without create_graph), so that d phi / d theta = I")
+            fail_if(name, close(meta, second),
+                    "first_order=True must drop the Hessian term: detach the inner gradient (or compute it "
+                    "without create_graph), so that d phi / d theta = I")
             fail(name, "with first_order=True the meta-gradient through phi must be grad L_query(phi) itself")
     passed(name, 2)
 
@@ -107,23 +104,20 @@ def check_reptile_update(reptile_update: Callable) -> None:
     kept_adapted = [{k: v.clone() for k, v in phi.items()} for phi in adapted]
     epsilon = 0.25
     new = run_student(name, reptile_update, theta, adapted, epsilon)
-    if not all(torch.equal(theta[k], kept[k]) for k in theta) or not all(
-            torch.equal(phi[k], old[k]) for phi, old in zip(adapted, kept_adapted) for k in phi):
-        fail(name, "you changed theta (or the adapted weights) in place: return a new dict")
-    if not isinstance(new, dict) or set(new) != set(theta):
-        fail(name, f"return a dict with the same keys as theta ({sorted(theta)})")
+    fail_if(name, not all(torch.equal(theta[k], kept[k]) for k in theta) or not all(
+            torch.equal(phi[k], old[k]) for phi, old in zip(adapted, kept_adapted) for k in phi),
+            "you changed theta (or the adapted weights) in place: return a new dict")
+    fail_if(name, not isinstance(new, dict) or set(new) != set(theta),
+            f"return a dict with the same keys as theta ({sorted(theta)})")
     mean = {k: torch.stack([phi[k] for phi in adapted]).mean(0) for k in theta}
-    expected = {k: theta[k] + epsilon * (mean[k] - theta[k]) for k in theta}
-
-    def matches(candidate):
-        return all(torch.as_tensor(new[k]).shape == candidate[k].shape and close(new[k], candidate[k])
-                   for k in theta)
-
-    if matches(expected):
+    total = {k: torch.stack([phi[k] for phi in adapted]).sum(0) for k in theta}
+    expected = "expected theta + epsilon * (mean over tasks of phi_i - theta) for every parameter"
+    fail_if(name, any(torch.as_tensor(new[k]).shape != theta[k].shape for k in theta), expected)
+    value = _flat(new[k] for k in theta)
+    if close(value, _flat({k: theta[k] + epsilon * (mean[k] - theta[k]) for k in theta})):
         passed(name, 1)
         return
-    total = {k: torch.stack([phi[k] for phi in adapted]).sum(0) for k in theta}
-    guesses = [
+    diagnose(name, value, [(_flat(wrong), message) for wrong, message in [
         ({k: theta[k] - epsilon * (mean[k] - theta[k]) for k in theta},
          "wrong sign: Reptile moves theta TOWARDS the adapted weights, theta + epsilon * (mean phi - theta)"),
         (mean, "you jumped all the way to the mean of the adapted weights: take a step of size epsilon towards it"),
@@ -138,11 +132,7 @@ def check_reptile_update(reptile_update: Callable) -> None:
         ({k: epsilon * (mean[k] - theta[k]) for k in theta},
          "return the new parameters theta + epsilon * (mean phi - theta), not the update alone"),
         ({k: mean[k] - theta[k] for k in theta}, "return the new parameters, not the direction mean phi - theta"),
-    ]
-    for guess, message in guesses:
-        if matches(guess):
-            fail(name, message)
-    fail(name, "expected theta + epsilon * (mean over tasks of phi_i - theta) for every parameter")
+    ]], expected)
 
 
 def _tiny_regression_problem():
@@ -185,7 +175,7 @@ def _meta_gradient_reference(params, batch, loss_fn, inner_lr, steps, first_orde
         for k, g in zip(wrt, torch.autograd.grad(loss, list(wrt.values()))):
             total[k] = total[k] + g
     scale = 1 / len(losses) if reduce == "mean" else 1.0
-    return {k: v * scale for k, v in total.items()}
+    return _flat({k: v * scale for k, v in total.items()})
 
 
 def check_first_order_meta_gradient(first_order_meta_gradient: Callable) -> None:
@@ -195,34 +185,31 @@ def check_first_order_meta_gradient(first_order_meta_gradient: Callable) -> None
     name = "check_first_order_meta_gradient"
     params, batch, loss_fn = _tiny_regression_problem()
     inner_lr, steps = 0.3, 2
-    kept = {k: v.clone() for k, v in params.items()}
-    given = {k: v.clone() for k, v in params.items()}
-    result = run_student(name, first_order_meta_gradient, given, batch, loss_fn, inner_lr, steps)
-    if not all(torch.equal(given[k], kept[k]) for k in kept):
-        fail(name, "you changed the parameters in place: compute the gradient and leave theta as it was")
-    if not isinstance(result, dict) or set(result) != set(params):
-        fail(name, f"return a dict of gradients with the same keys as params ({sorted(params)})")
-    for k in params:
-        if tuple(torch.as_tensor(result[k]).shape) != tuple(params[k].shape):
-            fail(name, f"the gradient for {k!r} has shape {tuple(torch.as_tensor(result[k]).shape)}, "
-                        f"the parameter {tuple(params[k].shape)}")
-    result = {k: torch.as_tensor(v).detach() for k, v in result.items()}
 
-    def matches(candidate):
-        return all(close(result[k], candidate[k], 1e-6) for k in params)
+    def student(steps: int) -> torch.Tensor:
+        given = {k: v.clone() for k, v in params.items()}
+        result = run_student(name, first_order_meta_gradient, given, batch, loss_fn, inner_lr, steps)
+        fail_if(name, not all(torch.equal(given[k], params[k]) for k in params),
+                "you changed the parameters in place: compute the gradient and leave theta as it was")
+        fail_if(name, not isinstance(result, dict) or set(result) != set(params),
+                f"return a dict of gradients with the same keys as params ({sorted(params)})")
+        for k in params:
+            shape = tuple(torch.as_tensor(result[k]).shape)
+            fail_if(name, shape != tuple(params[k].shape),
+                    f"the gradient for {k!r} has shape {shape}, the parameter {tuple(params[k].shape)}")
+        return _flat(result[k] for k in params)
 
     def reference(**changes):
         return _meta_gradient_reference(params, batch, loss_fn, **{"inner_lr": inner_lr, "steps": steps, **changes})
 
-    if matches(reference()):
+    result = student(steps)
+    if close(result, reference(), 1e-6):
         # One more case, one step: catches a loop that ignores `steps`.
-        other = run_student(name, first_order_meta_gradient, {k: v.clone() for k, v in params.items()}, batch, loss_fn,
-                     inner_lr, 1)
-        if not all(close(torch.as_tensor(other[k]).detach(), v, 1e-6) for k, v in reference(steps=1).items()):
-            fail(name, "with steps=1 the answer is wrong: take exactly `steps` inner steps")
+        fail_if(name, not close(student(1), reference(steps=1), 1e-6),
+                "with steps=1 the answer is wrong: take exactly `steps` inner steps")
         passed(name, 2)
         return
-    guesses = [
+    diagnose(name, result, [
         (reference(first_order=False), "that is the second-order (MAML) meta-gradient: first order drops the "
                                        "Hessian terms, so detach the inner gradients (no create_graph) and take "
                                        "the query gradient at phi_i"),
@@ -235,11 +222,7 @@ def check_first_order_meta_gradient(first_order_meta_gradient: Callable) -> None
         (reference(tasks=[len(batch[0]) - 1]), "use every task of the meta-batch, not only the last one"),
         (reference(tasks=[0]), "use every task of the meta-batch, not only the first one"),
         (reference(steps=1), "take `steps` inner steps, not one"),
-        ({k: -v for k, v in reference().items()}, "wrong sign: return the gradient of the query loss (the "
-                                                  "outer optimizer subtracts it), not minus it"),
-    ]
-    for guess, message in guesses:
-        if matches(guess):
-            fail(name, message)
-    fail(name, "expected 1/T sum_i grad L(phi_i; query set i) with phi_i = theta after `steps` first-order SGD "
-                "steps of size inner_lr on support set i")
+        (-reference(), "wrong sign: return the gradient of the query loss (the outer optimizer subtracts it), "
+                       "not minus it"),
+    ], "expected 1/T sum_i grad L(phi_i; query set i) with phi_i = theta after `steps` first-order SGD "
+       "steps of size inner_lr on support set i", tol=1e-6)
