@@ -2,14 +2,14 @@
 
 Introduced in notebook 06. The supervised form of the idea behind MetaGenRL
 (Kirsch et al., ICLR 2020) and LPG (Oh et al., NeurIPS 2020): a small
-network L_phi replaces the cross-entropy inside an ordinary training loop,
+network L_omega replaces the cross-entropy inside an ordinary training loop,
 
-    inner loop (one task):  theta_{k+1} = theta_k - alpha * grad_theta (1/n) sum_i L_phi(f_theta(x_i), y~_i)
-    outer loop:             phi <- phi - beta * grad_phi E_T [ CE(theta_K(phi); clean held-out data of T) ]
+    inner loop (one task):  theta_{k+1} = theta_k - alpha * grad_theta (1/n) sum_i L_omega(f_theta(x_i), y~_i)
+    outer loop:             omega <- omega - beta * grad_phi E_T [ CE(theta_K(omega); clean held-out data of T) ]
 
 where y~ are the task's noisy training labels. The outer gradient goes through all K inner steps
-(second order: phi acts on theta only through grad_theta L_phi). L_phi sees the probability
-p = p_theta(y~ | x) of the *given* label, so it is a curve L_phi(p), a family that holds the
+(second order: omega acts on theta only through grad_theta L_omega). L_omega sees the probability
+p = p_theta(y~ | x) of the *given* label, so it is a curve L_omega(p), a family that holds the
 cross-entropy (-log p), the mean absolute error (2 - 2p) and the noise-robust losses in between.
 """
 
@@ -34,14 +34,14 @@ LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits [
 class LearnedLossConfig:
     """The learned loss, its tasks and its bilevel training."""
 
-    hidden_size: int = 32  # units of L_phi's two hidden layers
+    hidden_size: int = 32  # units of L_omega's two hidden layers
     ways: int = 5  # classes per task (the classifier's outputs)
     classifier_hidden: int = 32  # the inner classifier: MLP in -> hidden (ReLU) -> ways (0: linear)
     inner_steps: int = 60  # K
     inner_lr: float = 0.5  # alpha
     inner_batch_size: int = 25  # SGD minibatch, random draws as in supervised.train_classifier (None: all)
     tasks_per_batch: int = 8
-    meta_lr: float = 3e-3  # Adam on phi
+    meta_lr: float = 3e-3  # Adam on omega
     meta_grad_clip: float = 1.0
     seed: int = 0
 
@@ -134,7 +134,7 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 class LearnedLoss(nn.Module):
-    """L_phi = a log p + b p + MLP(log p, p), with p = p_theta(y | x) of the given label.
+    """L_omega = a log p + b p + MLP(log p, p), with p = p_theta(y | x) of the given label.
 
     It starts as the cross-entropy (a = -1, b = 0, the tanh MLP's last layer zero), which meta-training
     bends. No output bias: a constant added to a loss changes no gradient, so it could not be learned.
@@ -150,7 +150,7 @@ class LearnedLoss(nn.Module):
             self.mlp[-1].weight.zero_()
 
     def of_log_prob(self, log_p: torch.Tensor) -> torch.Tensor:
-        """L_phi as a function of log p (any shape)."""
+        """L_omega as a function of log p (any shape)."""
         features = torch.stack([log_p, log_p.exp()], dim=-1)
         return (self.linear(features) + self.mlp(features)).squeeze(-1)
 
@@ -247,8 +247,8 @@ def _inner_setup(config: LearnedLossConfig, tasks: NoisyLabelTask, seed: int):
 def meta_train_loss(learned_loss: LearnedLoss, tasks: NoisyLabelTasks, config: LearnedLossConfig, steps: int, *,
                     history: History | None = None, progress: bool = True) -> History:
     """The bilevel optimisation. Each step: ``tasks_per_batch`` fresh tasks and classifiers (seeded by
-    ``config.seed`` and the step), inner training with L_phi on the noisy labels, and one Adam step on
-    phi down the clean held-out cross-entropy (logged as ``meta_loss``, with ``held_out_accuracy``)."""
+    ``config.seed`` and the step), inner training with L_omega on the noisy labels, and one Adam step on
+    omega down the clean held-out cross-entropy (logged as ``meta_loss``, with ``held_out_accuracy``)."""
     meta_optimizer = torch.optim.Adam(learned_loss.parameters(), lr=config.meta_lr)
 
     def step(i: int) -> dict[str, float]:
@@ -266,7 +266,7 @@ def meta_train_loss(learned_loss: LearnedLoss, tasks: NoisyLabelTasks, config: L
         meta_optimizer.step()
         return {"meta_loss": meta_loss.item(), "held_out_accuracy": accuracy.mean().item()}
 
-    return train_loop(step, steps, history=history, desc="meta-train the loss L_phi", progress=progress)
+    return train_loop(step, steps, history=history, desc="meta-train the loss L_omega", progress=progress)
 
 
 def evaluate_loss(loss_fn: LossFunction, tasks: NoisyLabelTasks, config: LearnedLossConfig, *, count: int,
@@ -309,7 +309,7 @@ def tune_inner_lr(loss_fn: LossFunction, tasks: NoisyLabelTasks, config: Learned
 
 
 def variable_counts(learned_loss: LearnedLoss, config: LearnedLossConfig, inputs: int) -> dict[str, int]:
-    """Meta-parameters (phi) vs learned variables (the classifier's theta) per task."""
+    """Meta-parameters (omega) vs learned variables (the classifier's theta) per task."""
     shapes = classifier_shapes(inputs, config.classifier_hidden, config.ways)
     return {"meta_parameters": sum(p.numel() for p in learned_loss.parameters()),
             "learned_variables": sum(a * b + b for a, b in shapes)}

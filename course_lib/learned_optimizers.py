@@ -3,16 +3,13 @@
 "Learning to learn by gradient descent by gradient descent" (Andrychowicz et al., NeurIPS 2016)
 keeps the skeleton of gradient descent and learns the update rule,
 
-    theta_{t+1} = theta_t + g_t,      [g_t, h_{t+1}] = m(grad_t, h_t; phi),
+    theta_{t+1} = theta_t + g_t,      [g_t, h_{t+1}] = m(grad_t, h_t; omega),
 
-``m`` a small LSTM applied to every coordinate of theta separately (weights ``phi`` shared, state
-``h`` per coordinate), meta-trained to minimise L(phi) = E_f [ sum_t w_t f(theta_t) ] over a family
+``m`` a small LSTM applied to every coordinate of theta separately (weights ``omega`` shared, state
+``h`` per coordinate), meta-trained to minimise L(omega) = E_f [ sum_t w_t f(theta_t) ] over a family
 of optimizees ``f`` by backpropagating through truncated unrolls. Everything works on a batch of B
 optimizees with parameters one flat tensor ``theta [B, n]``, written functionally (no ``nn.Module``)
-so that theta_{t+1} stays a differentiable function of phi. Notebook 06's full-mode MLP run::
-
-    python -m course_lib train learned-optimizer --optimizee mlp --optimizees-per-batch 4 --lr 3e-3 \\
-        --seed 1 --steps 150 --out runs/lstm_optimizer_mlp
+so that theta_{t+1} stays a differentiable function of omega (the meta-parameters).
 """
 
 from __future__ import annotations
@@ -42,9 +39,9 @@ class LearnedOptimizerConfig:
     horizon: int = 100  # T: optimizee steps per sampled optimizee
     unroll: int = 20  # K: truncation length of backpropagation through time
     optimizees_per_batch: int = 8  # optimizees trained in parallel (Monte-Carlo estimate of E_f)
-    lr: float = 1e-3  # Adam on phi
+    lr: float = 1e-3  # Adam on omega
     meta_grad_clip: float = 1.0  # clip the norm of each meta-gradient
-    second_order: bool = False  # True: keep d grad_t / d phi (the paper drops it)
+    second_order: bool = False  # True: keep d grad_t / d omega (the paper drops it)
     optimizee: str = "mlp"  # the family of the command line: "quadratic" or "mlp" (:func:`load_data`)
     steps: int = 150  # meta-training steps (one sampled batch of optimizees each)
     seed: int = 0
@@ -62,7 +59,7 @@ class LearnedOptimizerConfig:
             raise ValueError(f"optimizee must be quadratic or mlp, got {self.optimizee!r}")
 
 
-# ---------------- The update rule m(grad, h; phi)
+# ---------------- The update rule m(grad, h; omega)
 
 
 def preprocess_gradient(grad: torch.Tensor, p: float = 10.0) -> torch.Tensor:
@@ -79,7 +76,7 @@ State = list  # one (h, c) pair of [B * n, hidden] tensors per LSTM layer
 
 
 class LSTMOptimizer(nn.Module):
-    """The coordinatewise LSTM optimizer m(grad_t, h_t; phi) -> (g_t, h_{t+1}): every coordinate of theta
+    """The coordinatewise LSTM optimizer m(grad_t, h_t; omega) -> (g_t, h_{t+1}): every coordinate of theta
     is one row of a batch through the same cells, so ~5,000 weights optimise a problem of any size."""
 
     def __init__(self, config: LearnedOptimizerConfig | None = None) -> None:
@@ -250,8 +247,8 @@ def unroll(rule, family: OptimizeeFamily, problems, theta: torch.Tensor, state: 
     theta_{t+1} = theta_t + g_t, [g_t, h_{t+1}] = rule.step(grad_t, h_t), grad_t = d f(theta_t) / d theta_t.
 
     Returns ``(losses [steps + 1, B], theta, state)``, ``losses[k] = f(theta_{start+k})``. ``meta_graph``
-    keeps the graph from phi to every loss (else: detach after every step, for evaluation);
-    ``second_order=False`` treats grad_t as a constant (the paper's d grad_t / d phi = 0).
+    keeps the graph from omega to every loss (else: detach after every step, for evaluation);
+    ``second_order=False`` treats grad_t as a constant (the paper's d grad_t / d omega = 0).
     """
     theta = theta if theta.requires_grad else theta.detach().requires_grad_(True)
     loss = family.loss(problems, theta, start)
@@ -273,7 +270,7 @@ def unroll(rule, family: OptimizeeFamily, problems, theta: torch.Tensor, state: 
 
 
 def meta_loss_of(losses: torch.Tensor) -> torch.Tensor:
-    """sum_t w_t f(theta_t), w_t = 1/K, over a truncation and the optimizees (``losses[0]`` has no phi in it)."""
+    """sum_t w_t f(theta_t), w_t = 1/K, over a truncation and the optimizees (``losses[0]`` has no omega in it)."""
     return losses[1:].mean()
 
 
@@ -292,7 +289,7 @@ def meta_training_problems(family: OptimizeeFamily, config: LearnedOptimizerConf
 def trainer(model: LSTMOptimizer, config: LearnedOptimizerConfig, data: dict, device="cpu",
             meta_optimizer: torch.optim.Optimizer | None = None) -> Trainer:
     """One meta-training step (on the CPU: the tensors are tiny): ``optimizees_per_batch`` optimizees of
-    ``data["train"]`` trained ``horizon`` steps by the rule, one Adam step on phi per truncation of
+    ``data["train"]`` trained ``horizon`` steps by the rule, one Adam step on omega per truncation of
     ``unroll`` steps; then theta and the LSTM state are detached (the next truncation goes on from there)."""
     model.cpu().train()
     family = data["train"]
@@ -411,7 +408,7 @@ def comparison_table(curves: dict[str, torch.Tensor], horizon: int, steps: Seque
 
 
 def variable_counts(optimizer_net: LSTMOptimizer, num_optimizee_parameters: int) -> dict[str, int]:
-    """Meta-parameters (phi) vs learned variables (theta + per-coordinate LSTM state)."""
+    """Meta-parameters (omega) vs learned variables (theta + per-coordinate LSTM state)."""
     meta = sum(p.numel() for p in optimizer_net.parameters())
     state = num_optimizee_parameters * optimizer_net.state_size_per_coordinate()
     return {"meta_parameters": meta, "optimizee_parameters": num_optimizee_parameters, "lstm_state": state,

@@ -1,10 +1,10 @@
 """Prototypical Networks (Snell, Swersky & Zemel, NeurIPS 2017), notebook 03.
 
-A :class:`~course_lib.models.Conv4` ``f_phi`` embeds images; each class of an
+A :class:`~course_lib.models.Conv4` ``f_omega`` embeds images; each class of an
 episode is represented by its **prototype**, the mean embedding of its support
 examples, and a query is classified by a softmax over negative squared distances:
 
-    c_k = 1/K sum_{j: y_j = k} f_phi(x_j),     p(y = k | x) = softmax_k( -||f_phi(x) - c_k||^2 ),
+    c_k = 1/K sum_{j: y_j = k} f_omega(x_j),     p(y = k | x) = softmax_k( -||f_omega(x) - c_k||^2 ),
 
 a *linear* classifier in embedding space (:func:`prototype_linear_layer`). Training
 is *episodic*: each step minimises the query cross-entropy of an N-way K-shot

@@ -191,7 +191,7 @@ display(Markdown(
 # $n_{\text{out}}$ and the cell size $H$; `M` is $d_m$.
 
 # %%
-for function in (vsml.VSMLLayer.drive, vsml.VSMLLayer.tick, vsml.VSMLLayer.messages, vsml.VSMLLearner.step):
+for function in (vsml.VSMLLayer.drive, vsml.VSMLLayer.tick, vsml.VSMLLearner.step):
     print(inspect.getsource(function))
 
 # %% [markdown]
@@ -218,6 +218,12 @@ def messages(h, w_out, w_back):
 checks.check_vsml_messages(messages)
 
 # %% [markdown]
+# Compare with the reference (`messages` of the library's layer):
+
+# %%
+print(inspect.getsource(vsml.VSMLLayer.messages))
+
+# %% [markdown]
 # **Exercise 2: the feedback into the output units.** From the previous
 # step's logits `[tasks, B]` and labels `[tasks]` (-1 before the first
 # example of a stream), return `[tasks, B, 2]`: component 0 is
@@ -235,6 +241,13 @@ def feedback_message(previous_logits, previous_labels, ways):
 
 
 checks.check_feedback_message(feedback_message)
+
+# %% [markdown]
+# Compare with the reference, which also pads the two components to the
+# message size $d_m$ and can switch either one off (`feedback`):
+
+# %%
+print(inspect.getsource(vsml.feedback_messages))
 
 # %% [markdown]
 # **Exercise 3: the variable count.** For one VSML layer with `inputs`

@@ -85,10 +85,8 @@ MODE, DEVICE = cl.notebook_setup(seed=0)
 # `gpicl.ProjectedTasks` derives $W_i$ and $\pi_i$ from the task id $i$ with a
 # hash, without storing them. A pool of $M$ tasks is the ids
 # $0, \dots, M-1$; $M = \infty$ (`inf`) draws a fresh id for every sequence;
-# evaluation tasks have ids from $2^{50}$ on, in no pool. The key lines:
-
-# %%
-print(inspect.getsource(gpicl.ProjectedTasks.sample_batch))
+# evaluation tasks have ids from $2^{50}$ on, in no pool (Exercise 1 below
+# writes the heart of it; the library's version follows the check).
 
 # %% [markdown]
 # Training sequences are drawn from the first 9,000 images of the MNIST test
@@ -139,6 +137,13 @@ def make_task_batch(x, classes, W, perm):
 checks.check_task_batch(make_task_batch)
 
 # %% [markdown]
+# Compare with the reference: the library draws whole batches of sequences
+# the same way.
+
+# %%
+print(inspect.getsource(gpicl.ProjectedTasks.sample_batch))
+
+# %% [markdown]
 # ## 2. The model: a causal transformer reads a task's examples
 #
 # A **sequence** holds $T$ examples $(x_1, y_1), \dots, (x_T, y_T)$ of one
@@ -168,12 +173,7 @@ checks.check_task_batch(make_task_batch)
 # one labelled pair per token (as in SNAIL's width-2 convolution and notebook
 # 05's transformer). They add no information (nothing from position $t$ on
 # but $x_t$), only remove the need to discover the copy head. The paper's
-# token stays the library's default. The lines that build the pair token (in
-# the library's code `M` counts the stacked models and `L` is $T$):
-
-# %%
-source = inspect.getsource(gpicl.StackedTransformer.forward)
-print("\n".join(line for line in source.splitlines()[:12]))
+# token stays the library's default.
 
 # %% [markdown]
 # **Exercise 2: the pair token.** From a task's inputs ($T \times k$) and
@@ -196,6 +196,15 @@ def pair_tokens(inputs, labels, num_classes):
 
 
 checks.check_pair_tokens(pair_tokens)
+
+# %% [markdown]
+# Compare with the reference: the lines of `gpicl.StackedTransformer.forward`
+# that build the pair token (in the library's code `M` counts the stacked
+# models and `L` is $T$).
+
+# %%
+source = inspect.getsource(gpicl.StackedTransformer.forward)
+print("\n".join(line for line in source.splitlines()[:12]))
 
 # %% [markdown]
 # The sweep's model and the LSTM baseline `gpicl.StackedLSTM` (the paper's

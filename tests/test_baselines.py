@@ -235,3 +235,12 @@ def test_results_table_renders_markdown_rows_method_by_setting(tmp_path):
 def test_results_table_single_episode_shows_no_ci():
     table = baselines.ResultsTable().add("m", "s", AccuracyResult(0.5, math.nan, 1))
     assert "1 episode, no CI" in table.to_markdown()
+
+
+def test_conv_from_scratch_fits_its_support_set_and_answers_every_query():
+    torch.manual_seed(0)
+    support_x = torch.randn(6, 1, 28, 28)
+    support_y = torch.tensor([0, 1, 2, 0, 1, 2])
+    logits = baselines.ConvFromScratch(steps=40, lr=0.1)(support_x, support_y, support_x)
+    assert logits.shape == (6, 3)
+    assert torch.equal(logits.argmax(1), support_y)  # 40 SGD steps memorise six images

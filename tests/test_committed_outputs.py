@@ -28,9 +28,7 @@ UNREADABLE = re.compile(r"(?<![0-9])0%\||VBox\(children=|HBox\(children=|IntSlid
 
 NOT_YET_RERUN = {
     "01_supervised_learning": "tqdm widgets frozen at 0%",
-    "02_few_shot_classification": "tqdm widgets frozen at 0%, VBox/HBox dump of the explorer",
     "03_metric_based": "tqdm widgets frozen at 0%, VBox/HBox dump of the explorer",
-    "04_optimization_based": "VBox/IntSlider dump of the inner-loop widget",
 }
 
 

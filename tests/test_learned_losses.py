@@ -96,7 +96,7 @@ def test_loss_curve_of_the_cross_entropy():
 
 
 # --------------------------------------------------------------------------
-# Oracle: the inner loop with L_phi = cross-entropy is ordinary training
+# Oracle: the inner loop with L_omega = cross-entropy is ordinary training
 # --------------------------------------------------------------------------
 
 
@@ -113,7 +113,7 @@ def theta_of(model: models.MLP) -> torch.Tensor:
 
 @pytest.mark.parametrize("loss_name", ["cross_entropy", "learned_loss_at_init"])
 def test_inner_loop_with_cross_entropy_reproduces_train_classifier(digits, loss_name):
-    """inner_train(L_phi = CE) == course_lib.supervised.train_classifier (SGD on CE, same minibatches), float64."""
+    """inner_train(L_omega = CE) == course_lib.supervised.train_classifier (SGD on CE, same minibatches), float64."""
     task = one_task(digits)
     torch.manual_seed(3)
     model = models.MLP(64, (6,), 3).double()
@@ -163,11 +163,11 @@ def test_a_different_loss_trains_differently(digits):
 
 
 def test_meta_gradient_through_the_inner_loop_matches_finite_differences(digits):
-    """d/dphi of the clean held-out CE after 4 SGD steps on L_phi == central differences (float64)."""
+    """d/domega of the clean held-out CE after 4 SGD steps on L_omega == central differences (float64)."""
     torch.manual_seed(0)
     config = small_config()
     loss = ll.LearnedLoss(config.hidden_size).double()
-    with torch.no_grad():  # move away from the cross-entropy so that every part of phi matters
+    with torch.no_grad():  # move away from the cross-entropy so that every part of omega matters
         for p in loss.parameters():
             p.add_(0.3 * torch.randn_like(p))
     tasks = ll.NoisyLabelTasks(digits, ways=3, train_per_class=6, test_per_class=4, noise=0.3)

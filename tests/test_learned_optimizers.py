@@ -166,7 +166,7 @@ def meta_loss_fn(net, family, problems, steps, second_order):
 
 
 def finite_difference_gradient(net, loss_of, eps=1e-6):
-    """Central differences (L(phi + eps e_i) - L(phi - eps e_i)) / 2 eps, one coordinate of phi at a time."""
+    """Central differences (L(omega + eps e_i) - L(omega - eps e_i)) / 2 eps, one coordinate of omega at a time."""
     grads = []
     for p in net.parameters():
         g = torch.zeros_like(p)
@@ -198,7 +198,7 @@ class Quadratic3(lo.QuadraticFamily):
 
 @pytest.mark.parametrize("preprocess", [True, False])
 def test_exact_meta_gradient_matches_finite_differences(preprocess):
-    """second_order=True: d/dphi of sum_t f(theta_t) over a 4-step unroll == central differences (float64)."""
+    """second_order=True: d/domega of sum_t f(theta_t) over a 4-step unroll == central differences (float64)."""
     torch.manual_seed(0)
     net = lo.LSTMOptimizer(tiny_config(preprocess=preprocess, output_scale=0.3)).double()
     family = Quadratic3()
@@ -223,7 +223,7 @@ def test_exact_meta_gradient_matches_finite_differences_on_an_mlp():
 
 
 class LinearFamily(lo.OptimizeeFamily):
-    """f(theta) = a . theta: the gradient a does not depend on theta, so d grad / d phi = 0 exactly."""
+    """f(theta) = a . theta: the gradient a does not depend on theta, so d grad / d omega = 0 exactly."""
 
     name = "linear"
     num_parameters = 4
@@ -238,7 +238,7 @@ class LinearFamily(lo.OptimizeeFamily):
 
 
 def test_first_order_meta_gradient_drops_exactly_the_gradient_path():
-    """The paper's approximation (d grad_t/d phi = 0) is exact when the gradient is constant
+    """The paper's approximation (d grad_t/d omega = 0) is exact when the gradient is constant
     (linear f) and differs from the exact meta-gradient on a quadratic."""
     torch.manual_seed(0)
     net = lo.LSTMOptimizer(tiny_config(output_scale=0.3)).double()
@@ -252,7 +252,7 @@ def test_first_order_meta_gradient_drops_exactly_the_gradient_path():
     problems = lo.problem_batch(quadratic, 2, seed=5)
     first = autograd_gradient(net, lambda: meta_loss_fn(net, quadratic, problems, 4, second_order=False))
     exact = autograd_gradient(net, lambda: meta_loss_fn(net, quadratic, problems, 4, second_order=True))
-    # dropping d grad_t / d phi is an approximation: it fails the tolerance the exact gradient meets
+    # dropping d grad_t / d omega is an approximation: it fails the tolerance the exact gradient meets
     assert not torch.allclose(first, exact, rtol=1e-5, atol=1e-7)
 
 

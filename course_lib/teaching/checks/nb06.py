@@ -166,7 +166,7 @@ def check_truncated_meta_training(meta_train_iteration: Callable) -> None:
             (dict(reduce="sum"),
              "the meta-loss is the MEAN of f over the K steps and the optimizees, not the sum"),
             (dict(start_loss=True), "losses[0] is f at the truncation's starting point, which does not depend "
-                                    "on phi: leave it out and average losses[1:]"),
+                                    "on omega: leave it out and average losses[1:]"),
             (dict(last_only=True), "the meta-loss uses f at every step of the truncation (losses[1:]), not "
                                    "only the last one: the optimizer is rewarded for being fast too"),
             (dict(zero_grad=False), "call meta_optimizer.zero_grad() before each backward: the gradients of "
@@ -210,7 +210,7 @@ def _inner_step_setup():
 def check_learned_loss_inner_step(inner_sgd_step: Callable) -> None:
     """``inner_sgd_step(loss_fn, theta [B, n], x [B, m, d], y [B, m], shapes, lr) -> theta' [B, n]``: one SGD
     step of every task's classifier on the MEAN of loss_fn over its examples, differentiable with respect to
-    phi (create_graph=True) and to theta."""
+    omega (create_graph=True) and to theta."""
     name = "check_learned_loss_inner_step"
     lr = 0.3
     shapes, theta0, x, y, test_x, test_y, loss_fn = _inner_step_setup()
@@ -251,7 +251,7 @@ def check_learned_loss_inner_step(inner_sgd_step: Callable) -> None:
              "over the examples (dim 1), then SUM over the tasks, each task's classifier takes its own full "
              "step"),
             (step(fresh(), fn=ll.cross_entropy).detach(),
-             "this is a step on the cross-entropy: call loss_fn(logits, y), the learned loss L_phi, which is "
+             "this is a step on the cross-entropy: call loss_fn(logits, y), the learned loss L_omega, which is "
              "the point of the exercise"),
             (-lr * grad, "return the new parameters theta - lr * grad, not the update or the gradient"),
             (grad, "return the new parameters theta - lr * grad, not the update or the gradient"),
@@ -259,16 +259,16 @@ def check_learned_loss_inner_step(inner_sgd_step: Callable) -> None:
         ], "the new parameters are not theta - lr * grad_theta mean_i loss_fn(f_theta(x_i), y_i)", tol=1e-8)
     got_meta = meta_gradient(new)
     fail_if(name, got_meta is None or float(got_meta.abs().max()) == 0.0,
-            "no meta-gradient reaches phi (the learned loss's weights): compute the gradient with "
+            "no meta-gradient reaches omega (the learned loss's weights): compute the gradient with "
             "torch.autograd.grad(..., create_graph=True), so that the new theta is a differentiable function "
-            "of phi, and do not detach it")
+            "of omega, and do not detach it")
     fail_if(name, not close(got_meta, meta_gradient(step(fresh())), tol=1e-7),
-            "the meta-gradient with respect to phi is wrong after one step: keep the whole graph "
+            "the meta-gradient with respect to omega is wrong after one step: keep the whole graph "
             "(create_graph=True, no .detach() or .data)")
-    # Two chained steps: phi reaches the second step through theta_1 as well.
+    # Two chained steps: omega reaches the second step through theta_1 as well.
     one = run_student(name, inner_sgd_step, loss_fn, fresh(), x, y, shapes, lr)
     got_meta = meta_gradient(run_student(name, inner_sgd_step, loss_fn, one, x, y, shapes, lr))
     fail_if(name, got_meta is None or not close(got_meta, meta_gradient(step(step(fresh()))), tol=1e-7),
             "over two chained steps the meta-gradient is wrong: do not detach theta (or make it a new leaf) "
-            "inside the step; phi acts on theta_2 through grad(theta_1) AND through theta_1 itself")
+            "inside the step; omega acts on theta_2 through grad(theta_1) AND through theta_1 itself")
     passed(name, 3)
