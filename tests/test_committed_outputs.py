@@ -28,7 +28,6 @@ UNREADABLE = re.compile(r"(?<![0-9])0%\||VBox\(children=|HBox\(children=|IntSlid
 
 NOT_YET_RERUN = {
     "01_supervised_learning": "tqdm widgets frozen at 0%",
-    "03_metric_based": "tqdm widgets frozen at 0%, VBox/HBox dump of the explorer",
 }
 
 
