@@ -19,7 +19,7 @@ KERNEL_NAME := Python (meta-learning course)
 
 # Copies notebooks/*.ipynb that work/ lacks (never one already there), then opens the copy.
 course: install
-	$(PY) -m course_lib.teaching.working_copy --notebooks notebooks --work work
+	$(PY) -m course_tools.working_copy --notebooks notebooks --work work
 	$(VENV)/bin/jupyter lab work/00_welcome.ipynb
 
 test: $(STAMP)
@@ -36,15 +36,11 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 # Re-run every notebook in place (COURSE_MODE as set; default full) so that the
-# committed .ipynb files show the outputs of a real run, then re-pair them.
-# COURSE_PLAIN_PROGRESS=1: progress bars print plain lines (no frozen widgets in the outputs).
+# committed .ipynb files show the outputs of a real run, re-pair them, and record
+# the times in docs/notebook_times.json and the instructor notes' table.
+# Progress bars print plain lines (no frozen widgets in the outputs).
 notebooks: install
-	for nb in notebooks/[0-9][0-9]_*.py; do \
-	  $(VENV)/bin/jupytext --sync "$$nb" && \
-	  COURSE_PLAIN_PROGRESS=1 $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
-	    --ExecutePreprocessor.timeout=-1 "$${nb%.py}.ipynb" && \
-	  $(VENV)/bin/jupytext --sync "$$nb" || exit 1; \
-	done
+	$(PY) scripts/time_notebooks.py --in-place --record
 
 # After editing a notebook's .py source (or its .ipynb in JupyterLab).
 sync: $(STAMP)
@@ -52,11 +48,11 @@ sync: $(STAMP)
 
 # The executed course as a static website in site/ (fails on broken links or images).
 site: $(STAMP)
-	$(PY) -m course_lib.teaching.site build --notebooks notebooks --out site
+	$(PY) -m course_tools.site build --notebooks notebooks --out site
 
 # Student copies of the notebooks with exercises: solutions replaced by placeholders.
 student: $(STAMP)
-	$(PY) -m course_lib.teaching.exercises --notebooks notebooks --out student
+	$(PY) -m course_tools.exercises --notebooks notebooks --out student
 
 clean-cache:
 	rm -rf data/cache

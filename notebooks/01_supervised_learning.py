@@ -26,19 +26,23 @@
 #   chose;
 # * implement the cross-entropy loss and an SGD step by hand, and check them
 #   against PyTorch;
+# * write the SGD training loop yourself (random minibatches, gradients,
+#   updates) and train a network with it to a stated held-out accuracy;
 # * measure how held-out accuracy falls as the examples per class shrink,
-#   with 95% confidence intervals;
+#   with 95% confidence intervals that are honest about having only a few
+#   runs;
 # * score a learner on few-shot episodes of classes it has never seen, through
 #   its support set $\mathcal{S}$ and query set $\mathcal{Q}$.
 #
 # Notation: [docs/notation.md](../docs/notation.md).
 #
 # 1. A learning algorithm, written down
-# 2. One step of SGD, by hand
+# 2. One step of SGD
 # 3. Training: learning curves
 # 4. The same algorithm with a handful of examples
 # 5. New classes, one example each: a few-shot task
-# 6. Build it: the exercises
+# 6. Exercises: the loss, the step, the error bars
+# 7. Build it: the SGD training loop
 
 # %%
 import inspect
@@ -91,34 +95,31 @@ plots.show_images(train_set.images[:20], titles=[str(int(y)) for y in train_set.
 plt.show()
 
 # %% [markdown]
-# ## 2. One step of SGD, by hand
+# ## 2. One step of SGD
 #
 # The model is `Conv4`, the four-block convolutional network of most few-shot
 # papers (and of later notebooks), with a linear layer giving $C = 10$
-# logits. One SGD step: the loss on a minibatch of $B$ images, its
-# gradient, and $\theta \leftarrow \theta - \alpha \nabla_\theta
-# \mathcal{L}$ for every parameter tensor.
+# logits. One SGD step has three pieces: the loss on a minibatch of $B$
+# images, its gradient $\nabla_\theta \mathcal{L}$ (backpropagation), and
+# the update $\theta \leftarrow \theta - \alpha \nabla_\theta
+# \mathcal{L}$ of every parameter tensor. Here PyTorch does all three; in
+# sections 6 and 7 you write them yourself and check them against PyTorch.
 
 # %%
-# NBVAL_CHECK_OUTPUT
 model = models.Conv4(num_classes=10)
 print(f"Conv4 with a 10-way head: {models.count_parameters(model):,} parameters")
 
 x, y = train_set.images[:64], train_set.labels[:64]
 alpha = 0.1
-theta = dict(model.named_parameters())
-
-loss = F.cross_entropy(model(x), y)                          # L(theta; B)
-grads = torch.autograd.grad(loss, list(theta.values()))      # grad_theta L
-by_hand = {name: p - alpha * g for (name, p), g in zip(theta.items(), grads)}  # theta - alpha * grad
-
-# torch.optim.SGD does exactly this update:
 optimizer = torch.optim.SGD(model.parameters(), lr=alpha)
-optimizer.zero_grad()
-F.cross_entropy(model(x), y).backward()
-optimizer.step()
-assert all(torch.allclose(by_hand[name], p, atol=1e-6) for name, p in model.named_parameters())
-print("hand-written update == torch.optim.SGD update")
+
+loss = F.cross_entropy(model(x), y)  # L(theta; B), the mean over the minibatch
+optimizer.zero_grad()                # .backward() adds to .grad, so clear what an earlier step left there
+loss.backward()                      # grad_theta L, stored in each parameter's .grad
+optimizer.step()                     # theta <- theta - alpha * grad_theta L
+with torch.no_grad():
+    loss_after = F.cross_entropy(model(x), y)
+print(f"loss on this minibatch: {loss.item():.3f} before the step, {loss_after.item():.3f} after it")
 
 # %% [markdown]
 # ## 3. Training: learning curves
@@ -171,7 +172,7 @@ def k_per_class(dataset, k, generator):
     return data.LabelledImages(dataset.images[chosen], dataset.labels[chosen], dataset.class_names)
 
 
-few_shot_curve = {}
+few_shot_curve, few_shot_accuracies = {}, {}
 for k in SHOTS:
     accuracies = []
     for draw in range(DRAWS):
@@ -181,6 +182,7 @@ for k in SHOTS:
         supervised.train_classifier(small_model, subset, steps=FEW_STEPS, device=DEVICE, lr=0.1,
                                   batch_size=64, generator=generator, progress=False)
         accuracies.append(supervised.classification_accuracy(small_model, held_out, DEVICE))
+    few_shot_accuracies[k] = accuracies
     few_shot_curve[k] = evaluation.mean_confidence_interval(accuracies)
     print(f"K = {k:3d} per class: held-out accuracy {evaluation.format_accuracy(*few_shot_curve[k])}")
 
@@ -256,21 +258,22 @@ plt.show()
 # carry to the next episode: each one starts again from a random
 # $\theta_0$.
 #
-# ## 6. Build it: the exercises
+# ## 6. Exercises: the loss, the step, the error bars
 #
-# Write the core of this notebook yourself. Each exercise is one function;
+# Write three pieces of this notebook yourself. Each exercise is one function;
 # the cell after it runs your function on small cases with known answers and
 # says in plain words what is wrong.
 #
 # **Exercise 1 · Cross-entropy.** For logits $z \in \mathbb{R}^{B \times C}$
 # and labels $y \in \{0..C-1\}^B$ return
-# $\frac{1}{B}\sum_i -\log \operatorname{softmax}(z_i)_{y_i}$. Compute it
-# stably: $\log \operatorname{softmax}(z)_y = z_y - \log \sum_c e^{z_c}$,
-# and `torch.logsumexp` never overflows.
+# $\frac{1}{B}\sum_i -\log \operatorname{softmax}(z_i)_{y_i}$ without calling
+# `F.cross_entropy`. Logits of a few hundred overflow $e^{z}$ in floating
+# point, so write $\log \operatorname{softmax}(z)_y$ in terms of
+# $\log \sum_c e^{z_c}$, which `torch.logsumexp` computes without overflow.
 
 # %%
 def cross_entropy(logits, labels):
-    # BEGIN SOLUTION: the mean over the batch of -log softmax(logits)[i, labels[i]], via torch.logsumexp
+    # BEGIN SOLUTION: the batch mean of minus the log-probability of each example's own label, computed without overflow
     log_probabilities = logits - torch.logsumexp(logits, dim=1, keepdim=True)
     return -log_probabilities[torch.arange(len(labels)), labels].mean()
     # END SOLUTION
@@ -287,7 +290,7 @@ checks.check_cross_entropy(cross_entropy)
 
 # %%
 def sgd_step(params, grads, lr):
-    # BEGIN SOLUTION: one new tensor per parameter, p - lr * g
+    # BEGIN SOLUTION: move each parameter a small step against its gradient, in new tensors
     return [p - lr * g for p, g in zip(params, grads)]
     # END SOLUTION
 
@@ -297,25 +300,191 @@ def sgd_step(params, grads, lr):
 checks.check_sgd_step(sgd_step)
 
 # %% [markdown]
-# **Exercise 3 · $K$ examples per class.** Section 4 trained on exactly $K$
-# randomly chosen examples of every class. Given the label vector of a
-# dataset, return the indices of such a subset for $K$ = `k` (no example
-# twice, random choices from `generator`).
+# Together your two functions take the step of section 2: on a Conv4 and a
+# minibatch they must give the parameters `torch.optim.SGD` gives.
 
 # %%
-def k_per_class_indices(labels, k, generator):
-    # BEGIN SOLUTION: for each class, a random permutation of its indices, first k of them
-    chosen = []
-    for c in labels.unique():
-        members = (labels == c).nonzero().flatten()
-        chosen.append(members[torch.randperm(len(members), generator=generator)[:k]])
-    return torch.cat(chosen)
+torch.manual_seed(0)
+model = models.Conv4(num_classes=10)
+x, y = train_set.images[:64], train_set.labels[:64]
+params = list(model.parameters())
+grads = torch.autograd.grad(cross_entropy(model(x), y), params)
+yours = sgd_step(params, grads, alpha)
+
+optimizer = torch.optim.SGD(params, lr=alpha)
+optimizer.zero_grad()
+F.cross_entropy(model(x), y).backward()
+optimizer.step()
+print("your cross_entropy + sgd_step == torch.optim.SGD:",
+      all(torch.allclose(mine, p, atol=1e-6) for mine, p in zip(yours, params)))
+
+# %% [markdown]
+# **Exercise 3 · Error bars from a few runs.** Section 4 trained each $K$
+# only a few times (`DRAWS`) and reported the mean accuracy with a 95%
+# confidence interval. For $n$ values with mean $\bar a$ and standard
+# deviation $s$, the interval is $\bar a \pm t \, s / \sqrt{n}$. Papers that
+# average hundreds of test episodes take $t = 1.96$, the normal
+# distribution's quantile. Which $t$, and which $s$, are right when $n$ is
+# as small as in section 4? Return the mean and the half-width
+# $t \, s / \sqrt{n}$.
+
+# %%
+from scipy import stats  # stats.norm and stats.t: the normal and Student's t distributions
+
+
+def confidence_interval(values):
+    # BEGIN SOLUTION: the mean, and a half-width that allows for the spread itself being estimated from only n values
+    values = torch.as_tensor(values, dtype=torch.float64)
+    n = len(values)
+    half_width = stats.t.ppf(0.975, df=n - 1) * values.std() / n**0.5  # torch's std divides by n - 1
+    return values.mean().item(), half_width.item()
     # END SOLUTION
 
 
 # %%
 # NBVAL_CHECK_OUTPUT
-checks.check_k_per_class(k_per_class_indices)
+checks.check_confidence_interval(confidence_interval)
+
+# %% [markdown]
+# What the choice does to section 4's error bar at the smallest $K$, and the
+# library function section 4 used (compare with yours):
+
+# %%
+k_smallest = ks[0]
+mean, half_width = confidence_interval(few_shot_accuracies[k_smallest])
+spread = torch.tensor(few_shot_accuracies[k_smallest], dtype=torch.float64).std().item()
+normal_half_width = 1.96 * spread / DRAWS**0.5
+print(f"K = {k_smallest}, {DRAWS} draws: {100 * mean:.1f} ± {100 * half_width:.1f} % with your interval; "
+      f"t = 1.96 would claim ± {100 * normal_half_width:.1f} %"
+      + (f", {half_width / normal_half_width:.1f} times too narrow" if normal_half_width > 0 else "") + "\n")
+print(inspect.getsource(evaluation.t_95))
+print(inspect.getsource(evaluation.mean_confidence_interval))
+
+# %% [markdown]
+# ## 7. Build it: the SGD training loop
+#
+# Section 3 trained Conv4 with the library's loop. Now write that loop
+# yourself, on top of your `cross_entropy` and `sgd_step`, as three
+# functions. Each check runs your function on a small model that records
+# every minibatch it is trained on, so it can tell which mistake you made.
+# Then you train a fresh Conv4 with your loop and measure it on the held-out
+# part.
+#
+# **7a · A random minibatch.** Return the images and the labels of
+# `batch_size` random examples of `dataset` (a `LabelledImages`, with
+# `dataset.images` and `dataset.labels`). Take every random number from
+# `generator`, so that the same seed gives the same run.
+
+# %%
+def sample_minibatch(dataset, batch_size, generator):
+    # BEGIN SOLUTION: batch_size random examples drawn with the generator, each image with its own label
+    index = torch.randint(len(dataset), (batch_size,), generator=generator)
+    return dataset.images[index], dataset.labels[index]
+    # END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+checks.check_sample_minibatch(sample_minibatch)
+
+# %% [markdown]
+# **7b · One training step.** One SGD step on the minibatch `(x, y)`: the
+# loss from your `cross_entropy`, its gradient with respect to
+# `list(model.parameters())` from `torch.autograd.grad`, the new values from
+# your `sgd_step`, and those values written into the model, which is what is
+# evaluated afterwards. To overwrite a parameter `p` with `new`, use
+# `p.copy_(new)` inside `with torch.no_grad():` (writing `p = new` only
+# renames). Return the loss before the step, as a number (`loss.item()`).
+
+# %%
+def training_step(model, x, y, lr):
+    # BEGIN SOLUTION: this minibatch's loss, its gradient, a step against it, the new values put into the model
+    params = list(model.parameters())
+    loss = cross_entropy(model(x), y)
+    grads = torch.autograd.grad(loss, params)
+    with torch.no_grad():  # overwriting the values is not part of what we differentiate
+        for p, new in zip(params, sgd_step(params, grads, lr)):
+            p.copy_(new)
+    return loss.item()
+    # END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+checks.check_training_step(training_step)
+
+# %% [markdown]
+# **7c · The loop.** Take `steps` training steps, each on a new random
+# minibatch of `dataset`, and return the list of the losses, one per step.
+
+# %%
+def train(model, dataset, steps, lr, batch_size, generator):
+    # BEGIN SOLUTION: at every step a fresh minibatch and one training step, keeping each step's loss
+    losses = []
+    for _ in range(steps):
+        x, y = sample_minibatch(dataset, batch_size, generator)
+        losses.append(training_step(model, x, y, lr))
+    return losses
+    # END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+checks.check_train(train)
+
+# %% [markdown]
+# **Train it.** A fresh Conv4, your loop, the 8,000 images of the MNIST
+# train part, then the accuracy on the held-out part, which the loop never
+# sees. The bar below is what a correct loop reaches; section 3's library
+# loop, run for longer, is printed beside it.
+
+# %%
+BUILD_STEPS = cl.by_mode(smoke=8, full=100)
+BUILD_LR, BUILD_BATCH = 0.1, 64
+BAR = cl.by_mode(smoke=0.0, full=0.90)  # smoke mode's few steps only show that the loop runs
+
+generator = cl.seed_everything(0)  # the same initial Conv4 and the same minibatches at every run
+your_model = models.Conv4(num_classes=10)
+your_losses = train(your_model, train_set, BUILD_STEPS, BUILD_LR, BUILD_BATCH, generator)
+your_accuracy = supervised.classification_accuracy(your_model, held_out, "cpu")
+
+window = max(len(your_losses) // 20, 1)
+fig, ax = plt.subplots(figsize=(6, 3.2))
+ax.plot(range(1, len(your_losses) + 1), your_losses, alpha=0.35, label="minibatch loss")
+ax.plot(range(window, len(your_losses) + 1), torch.tensor(your_losses).unfold(0, window, 1).mean(1),
+        label=f"mean of the last {window} steps")
+ax.set_yscale("log")
+ax.set_xlabel("SGD step $t$")
+ax.set_ylabel("cross-entropy (nats)")
+ax.set_title("your training loop, Conv4 on the MNIST train part")
+ax.legend(fontsize=9)
+ax.grid(alpha=0.3)
+plt.show()
+
+print(f"your loop: {BUILD_STEPS} steps (lr {BUILD_LR}, batch {BUILD_BATCH}), held-out accuracy "
+      f"{100 * your_accuracy:.1f} %; the bar: {100 * BAR:.0f} %\n"
+      f"section 3's library loop: {TRAIN_STEPS} steps, {100 * full_data_accuracy:.1f} %")
+if your_accuracy >= BAR:
+    print("✓ your training loop reaches the bar")
+else:
+    print("below the bar. The usual causes: steps up the gradient (the loss rises); the same minibatch at "
+          "every step (the loss falls fast, the held-out accuracy stays low); new values never written into "
+          "the model (the loss stays flat); the loss summed instead of averaged (steps batch_size times too "
+          "large: the loss jumps or becomes nan)")
+
+# %% [markdown]
+# Compare with the reference, the loop of section 3:
+
+# %%
+print(inspect.getsource(supervised.train_classifier))
+
+# %% [markdown]
+# **Open question.** Train your loop on $K = 1$ example per class (section
+# 4's `k_per_class`), and measure the held-out accuracy every few steps, for
+# a few learning rates. Does training longer help or hurt when there are ten
+# training images? Is the answer the same at $K = 10$? With only ten
+# labelled images and no held-out set, how would you choose the number of
+# steps?
 
 # %% [markdown]
 # ## What we learned

@@ -25,7 +25,9 @@
 # - implement the baselines every later method must beat: nearest neighbour in
 #   pixel space, and a pretrained embedding $f_\omega$ read by a
 #   nearest-centroid rule or a fine-tuned linear head;
-# - use the episode explorer to see what a learner gets right and wrong.
+# - use the episode explorer to see what a learner gets right and wrong;
+# - write an episode sampler and the test protocol yourself, and check them
+#   against the library on the unseen alphabets.
 #
 # Notation: [docs/notation.md](../docs/notation.md)
 #
@@ -38,8 +40,10 @@
 # 4. Baseline 2: pretrain on the meta-training classes, reuse the features
 # 5. The baseline table
 # 6. The episode explorer
+# 7. Build it: an episode sampler and the test protocol
 
 # %%
+import inspect
 import time
 
 import matplotlib.pyplot as plt
@@ -207,9 +211,7 @@ per_episode = torch.tensor([
     for _ in range(CURVE_EPISODES)
 ])
 m = torch.arange(1, CURVE_EPISODES + 1)
-running_mean = per_episode.cumsum(0) / m
-running_std = torch.tensor([per_episode[:k].std().item() if k > 1 else float("nan") for k in m.tolist()])
-half_width = evaluation.Z_95 * running_std / m.sqrt()
+running_mean, half_width = torch.tensor([evaluation.mean_confidence_interval(per_episode[:k]) for k in m.tolist()]).T
 fig, (ax_hist, ax_mean) = plt.subplots(1, 2, figsize=(10, 3.2))
 ax_hist.hist(100 * per_episode.numpy(), bins=np.linspace(0, 100, 21), color="tab:gray")
 ax_hist.set_xlabel("accuracy of one episode (%)")
@@ -535,31 +537,46 @@ display(Markdown(
 # pretrained embedding does not; read the probabilities of a query the
 # fine-tuned head gets wrong; compare with the meta-train split. Change
 # `HEAD_STEPS` or `PRETRAIN_STEPS` and rerun the table.
+
+# %% [markdown]
+# ## 7. Build it: an episode sampler and the test protocol
 #
-# ## Exercises
+# Every accuracy in this course rests on two pieces of code: the sampler that
+# draws the test episodes, and the protocol that turns a learner's answers
+# into $\bar a$ and its 95% confidence interval. A bug in either one moves
+# every number of every table at once, and no later notebook would notice.
+# Build both, then check them against the library on the unseen alphabets:
 #
-# Write the core of this notebook yourself; the cell after each exercise
-# checks your function on cases with known answers and says what is wrong.
+# 1. `sample_episode`: one $N$-way $K$-shot episode with $Q$ queries per class;
+# 2. `confidence_interval`: the mean of $E$ episode accuracies and the
+#    half-width of its interval;
+# 3. `evaluate`: a learner's mean query accuracy over many test episodes;
+# 4. a run on Omniglot's unseen alphabets, against `evaluation.evaluate_few_shot`.
 #
-# **Exercise 1 · An episode sampler.** Given the label vector of a dataset,
-# choose `ways` distinct classes at random, then `shots + queries` distinct
-# examples of each; return the dataset indices of the support and query
-# examples and their episode labels $0..N-1$, both sorted by label.
+# The cell after each function runs it on small cases with known answers and
+# says in plain words what is wrong.
+#
+# **Step 1 · The sampler.** `labels[i]` is the class of example `i` of a
+# dataset (in any order). Choose `ways` distinct classes at random, then
+# `shots + queries` distinct examples of each; return the dataset indices of
+# the support and query examples and their **episode labels**: the chosen
+# classes renamed $0, \dots, N-1$ in the random order they were drawn. Take
+# every random number from `generator`, so that a seed fixes the episode.
 
 # %%
 def sample_episode(labels, ways, shots, queries, generator):
-    # BEGIN SOLUTION: random classes, then shots + queries distinct examples of each, relabelled 0..ways-1
+    # BEGIN SOLUTION: each chosen class gets its own K + Q images, none in both sets; its episode label (0..N-1) must say nothing about which class it is
     classes = labels.unique()
     classes = classes[torch.randperm(len(classes), generator=generator)[:ways]]
-    support, query = [], []
+    support_index, query_index = [], []
     for c in classes:
         members = (labels == c).nonzero().flatten()
         chosen = members[torch.randperm(len(members), generator=generator)[: shots + queries]]
-        support.append(chosen[:shots])
-        query.append(chosen[shots:])
+        support_index.append(chosen[:shots])
+        query_index.append(chosen[shots:])
     episode_labels = torch.arange(ways)
-    return (torch.cat(support), episode_labels.repeat_interleave(shots),
-            torch.cat(query), episode_labels.repeat_interleave(queries))
+    return (torch.cat(support_index), episode_labels.repeat_interleave(shots),
+            torch.cat(query_index), episode_labels.repeat_interleave(queries))
     # END SOLUTION
 
 
@@ -568,37 +585,206 @@ def sample_episode(labels, ways, shots, queries, generator):
 checks.check_sample_episode(sample_episode)
 
 # %% [markdown]
-# **Exercise 2 · Nearest neighbour in pixel space.** Return the predicted
-# label of every query: the label of the support image at the smallest
-# Euclidean distance (`torch.cdist` on flattened images helps).
+# **Step 2 · The interval.** Given the accuracies $a_1, \dots, a_E$ of $E$
+# episodes (a 1-D tensor of fractions), return $\bar a$ and the half-width
+# $h$ of its 95% confidence interval $\bar a \pm h$ (section 2). Student's
+# quantile, `scipy.stats.t.ppf(0.975, E - 1)`, is right for any $E$; $1.96$
+# is as good once $E$ is in the hundreds.
 
 # %%
-def pixel_nearest_neighbour(support_x, support_y, query_x):
-    # BEGIN SOLUTION: distances [queries, support] between flattened images, label of the argmin
-    distances = torch.cdist(query_x.flatten(1), support_x.flatten(1))
-    return support_y[distances.argmin(dim=1)]
+def confidence_interval(accuracies):
+    # BEGIN SOLUTION: the interval is for the mean, not for one episode: its width shrinks as episodes are added
+    from scipy.stats import t as student_t
+
+    count = len(accuracies)
+    standard_error = accuracies.std().item() / count ** 0.5
+    return accuracies.mean().item(), student_t.ppf(0.975, count - 1) * standard_error
     # END SOLUTION
 
 
 # %%
 # NBVAL_CHECK_OUTPUT
-checks.check_pixel_nearest_neighbour(pixel_nearest_neighbour)
+checks.check_confidence_interval(confidence_interval)
 
 # %% [markdown]
-# **Exercise 3 · Class centroids.** The nearest-centroid rule needs
-# $c_k = \frac{1}{|\{j: y_j = k\}|}\sum_{j:\, y_j = k} f(x_j)$ for every class
-# $k$: return them as a `[ways, d]` tensor (the labels need not be sorted).
+# **Step 3 · The protocol.** `evaluate(predict, episodes)`: for every episode
+# (it has `support_x`, `support_y`, `query_x` and `query_y`), ask the learner
+# `predict(support_x, support_y, query_x)` for scores `[queries, ways]`; the
+# episode's accuracy is the fraction of its queries whose highest score is
+# the true label. Return your `confidence_interval` of these accuracies.
+# `episodes` may be a generator: go through it once.
 
 # %%
-def class_centroids(features, labels, ways):
-    # BEGIN SOLUTION: row k is the mean of the features whose label is k
-    return torch.stack([features[labels == k].mean(dim=0) for k in range(ways)])
+def evaluate(predict, episodes):
+    # BEGIN SOLUTION: the learner sees the support set and the query images, never query_y; one accuracy per episode, then one interval over episodes
+    accuracies = []
+    for episode in episodes:
+        scores = predict(episode.support_x, episode.support_y, episode.query_x)
+        accuracies.append((scores.argmax(dim=1) == episode.query_y).float().mean())
+    return confidence_interval(torch.stack(accuracies))
     # END SOLUTION
 
 
 # %%
 # NBVAL_CHECK_OUTPUT
-checks.check_class_centroids(class_centroids)
+checks.check_evaluate(evaluate)
+
+# %% [markdown]
+# **Step 4 · Run it.** The learner is the nearest-centroid rule on pixels,
+# `baselines.NearestCentroid()` (with one shot, the pixel nearest neighbour of
+# section 3). On 5-way episodes of the unseen alphabets the next cell
+# computes three numbers per setting:
+#
+# * **library**: `evaluation.evaluate_few_shot` on the library's episodes;
+# * **your protocol**: your `evaluate` on *the same* episodes, which must give
+#   the same mean;
+# * **your sampler**: your `evaluate` on episodes drawn by your
+#   `sample_episode`: other episodes from the same $p(\mathcal{T})$, so its
+#   mean differs a little, but its interval and the library's must overlap.
+
+# %%
+BUILD_EPISODES = cl.by_mode(smoke=50, full=1000)
+BUILD_WAYS, BUILD_SHOTS, BUILD_SEED = 5, (1, 5), 7
+pixel_centroid = baselines.NearestCentroid()  # no encoder: it compares pixels
+
+
+def my_episodes(dataset, ways, shots, queries, count, seed):
+    """``count`` episodes drawn by your sample_episode from ``dataset``, as the library's Episode."""
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(count):
+        s, s_y, q, q_y = (torch.as_tensor(t) for t in sample_episode(dataset.labels, ways, shots, queries, generator))
+        yield episodes.Episode(dataset.images[s], s_y, dataset.images[q], q_y, dataset.labels[s].unique())
+
+
+start = time.perf_counter()
+build_results = {}
+for shots in BUILD_SHOTS:
+    library_tasks = episodes.EpisodeSampler(meta_test, BUILD_WAYS, shots, QUERIES)
+    library = evaluation.evaluate_few_shot(pixel_centroid, library_tasks, episodes=BUILD_EPISODES, seed=TEST_SEED,
+                                           progress=False)
+    generator = torch.Generator().manual_seed(TEST_SEED)  # the library's episodes, once more
+    same_episodes = evaluate(pixel_centroid, (library_tasks.sample(generator) for _ in range(BUILD_EPISODES)))
+    own_episodes = evaluate(pixel_centroid, my_episodes(meta_test, BUILD_WAYS, shots, QUERIES, BUILD_EPISODES,
+                                                        BUILD_SEED))
+    build_results[shots] = (library, *(tuple(float(v) for v in r) for r in (same_episodes, own_episodes)))
+build_seconds = time.perf_counter() - start
+
+problems = []
+for shots, (library, (same_mean, same_half), (own_mean, own_half)) in build_results.items():
+    setting = baselines.setting_name(BUILD_WAYS, shots)
+    print(f"{setting}, {BUILD_EPISODES} episodes of {QUERIES} queries per class | library {library} | "
+          f"your protocol, same episodes {evaluation.format_accuracy(same_mean, same_half)} | "
+          f"your sampler {evaluation.format_accuracy(own_mean, own_half)}")
+    if abs(same_mean - library.mean) > 1e-6:
+        problems.append(f"{setting}: on the same episodes your mean is not the library's: an episode's accuracy is "
+                        "the fraction of its queries whose argmax is query_y, and the mean is over episodes")
+    if not 0.9 < same_half / library.ci95 < 1.1:
+        problems.append(f"{setting}: on the same episodes your half-width is {same_half / library.ci95:.2f} times "
+                        "the library's: it is t (or 1.96) x std / sqrt(E) over the E episode accuracies")
+    if abs(own_mean - library.mean) > own_half + library.ci95:
+        problems.append(f"{setting}: your sampler's interval and the library's do not overlap. Too high: a query "
+                        "is also a support image, or the learner sees the query labels. Too low: a label means "
+                        "one class in the support set and another in the query set, or the classes have "
+                        "different numbers of shots")
+print(f"{3 * len(BUILD_SHOTS) * BUILD_EPISODES} test episodes in {build_seconds:.0f} s")
+display(Markdown("**Your sampler and protocol agree with the library** in every setting: the same mean on the same "
+                 "episodes, and overlapping intervals on your own episodes." if not problems else
+                 "**Not yet:**\n\n" + "\n".join(f"* {p}" for p in problems)))
+
+# %% [markdown]
+# Compare with the reference: the library's sampler and protocol.
+
+# %%
+for function in (episodes.EpisodeSampler.sample, evaluation.mean_confidence_interval,
+                  evaluation.episode_accuracy, evaluation.evaluate_few_shot):
+    print(inspect.getsource(function))
+
+# %% [markdown]
+# ### Two short exercises
+#
+# **Exercise A · Audit an episode.** A sampler bug rarely changes a shape, so
+# shapes prove nothing. Return `True` only for an episode that obeys the rules
+# of section 1: no example both in $\mathcal{S}$ and $\mathcal{Q}$ (or twice in
+# one set); labels $0, \dots, N-1$, each with exactly `shots` support
+# examples; and each label stands for one class, the same one in both sets.
+# The sets may be in any order.
+
+# %%
+def is_valid_episode(labels, support_index, support_y, query_index, query_y, shots):
+    # BEGIN SOLUTION: one test per rule above; an episode that breaks any of them is not valid
+    everything = torch.cat([support_index, query_index])
+    if everything.unique().numel() != everything.numel():
+        return False
+    ways = len(support_y.unique())
+    if sorted(set(support_y.tolist()) | set(query_y.tolist())) != list(range(ways)):
+        return False
+    if torch.bincount(support_y, minlength=ways).tolist() != [shots] * ways:
+        return False
+    classes = [labels[torch.cat([support_index[support_y == k], query_index[query_y == k]])].unique()
+               for k in range(ways)]
+    return all(len(c) == 1 for c in classes) and len(torch.cat(classes).unique()) == ways
+    # END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+checks.check_is_valid_episode(is_valid_episode)
+
+# %% [markdown]
+# Your audit on episodes of your own sampler, from the unseen alphabets:
+
+# %%
+AUDITED = 200
+audit_generator = torch.Generator().manual_seed(BUILD_SEED)
+audited = [is_valid_episode(meta_test.labels, *(torch.as_tensor(t) for t in
+                                                sample_episode(meta_test.labels, 5, shots, QUERIES, audit_generator)),
+                            shots)
+           for _ in range(AUDITED // 2) for shots in (1, 5)]
+print(f"{sum(map(bool, audited))} of {len(audited)} episodes of your sampler pass your audit")
+
+# %% [markdown]
+# **Exercise B · The learner.** Step 4 borrowed the library's nearest-centroid
+# rule; write it, on pixels: `scores[q, k]` is highest for the class $k$ whose
+# centroid $c_k$ (the mean of its support images) is nearest to query $q$.
+# Do not assume the support set sorted by label, nor the same number of
+# shots for every class.
+
+# %%
+def nearest_centroid(support_x, support_y, query_x):
+    # BEGIN SOLUTION: represent each class by the mean of its own support images; nearer means a higher score
+    support, query = support_x.flatten(1), query_x.flatten(1)
+    ways = int(support_y.max()) + 1
+    centroids = torch.stack([support[support_y == k].mean(dim=0) for k in range(ways)])
+    return -torch.cdist(query, centroids)
+    # END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+checks.check_nearest_centroid(nearest_centroid)
+
+# %% [markdown]
+# Your learner and the library's on the same episodes, through your protocol,
+# then the reference:
+
+# %%
+five_shot_tasks = episodes.EpisodeSampler(meta_test, BUILD_WAYS, 5, QUERIES).fixed_tasks(
+    cl.by_mode(smoke=20, full=200), seed=TEST_SEED)
+for name, predict in (("your nearest_centroid", nearest_centroid), ("baselines.NearestCentroid()", pixel_centroid)):
+    print(f"{name:28s} {baselines.setting_name(BUILD_WAYS, 5)}, {len(five_shot_tasks)} episodes: "
+          f"{evaluation.format_accuracy(*evaluate(predict, five_shot_tasks))}")
+print(inspect.getsource(baselines.class_centroids))
+print(inspect.getsource(baselines.NearestCentroid))
+
+# %% [markdown]
+# **Open question.** Two learners whose true accuracies are one point apart:
+# how many test episodes does it take before your protocol can tell them
+# apart? Estimate it from how much the accuracy of one episode varies (the
+# histogram of section 3), then check it by experiment. Does scoring both
+# learners on the same episodes, and comparing them episode by episode,
+# change the answer? And why does accuracy vary so much between episodes of
+# the same $N$ and $K$: what makes an episode hard?
+
 
 # %% [markdown]
 # ## What we learned

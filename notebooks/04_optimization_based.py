@@ -24,7 +24,9 @@
 #   MAML and Reptile drop, and implement both;
 # - measure what second order costs in time and memory, and compare MAML's variants at equal
 #   meta-iterations and at equal time;
-# - explain why batch statistics at test time make a prediction transductive, and evaluate both ways.
+# - explain why batch statistics at test time make a prediction transductive, and evaluate both ways;
+# - build MAML yourself with `torch.func`, check its meta-gradient against finite differences, and train it
+#   on sinusoids to a stated query MSE.
 #
 # Notation: [docs/notation.md](../docs/notation.md)
 #
@@ -48,6 +50,7 @@
 # 8. Omniglot against the papers
 # 9. Effects a student should see
 # 10. The inner loop, step by step
+# 11. Build it: MAML with `torch.func`, second order
 #
 # The method is `course_lib/maml/algorithm.py`, top to bottom.
 
@@ -226,17 +229,17 @@ tx, ty, vx, vy = (v[0].double() for v in (tx, ty, vx, vy))
 alpha = 0.05
 
 
-def mse(p, x, y):
+def mlp_mse(p, x, y):
     return F.mse_loss(maml.mlp_forward(p, x), y)
 
 
 def meta_gradient(first_order):
-    phi = maml.inner_adapt(params, tx, ty, 1, alpha, mse, first_order=first_order, backend="autograd")
-    return torch.autograd.grad(mse(phi, vx, vy), list(params.values()))
+    phi = maml.inner_adapt(params, tx, ty, 1, alpha, mlp_mse, first_order=first_order, backend="autograd")
+    return torch.autograd.grad(mlp_mse(phi, vx, vy), list(params.values()))
 
 
 second_order, first_order = meta_gradient(False), meta_gradient(True)  # first_order = g, the query gradient at phi
-support_gradient = torch.autograd.grad(mse(params, tx, ty), list(params.values()), create_graph=True)
+support_gradient = torch.autograd.grad(mlp_mse(params, tx, ty), list(params.values()), create_graph=True)
 hessian_g = torch.autograd.grad(sum((a * g).sum() for a, g in zip(support_gradient, first_order)),
                                 list(params.values()))  # H g, by differentiating the gradient once more
 flat = lambda tensors: torch.cat([t.reshape(-1) for t in tensors])  # noqa: E731
@@ -245,57 +248,13 @@ print("MAML meta-gradient == g - alpha * H g:", bool(difference.abs().max() < 1e
 print(f"size of the dropped term, |alpha H g| / |g| = {float((alpha * flat(hessian_g)).norm() / flat(first_order).norm()):.2f}")
 
 # %% [markdown]
-# **Exercise 1: the inner update.** Return $\phi = \theta - \alpha \nabla_\theta \mathcal{L}$ as a new
-# dictionary, *differentiable with respect to* $\theta$: with `first_order=False` the gradient needs
-# `create_graph=True` ($\partial\phi/\partial\theta = I - \alpha H$), with `first_order=True` it is
-# detached ($\partial\phi/\partial\theta = I$). The check differentiates a query loss through your
-# $\phi$.
-
-# %%
-def inner_update(params, loss, lr, first_order):
-    # BEGIN SOLUTION: grads = torch.autograd.grad(loss, params.values(), create_graph=...); phi[k] = params[k] - lr * grad
-    grads = torch.autograd.grad(loss, list(params.values()), create_graph=not first_order)
-    return {k: p - lr * (g.detach() if first_order else g) for (k, p), g in zip(params.items(), grads)}
-    # END SOLUTION
-
-
-checks.check_inner_update(inner_update)
-
-# %% [markdown]
-# Compare with the reference, the library's inner loop: `steps` of your update, with ANIL's
-# `adapt_keys` and Meta-SGD's `per_param_lr` (section 5) and a `torch.func` backend (section 3).
-
-# %%
-print(inspect.getsource(maml.inner_adapt))
-
-# %% [markdown]
-# **Exercise 2: the first-order meta-gradient.** For a meta-batch `(sx, sy, qx, qy)` (leading
-# dimension: the tasks), adapt a copy of the parameters on each support set with `steps` gradient steps
-# (no graph), take the gradient of the query loss *at the adapted parameters*, and average over the
-# tasks. `loss_fn(params, x, y)` is the model's loss.
-
-# %%
-def first_order_meta_gradient(params, batch, loss_fn, inner_lr, steps):
-    # BEGIN SOLUTION: per task: detached copy, `steps` SGD steps on support; gradient of the query loss at phi; mean over tasks
-    sx, sy, qx, qy = batch
-    total = {k: torch.zeros_like(v) for k, v in params.items()}
-    for i in range(len(sx)):
-        phi = {k: v.detach().clone().requires_grad_() for k, v in params.items()}
-        for _ in range(steps):
-            grads = torch.autograd.grad(loss_fn(phi, sx[i], sy[i]), list(phi.values()))
-            phi = {k: (v - inner_lr * g).detach().requires_grad_() for (k, v), g in zip(phi.items(), grads)}
-        grads = torch.autograd.grad(loss_fn(phi, qx[i], qy[i]), list(phi.values()))
-        total = {k: total[k] + g / len(sx) for k, g in zip(phi, grads)}
-    return total
-    # END SOLUTION
-
-
-checks.check_first_order_meta_gradient(first_order_meta_gradient)
+# Section 11 has you write this inner loop and meta-gradient yourself, and check them the same way.
 
 # %% [markdown]
 # ## 3. All the tasks of a meta-batch at once: `torch.func`
 #
-# The library writes the objective of **one task** and lets `torch.func` do the rest:
+# The library writes the objective of **one task** (`maml.task_objective`) and lets `torch.func` do the rest
+# (`maml.meta_loss`); section 11 has you write both, and prints the library's after your version:
 #
 # * `torch.func.grad(f)` returns the gradient of `f` as a function; the inner loop calls it, and the
 #   meta-gradient goes through it (second order) unless it is detached (first order);
@@ -303,10 +262,6 @@ checks.check_first_order_meta_gradient(first_order_meta_gradient)
 #   shape `[B, N·K, 1, 28, 28]` in one call;
 # * `torch.func.functional_call(module, params, x)` runs an `nn.Module` with other parameters, the same
 #   thing as our functions of a parameter dictionary (checked below).
-
-# %%
-for function in (maml.task_objective, maml.meta_loss):
-    print(inspect.getsource(function))
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -330,10 +285,7 @@ print("vmap over 4 tasks == a Python loop over them (second-order meta-gradient)
 # **Batch norm without running averages.** Finn et al.'s Conv4 normalises with the current batch's
 # statistics, in training *and* at test. Written in plain tensor operations, it is exact under `vmap`
 # at second order (PyTorch's is not; the per-task loop in `maml/fast.py` uses PyTorch's, exact there).
-# `stats_rows` takes the statistics from the support rows only (section 9).
-
-# %%
-print(inspect.getsource(maml.batch_norm))
+# `stats_rows` takes the statistics from the support rows only: section 9 has you write it.
 
 # %% [markdown]
 # ## 4. What second order costs: time and memory
@@ -396,7 +348,7 @@ display(Markdown(
 # ## 5. The family: first-order MAML, Reptile, ANIL, Meta-SGD
 #
 # **First-order MAML** (`fomaml`, Finn et al. 2017): the meta-gradient is
-# $\frac{1}{B}\sum_i \nabla_\phi \mathcal{L}(\phi_i; \mathcal{Q}_i)$ (section 2 and Exercise 2). In
+# $\frac{1}{B}\sum_i \nabla_\phi \mathcal{L}(\phi_i; \mathcal{Q}_i)$ (section 2). In
 # `inner_adapt`, `first_order=True` detaches the inner gradient.
 #
 # **Reptile** (Nichol, Achiam & Schulman 2018) does not split a task: it adapts on *all* its data
@@ -407,12 +359,14 @@ display(Markdown(
 # update holds the first-order MAML gradient plus a term favouring parameters where the gradients of
 # a task's minibatches agree.
 #
-# **Exercise 3: the Reptile update.** Given `theta` (a dictionary), each task's adapted parameters
-# (`adapted`, a list of dictionaries) and the step `epsilon` ($\beta$), return the new parameters.
+# **Exercise 1: the Reptile update.** Given `theta` (a dictionary), each task's adapted parameters
+# (`adapted`, a list of dictionaries) and the step `epsilon` ($\beta$), return the new parameters as a new
+# dictionary. The check names the usual slips: the direction, a sum where the update needs a mean, one task
+# instead of all, and changing `theta` in place.
 
 # %%
 def reptile_update(theta, adapted, epsilon):
-    # BEGIN SOLUTION: new[k] = theta[k] + epsilon * (mean over tasks of adapted[i][k] - theta[k])
+    # BEGIN SOLUTION: move theta a fraction epsilon of the way towards the average of the tasks' adapted weights
     return {k: v + epsilon * (torch.stack([phi[k] for phi in adapted]).mean(0) - v) for k, v in theta.items()}
     # END SOLUTION
 
@@ -733,6 +687,32 @@ for bn in maml.BN_MODES:
     print(f"bn={bn:8s} the first query's logits depend on the other queries: {not torch.allclose(before, after)}")
 
 # %% [markdown]
+# **Exercise 2: batch norm that classifies each query on its own.** Write the normalisation behind
+# `bn="support"`: `x` is `[B, C, H, W]` with the support set in its first `support_rows` rows, and every row
+# is normalised with the mean and (biased) variance *per channel* of the support rows alone, over their
+# images and pixels, then scaled by `weight` and shifted by `bias`. The check changes the other queries and
+# watches the first one's output, and names the leak if the queries' statistics get in.
+
+# %%
+def support_batch_norm(x, weight, bias, support_rows, eps=1e-5):
+    # BEGIN SOLUTION: normalise every row with per-channel statistics of the support rows only, then scale and shift
+    support = x[:support_rows]
+    mean = support.mean(dim=(0, 2, 3), keepdim=True)
+    var = support.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+    return (x - mean) / torch.sqrt(var + eps) * weight.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
+    # END SOLUTION
+
+
+checks.check_support_batch_norm(support_batch_norm)
+
+# %% [markdown]
+# Compare with the reference, `maml.batch_norm`: `stats_rows=None` is the transductive batch norm of
+# training, `stats_rows=len(support_x)` is yours.
+
+# %%
+print(inspect.getsource(maml.batch_norm))
+
+# %% [markdown]
 # The accuracy in the three modes, live for the 5-way MAML model, and each run's stored `query` and
 # `support` numbers. In `support` mode a model trained with query statistics sees activations
 # normalised by 5 images instead of 75: the gap is the price of classifying each query on its own.
@@ -787,6 +767,248 @@ for label, trace in traces.items():
 
 # %%
 maml_figures.inner_loop_widget(wsx, wsy, wqx, wqy, traces)
+
+# %% [markdown]
+# ## 11. Build it: MAML with `torch.func`, second order
+#
+# Now you write MAML yourself, end to end, and train it on sines with $K = 5$ points per task (Finn et
+# al.'s harder setting), their 1-40-40-1 MLP and one inner step of $\alpha = 0.01$. The network is an
+# ordinary `nn.Module`; `torch.func.functional_call` runs it with a dictionary of parameters (`mse` below),
+# so $\phi$ is a new dictionary and $\theta$ is never touched. You write four functions, each followed by a
+# check that names the usual mistake:
+#
+# * (a) `adapt`, the inner loop;
+# * (b) `task_loss`, one task's $\mathcal{L}(\phi_i(\theta); \mathcal{Q}_i)$, and `meta_objective`, its mean
+#   over a meta-batch;
+# * (c) `meta_train`, Adam on $\theta$.
+#
+# The checks of (b) run your code on a tiny network in double precision and compare your meta-gradient with
+# finite differences of your own meta-objective: one that silently lost its Hessian term fails there, by
+# name. Then the last cells train your MAML and test it on new sines against a bar.
+
+# %%
+def mse(net, params, x, y):
+    """The network's mean squared error on (x, y), run with the parameters `params` (a dict), not its own."""
+    return F.mse_loss(torch.func.functional_call(net, params, (x,)), y)
+
+
+def make_net(hidden=40):
+    """Finn et al.'s sinusoid network as an nn.Module: 1 -> hidden -> hidden -> 1, ReLUs."""
+    return torch.nn.Sequential(torch.nn.Linear(1, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, hidden),
+                               torch.nn.ReLU(), torch.nn.Linear(hidden, 1))
+
+
+# %% [markdown]
+# **(a) The inner loop.** From $\phi^0 = \theta$, take `steps` steps
+# $\phi^{j+1} = \phi^j - \alpha \nabla_\phi \mathcal{L}(\phi^j; \mathcal{S})$ on the support MSE. Two traps.
+# The gradient must stay differentiable (`torch.func.grad`, or `torch.autograd.grad` with
+# `create_graph=True`): otherwise the meta-gradient is first order, and nothing fails, training is just
+# worse. And `theta` must come out as it went in: no in-place update, and no `phi = theta` that makes both
+# names one dictionary.
+
+# %%
+def adapt(net, theta, support_x, support_y, steps, inner_lr):
+    """phi: `steps` gradient steps of size inner_lr on the support MSE from theta, differentiable in theta."""
+    # BEGIN SOLUTION: from a copy of theta, step `steps` times against the support loss's gradient, each gradient kept differentiable in theta
+    phi = dict(theta)
+    for _ in range(steps):
+        grads = torch.func.grad(lambda params: mse(net, params, support_x, support_y))(phi)
+        phi = {k: phi[k] - inner_lr * grads[k] for k in phi}
+    return phi
+    # END SOLUTION
+
+
+checks.check_adapt(adapt)
+
+# %% [markdown]
+# **(b) The meta-objective.** `task_loss` adapts on a task's support set and returns the query loss of its
+# $\phi_i$; `meta_objective` averages it over a meta-batch `(sx, sy, qx, qy)` whose leading dimension is the
+# task. A loop over the tasks is fine; `torch.func.vmap` runs them at once, if your inner loop uses
+# `torch.func.grad`.
+
+# %%
+def task_loss(net, theta, task, steps, inner_lr):
+    """L(phi(theta); Q) of one task (support_x, support_y, query_x, query_y): a scalar tensor."""
+    # BEGIN SOLUTION: adapt on the task's support set, then score the adapted parameters on its query set
+    support_x, support_y, query_x, query_y = task
+    phi = adapt(net, theta, support_x, support_y, steps, inner_lr)
+    return mse(net, phi, query_x, query_y)
+    # END SOLUTION
+
+
+checks.check_task_loss(task_loss)
+
+
+# %%
+def meta_objective(net, theta, batch, steps, inner_lr):
+    """The meta-objective of a meta-batch: its tasks' post-adaptation query losses, averaged."""
+    # BEGIN SOLUTION: each task adapts from theta on its own; combine their query losses so the meta-step does not grow with B
+    return torch.func.vmap(lambda *task: task_loss(net, theta, task, steps, inner_lr))(*batch).mean()
+    # END SOLUTION
+
+
+checks.check_meta_objective(meta_objective)
+
+# %% [markdown]
+# Compare with the reference: the library's inner loop (with a first-order switch, ANIL's `adapt_keys`
+# and Meta-SGD's `per_param_lr`), one task's objective and its vmap over the meta-batch.
+
+# %%
+for function in (maml.inner_adapt, maml.task_objective, maml.meta_loss):
+    print(inspect.getsource(function))
+
+
+# %% [markdown]
+# **(c) Meta-training.** Adam with step $\beta$ on $\theta$'s tensors: at each meta-iteration `i`, the
+# meta-batch `sample_batch(i)`, the meta-objective, its gradient, one step. Return the meta-objective's
+# values. Unlike the inner loop, this update *does* change `theta`, in place: that is the optimizer's job.
+
+# %%
+def meta_train(theta, objective, sample_batch, iterations, meta_lr):
+    """Adam on theta (updated in place) for `iterations` meta-iterations; the meta-losses, one per iteration."""
+    # BEGIN SOLUTION: one Adam on theta for the whole run; each iteration, its own meta-batch and one step down the meta-objective
+    optimizer = torch.optim.Adam(theta.values(), lr=meta_lr)
+    losses = []
+    for i in range(iterations):
+        loss = objective(theta, sample_batch(i))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+    # END SOLUTION
+
+
+checks.check_meta_train(meta_train)
+
+# %% [markdown]
+# **Train it.** Your four functions, meta-trained on sines: $B = 10$ tasks per meta-iteration, $K = 5$
+# support and 10 query points each, $J = 1$ step of $\alpha = 0.01$, Adam with $\beta = 10^{-3}$.
+
+# %%
+BUILD_SHOTS, BUILD_QUERIES = 5, 10  # K support and query points of a training task
+BUILD_BATCH = 10  # B, tasks per meta-iteration
+BUILD_INNER_STEPS, BUILD_INNER_LR = 1, 0.01  # J and alpha, as Finn et al.
+BUILD_META_LR = 1e-3  # beta
+FULL_ITERATIONS = 4000
+BUILD_ITERATIONS = cl.by_mode(smoke=20, full=FULL_ITERATIONS)
+MSE_BAR = {1: 1.5, 10: 1.0}  # the held-out query MSE your MAML should reach after 1 and 10 steps
+
+
+def sample_batch(i):
+    """Meta-iteration i's B sines (sx, sy, qx, qy), drawn from a generator seeded by i alone."""
+    return maml.sinusoid_batch(step_generator(1, i), BUILD_BATCH, BUILD_SHOTS, BUILD_QUERIES, "cpu")[0]
+
+
+torch.manual_seed(0)
+sine_net = make_net()
+my_theta = {k: v.detach().clone().requires_grad_() for k, v in sine_net.named_parameters()}
+threads = torch.get_num_threads()
+torch.set_num_threads(1)  # for a network this small, more threads cost more than they save
+start = time.perf_counter()
+try:
+    my_losses = meta_train(my_theta, lambda th, batch: meta_objective(sine_net, th, batch, BUILD_INNER_STEPS,
+                                                                       BUILD_INNER_LR),
+                           sample_batch, BUILD_ITERATIONS, BUILD_META_LR)
+finally:
+    torch.set_num_threads(threads)
+my_seconds = time.perf_counter() - start
+tail = min(100, len(my_losses))
+print(f"your MAML: {BUILD_ITERATIONS:,} meta-iterations of {BUILD_BATCH} tasks in {my_seconds:.0f} s; "
+      f"meta-loss {my_losses[0]:.2f} at the first, {np.mean(my_losses[-tail:]):.2f} over the last {tail}")
+
+# %% [markdown]
+# **Test it** on 600 new sines (100 query points each), after every number of steps up to ten, beside the
+# library's MAML (section 1's run, trained with $K = 10$) and the jointly pretrained network, on the same
+# tasks.
+
+# %%
+EVAL_TASKS, EVAL_QUERIES, EVAL_STEPS = 600, 100, 10
+
+
+def as_mlp_params(theta):
+    """nn.Sequential's names ("0.weight", "2.weight", ...) as maml.mlp_forward's ("fc0_weight", "fc1_weight", ...)."""
+    return {f"fc{int(k.split('.')[0]) // 2}_{k.split('.')[1]}": v.detach().cpu() for k, v in theta.items()}
+
+
+def errors_by_step(params):
+    """[EVAL_STEPS + 1, EVAL_TASKS]: each test sine's query MSE after 0, 1, ..., EVAL_STEPS inner steps."""
+    (sx, sy, qx, qy), _ = maml.sinusoid_batch(torch.Generator().manual_seed(10_000), EVAL_TASKS, BUILD_SHOTS,
+                                              EVAL_QUERIES, "cpu")
+    loss_fn = maml.regression_loss(maml.mlp_forward)
+
+    def one_task(support_x, support_y, query_x, query_y):
+        phi, errors = params, [loss_fn(params, query_x, query_y)]
+        for _ in range(EVAL_STEPS):
+            phi = maml.inner_adapt(phi, support_x, support_y, 1, BUILD_INNER_LR, loss_fn, first_order=True)
+            errors.append(loss_fn(phi, query_x, query_y))
+        return torch.stack(errors)
+
+    with torch.no_grad():
+        return torch.func.vmap(one_task)(sx, sy, qx, qy).T
+
+
+build_errors = {"your MAML": errors_by_step(as_mlp_params(my_theta)),
+                f"library MAML (K = {sine_config.shots} in training)": errors_by_step(sine_theta),
+                "joint pretraining": errors_by_step(sine_joint)}
+
+
+def mse_summary(errors):
+    """Mean ± 95 % CI over the test sines, or how many diverged when some did; the median beside it."""
+    finite = torch.isfinite(errors) & (errors < 1e3)
+    if finite.all():
+        mean, ci = evaluation.mean_confidence_interval(errors)
+        return f"{mean:.3f} ± {ci:.3f} (median {errors.median():.3f})"
+    return f"diverges on {int((~finite).sum())} tasks (median {errors.median():.3f})"
+
+
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+window = max(1, min(100, len(my_losses) // 10))
+axes[0].plot(np.arange(window, len(my_losses) + 1), np.convolve(my_losses, np.ones(window) / window, "valid"))
+axes[0].set_xlabel("meta-iteration")
+axes[0].set_ylabel(f"meta-loss (moving average of {window})")
+axes[0].set_yscale("log")
+axes[0].set_title("your MAML, meta-training", fontsize=9)
+for name, errors in build_errors.items():
+    means = errors.mean(dim=1).numpy()
+    axes[1].plot(range(EVAL_STEPS + 1), np.where(np.isfinite(means), means, np.nan), marker="o", ms=3, label=name)
+axes[1].scatter(list(MSE_BAR), list(MSE_BAR.values()), marker="_", s=400, linewidths=2.5, color="red", zorder=3,
+                label="the bar")
+axes[1].set_xlabel(f"inner steps at test time (K = {BUILD_SHOTS})")
+axes[1].set_ylabel("query MSE (mean)")
+axes[1].set_yscale("log")
+axes[1].set_ylim(top=2 * max(float(errors[0].mean()) for errors in build_errors.values()))  # a diverging mean leaves the top
+axes[1].legend(fontsize=8)
+axes[1].set_title(f"{EVAL_TASKS} test sines", fontsize=9)
+for ax in axes:
+    ax.grid(alpha=0.3)
+plt.tight_layout()
+plt.show()
+rows = ["| model | 0 steps | 1 step | 10 steps |", "|---|---|---|---|"]
+rows += [f"| {name} | " + " | ".join(mse_summary(errors[s]) for s in (0, 1, 10)) + " |"
+         for name, errors in build_errors.items()]
+display(Markdown(f"**Query MSE on {EVAL_TASKS} test sines, K = {BUILD_SHOTS}** (lower is better)\n\n"
+                 + "\n".join(rows)))
+
+mine = {s: float(build_errors["your MAML"][s].mean()) for s in MSE_BAR}
+if all(mine[s] <= bar for s, bar in MSE_BAR.items()):
+    print(f"✓ your MAML reaches the bar: query MSE {mine[1]:.2f} after 1 step (bar {MSE_BAR[1]}) and "
+          f"{mine[10]:.2f} after 10 (bar {MSE_BAR[10]})")
+else:
+    print(f"✗ your MAML is above the bar: query MSE {mine[1]:.2f} after 1 step (bar {MSE_BAR[1]}), "
+          f"{mine[10]:.2f} after 10 (bar {MSE_BAR[10]}).")
+    if BUILD_ITERATIONS < FULL_ITERATIONS:
+        print(f"  The bar is for {FULL_ITERATIONS:,} meta-iterations; this run had {BUILD_ITERATIONS:,} ({MODE} mode).")
+    print("  Usual causes: a first-order meta-gradient (the check of task_loss would have said so), a sum over "
+          "the tasks instead of a mean (a meta-step B times too large), adapting on the query set, a new optimizer "
+          "at every iteration, or a changed alpha, beta, B or number of meta-iterations.")
+
+# %% [markdown]
+# **Open question.** Meta-train your MAML with $J = 5$ inner steps instead of one (the same $\alpha$; compare
+# at equal meta-iterations and at equal time) and test after 1 and after 10 steps. Does training with more
+# steps buy a lower MSE after ten, and what does it cost after one? Then give joint pretraining (section 1's
+# baseline) the same training time: is MAML still better when both are tested with a single step, and
+# what does your answer say about what MAML's initialisation has learned?
 
 # %% [markdown]
 # ## What we learned

@@ -25,7 +25,9 @@
 # - compare RL² with UCB1, Thompson sampling and the Bayes-optimal policy
 #   on bandits, and say when it wins;
 # - count a learner's meta-parameters and learned variables, and say what
-#   their ratio predicts.
+#   their ratio predicts;
+# - build a meta-LSTM end to end (episode sequences, a query-only loss,
+#   the meta-training loop) and show that it learns held-out classes.
 #
 # Notation: [docs/notation.md](../docs/notation.md)
 #
@@ -40,6 +42,7 @@
 # 4. RL²: a recurrent policy that learns to explore
 # 5. The variable ratio
 # 6. Step through a test sequence
+# 7. Build it: a meta-LSTM that learns new classes in context
 
 # %%
 import dataclasses
@@ -123,7 +126,7 @@ from course_lib.teaching.checks import nb05 as checks
 
 
 def shifted_label_inputs(labels, is_query, ways):
-    # BEGIN SOLUTION: one-hot of the previous label, zeroed where the previous step is a query; zeros at t = 0
+    # BEGIN SOLUTION: step t is shown the label of step t-1 if that was a support step; nothing at t = 0 or after a query
     inputs = torch.zeros(len(labels), ways)
     previous_is_support = (~is_query[:-1]).float()[:, None]
     inputs[1:] = F.one_hot(labels[:-1], ways).float() * previous_is_support
@@ -814,6 +817,260 @@ display(Markdown(
     "(mean total reward in brackets): "
     + ", ".join(f"{name} {100 * missed[name]:.0f} % ({mean_reward[name]:.2f})" for name in missed)
     + f". Thompson sampling explores more and collects less.{SMOKE_NOTE}"))
+
+# %% [markdown]
+# ## 7. Build it: a meta-LSTM that learns new classes in context
+#
+# Now you build section 2's LSTM learner yourself, end to end, small
+# enough to meta-train in a few minutes on a laptop CPU. Section 2's plain
+# LSTM stayed at chance on Omniglot images; here each example is a point in
+# $\mathbb{R}^d$, so the LSTM needs no image encoder and leaves its
+# plateau early. The lesson is the same: meta-training fits the weights
+# $\omega$ on many tasks, and a new task is learned in the activations.
+#
+# **The tasks.** A class $c$ is a cloud of points around a centre
+# $\mu_c \sim \mathcal{N}(0, I_d)$: its examples are
+# $x = \mu_c + \sigma \varepsilon$, $\varepsilon \sim \mathcal{N}(0, I_d)$.
+# Meta-training draws its classes from one pool, the test from a pool of
+# classes never seen in meta-training (as Omniglot's background and
+# evaluation alphabets). An episode: $N$ classes, $K$ support examples and
+# $Q$ queries per class.
+
+# %%
+import inspect
+
+from torch import nn
+
+torch.set_num_threads(1)  # a small LSTM's many small operations run fastest on one core
+D, SIGMA, EXAMPLES = 8, 0.5, 20  # input dimension d, spread of a class, examples per class
+TRAIN_CLASSES, TEST_CLASSES = 1000, 200
+WAYS, SHOTS, QUERIES = 3, 1, 1
+
+
+def class_pool(classes: int, seed: int) -> torch.Tensor:
+    """``[classes, EXAMPLES, D]``: each class a Gaussian cloud around its own random centre."""
+    generator = torch.Generator().manual_seed(seed)
+    centres = torch.randn(classes, 1, D, generator=generator)
+    return centres + SIGMA * torch.randn(classes, EXAMPLES, D, generator=generator)
+
+
+train_pool, test_pool = class_pool(TRAIN_CLASSES, seed=0), class_pool(TEST_CLASSES, seed=1)
+print(f"meta-training pool: {TRAIN_CLASSES} classes, held-out pool: {TEST_CLASSES} classes, "
+      f"{EXAMPLES} examples each, d = {D}; episodes: {WAYS}-way {SHOTS}-shot, {QUERIES} query per class")
+
+# %% [markdown]
+# **Part 1: an episode as a sequence.** Write
+# `episode_sequence(pool, ways, shots, queries, generator)`: draw $N$
+# classes from the pool and give them the labels $0..N-1$ in a random
+# order, a new order in every episode (if a class always kept its label,
+# the network could learn the labels of the meta-training classes by heart
+# and ignore the support set); pick $K + Q$ different examples of each
+# class; put the support steps in a random order, then the queries in a
+# random order; next to each $x_t$ put the label slot $\ell_t$ of
+# Exercise 1 (use your `shifted_label_inputs`). Return `inputs`
+# $[T, d + N]$, `targets` $[T]$ and `is_query` $[T]$. Draw every random
+# choice from `generator`, so that a seed fixes the episode.
+#
+# Why step $t$ must not hold its own label $y_t$: the model would copy it.
+# Meta-training accuracy would climb to perfect, and at test time, where a
+# query comes without its label, the model would have learned nothing to
+# answer with. The end of this section measures it.
+
+# %%
+def episode_sequence(pool, ways, shots, queries, generator):
+    # BEGIN SOLUTION: new classes with labels in a random order; support shuffled, then queries shuffled; x_t next to the label slot of Exercise 1
+    d = pool.shape[-1]
+    classes = torch.randperm(len(pool), generator=generator)[:ways]  # label n = the n-th class drawn
+    examples = torch.stack([torch.randperm(pool.shape[1], generator=generator)[: shots + queries] for _ in classes])
+    points = pool[classes[:, None], examples]  # [N, K + Q, d]
+    labels = torch.arange(ways)[:, None].expand(-1, shots + queries)
+    support_order = torch.randperm(ways * shots, generator=generator)
+    query_order = torch.randperm(ways * queries, generator=generator)
+    x = torch.cat([points[:, :shots].reshape(-1, d)[support_order], points[:, shots:].reshape(-1, d)[query_order]])
+    targets = torch.cat([labels[:, :shots].reshape(-1)[support_order], labels[:, shots:].reshape(-1)[query_order]])
+    is_query = torch.arange(len(targets)) >= ways * shots
+    return torch.cat([x, shifted_label_inputs(targets, is_query, ways)], dim=1), targets, is_query
+    # END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+checks.check_episode_sequence(episode_sequence)
+
+# %% [markdown]
+# **Part 2: one training step.** The model: an LSTM reads
+# $[x_t, \ell_t]$ step by step and a linear layer turns its state $h_t$
+# into $N$ logits, one prediction per step. Write
+# `training_step(model, optimizer, inputs, targets, is_query)` for a batch
+# of sequences ($[B, T, d + N]$, $[B, T]$, $[B, T]$): the cross-entropy of
+# the **query steps only** (the meta-learning objective of notebook 02:
+# predict held-out examples from the support set), one optimiser step from
+# fresh gradients, and return the loss and the query accuracy as numbers.
+# (Section 2's models also score the support steps, which this format
+# allows: every step is predicted before its label arrives.)
+
+# %%
+class MetaLSTM(nn.Module):
+    """An LSTM reads [x_t, l_t] one step at a time; a linear head turns its state h_t into N logits."""
+
+    def __init__(self, dim: int, ways: int, hidden: int = 64) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(dim + ways, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, ways)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:  # [B, T, d + N] -> logits [B, T, N]
+        return self.head(self.lstm(inputs)[0])
+
+
+def training_step(model, optimizer, inputs, targets, is_query):
+    # BEGIN SOLUTION: logits at every step, the loss and the accuracy of the query steps only, one step of the optimiser from fresh gradients
+    logits = model(inputs)
+    loss = F.cross_entropy(logits[is_query], targets[is_query])
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item(), (logits[is_query].argmax(-1) == targets[is_query]).float().mean().item()
+    # END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+checks.check_training_step(training_step)
+
+# %% [markdown]
+# **Part 3: the loop.** Write
+# `meta_train(model, pool, steps, *, ways, shots, queries, batch_size, lr, seed)`:
+# one Adam optimiser for the whole run; at each step, `batch_size` new
+# episode sequences from a generator seeded by `(seed, step)`
+# (`episodes.step_generator(seed, step)` makes one), stacked into one batch,
+# and one `training_step`. Return the list of the steps' query accuracies.
+
+# %%
+def meta_train(model, pool, steps, *, ways, shots, queries, batch_size, lr, seed):
+    # BEGIN SOLUTION: one optimiser for the run; every step a new seeded batch of episodes, then one training step
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    history = []
+    for step in range(steps):
+        generator = episodes.step_generator(seed, step)
+        batch = [episode_sequence(pool, ways, shots, queries, generator) for _ in range(batch_size)]
+        inputs, targets, is_query = (torch.stack(parts) for parts in zip(*batch))
+        history.append(training_step(model, optimizer, inputs, targets, is_query)[1])
+    return history
+    # END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+checks.check_meta_train(meta_train)
+
+# %% [markdown]
+# **Train it and report.** The cell below meta-trains your `MetaLSTM` and
+# scores it on episodes of the held-out classes, next to nearest centroid
+# (notebook 02's designed learner, on the same episodes). A correct
+# implementation clears the bar `BAR` it prints.
+
+# %%
+BUILD_STEPS = cl.by_mode(smoke=20, full=2500)
+BUILD_BATCH, BUILD_LR, HIDDEN, BUILD_SEED = 64, 3e-3, 64, 0
+TEST_EPISODES = cl.by_mode(smoke=50, full=1000)
+BAR = 0.75  # query accuracy on held-out classes (chance: 1 / WAYS)
+
+
+def episode_batch(pool, count, seed, ways=WAYS, shots=SHOTS):
+    """``count`` episode sequences of ``pool``, stacked: inputs, targets, is_query."""
+    generator = torch.Generator().manual_seed(seed)
+    return tuple(torch.stack(parts) for parts in zip(*[episode_sequence(pool, ways, shots, QUERIES, generator)
+                                                       for _ in range(count)]))
+
+
+def query_accuracy(model, inputs, targets, is_query):
+    """Mean query accuracy over the episodes, with its 95% CI."""
+    with torch.no_grad():
+        hits = (model(inputs).argmax(-1) == targets).float()
+    return evaluation.AccuracyResult(*evaluation.mean_confidence_interval(
+        (hits * is_query).sum(1) / is_query.sum(1)), len(hits))
+
+
+def nearest_centroid_accuracy(inputs, targets, is_query, ways=WAYS):
+    x, support = inputs[..., :D], (~is_query).float()
+    one_hot = F.one_hot(targets, ways).float() * support[..., None]  # [B, T, N], support steps only
+    centroids = one_hot.transpose(1, 2) @ x / one_hot.sum(1)[..., None]  # [B, N, d]
+    hits = (torch.cdist(x, centroids).argmin(-1) == targets).float()
+    return evaluation.AccuracyResult(*evaluation.mean_confidence_interval(
+        (hits * is_query).sum(1) / is_query.sum(1)), len(hits))
+
+
+torch.manual_seed(BUILD_SEED)
+meta_lstm = MetaLSTM(D, WAYS, HIDDEN)
+started = time.perf_counter()
+build_history = meta_train(meta_lstm, train_pool, BUILD_STEPS, ways=WAYS, shots=SHOTS, queries=QUERIES,
+                           batch_size=BUILD_BATCH, lr=BUILD_LR, seed=BUILD_SEED)
+print(f"meta-trained {BUILD_STEPS} steps in {time.perf_counter() - started:.0f} s")
+test_batch = episode_batch(test_pool, TEST_EPISODES, seed=2024)
+build_result = query_accuracy(meta_lstm, *test_batch)
+print(f"held-out classes, {TEST_EPISODES} episodes, {WAYS}-way {SHOTS}-shot: your meta-LSTM {build_result}, "
+      f"nearest centroid {nearest_centroid_accuracy(*test_batch)}, chance {100 / WAYS:.0f} %")
+if build_result.mean >= BAR:
+    print(f"✓ above the bar of {100 * BAR:.0f} %")
+elif cl.is_smoke():
+    print(f"(a few steps only: the bar of {100 * BAR:.0f} % needs the full run)")
+else:
+    print(f"below the bar of {100 * BAR:.0f} %. The usual causes: the loss or the accuracy on the wrong steps, "
+          "labels that do not change from episode to episode, the same batch at every step, a new optimiser "
+          "at every step; if the curve below never leaves chance, check the label slot against Exercise 1.")
+
+fig, ax = plt.subplots(figsize=(8, 3.2))
+ax.plot(smooth(build_history, min(100, len(build_history))), label="your meta-LSTM (training batches, smoothed)")
+ax.axhline(1 / WAYS, color="black", linestyle=":", linewidth=1, label="chance")
+ax.axhline(BAR, color="black", linestyle="--", linewidth=1, label="the bar (held-out classes)")
+ax.set_xlabel("meta-training step")
+ax.set_ylabel("query accuracy")
+ax.legend(fontsize=9)
+plt.show()
+
+# %% [markdown]
+# Compare with the library's loss, which also scores the support steps:
+
+# %%
+print(inspect.getsource(seq.sequence_loss))
+
+# %% [markdown]
+# **What a leak does.** The same model and the same training step, but
+# each step's label slot holds its *own* label $y_t$, the queries'
+# included. At test time the queries come without labels (their slot is
+# zeros), as they must:
+
+# %%
+LEAK_STEPS = cl.by_mode(smoke=10, full=300)
+
+
+def leaky(inputs, targets):
+    """The label slot of step t holds y_t itself: the leak Exercise 1 rules out."""
+    return torch.cat([inputs[..., :D], F.one_hot(targets, WAYS).float()], dim=-1)
+
+
+torch.manual_seed(BUILD_SEED)
+leaky_lstm = MetaLSTM(D, WAYS, HIDDEN)
+leak_optimizer = torch.optim.Adam(leaky_lstm.parameters(), lr=BUILD_LR)
+for step in range(LEAK_STEPS):
+    inputs, targets, is_query = episode_batch(train_pool, BUILD_BATCH, seed=step)
+    leak_train_accuracy = training_step(leaky_lstm, leak_optimizer, leaky(inputs, targets), targets, is_query)[1]
+inputs, targets, is_query = test_batch
+honest_test = torch.cat([inputs[..., :D], F.one_hot(targets, WAYS).float() * (~is_query).float()[..., None]], -1)
+display(Markdown(
+    f"After {LEAK_STEPS} steps the leaky model answers {100 * leak_train_accuracy:.0f} % of its training queries; "
+    f"on the held-out episodes, with each support example next to its own label and the queries' slots "
+    f"empty, it scores {query_accuracy(leaky_lstm, honest_test, targets, is_query)} (chance: "
+    f"{100 / WAYS:.0f} %). It learned to copy the label slot, not to learn from the support set.{SMOKE_NOTE}"))
+
+# %% [markdown]
+# **Open question.** Your model was meta-trained on $K = 1$. Give it
+# sequences with more shots ($K = 2, 4, \dots$; `episode_batch` takes
+# `shots`) and plot query accuracy against $K$: does it improve with more
+# examples, as nearest centroid does, or fall because it never saw such
+# long sequences? Then change the hidden size (and so $|V_L|$ and
+# $|V_M|$, section 5): does the answer move? What would you change in
+# meta-training to make more shots help?
 
 # %% [markdown]
 # ## What we learned

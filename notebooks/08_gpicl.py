@@ -28,6 +28,9 @@
 #
 # * turn one dataset into as many tasks as you like and build the tokens a
 #   causal model reads;
+# * build a task generator from a set of seeds, train a transformer on a
+#   small and a large pool, and measure its accuracy by position on seen and
+#   unseen tasks;
 # * tell memorisation, task identification and general-purpose learning
 #   apart from accuracy by position on seen and unseen tasks;
 # * compare an in-context regressor with the two optimal predictors (dMMSE,
@@ -47,6 +50,7 @@
 # 4. The loss plateau
 # 5. State size and the variable ratio
 # 6. Step through a sequence of an unseen task
+# 7. Build it: a task pool, and accuracy by position
 
 # %%
 import inspect
@@ -60,7 +64,7 @@ import torch
 from IPython.display import Markdown, display
 
 import course_lib as cl
-from course_lib import cli, data, gpicl, gpicl_runs, runtime
+from course_lib import cli, data, evaluation, gpicl, gpicl_runs, runtime
 from course_lib import icl_regression as icl
 from course_lib.teaching import gpicl_figures, sequence_figures
 from course_lib.teaching.checks import nb08 as checks
@@ -85,8 +89,8 @@ MODE, DEVICE = cl.notebook_setup(seed=0)
 # `gpicl.ProjectedTasks` derives $W_i$ and $\pi_i$ from the task id $i$ with a
 # hash, without storing them. A pool of $M$ tasks is the ids
 # $0, \dots, M-1$; $M = \infty$ (`inf`) draws a fresh id for every sequence;
-# evaluation tasks have ids from $2^{50}$ on, in no pool (Exercise 1 below
-# writes the heart of it; the library's version follows the check).
+# evaluation tasks have ids from $2^{50}$ on, in no pool. Exercise 1 below
+# writes the heart of it; section 7 builds a whole generator from seeds.
 
 # %% [markdown]
 # Training sequences are drawn from the first 9,000 images of the MNIST test
@@ -129,19 +133,12 @@ plt.show()
 
 # %%
 def make_task_batch(x, classes, W, perm):
-    # BEGIN SOLUTION: project every row of x with W, and relabel class c as perm[c]
+    # BEGIN SOLUTION: every example of the task goes through the task's one matrix; its label is the name this task gives its class
     return x @ W, perm[classes]
     # END SOLUTION
 
 
 checks.check_task_batch(make_task_batch)
-
-# %% [markdown]
-# Compare with the reference: the library draws whole batches of sequences
-# the same way.
-
-# %%
-print(inspect.getsource(gpicl.ProjectedTasks.sample_batch))
 
 # %% [markdown]
 # ## 2. The model: a causal transformer reads a task's examples
@@ -176,31 +173,31 @@ print(inspect.getsource(gpicl.ProjectedTasks.sample_batch))
 # token stays the library's default.
 
 # %% [markdown]
-# **Exercise 2: the pair token.** From a task's inputs ($T \times k$) and
-# labels, build the tokens $[x_t, \text{onehot}(y_{t-1}), x_{t-1}]$, with
-# zeros in both "previous" parts at the first position (in code, positions
-# count from 0).
+# **Exercise 2: the tokens of a batch.** From the inputs of $B$ sequences
+# ($B \times T \times k$, each sequence its own task) and their labels
+# ($B \times T$), build the paper's tokens $[x_t,
+# \text{onehot}(y_{t-1})]$, with zeros in the label part at the first
+# position (in code, positions count from 0). The model appends $x_{t-1}$
+# itself, as the next cell shows; section 7 feeds it your tokens.
 
 # %%
 import torch.nn.functional as F
 
 
-def pair_tokens(inputs, labels, num_classes):
-    # BEGIN SOLUTION: concatenate x_t, the one-hot of the previous label and the previous input (zeros at t = 0)
-    previous_label = torch.zeros(len(labels), num_classes)
-    previous_label[1:] = F.one_hot(labels[:-1], num_classes).float()
-    previous_input = torch.zeros_like(inputs)
-    previous_input[1:] = inputs[:-1]
-    return torch.cat([inputs, previous_label, previous_input], dim=-1)
+def build_tokens(inputs, labels, num_classes):
+    # BEGIN SOLUTION: token t may show everything seen before t and the input x_t, never the answer y_t; at t = 0 nothing has been seen
+    previous_label = torch.zeros(*labels.shape, num_classes)
+    previous_label[:, 1:] = F.one_hot(labels[:, :-1], num_classes).float()
+    return torch.cat([inputs, previous_label], dim=-1)
     # END SOLUTION
 
 
-checks.check_pair_tokens(pair_tokens)
+checks.check_tokens(build_tokens)
 
 # %% [markdown]
 # Compare with the reference: the lines of `gpicl.StackedTransformer.forward`
-# that build the pair token (in the library's code `M` counts the stacked
-# models and `L` is $T$).
+# that append the previous input to make the pair token (in the library's
+# code `M` counts the stacked models and `L` is $T$).
 
 # %%
 source = inspect.getsource(gpicl.StackedTransformer.forward)
@@ -546,11 +543,12 @@ display(Markdown(
 # **Exercise 3: accuracy by position.** The curves above are one line of code
 # over the model's logits on $B$ sequences. Write it: for logits $[B, T, C]$
 # and targets $[B, T]$, return the fraction of sequences right at each
-# position $t$. The next cell applies it to the most general stored model.
+# position $t$ (one number per position, not per sequence). The next cell
+# applies it to the most general stored model.
 
 # %%
 def accuracy_by_position(logits, targets):
-    # BEGIN SOLUTION: compare the argmax over classes with the targets, then average over the sequences (dim 0)
+    # BEGIN SOLUTION: a prediction is the most likely class; at each position, the share of sequences where it is right
     return (logits.argmax(-1) == targets).float().mean(0)
     # END SOLUTION
 
@@ -875,6 +873,229 @@ print(f"first half: {int(trace.correct[:25].sum())}/25 right, second half: {int(
 sequence_figures.step_widget(lambda t: gpicl_figures.trace_figure(trace, test_images, t,
                                                                 title=f"{general['run']}: an unseen task"),
                              steps=len(trace.targets))
+
+# %% [markdown]
+# ## 7. Build it: a task pool, and accuracy by position
+#
+# Now the whole pipeline is yours, except the transformer and its optimiser
+# step (`gpicl.build_model`, `gpicl.adam_step_`). You write
+#
+# 1. `make_task`: the task of one **seed**, its projection $W$ and its
+#    label permutation $\pi$, the same every time the seed is asked for. A
+#    pool of $M$ tasks is then a set of $M$ seeds;
+# 2. `sample_sequences`: a batch of sequences, sequence $b$ holding $T$
+#    random images seen through the task of seed $b$ (your Exercise 1 for
+#    each; your Exercise 2 makes the tokens);
+# 3. `position_study`: accuracy at every position $t$ on tasks from the
+#    pool and on tasks outside it (your Exercise 3 for each).
+#
+# Then one cell trains two transformers, one on a **small pool** and one on a
+# **large pool**, and your study tells what each learned. What to expect:
+# on the small pool the model memorises (seen tasks right from $t = 1$,
+# unseen tasks at chance at every $t$); a model that learns in context rises
+# with $t$ on unseen tasks too.
+
+# %%
+INPUT_DIM, NUM_CLASSES = 32, 10
+
+
+def make_task(seed, data_dim, input_dim, num_classes):
+    # BEGIN SOLUTION: a task is its seed: draw its projection (entries of variance 1/data_dim) and its label permutation from a generator seeded with it
+    generator = torch.Generator().manual_seed(int(seed))
+    W = torch.randn(data_dim, input_dim, generator=generator) / math.sqrt(data_dim)
+    perm = torch.randperm(num_classes, generator=generator)
+    return W, perm
+    # END SOLUTION
+
+
+checks.check_make_task(make_task)
+
+
+# %% [markdown]
+# `sample_sequences(inputs, classes, task_seeds, seq_len, generator)`:
+# `inputs` are $N$ flattened images ($N \times d$), `classes` their classes;
+# draw the images of every sequence at random with `generator`, and give all
+# the images of sequence $b$ the task `make_task(task_seeds[b], d,
+# INPUT_DIM, NUM_CLASSES)`. Return the inputs $[B, T, k]$ and the labels
+# $[B, T]$.
+
+# %%
+def sample_sequences(inputs, classes, task_seeds, seq_len, generator):
+    # BEGIN SOLUTION: one task per sequence, the same for all its examples: which images is random, how they are seen and named is the task's
+    x, y = [], []
+    for seed in task_seeds.tolist():
+        W, perm = make_task(seed, inputs.shape[1], INPUT_DIM, NUM_CLASSES)
+        rows = torch.randint(len(inputs), (seq_len,), generator=generator)
+        projected, labels = make_task_batch(inputs[rows], classes[rows], W, perm)
+        x.append(projected)
+        y.append(labels)
+    return torch.stack(x), torch.stack(y)
+    # END SOLUTION
+
+
+checks.check_sample_sequences(sample_sequences, make_task)
+
+# %% [markdown]
+# Compare with the reference: the library's generator draws the same kind of
+# batch, with $W_i$ and $\pi_i$ hashed from the task id instead of a seeded
+# generator (so that any device can make them), and builds the tokens of
+# Exercise 2.
+
+# %%
+print(inspect.getsource(gpicl.ProjectedTasks.sample_batch))
+
+# %% [markdown]
+# **Training (given).** Pools are seed sets: the small pool is the seeds
+# $0, \dots, M_\text{small} - 1$, the large one $0, \dots, M_\text{large} -
+# 1$. Two transformers, stacked (section 2), train on the first 9,000 images
+# with the same steps, batch and learning rate; each step draws a batch of
+# seeds from each pool and feeds your sequences and tokens.
+
+# %%
+BUILD_POOLS = (8, 2**16)
+build_config = gpicl.GPICLConfig(
+    num_tasks=",".join(map(str, BUILD_POOLS)), pair_tokens=True, input_dim=INPUT_DIM, num_classes=NUM_CLASSES,
+    lr=2e-3, warmup=50, seed=0,
+    **cl.by_mode(smoke=dict(d_model=16, layers=1, heads=2, seq_len=12, batch_size=4, steps=3),
+                 full=dict(d_model=32, layers=2, heads=4, seq_len=40, batch_size=32, steps=1200)))
+pools = [torch.arange(M) for M in BUILD_POOLS]  # the seed set of each pool
+train_inputs, train_classes = train_tasks.inputs.cpu(), train_tasks.labels.cpu()
+held_out_inputs, held_out_classes = test_tasks.inputs.cpu(), test_tasks.labels.cpu()
+
+
+def sample_tokens(inputs, classes, task_seeds, generator):
+    x, y = sample_sequences(inputs, classes, task_seeds, build_config.seq_len, generator)
+    return build_tokens(x, y, NUM_CLASSES), y
+
+
+threads = torch.get_num_threads()
+torch.set_num_threads(1)  # matrices this small run faster on one thread than on several that wait for each other
+torch.manual_seed(build_config.seed)
+pool_models = gpicl.build_model(build_config)  # one transformer per pool, stacked
+optimizer = torch.optim.Adam(pool_models.parameters(), lr=build_config.lr)
+generator = torch.Generator().manual_seed(build_config.seed)
+started = time.perf_counter()
+for step in runtime.progress_bar(range(build_config.steps), desc="two pools"):
+    batch = [sample_tokens(train_inputs, train_classes,
+                           pool[torch.randint(len(pool), (build_config.batch_size,), generator=generator)], generator)
+             for pool in pools]
+    logits = pool_models(torch.stack([tokens for tokens, _ in batch]))  # [2, B, T, C]
+    targets = torch.stack([labels for _, labels in batch])
+    losses = F.cross_entropy(logits.flatten(0, 2), targets.flatten(), reduction="none").view(len(pools), -1).mean(1)
+    gpicl.adam_step_(pool_models, optimizer, losses, build_config, step)
+build_seconds = time.perf_counter() - started
+torch.set_num_threads(threads)
+print(f"{build_config.steps:,} steps in {build_seconds:.0f} s; last training loss per pool: "
+      + ", ".join(f"M = {M}: {loss:.3f}" for M, loss in zip(BUILD_POOLS, losses.tolist()))
+      + f" (ln 10 = {math.log(10):.3f})")
+
+# %% [markdown]
+# `position_study(learner, sample_tokens, pool_seeds, sequences, generator)`
+# returns two curves, `(seen, unseen)`: the accuracy at every position on
+# `sequences` sequences of tasks from the pool (drawn at random from
+# `pool_seeds`, any set of seeds) and on as many sequences of tasks **no
+# pool seed makes**, one new task per sequence. `sample_tokens(task_seeds)`
+# returns `(tokens, targets)` on held-out images, `learner(tokens)` the
+# logits.
+
+# %%
+def position_study(learner, sample_tokens, pool_seeds, sequences, generator):
+    # BEGIN SOLUTION: seen tasks come from the training seeds, unseen ones from seeds the pool does not hold; score each position over the sequences
+    seen_seeds = pool_seeds[torch.randint(len(pool_seeds), (sequences,), generator=generator)]
+    unseen_seeds = int(pool_seeds.max()) + 1 + torch.arange(sequences)
+    curves = []
+    for seeds in (seen_seeds, unseen_seeds):
+        tokens, targets = sample_tokens(seeds)
+        with torch.no_grad():
+            curves.append(accuracy_by_position(learner(tokens), targets))
+    return tuple(curves)
+    # END SOLUTION
+
+
+checks.check_position_study(position_study)
+
+# %% [markdown]
+# **The study.** Your study of both models, on the 1,000 held-out images,
+# then the bar: the small pool's model should be right on seen tasks far
+# above chance and at chance on unseen ones (last 10 positions, mean ± 95%
+# CI over sequences).
+
+# %%
+STUDY_SEQUENCES = cl.by_mode(smoke=16, full=512)
+CHANCE = 1 / NUM_CLASSES
+SEEN_BAR = 0.5  # the small pool's seen tasks, last 10 positions
+study_generator = torch.Generator().manual_seed(1)
+singles = [gpicl.single_model(pool_models, m).eval() for m in range(len(BUILD_POOLS))]
+
+
+def held_out_sample(task_seeds):
+    return sample_tokens(held_out_inputs, held_out_classes, task_seeds, study_generator)
+
+
+curves = {M: position_study(lambda tokens, net=net: net(tokens.unsqueeze(0))[0], held_out_sample, pool,
+                            STUDY_SEQUENCES, study_generator)
+          for M, net, pool in zip(BUILD_POOLS, singles, pools)}
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), sharey=True)
+for ax, (M, (seen, unseen)) in zip(axes, curves.items()):
+    positions = np.arange(1, len(seen) + 1)
+    ax.plot(positions, 100 * np.asarray(seen), label="seen tasks (from the pool)")
+    ax.plot(positions, 100 * np.asarray(unseen), label="unseen tasks")
+    ax.axhline(100 * CHANCE, color="black", linestyle=":", linewidth=1)
+    ax.set_title(f"pool of M = {M:,} tasks", fontsize=10)
+    ax.set_xlabel("position t in the sequence")
+axes[0].set_ylabel("accuracy at t (%)")
+axes[0].set_ylim(0, 100)
+axes[1].legend(fontsize=9)
+plt.tight_layout()
+plt.show()
+
+
+def last_positions_accuracy(net, task_seeds):
+    """Accuracy over the last 10 positions of each sequence: mean and 95% CI over sequences."""
+    tokens, targets = held_out_sample(task_seeds)
+    with torch.no_grad():
+        correct = (net(tokens.unsqueeze(0))[0].argmax(-1) == targets).float()
+    return evaluation.mean_confidence_interval(correct[:, -gpicl.LAST_POSITIONS:].mean(1))
+
+
+bar_generator = torch.Generator().manual_seed(2)
+scores = {}
+for M, net, pool in zip(BUILD_POOLS, singles, pools):
+    seen_seeds = pool[torch.randint(len(pool), (STUDY_SEQUENCES,), generator=bar_generator)]
+    scores[M] = {"seen": last_positions_accuracy(net, seen_seeds),
+                 "unseen": last_positions_accuracy(net, 10**9 + torch.arange(STUDY_SEQUENCES))}
+    print(f"M = {M:>6,}: seen tasks {evaluation.format_accuracy(*scores[M]['seen'])}, "
+          f"unseen tasks {evaluation.format_accuracy(*scores[M]['unseen'])} (chance {100 * CHANCE:.0f} %)")
+small_scores, large_scores = (scores[M] for M in BUILD_POOLS)
+if small_scores["seen"][0] >= SEEN_BAR and small_scores["unseen"][0] < 2 * CHANCE:
+    print(f"✓ the small pool is memorised: seen tasks at least {100 * SEEN_BAR:.0f} %, unseen below "
+          f"{200 * CHANCE:.0f} %")
+else:
+    print(f"below the bar (seen tasks of the small pool at least {100 * SEEN_BAR:.0f} %, unseen below "
+          f"{200 * CHANCE:.0f} %). Usual causes: a new W or permutation for every example, or a task that "
+          "changes each time its seed is asked for (nothing to memorise); the current label in the token "
+          "(unseen tasks far above chance, 'learned' by copying); unseen seeds taken from the pool.")
+large_learns = large_scores["unseen"][0] > 2 * CHANCE
+display(Markdown(
+    f"With M = {BUILD_POOLS[0]} tasks the model memorised: {100 * small_scores['seen'][0]:.1f} % on seen tasks "
+    f"({100 * float(curves[BUILD_POOLS[0]][0][0]):.0f} % already at t = 1), {100 * small_scores['unseen'][0]:.1f} % on "
+    f"unseen ones (chance {100 * CHANCE:.0f} %). "
+    + (f"With M = {BUILD_POOLS[1]:,} tasks it learns in context: {100 * large_scores['unseen'][0]:.1f} % on unseen "
+       f"tasks over the last positions." if large_learns else
+       f"With M = {BUILD_POOLS[1]:,} tasks it is at chance on seen and unseen tasks alike "
+       f"({100 * large_scores['seen'][0]:.1f} % and {100 * large_scores['unseen'][0]:.1f} %), training loss "
+       f"{losses[1]:.3f} against ln 10 = {math.log(10):.3f}: after {build_config.steps:,} steps it is still on "
+       f"the plateau of section 4. Memorising is out of reach for it, and learning in context has not "
+       f"appeared yet; the sweep of section 3 shows where it goes after thousands of steps.")))
+
+# %% [markdown]
+# **Open question.** At what number of tasks does generalisation to unseen
+# tasks appear, and how does that number move with the model's size (the
+# width `d_model`, the layers) or with the batch size? Section 4 found that
+# the batch size decides whether the largest pools leave the plateau at all.
+# Design a small grid of pools, sizes and batches that fits your budget, say
+# what you hold equal (steps, sequences seen or time), and decide how you
+# will tell "not yet learned" from "will never learn".
 
 # %% [markdown]
 # ## What we learned

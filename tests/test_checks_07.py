@@ -30,12 +30,66 @@ def count_variables(inputs, outputs, message_size, hidden):
     return meta, inputs * outputs * 2 * hidden
 
 
+def vsml_step(omega, state, x, feedback, ticks=2):
+    h, c = state
+    size = omega["w_forward"].shape[0]
+    forward_in = F.pad(x[..., None], (0, size - 1))
+    backward_in = F.pad(feedback, (0, size - feedback.shape[-1]))
+    drive = ((forward_in @ omega["w_forward"])[:, :, None] + (backward_in @ omega["w_backward"])[:, None]
+             + omega["bias"])
+    for _ in range(ticks):
+        i, f, u, o = (drive + h @ omega["w_hidden"]).chunk(4, dim=-1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(u)
+        h = torch.sigmoid(o) * torch.tanh(c)
+    forward, _ = messages(h, omega["w_out"], omega["w_back"])
+    return forward[..., 0], (h, c)
+
+
+def online_loss(omega, xs, ys, ways, ticks=2, step=vsml_step, first_labels=None, reset=False, leak=False,
+                reduce=lambda logits, ys: F.cross_entropy(logits.flatten(0, 1), ys.flatten())):
+    """The reference; each keyword switches on one plausible mistake."""
+    tasks, length, inputs = xs.shape
+    hidden = omega["w_hidden"].shape[0]
+    zero = (xs.new_zeros(tasks, inputs, ways, hidden), xs.new_zeros(tasks, inputs, ways, hidden))
+    state = zero
+    previous_logits = xs.new_zeros(tasks, ways)
+    previous_labels = torch.full((tasks,), -1) if first_labels is None else first_labels(ys)
+    all_logits = []
+    for t in range(length):
+        labels = ys[:, t] if leak else previous_labels
+        logits, state = step(omega, zero if reset else state, xs[:, t], feedback_message(previous_logits, labels, ways),
+                             ticks)
+        all_logits.append(logits)
+        previous_logits, previous_labels = logits, ys[:, t]
+    logits = torch.stack(all_logits, dim=1)
+    return reduce(logits, ys), logits
+
+
+def label_leaks(run, xs, ys, include_t=True, steps=None, clone=True, shift=1, whole=False):
+    """The reference; each keyword switches on one plausible mistake."""
+    logits = run(xs, ys)
+    ways = logits.shape[-1]
+    for t in range(ys.shape[1]) if steps is None else steps:
+        changed = ys.clone() if clone else ys
+        changed[:, t] = (ys[:, t] + shift) % ways
+        upto = logits.shape[1] if whole else t + 1 if include_t else t
+        if not torch.allclose(run(xs, changed)[:, :upto], logits[:, :upto]):
+            return True
+    return False
+
+
+NEW_CHECKS = ("check_vsml_step", "check_online_loss", "check_label_leak_test")
+
+
 def test_reference_solutions_pass(capsys):
     checks.check_vsml_messages(messages)
     checks.check_feedback_message(feedback_message)
     checks.check_vsml_variable_count(count_variables)
+    checks.check_vsml_step(vsml_step)
+    checks.check_online_loss(online_loss)
+    checks.check_label_leak_test(label_leaks)
     out = capsys.readouterr().out
-    for name in ("check_vsml_messages", "check_feedback_message", "check_vsml_variable_count"):
+    for name in NEW_CHECKS + ("check_vsml_messages", "check_feedback_message", "check_vsml_variable_count"):
         assert f"✓ {name}" in out
 
 
@@ -59,8 +113,69 @@ def test_the_library_passes_its_own_checks():
 
     checks.check_vsml_variable_count(library_count)
 
+    def library_step(omega, state, x, feedback, ticks):
+        learner = checks.library_learner(omega, x.shape[1], feedback.shape[1], ticks)
+        with torch.no_grad():
+            size = omega["w_forward"].shape[0]
+            state, forward, _ = learner.layer(state, F.pad(x[..., None], (0, size - 1)),
+                                              F.pad(feedback, (0, size - 2)), ticks)
+        return forward[..., 0], state
+
+    def library_stream(omega, xs, ys, ways, ticks):
+        learner = checks.library_learner(omega, xs.shape[2], ways, ticks)
+        logits = vsml.run_stream(learner, xs, ys)[0]
+        return F.cross_entropy(logits.flatten(0, 1), ys.flatten()), logits
+
+    checks.check_vsml_step(library_step)
+    checks.check_online_loss(library_stream)
+
+
+def vsml_step_by_hand(omega, state, x, feedback, ticks=2):
+    """Gates recomputed in full at every tick, messages built with cat instead of pad, einsum for the sums."""
+    h, c = state
+    tasks, inputs, ways, hidden = h.shape
+    size = omega["w_forward"].shape[0]
+    f_a = torch.cat([x[..., None], x.new_zeros(tasks, inputs, size - 1)], -1)
+    g_b = torch.cat([feedback, x.new_zeros(tasks, ways, size - feedback.shape[-1])], -1)
+    for _ in range(ticks):
+        gates = (torch.einsum("tam,mk->tak", f_a, omega["w_forward"])[:, :, None, :]
+                 + torch.einsum("tbm,mk->tbk", g_b, omega["w_backward"])[:, None, :, :]
+                 + torch.einsum("tabh,hk->tabk", h, omega["w_hidden"]) + omega["bias"])
+        i, f, u, o = (gates[..., k * hidden:(k + 1) * hidden] for k in range(4))
+        c = f.sigmoid() * c + i.sigmoid() * u.tanh()
+        h = o.sigmoid() * c.tanh()
+    return torch.einsum("tabh,hm->tbm", h, omega["w_out"])[..., 0] / inputs, (h, c)
+
+
+def online_loss_by_hand(omega, xs, ys, ways, ticks=2):
+    """Log-softmax and gather for the loss, the feedback from detached logits, a list for the state."""
+    tasks, length, inputs = xs.shape
+    hidden = omega["w_hidden"].shape[0]
+    state = [torch.zeros(tasks, inputs, ways, hidden, dtype=xs.dtype) for _ in range(2)]
+    outputs, feedback = [], torch.zeros(tasks, ways, 2, dtype=xs.dtype)
+    for t in range(length):
+        logits, state = vsml_step_by_hand(omega, state, xs[:, t], feedback, ticks)
+        outputs.append(logits)
+        feedback = feedback_message(logits.detach(), ys[:, t], ways)
+    logits = torch.stack(outputs, 1)
+    nll = -logits.log_softmax(-1).gather(-1, ys[..., None]).squeeze(-1)
+    return nll.mean(), logits
+
+
+def label_leaks_from_the_tail(run, xs, ys):
+    """Changes every label from step t on at once, compares with torch.equal."""
+    logits = run(xs, ys)
+    for t in range(ys.shape[1]):
+        changed = torch.cat([ys[:, :t], (ys[:, t:] + 2) % logits.shape[-1]], 1)
+        if not torch.equal(run(xs, changed)[:, :t + 1], logits[:, :t + 1]):
+            return True
+    return False
+
 
 def test_alternative_correct_solutions_pass():
+    checks.check_vsml_step(vsml_step_by_hand)
+    checks.check_online_loss(online_loss_by_hand)
+    checks.check_label_leak_test(label_leaks_from_the_tail)
     checks.check_vsml_messages(lambda h, wo, wb: ((h @ wo).mean(1), torch.einsum("tabh,hm->tam", h, wb) / h.shape[2]))
     checks.check_feedback_message(lambda z, y, ways: torch.where(
         (y >= 0)[:, None, None],
@@ -120,7 +235,62 @@ WRONG = [
     ("check_vsml_variable_count", _count(_meta, lambda a, b, m, h: a * b * h), "(h, c)"),
     ("check_vsml_variable_count", _count(_meta, lambda a, b, m, h: (a + b) * 2 * h), "CONNECTION"),
     ("check_vsml_variable_count", lambda a, b, m, h: _meta(a, b, m, h), "two numbers"),
+    ("check_vsml_step", lambda om, s, x, fb, ticks: vsml_step(om, s, x, fb, 1), "one micro-tick"),
+    ("check_vsml_step", lambda om, s, x, fb, ticks: vsml_step(om, tuple(torch.zeros_like(v) for v in s), x, fb, ticks),
+     "ignores the state"),
+    ("check_vsml_step", lambda om, s, x, fb, ticks: vsml_step({**om, "w_hidden": torch.zeros_like(om["w_hidden"])},
+                                                              s, x, fb, ticks), "W_hidden"),
+    ("check_vsml_step", lambda om, s, x, fb, ticks: vsml_step(om, s, x, torch.zeros_like(fb), ticks),
+     "feedback never reaches"),
+    ("check_vsml_step", lambda om, s, x, fb, ticks: _step_spreading_x(om, s, x, fb, ticks), "(x_a, 0, ..., 0)"),
+    ("check_vsml_step", lambda om, s, x, fb, ticks: (messages(s[0], om["w_out"], om["w_back"])[0][..., 0],
+                                                     vsml_step(om, s, x, fb, ticks)[1]), "before the micro-ticks"),
+    ("check_vsml_step", lambda om, s, x, fb, ticks: (vsml_step(om, s, x, fb, ticks)[0] * x.shape[1],
+                                                     vsml_step(om, s, x, fb, ticks)[1]), "summed"),
+    ("check_vsml_step", lambda om, s, x, fb, ticks: (vsml_step(om, s, x, fb, ticks)[0],
+                                                     vsml_step(om, s, x, fb, ticks)[1][::-1]), "(c, h)"),
+    ("check_vsml_step", lambda om, s, x, fb, ticks: (messages(vsml_step(om, s, x, fb, ticks)[1][0].transpose(1, 2),
+                                                              om["w_out"], om["w_back"])[0][..., 0],
+                                                     vsml_step(om, s, x, fb, ticks)[1]), "wrong axis"),
+    ("check_vsml_step", lambda om, s, x, fb, ticks: _step_in_place(om, s, x, fb, ticks), "in place"),
+    ("check_online_loss", lambda *a: online_loss(*a, leak=True), "leaked"),
+    ("check_online_loss", lambda *a: online_loss(*a, first_labels=lambda ys: ys[:, -1]), "LAST label"),
+    ("check_online_loss", lambda *a: online_loss(*a, reset=True), "carry over"),
+    ("check_online_loss", lambda *a: online_loss(*a, first_labels=lambda ys: torch.zeros_like(ys[:, 0])),
+     "no feedback"),
+    ("check_online_loss", lambda *a: online_loss(*a, reduce=lambda z, y: F.cross_entropy(z.flatten(0, 1), y.flatten(),
+                                                                                        reduction="sum")), "summed"),
+    ("check_online_loss", lambda *a: online_loss(*a, reduce=lambda z, y: F.cross_entropy(z.flatten(0, 1).softmax(-1),
+                                                                                        y.flatten())), "probabilities"),
+    ("check_online_loss", lambda *a: online_loss(*a, reduce=lambda z, y: F.cross_entropy(z[:, -1], y[:, -1])),
+     "last step"),
+    ("check_online_loss", lambda *a: online_loss(*a, reduce=lambda z, y: F.cross_entropy(z.flatten(0, 1),
+                                                                                        y.flatten()).item()),
+     "no gradient"),
+    ("check_online_loss", lambda *a: online_loss(*a, reduce=lambda z, y: F.cross_entropy(z.flatten(0, 1).detach(),
+                                                                                        y.flatten())),
+     "no gradient"),
+    ("check_label_leak_test", lambda run, xs, ys: label_leaks(run, xs, ys, whole=True), "honest learner leaky"),
+    ("check_label_leak_test", lambda run, xs, ys: not label_leaks(run, xs, ys), "honest learner leaky"),
+    ("check_label_leak_test", lambda run, xs, ys: label_leaks(run, xs, ys, steps=[0]), "from step 3 on"),
+    ("check_label_leak_test", lambda run, xs, ys: label_leaks(run, xs, ys, include_t=False), "INCLUDING step t"),
+    ("check_label_leak_test", lambda run, xs, ys: label_leaks(run, xs, ys, shift=0), "DIFFERENT class"),
+    ("check_label_leak_test", lambda run, xs, ys: label_leaks(run, xs, ys, clone=False), "in place"),
 ]
+
+
+def _step_spreading_x(omega, state, x, feedback, ticks):
+    """x_a copied into every component of the forward message (a misreading of f_a = (x_a, 0, ..., 0))."""
+    summed = torch.zeros_like(omega["w_forward"])
+    summed[0] = omega["w_forward"].sum(0)  # (x_a, ..., x_a) W == (x_a, 0, ..., 0) W' when row 0 of W' sums W's rows
+    return vsml_step({**omega, "w_forward": summed}, state, x, feedback, ticks)
+
+
+def _step_in_place(omega, state, x, feedback, ticks):
+    """The right numbers, but the caller's cell memory is overwritten."""
+    logits, (h, c) = vsml_step(omega, state, x, feedback, ticks)
+    state[1].copy_(c.detach())
+    return logits, (h, c)
 
 
 @pytest.mark.parametrize("check, function, words", WRONG, ids=[f"{c}-{i}" for i, (c, _, _) in enumerate(WRONG)])
@@ -130,7 +300,7 @@ def test_typical_mistakes_are_rejected_in_plain_words(check, function, words):
 
 def test_an_unfinished_exercise_is_not_hidden():
     assert_unfinished_exercises_surface(checks, "check_vsml_messages", "check_feedback_message",
-                                        "check_vsml_variable_count")
+                                        "check_vsml_variable_count", *NEW_CHECKS)
 
 
 def test_a_crash_is_reported_with_its_error():

@@ -26,9 +26,7 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 # A bar that never moved ("0%|" not preceded by a digit, so "100%|" is fine) and widget dumps.
 UNREADABLE = re.compile(r"(?<![0-9])0%\||VBox\(children=|HBox\(children=|IntSlider\(")
 
-NOT_YET_RERUN = {
-    "01_supervised_learning": "tqdm widgets frozen at 0%",
-}
+NOT_YET_RERUN: dict[str, str] = {}
 
 
 def unreadable_outputs(notebook: dict) -> list[str]:

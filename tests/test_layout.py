@@ -107,12 +107,12 @@ def test_every_test_the_readme_names_exists():
             assert re.search(rf"^def {name}\(", source, re.M), f"README names {path}::{name}, which does not exist"
 
 
-def test_the_readme_tree_has_a_line_for_every_file_and_no_other():
-    """The developer section's layout of course_lib/ (one line per file) must follow the files."""
+def readme_tree(package: str) -> set[str]:
+    """The .py files the README's ```text tree of ``package/`` lists, as paths relative to the package."""
     import re
 
     readme = (REPO / "README.md").read_text()
-    tree = readme.split("```text\ncourse_lib/\n", 1)[1].split("```", 1)[0]
+    tree = readme.split(f"```text\n{package}/\n", 1)[1].split("```", 1)[0]
     listed, folders = set(), []
     for line in tree.splitlines():
         match = re.match(r"^([│ ]*)[├└]── (\S+)", line)
@@ -122,9 +122,17 @@ def test_the_readme_tree_has_a_line_for_every_file_and_no_other():
         folders[depth:] = [name.rstrip("/")] if name.endswith("/") else []
         if name.endswith(".py"):
             listed.add("/".join(folders[:depth] + [name]))
+    return listed
+
+
+def test_the_readme_tree_has_a_line_for_every_file_and_no_other():
+    """The developer section's layouts of course_lib/ and course_tools/ (one line per file) follow the files."""
     files = {p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py")}
     checks = {f for f in files if f.startswith("teaching/checks/")}  # one line: "common.py and nb01.py ... nb09.py"
+    listed = readme_tree("course_lib")
     assert listed == files - checks, (f"files missing from the README tree: {sorted(files - checks - listed)}; "
                                       f"listed but absent: {sorted(listed - files)}")
     assert checks == {"teaching/checks/__init__.py", "teaching/checks/common.py"} | {
         f"teaching/checks/nb0{n}.py" for n in range(1, 10)}
+    tools = {p.relative_to(REPO / "course_tools").as_posix() for p in (REPO / "course_tools").glob("*.py")}
+    assert readme_tree("course_tools") == tools

@@ -306,9 +306,12 @@ def test_progress_bars_are_made_only_through_runtime_progress_bar():
 
 
 def test_make_notebooks_executes_with_plain_progress_bars():
-    """The Makefile's `notebooks` target (nbconvert --execute) sets COURSE_PLAIN_PROGRESS=1."""
+    """The Makefile's `notebooks` target runs scripts/time_notebooks.py --in-place, which sets
+    COURSE_PLAIN_PROGRESS=1 for the kernels it starts."""
     from pathlib import Path
 
-    makefile = (Path(runtime.__file__).resolve().parent.parent / "Makefile").read_text()
-    recipe = makefile.split("\nnotebooks:", 1)[1].split("\n\n", 1)[0]
-    assert "COURSE_PLAIN_PROGRESS=1 $(VENV)/bin/jupyter nbconvert --to notebook --execute" in recipe
+    repo = Path(runtime.__file__).resolve().parent.parent
+    recipe = (repo / "Makefile").read_text().split("\nnotebooks:", 1)[1].split("\n\n", 1)[0]
+    assert "scripts/time_notebooks.py --in-place --record" in recipe
+    script = (repo / "scripts" / "time_notebooks.py").read_text()
+    assert 'os.environ["COURSE_PLAIN_PROGRESS"] = "1"' in script.split("if args.in_place:", 1)[1][:200]

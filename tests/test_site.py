@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_lib.teaching import site
+from course_tools import site
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from course_lib.teaching import working_copy
+from course_tools import working_copy
 
 REPO = Path(__file__).resolve().parent.parent
 

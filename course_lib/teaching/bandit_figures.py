@@ -26,13 +26,13 @@ def trace_figure(probs: torch.Tensor, trace: Rollout, step: int, title: str | No
         for shown, marker in ((won, "o"), (~won, "x")):
             ax.scatter(pulled[shown].numpy(), [1.04] * int(shown.sum()), color=colour, marker=marker, s=12)
     ax.set(xlim=(-0.5, T - 0.5), ylim=(0, 1.1), xlabel="pull t", ylabel="pi(arm | h_t)")
-    ax.legend(fontsize=7, loc="center right")
+    ax.legend(fontsize=9, loc="center right")
     ax.set_title(title or "RL² policy (dots at the top: pulls; o = reward 1, x = reward 0)", fontsize=9)
     x = torch.arange(K)
     bx.bar(x - 0.2, trace.action_probs[0, step].numpy(), 0.4, label="pi at t")
     bx.bar(x + 0.2, probs.numpy(), 0.4, label="true p")
     bx.set(xticks=x.tolist(), ylim=(0, 1))
-    bx.legend(fontsize=7)
+    bx.legend(fontsize=9)
     bx.set_title(f"t = {step}: reward so far {int(trace.rewards[0, : step + 1].sum())}", fontsize=9)
     fig.tight_layout()
     return fig

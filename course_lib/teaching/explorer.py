@@ -200,7 +200,7 @@ def episode_figure(episode: Episode, class_names=None, prediction: Prediction | 
     if digit_names(class_names):
         for row in range(episode.ways):
             fig.axes[row * (shots + 1 + queries)].set_ylabel(f"digit {label_text(episode, row, class_names)}",
-                                                             rotation=0, ha="right", va="center", fontsize=7)
+                                                             rotation=0, ha="right", va="center", fontsize=8)
         fig.tight_layout()  # again, for the longer row labels
     for q in range(episode.query_y.shape[0]):
         text, style = None, {}
@@ -212,7 +212,7 @@ def episode_figure(episode: Episode, class_names=None, prediction: Prediction | 
             style["bbox"] = {"boxstyle": "round,pad=0.15", "fc": "lightblue", "ec": "tab:blue"}
         if text:
             ax = fig.axes[(q // queries) * (shots + 1 + queries) + shots + 1 + q % queries]
-            ax.set_xlabel(text, fontsize=7, labelpad=1, **style)
+            ax.set_xlabel(text, fontsize=8, labelpad=1, **style)
     return fig
 
 

@@ -61,7 +61,7 @@ def _image_axis(fig, cell, image: torch.Tensor, title: str, **title_style):
     picture = image[0] if image.shape[0] == 1 else image.permute(1, 2, 0)
     ax.imshow(picture.cpu().numpy(), cmap="gray_r", vmin=0, vmax=1)
     ax.set_xticks([]), ax.set_yticks([])
-    ax.set_title(title, fontsize=7, **title_style)
+    ax.set_title(title, fontsize=8, **title_style)
     return ax
 
 
@@ -105,12 +105,12 @@ def inner_loop_figure(support_x: torch.Tensor, support_y: torch.Tensor, query_x:
     for ax in (loss_ax, acc_ax):
         ax.axvline(step, color="black", linestyle=":", linewidth=1)
         ax.grid(alpha=0.3)
-        ax.tick_params(labelsize=7)
+        ax.tick_params(labelsize=8)
     loss_ax.set_ylabel("query loss", fontsize=8)
     acc_ax.set_ylabel("query accuracy %", fontsize=8)
     acc_ax.set_xlabel("inner step", fontsize=8)
     acc_ax.set_ylim(0, 102)
-    acc_ax.legend(fontsize=7, loc="lower right")
+    acc_ax.legend(fontsize=9, loc="lower right")
     fig.suptitle(f"after {step} inner step{'s' if step != 1 else ''}", fontsize=9)
     return fig
 
@@ -164,7 +164,7 @@ def sinusoid_figure(tasks: list[tuple], models: dict[str, Params], steps_list=(0
             ax.scatter(sx[:, 0], sy[:, 0], color="tab:red", zorder=5, s=22, label=f"K={len(sx)} support points")
             ax.set_title(f"{name}: A={amplitude:.2f}, phase={phase:.2f}", fontsize=9)
             ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="lower right")
+    axes[0][-1].legend(fontsize=9, loc="lower right")
     fig.tight_layout()
     return fig
 

@@ -29,7 +29,7 @@ def plot_mean_losses(curves: dict[str, torch.Tensor], ax=None, title: str | None
     if title:
         ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=9)
     return ax
 
 

@@ -33,7 +33,7 @@ def show_images(images: torch.Tensor, titles: Sequence[str] | None = None, ncols
         if i < n:
             _show(ax, images[i])
             if titles is not None:
-                ax.set_title(titles[i], fontsize=7)
+                ax.set_title(titles[i], fontsize=8)
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
@@ -73,8 +73,8 @@ def plot_episode(episode: Episode, class_names: Sequence[str] | None = None,
             if col < shots:
                 _show(ax, support[row * shots + col])
                 if col == 0:
-                    ax.set_ylabel(f"{row}: {class_name(episode, row, class_names)}", rotation=0, ha="right",
-                                  va="center", fontsize=7)
+                    name = class_name(episode, row, class_names).replace("_", " ").replace("/character", " #")
+                    ax.set_ylabel(f"{row}: {name}", rotation=0, ha="right", va="center", fontsize=8)
             elif col > shots:
                 q = row * queries + (col - shots - 1)
                 _show(ax, query[q])

@@ -26,7 +26,7 @@ def trace_figure(sequence: LabelSequence, probabilities: torch.Tensor, step: int
         kind = "query" if bool(sequence.is_query[t]) else "support"
         right = int(probabilities[t].argmax()) == int(sequence.targets[t])
         ax.set_title(f"t={t} {kind}\nprev y={int(given.argmax()) if given.any() else '–'}\n"
-                     f"y={int(sequence.targets[t])}", fontsize=7, color="green" if right else "red")
+                     f"y={int(sequence.targets[t])}", fontsize=8, color="green" if right else "red")
     ax = fig.add_subplot(grid[1, :])
     colours = ["tab:green" if k == int(sequence.targets[step]) else "tab:gray" for k in range(ways)]
     ax.bar(range(ways), probabilities[step].cpu().numpy(), color=colours)

@@ -71,7 +71,7 @@ def trace_figure(trace: dict, step: int, title: str | None = None):
     axes[2].plot(range(step + 1), running[:step + 1].numpy(), color="tab:orange", label="running accuracy")
     axes[2].axhline(1 / ways, color="black", linestyle=":", linewidth=1)
     axes[2].set(xlim=(0, length - 1), ylim=(0, 1.02), xlabel="example t of the stream")
-    axes[2].legend(fontsize=7, loc="lower right")
+    axes[2].legend(fontsize=9, loc="lower right")
     if title:
         fig.suptitle(title, y=1.02)
     fig.tight_layout()

@@ -1,6 +1,6 @@
 """The static site as a reader sees it: every page opened in headless Chromium.
 
-Builds the site from the committed notebooks (``python -m course_lib.teaching.site
+Builds the site from the committed notebooks (``python -m course_tools.site
 build`` does the same), opens the index and every notebook page from disk in
 Debian's ``chromium`` driven by Playwright, and checks what a link checker
 cannot: each page has its notebook's first heading as its title (not
@@ -32,7 +32,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_lib.teaching import site
+from course_tools import site
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "site"

@@ -1,7 +1,7 @@
-"""The executed course as a static website: ``python -m course_lib.teaching.site build``.
+"""The executed course as a static website: ``python -m course_tools.site build``.
 
-    python -m course_lib.teaching.site build [--notebooks notebooks] [--out site]
-    python -m course_lib.teaching.site check [--out site]
+    python -m course_tools.site build [--notebooks notebooks] [--out site]
+    python -m course_tools.site check [--out site]
 
 Converts every committed notebook (with the outputs of its last real run and
 the stored state of its widgets) to HTML with nbconvert and writes an index
@@ -243,7 +243,7 @@ def external_scripts(out: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib.teaching.site",
+    parser = argparse.ArgumentParser(prog="python -m course_tools.site",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["build", "check"])
     parser.add_argument("--notebooks", type=Path, default=Path("notebooks"))

@@ -1,6 +1,6 @@
 """The student's working copies of the notebooks: what ``make course`` opens.
 
-    python -m course_lib.teaching.working_copy [--notebooks notebooks] [--work work]
+    python -m course_tools.working_copy [--notebooks notebooks] [--work work]
 
 The notebooks in ``notebooks/`` keep the outputs of the reference run (the
 site and the tests read them), so ``make course`` copies them into ``work/``
@@ -48,7 +48,7 @@ def copy_notebooks(notebooks: Path, work: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib.teaching.working_copy",
+    parser = argparse.ArgumentParser(prog="python -m course_tools.working_copy",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--notebooks", type=Path, default=Path("notebooks"))
     parser.add_argument("--work", type=Path, default=Path("work"))
