@@ -19,7 +19,8 @@ few-shot accuracies). A method whose ``RUNS`` name capstone rows exports
 ``capstone_row(run, model, payload) -> dict`` (the fields of
 :class:`course_lib.capstone.Row` but ``name``, ``predict`` and ``reset``), and
 ``capstone_model(folder, device) -> (model, payload)`` where such a run is not
-loaded by :func:`load`. Adding a method: one module with that face, one line in :data:`METHODS`.
+loaded by :func:`load`. Adding a method: one module with that face, one line in :data:`METHODS`
+(or :func:`register`, for a module made at run time, as notebook 09's).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-METHODS = {  # name on the command line -> module
+METHODS: dict[str, str | ModuleType] = {  # name on the command line -> module's import path
     "protonet": "course_lib.protonet",
     "matching": "course_lib.matching_nets",
     "maml": "course_lib.maml",
@@ -51,18 +52,24 @@ def get(name: str) -> ModuleType:
     """The module of method ``name``, checked to export the whole face."""
     if name not in METHODS:
         raise KeyError(f"unknown method {name!r}; the registered ones: {', '.join(METHODS)}")
-    module = importlib.import_module(METHODS[name])
+    module = METHODS[name] if isinstance(METHODS[name], ModuleType) else importlib.import_module(METHODS[name])
     missing = [attribute for attribute in FACE if not hasattr(module, attribute)]
     if missing:
         raise TypeError(f"{module.__name__} is registered as {name!r} but does not export {', '.join(missing)}")
     return module
 
 
-def register(name: str, module: str) -> None:
-    """Add a method at run time (a plug-in, or a test's toy method)."""
-    if name in METHODS and METHODS[name] != module:
-        raise ValueError(f"{name!r} is already registered as {METHODS[name]}")
+def register(name: str, module: str | ModuleType) -> None:
+    """Add a method at run time (a plug-in, a test's toy method): its import path, or the module itself
+    (one made in a notebook). Registering the same again is allowed, so a notebook's cell can be rerun."""
+    registered = METHODS.get(name)
+    if registered is not None and _module_name(registered) != _module_name(module):
+        raise ValueError(f"{name!r} is already registered as {_module_name(registered)}")
     METHODS[name] = module
+
+
+def _module_name(module: str | ModuleType) -> str:
+    return module.__name__ if isinstance(module, ModuleType) else module
 
 
 def load(folder, device="cpu"):

@@ -32,7 +32,10 @@
 # * read a large results table as per-test-set tables and a heat map;
 # * test a claim of an earlier notebook (the variable ratio governs
 #   transfer) against measurements, and place every method of the course
-#   on the spectrum by what it learned, needed, carried and lost.
+#   on the spectrum by what it learned, needed, carried and lost;
+# * add a method of your own to the course through its registry, train it
+#   with the course's command line and compare it with ProtoNet on the same
+#   episodes, with the interval of the paired difference.
 #
 # Notation: [docs/notation.md](../docs/notation.md)
 #
@@ -42,20 +45,25 @@
 # 4. The table, one test set at a time
 # 5. Measuring generalisation
 # 6. Testing notebooks 05 and 06
+# 7. Build it: a new method, through the registry
 
 # %%
 import inspect
 import json
 import math
 import time
+import types
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import torch
+import torch.nn.functional as F
 from IPython.display import Markdown, display
+from torch import nn
 
 import course_lib as cl
 from course_lib import capstone as cap
-from course_lib import runtime
+from course_lib import cli, data, episodes, evaluation, models, protonet, registry, runs, runtime
 from course_lib.evaluation import format_accuracy
 from course_lib.teaching import plots
 from course_lib.teaching.checks import nb09 as checks
@@ -109,12 +117,6 @@ fig = plots.show_images(torch.cat([pools[name].images[:6] for name in cap.TEST_S
                         suptitle="six images of each test set (ink is drawn dark)")
 plt.show()
 
-# %%
-fig = plots.show_images(torch.cat([pools[name].images[:6] for name in cap.TEST_SETS]), ncols=6, size=1.0,
-                        titles=[name if i == 0 else "" for name in cap.TEST_SETS for i in range(6)],
-                        suptitle="six images of each test set (ink is drawn dark)")
-plt.show()
-
 # %% [markdown]
 # A permutation keeps every pixel value and every distance between two
 # images, so a pixel-space learner cannot tell the permuted sets from the
@@ -130,7 +132,7 @@ plt.show()
 # %%
 def permute_pixels(images: torch.Tensor, permutation: torch.Tensor) -> torch.Tensor:
     """images [B, 1, H, W], permutation [H*W] -> [B, 1, H, W]."""
-    # BEGIN SOLUTION: flatten each image's pixels, index them with the permutation, reshape back
+    # BEGIN SOLUTION: one reordering of the pixel positions, the same for every image: output position i takes the input's pixel at permutation[i]
     flat = images.flatten(1)
     return flat[:, permutation].view_as(images)
     # END SOLUTION
@@ -323,7 +325,7 @@ print(f"cells where live and table differ by more than the sum of their CI half-
 # %%
 def kept_share(acc_in: float, acc_out: float, ways: int) -> float:
     """The share of its above-chance accuracy a method keeps out of distribution."""
-    # BEGIN SOLUTION: subtract chance (1 / ways) from both accuracies, then divide out by in
+    # BEGIN SOLUTION: what the method has above chance out of distribution, as a share of what it has above chance in distribution
     chance = 1 / ways
     return (acc_out - chance) / (acc_in - chance)
     # END SOLUTION
@@ -367,6 +369,44 @@ if RECORD is not None:
 # %%
 print(inspect.getsource(cap.gain_over_pixels))
 print(inspect.getsource(cap.permutation_drop))
+
+# %% [markdown]
+# **Exercise 3: the difference of two methods on the same episodes.** Both
+# methods answered the same episodes, and an episode that is hard for one is
+# usually hard for the other. Given the per-episode accuracies `acc_a[i]`
+# and `acc_b[i]` of episode $i$, return the mean difference $a - b$ and the
+# 95% half-width of that mean (`course_lib.evaluation.mean_confidence_interval`
+# computes mean ± half-width of a list of numbers, with Student's $t$).
+
+# %%
+def paired_difference(acc_a, acc_b):
+    """(mean, ci95) of a - b over episodes that both methods answered."""
+    # BEGIN SOLUTION: the episodes are shared, so the difference is measured once per episode: take the interval of those differences, not a combination of the two methods' intervals
+    differences = torch.as_tensor(acc_a, dtype=torch.float64) - torch.as_tensor(acc_b, dtype=torch.float64)
+    return evaluation.mean_confidence_interval(differences)
+    # END SOLUTION
+
+
+# %%
+checks.check_paired_difference(paired_difference)
+
+# %% [markdown]
+# ProtoNet against the pixel nearest neighbour on the first Omniglot episodes
+# of the table (5-way 1-shot): the same difference, with the interval of
+# independent cells (`cap.difference`, as in the tables) and the paired one.
+
+# %%
+pair_rows, _ = cap.build_rows(["protonet", "pixel-nn"], CPU)
+cells, per_episode = {}, {}
+for row in pair_rows:  # section 4 drew (or loaded) these episodes
+    result, _, per_episode[row.name] = cap.evaluate_cell(row, pools["omniglot"], lists["omniglot/5w1s"],
+                                                         LIVE_EPISODES, cap.episode_seed("omniglot", 5, 1))
+    cells[row.name] = result.as_dict()
+unpaired = cap.difference(cells["protonet"], cells["pixel-nn"])
+paired_mean, paired_ci = paired_difference(per_episode["protonet"], per_episode["pixel-nn"])
+print(f"protonet - pixel-nn, omniglot 5-way 1-shot, {LIVE_EPISODES} shared episodes: "
+      f"{100 * unpaired['mean']:+.1f} points; half-width as independent cells {100 * unpaired['ci95']:.1f}, "
+      f"paired {100 * paired_ci:.1f}")
 
 # %% [markdown]
 # Per method, at **2-way 1-shot**, the one setting every row takes (so the
@@ -450,6 +490,259 @@ if RECORD is not None:
 #   points, and no conclusion above.
 
 # %% [markdown]
+# ## 7. Build it: a new method, through the registry
+#
+# The capstone's rows come from the registry: a method is one module with a
+# small face (`Config`, `build`, `load_data`, `trainer`, `evaluate`,
+# `predictor`, `PAPER`, `RUNS`, `describe`, and `capstone_row` for a row in
+# the table), registered under a name. Then the course's command line
+# trains it, checkpoints and resumes it, and the capstone scores it on the
+# same episodes as every other row. Here you add a method the course does
+# not have: **cosine prototypes with a learned scale**, the classifier of
+# Gidaris & Komodakis (2018) and of Chen et al.'s "Baseline++" (2019), used
+# as a metric learner. A query's score for class $k$ is
+#
+# $$s_k(x) = \tau \cos\big(f_\omega(x), c_k\big), \qquad c_k = \frac{1}{K} \sum_{j:\, y_j = k} f_\omega(x_j),$$
+#
+# ProtoNet's prototypes compared by direction rather than by distance, and
+# $\tau > 0$, the scale (an inverse temperature), is a meta-parameter
+# learned with $\omega$: cosines lie in $[-1, 1]$, so without it the softmax
+# could never be confident. You write three pieces, each followed by a
+# check; the rest of the module is given. Then you train your method with
+# the course's command line, on the capstone's shared data (Omniglot's
+# background alphabets), and read its row beside `protonet-background`.
+#
+# **Part 1: the scores.** `cosine_scores(z_support, support_y, z_query,
+# ways, scale)` returns the scores `[n_query, ways]` (logits: the
+# cross-entropy applies the softmax). A query's scores may depend on the
+# support set and on that query, never on the other queries.
+
+# %%
+def cosine_scores(z_support, support_y, z_query, ways, scale):
+    """Scores ``[n_query, ways]``: ``scale * cos(z_query, c_k)``, ``c_k`` the mean support embedding of class k."""
+    # BEGIN SOLUTION: a class is the average of its support embeddings; compare directions, not lengths; the learned scale sharpens the cosines, so it must stay in the graph
+    prototypes = torch.stack([z_support[support_y == k].mean(0) for k in range(ways)])
+    return scale * F.normalize(z_query, dim=1) @ F.normalize(prototypes, dim=1).T
+    # END SOLUTION
+
+
+# %%
+checks.check_cosine_scores(cosine_scores)
+
+# %% [markdown]
+# The model (given): a Conv4 embedding, from notebook 03's ProtoNet
+# (`protonet.FewShotModel`: support and query embedded in one batch in
+# training, and `predict` in eval mode for test episodes), plus the scale,
+# kept as its logarithm so that it stays positive. The `Config` holds every
+# setting of a run and rejects bad ones.
+
+# %%
+@dataclass
+class CosineConfig:
+    """A run: Conv4-``hidden`` on Omniglot background, ``ways``-way ``shots``-shot ``queries``-query episodes."""
+
+    hidden: int = 32
+    ways: int = 20
+    shots: int = 5
+    queries: int = 5
+    steps: int = 400
+    lr: float = 1e-3
+    initial_scale: float = 10.0
+    seed: int = 0
+    image_size: int = 28
+    channels_last: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("hidden", "shots", "queries", "image_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.ways < 2:
+            raise ValueError(f"ways must be >= 2 (one class is no classification task), got {self.ways}")
+        if self.steps < 0 or not self.lr > 0 or not self.initial_scale > 0:
+            raise ValueError("steps must be >= 0, lr and initial_scale > 0")
+
+
+class CosineProtoNet(protonet.FewShotModel):
+    """``scores[q, k] = scale * cos(f(x_q), c_k)``, the scale learned with the embedding."""
+
+    def __init__(self, config: CosineConfig) -> None:
+        super().__init__(config)
+        self.log_scale = nn.Parameter(torch.tensor(math.log(config.initial_scale)))
+
+    @property
+    def scale(self) -> torch.Tensor:
+        return self.log_scale.exp()
+
+    def forward(self, support_x, support_y, query_x):
+        z_support, z_query = self.embed_episode(support_x, query_x)
+        return cosine_scores(z_support, support_y.to(z_support.device), z_query, int(support_y.max()) + 1,
+                             self.scale)
+
+
+# %% [markdown]
+# **Part 2: the training step.** `trainer(model, config, data, device)`
+# returns `runs.Trainer(step, optimizer)`: the course's training loop calls
+# `step(i)` for $i = 0, 1, \dots$, checkpoints the optimizer, and may stop and
+# resume at any step. Step $i$ trains on one `config.ways`-way
+# `config.shots`-shot episode of `data["train"]` with `config.queries`
+# queries per class (`episodes.FastEpisodeSampler`, as in notebook 03), with
+# one Adam optimizer of learning rate `config.lr`, and returns
+# `{"loss": ...}` (more numbers are welcome: the loop records them). A
+# resumed run must train on exactly the episodes an uninterrupted one would.
+
+# %%
+def trainer(model, config, data, device="cpu"):
+    """One step of episodic training of ``model``: the query cross-entropy of the episode of (seed, step)."""
+    # BEGIN SOLUTION: one optimizer for the run, holding every meta-parameter, the scale too; each step a fresh episode decided by the seed and the step alone; the loss scores the queries against prototypes of the support set
+    model.to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    sampler = episodes.FastEpisodeSampler(data["train"], config.ways, config.shots, config.queries, device=device)
+
+    def step(i):
+        episode = sampler.sample(episodes.step_generator(config.seed, i))
+        scores = model(episode.support_x, episode.support_y, episode.query_x)
+        loss = F.cross_entropy(scores, episode.query_y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return {"loss": loss.item(), "scale": model.scale.item()}
+
+    return runs.Trainer(step, optimizer)
+    # END SOLUTION
+
+
+# %%
+checks.check_trainer(trainer, CosineConfig)
+
+# %% [markdown]
+# **Part 3: the row.** `capstone_row(run, model, payload)` returns what the
+# capstone's table says about a run (`payload["step"]`: the steps it
+# trained): `trained_on`, beginning with "Omniglot background" (the words by
+# which the capstone knows its shared data), a `family` and a `note`,
+# `meta_parameters` (how many numbers meta-training fits) and
+# `learned_variables`, a function `(ways, shots) ->` how many numbers the
+# method fits to one task (section 3).
+
+# %%
+def capstone_row(run, model, payload):
+    """The capstone's words and counts for ``run`` of the cosine-prototype method."""
+    # BEGIN SOLUTION: meta-parameters are everything meta-training fits (the scale too); learned variables are what one task's support set fixes, which depends on the number of classes
+    c = model.config
+    return {"trained_on": f"Omniglot background (Lake, 964 characters; {c.ways}-way {c.shots}-shot episodes)",
+            "family": "metric", "meta_parameters": models.count_parameters(model),
+            "learned_variables": lambda ways, shots: ways * c.hidden,
+            "note": f"{run.folder} ({payload['step']:,} training episodes); cosine prototypes, learned scale"}
+    # END SOLUTION
+
+
+# %%
+checks.check_capstone_row(capstone_row, CosineProtoNet(CosineConfig()))
+
+# %% [markdown]
+# **The module and its registry line (given).** A method is a module: here
+# one made in the notebook, with your three pieces, the model above, and
+# what it reuses of ProtoNet (its evaluation on test episodes). `RUNS` names
+# the run folder, under `runs/` beside the course's own runs, and its
+# capstone row. `registry.register` is the registry line.
+
+# %%
+NAME = "cosine-protonet"
+
+
+def load_data(config, smoke=False):
+    """Omniglot background (964 characters) to meta-train, the evaluation alphabets to test (smoke: 40 each)."""
+    splits = data.omniglot_splits("lake", rotations=False, image_size=config.image_size)
+    return {k: v.subset_classes(range(40)) for k, v in splits.items()} if smoke else splits
+
+
+method = types.ModuleType("cosine_protonet", "Cosine prototypes with a learned scale (notebook 09's build-it).")
+vars(method).update(
+    Config=CosineConfig, build=CosineProtoNet, load_data=load_data, trainer=trainer,
+    evaluate=protonet.evaluate, evaluation_details=protonet.evaluation_details, predictor=protonet.predictor,
+    capstone_row=capstone_row, PAPER={},  # no paper reports this variant on Omniglot
+    RUNS=(runs.RunSpec("runs/build_it/cosine-protonet", "Cosine prototypes, learned scale", capstone=NAME),),
+    describe=lambda config: (f"Omniglot background, Conv4-{config.hidden}, cosine prototypes with a learned scale, "
+                             f"{config.ways}-way {config.shots}-shot {config.queries}-query training"))
+
+# %%
+checks.check_method_face(method)
+
+# %%
+registry.register(NAME, method)
+print("registered:", ", ".join(registry.names()))
+
+# %% [markdown]
+# **Train it with the course's command line.** `cli.main` takes the words
+# a terminal would pass to the course's command line (`train
+# cosine-protonet --out FOLDER ...`); called from Python, it finds the
+# method this notebook registered. It trains on one CPU thread, writes the
+# run folder (checkpoint, history, results), and scores the checkpoint on
+# test episodes of the evaluation alphabets.
+
+# %%
+BUILD_STEPS = cl.by_mode(smoke=3, full=400)
+BUILD_OUT = ROOT / method.RUNS[0].folder
+start = time.perf_counter()
+own_results = cli.main(["train", NAME, "--out", str(BUILD_OUT), "--overwrite", "--steps", str(BUILD_STEPS),
+                        "--threads", "1", "--device", "cpu", "--no-progress", "--test-settings", "5x1",
+                        "--test-episodes", str(cl.by_mode(smoke=5, full=100)),
+                        *(["--smoke-data"] if cl.is_smoke() else [])])
+build_seconds = time.perf_counter() - start
+history = json.loads((BUILD_OUT / "history.json").read_text())
+print(f"{BUILD_STEPS} training episodes and the test in {build_seconds:.0f} s; the scale went from "
+      f"{CosineConfig.initial_scale:.1f} to {registry.load(BUILD_OUT)[0].scale.item():.1f}")
+
+# %% [markdown]
+# **Its row in the capstone.** The registry now names the run as the row
+# `cosine-protonet`: `cap.build_rows` loads it from its folder like every
+# other row, and `cap.run_rows` scores it on the first episodes of the
+# table's index lists, beside `protonet-background` (ProtoNet with a
+# Conv4-64 on the same shared data, trained longer). The bar is what the reference
+# solution reaches at this budget on unseen Omniglot characters, less a
+# margin.
+
+# %%
+BAR = 0.80  # omniglot, 5-way 1-shot: the reference solution's accuracy at this budget, less a margin
+COMPARED = [NAME, "protonet-background"]
+build_rows, build_missing = cap.build_rows(COMPARED, CPU)
+build_table = cap.run_rows(build_rows, ["omniglot", "mnist"], [(5, 1)], episodes=LIVE_EPISODES, pools=pools,
+                           episode_lists=lists, progress=False)
+lines = ["| row | trained on | meta-parameters | omniglot | mnist |", "|---|---|---|---|---|"]
+for name, r in build_table.items():
+    cells = [r["cells"][test_set]["5-way 1-shot"] for test_set in ("omniglot", "mnist")]
+    lines.append(f"| {name} | {r['trained_on']} | {r['variables']['meta_parameters']:,} | "
+                 + " | ".join(format_accuracy(c["mean"], c["ci95"]) for c in cells) + " |")
+display(Markdown(f"5-way 1-shot, the first {LIVE_EPISODES} episodes of the capstone's lists\n\n" + "\n".join(lines)))
+
+accuracies = [cap.evaluate_cell(row, pools["omniglot"], lists["omniglot/5w1s"], LIVE_EPISODES,
+                                cap.episode_seed("omniglot", 5, 1))[2] for row in build_rows]  # per episode
+difference, half_width = paired_difference(*accuracies)
+print(f"{NAME} - protonet-background, omniglot 5-way 1-shot: {100 * difference:+.1f} ± {100 * half_width:.1f} "
+      f"points (paired, {LIVE_EPISODES} episodes)")
+
+mine = build_table[NAME]["cells"]["omniglot"]["5-way 1-shot"]["mean"]
+if cl.is_smoke():
+    verdict = f"the bar holds for the full budget, not for these {BUILD_STEPS} episodes"
+elif mine >= BAR:
+    verdict = "above the bar: your method learns, and the capstone scores it like every other row"
+else:
+    verdict = ("below the bar. The usual causes: a dot product instead of a cosine, or the scale left out of the "
+               "optimizer (stuck near its initial value, the softmax stays soft); the loss taken on the support "
+               "set; gradients not cleared between steps; the network left in eval mode while training")
+display(Markdown(f"**Your result.** {100 * mine:.1f} % on unseen Omniglot characters at 5-way 1-shot against a bar "
+                 f"of {100 * BAR:.0f} %: {verdict}."))
+
+# %% [markdown]
+# **Open question.** Is the learned scale worth learning? Train with the
+# scale fixed (give the optimizer only the encoder's parameters) at a few
+# values of `initial_scale`, and with it learned from each of them, at the
+# same number of episodes. Where does the learned scale end, does it
+# depend on where it started, and how does the paired difference on
+# Omniglot and on MNIST move? Then replace the cosine by ProtoNet's squared
+# distance in your module: which of the two carries better to MNIST, and is
+# the difference larger than its interval?
+
+# %% [markdown]
 # ## What we learned
 #
 # The spectrum of the course, from hand-designed skeletons to learners made
@@ -507,10 +800,10 @@ if RECORD is not None and SYMLA is not None and SYMLA.is_file():
 # ends on; general-purpose in-context learners at the scale of the papers
 # (notebook 08) are one attempt at it.
 #
-# **Try it.** Rerun one row with more episodes, add a method (a module with
-# the registry's face, as `tests/toy_method.py`), or train the Reptile
-# checkpoint to the paper's budget and see how much of its gap to MAML was
-# training time. `data/capstone/README.md` has the commands.
+# **Try it.** Rerun one row with more episodes, give your method of
+# section 7 more training episodes and every cell of the table, or train
+# the Reptile checkpoint to the paper's budget and see how much of its gap
+# to MAML was training time. `data/capstone/README.md` has the commands.
 
 # %% [markdown] jupyter={"source_hidden": true}
 # ## How this was made

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import statistics
 
 import numpy as np
@@ -13,13 +12,13 @@ from scipy.stats import t as student_t
 from torch.func import functional_call
 
 from course_lib.teaching.checks import nb01 as checks
-from exercise_checks import assert_rejected_in_plain_words, assert_unfinished_exercises_surface
+from exercise_checks import assert_rejected_in_plain_words, assert_unfinished_exercises_surface, notebook_solution
 
+NOTEBOOK = "01_supervised_learning"  # the *_reference functions are its solutions, defined from its source
 
 # Exercise 1: cross-entropy.
 
-def ce_reference(logits, labels):
-    return -(logits - torch.logsumexp(logits, dim=1, keepdim=True))[torch.arange(len(labels)), labels].mean()
+ce_reference = notebook_solution(NOTEBOOK, "cross_entropy")
 
 
 def ce_gather(logits, labels):
@@ -33,8 +32,7 @@ def ce_max_shift(logits, labels):
 
 # Exercise 2: one SGD step.
 
-def sgd_reference(params, grads, lr):
-    return [p - lr * g for p, g in zip(params, grads)]
+sgd_reference = notebook_solution(NOTEBOOK, "sgd_step")
 
 
 def sgd_tuple(params, grads, lr):
@@ -49,9 +47,7 @@ def sgd_in_place(params, grads, lr):
 
 # Exercise 3: a 95% confidence interval from a few values.
 
-def ci_reference(values):
-    x = torch.tensor(values, dtype=torch.float64)
-    return x.mean().item(), student_t.ppf(0.975, len(x) - 1) * x.std().item() / math.sqrt(len(x))
+ci_reference = notebook_solution(NOTEBOOK, "confidence_interval")
 
 
 def ci_numpy(values):
@@ -72,9 +68,7 @@ def ci_with(quantile=lambda n: student_t.ppf(0.975, n - 1), std=lambda x: x.std(
 
 # The training loop: sample_minibatch, training_step, train.
 
-def sample_reference(dataset, batch_size, generator):
-    index = torch.randint(len(dataset), (batch_size,), generator=generator)
-    return dataset.images[index], dataset.labels[index]
+sample_reference = notebook_solution(NOTEBOOK, "sample_minibatch")
 
 
 def sample_without_replacement(dataset, batch_size, generator):
@@ -82,14 +76,7 @@ def sample_without_replacement(dataset, batch_size, generator):
     return dataset.images[index], dataset.labels[index]
 
 
-def step_reference(model, x, y, lr):
-    params = list(model.parameters())
-    loss = ce_reference(model(x), y)
-    grads = torch.autograd.grad(loss, params)
-    with torch.no_grad():
-        for p, new in zip(params, sgd_reference(params, grads, lr)):
-            p.copy_(new)
-    return loss.item()
+step_reference = notebook_solution(NOTEBOOK, "training_step")
 
 
 def step_functional(model, x, y, lr):
@@ -145,12 +132,7 @@ def step_rebinding(model, x, y, lr):
     return loss.item()
 
 
-def train_reference(model, dataset, steps, lr, batch_size, generator):
-    losses = []
-    for _ in range(steps):
-        x, y = sample_reference(dataset, batch_size, generator)
-        losses.append(step_reference(model, x, y, lr))
-    return losses
+train_reference = notebook_solution(NOTEBOOK, "train")
 
 
 def train_functional(model, dataset, steps, lr, batch_size, generator):

@@ -8,25 +8,16 @@ import random
 
 import pytest
 import torch
-from exercise_checks import assert_rejected_in_plain_words, assert_unfinished_exercises_surface
+from exercise_checks import assert_rejected_in_plain_words, assert_unfinished_exercises_surface, notebook_solution
 from scipy.stats import t as student_t
 
 from course_lib.teaching.checks import nb02 as checks
 
+NOTEBOOK = "02_few_shot_classification"  # the *_reference functions are its solutions, defined from its source
+
 # Build it, step 1: the sampler
 
-
-def episode_reference(labels, ways, shots, queries, generator):
-    classes = labels.unique()
-    classes = classes[torch.randperm(len(classes), generator=generator)[:ways]]
-    support, query = [], []
-    for c in classes:
-        members = (labels == c).nonzero().flatten()
-        chosen = members[torch.randperm(len(members), generator=generator)[: shots + queries]]
-        support.append(chosen[:shots])
-        query.append(chosen[shots:])
-    return (torch.cat(support), torch.arange(ways).repeat_interleave(shots),
-            torch.cat(query), torch.arange(ways).repeat_interleave(queries))
+episode_reference = notebook_solution(NOTEBOOK, "sample_episode")
 
 
 def episode_shuffled_lists(labels, ways, shots, queries, generator):
@@ -128,6 +119,8 @@ def episode_pooled_support(labels, ways, shots, queries, generator):
 
 # Build it, step 2: the interval
 
+ci_reference = notebook_solution(NOTEBOOK, "confidence_interval")
+
 
 def ci_t(accuracies):
     n = len(accuracies)
@@ -151,12 +144,7 @@ def ci_in_place(accuracies):
 # Build it, step 3: the protocol
 
 
-def evaluate_reference(predict, episodes):
-    accuracies = []
-    for episode in episodes:
-        scores = predict(episode.support_x, episode.support_y, episode.query_x)
-        accuracies.append((scores.argmax(dim=1) == episode.query_y).float().mean())
-    return ci_t(torch.stack(accuracies))
+evaluate_reference = notebook_solution(NOTEBOOK, "evaluate")
 
 
 def evaluate_counts(predict, episodes):
@@ -214,8 +202,12 @@ def evaluate_with_len(predict, episodes):
 
 # Short exercises
 
+valid_reference = notebook_solution(NOTEBOOK, "is_valid_episode")
+centroid_reference = notebook_solution(NOTEBOOK, "nearest_centroid")
 
-def valid_reference(labels, support_index, support_y, query_index, query_y, shots):
+
+def valid_counts(labels, support_index, support_y, query_index, query_y, shots):
+    """Another correct form: the support counts compared as one tensor, the labels by their maximum."""
     ways = len(support_y.unique())
     everything = torch.cat([support_index, query_index])
     if everything.unique().numel() != everything.numel():
@@ -261,12 +253,6 @@ def valid_without(omitted):
     return valid
 
 
-def centroid_reference(support_x, support_y, query_x):
-    support, query = support_x.flatten(1), query_x.flatten(1)
-    centroids = torch.stack([support[support_y == k].mean(0) for k in range(int(support_y.max()) + 1)])
-    return -torch.cdist(query, centroids)
-
-
 def centroid_one_hot(support_x, support_y, query_x):
     """Another correct form: centroids by a one-hot matrix product, scores = -squared distance."""
     one_hot = torch.nn.functional.one_hot(support_y).float()
@@ -281,10 +267,10 @@ def centroid_sorted_blocks(support_x, support_y, query_x):
 
 REFERENCES = {
     "check_sample_episode": [episode_reference, episode_shuffled_lists],
-    "check_confidence_interval": [lambda a: ci_t(a), ci_z_population,
+    "check_confidence_interval": [ci_reference, lambda a: ci_t(a), ci_z_population,
                                   lambda a: (a.double().mean(), 1.96 * a.double().std() / len(a) ** 0.5)],
     "check_evaluate": [evaluate_reference, evaluate_counts],
-    "check_is_valid_episode": [valid_reference, valid_sets],
+    "check_is_valid_episode": [valid_reference, valid_counts, valid_sets],
     "check_nearest_centroid": [centroid_reference, centroid_one_hot],
 }
 
@@ -371,7 +357,9 @@ def test_a_crash_names_the_exception():
 
 
 def test_every_episode_case_is_judged_right_by_the_reference():
-    """The audit's cases are what they say: the reference accepts exactly the valid ones."""
+    """The audit's cases are what they say: the reference (and the other correct audits) accept exactly the
+    valid ones."""
     labels, cases = checks.episode_cases()
-    assert [valid_reference(labels, *episode, shots) for _, _, shots, episode in cases] == [
-        valid for _, valid, _, _ in cases]
+    for audit in (valid_reference, valid_counts, valid_sets):
+        assert [audit(labels, *episode, shots) for _, _, shots, episode in cases] == [
+            valid for _, valid, _, _ in cases], audit.__name__

@@ -10,13 +10,12 @@ import torch.nn.functional as F
 from course_lib import episodes, models, protonet
 from course_lib.teaching.checks import nb03 as checks
 from course_lib.teaching.checks.common import ExerciseError
-from exercise_checks import assert_rejected_in_plain_words, assert_unfinished_exercises_surface
+from exercise_checks import assert_rejected_in_plain_words, assert_unfinished_exercises_surface, notebook_solution
 
+NOTEBOOK = "03_metric_based"  # the reference solutions are its own, defined from its source
 
-def proto_reference(z_s, y_s, z_q, y_q, ways):
-    one_hot = F.one_hot(y_s, ways).to(z_s.dtype)
-    centroids = one_hot.T @ z_s / one_hot.sum(0)[:, None]
-    return F.cross_entropy(-((z_q[:, None] - centroids[None]) ** 2).sum(-1), y_q)
+proto_reference = notebook_solution(NOTEBOOK, "prototypical_loss")
+matching_reference = notebook_solution(NOTEBOOK, "matching_probabilities")
 
 
 def proto_with(distance=None, centroid="mean", reduction="mean", sign=-1.0, support_from_query=False):
@@ -33,11 +32,6 @@ def proto_with(distance=None, centroid="mean", reduction="mean", sign=-1.0, supp
         d = d if distance == "plain" else d.pow(2)
         return F.cross_entropy(sign * d, y_q, reduction=reduction)
     return loss
-
-
-def matching_reference(z_s, y_s, z_q, ways):
-    a = torch.softmax(F.normalize(z_q, dim=1) @ F.normalize(z_s, dim=1).T, dim=1)
-    return a @ F.one_hot(y_s, ways).to(a.dtype)
 
 
 WRONG_03 = [
@@ -84,31 +78,11 @@ def test_checks_agree_with_the_library():
         matching_nets.attention(z_q, z_s), y_s, w))
 
 
-# ---------------------------------------------------------------- build it: reference solutions (as in the notebook)
+# ---------------------------------------------------------------- build it: the notebook's solutions
 
-
-def training_step(encoder, optimizer, episode):
-    z = encoder(torch.cat([episode.support_x, episode.query_x]))  # one batch: the same batch-norm statistics
-    z_support, z_query = z[: len(episode.support_x)], z[len(episode.support_x):]
-    loss = proto_reference(z_support, episode.support_y, z_query, episode.query_y, episode.ways)
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-    return loss.item()
-
-
-def train_protonet(encoder, sampler, steps, lr, seed):
-    encoder.train()
-    optimizer = torch.optim.Adam(encoder.parameters(), lr=lr)
-    return [training_step(encoder, optimizer, sampler.sample(episodes.step_generator(seed, step)))
-            for step in range(steps)]
-
-
-def protonet_predict(encoder, support_x, support_y, query_x):
-    encoder.eval()
-    with torch.no_grad():
-        c = protonet.prototypes(encoder(support_x), support_y, int(support_y.max()) + 1)
-        return -protonet.squared_euclidean(encoder(query_x), c)
+training_step = notebook_solution(NOTEBOOK, "training_step")
+train_protonet = notebook_solution(NOTEBOOK, "train_protonet")
+protonet_predict = notebook_solution(NOTEBOOK, "protonet_predict")
 
 
 # ---------------------------------------------------------------- build it: other correct solutions
@@ -297,10 +271,9 @@ def test_unfinished_exercises_surface():
                                         "check_training_step", "check_train_protonet", "check_protonet_predict")
 
 
-def test_train_protonet_reaches_the_student_step_unfinished(monkeypatch):
+def test_train_protonet_reaches_the_student_step_unfinished():
     """A finished loop over an unfinished step surfaces the step's NotImplementedError, not a check failure."""
     def unfinished(*args):
         raise NotImplementedError("Exercise: write this part")
-    monkeypatch.setitem(globals(), "training_step", unfinished)
     with pytest.raises(NotImplementedError):
-        checks.check_train_protonet(train_protonet)
+        checks.check_train_protonet(notebook_solution(NOTEBOOK, "train_protonet", training_step=unfinished))

@@ -6,57 +6,22 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call, grad, vmap
+from torch.func import vmap
 
 from course_lib.teaching.checks import nb04 as checks
-from exercise_checks import assert_rejected_in_plain_words, assert_unfinished_exercises_surface
+from exercise_checks import assert_rejected_in_plain_words, assert_unfinished_exercises_surface, notebook_solution
 
-# ---------------------------------------------------------------- reference solutions (as in the notebook)
+# ---------------------------------------------------------------- the notebook's reference solutions
 
+NOTEBOOK = "04_optimization_based"  # defined from its source, with its own `mse` and each other
 
-def mse(net, params, x, y):
-    return F.mse_loss(functional_call(net, params, (x,)), y)
-
-
-def adapt(net, theta, support_x, support_y, steps, inner_lr):
-    phi = dict(theta)
-    for _ in range(steps):
-        grads = grad(lambda params: mse(net, params, support_x, support_y))(phi)
-        phi = {k: phi[k] - inner_lr * grads[k] for k in phi}
-    return phi
-
-
-def task_loss(net, theta, task, steps, inner_lr, adapt=adapt):
-    support_x, support_y, query_x, query_y = task
-    phi = adapt(net, theta, support_x, support_y, steps, inner_lr)
-    return mse(net, phi, query_x, query_y)
-
-
-def meta_objective(net, theta, batch, steps, inner_lr):
-    return vmap(lambda *task: task_loss(net, theta, task, steps, inner_lr))(*batch).mean()
-
-
-def meta_train(theta, objective, sample_batch, iterations, meta_lr):
-    optimizer = torch.optim.Adam(theta.values(), lr=meta_lr)
-    losses = []
-    for i in range(iterations):
-        loss = objective(theta, sample_batch(i))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    return losses
-
-
-def reptile_update(theta, adapted, epsilon):
-    return {k: v + epsilon * (torch.stack([phi[k] for phi in adapted]).mean(0) - v) for k, v in theta.items()}
-
-
-def support_batch_norm(x, weight, bias, support_rows, eps=1e-5):
-    support = x[:support_rows]
-    mean = support.mean(dim=(0, 2, 3), keepdim=True)
-    var = support.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
-    return (x - mean) / torch.sqrt(var + eps) * weight.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
+adapt = notebook_solution(NOTEBOOK, "adapt")
+task_loss = notebook_solution(NOTEBOOK, "task_loss")
+meta_objective = notebook_solution(NOTEBOOK, "meta_objective")
+meta_train = notebook_solution(NOTEBOOK, "meta_train")
+reptile_update = notebook_solution(NOTEBOOK, "reptile_update")
+support_batch_norm = notebook_solution(NOTEBOOK, "support_batch_norm")
+mse = adapt.__globals__["mse"]  # the notebook's loss (not an exercise), for the other solutions and the mistakes
 
 
 # ---------------------------------------------------------------- other correct solutions
@@ -71,9 +36,12 @@ def adapt_autograd(net, theta, support_x, support_y, steps, inner_lr):
     return phi
 
 
+task_loss_autograd = notebook_solution(NOTEBOOK, "task_loss", adapt=adapt_autograd)
+
+
 def meta_objective_loop(net, theta, batch, steps, inner_lr):
     """A Python loop over the tasks, with the autograd inner loop (which vmap would not take)."""
-    losses = [task_loss(net, theta, task, steps, inner_lr, adapt=adapt_autograd) for task in zip(*batch)]
+    losses = [task_loss_autograd(net, theta, task, steps, inner_lr) for task in zip(*batch)]
     return sum(losses) / len(losses)
 
 
@@ -173,8 +141,7 @@ def task_loss_with(adapt_on="support", score_on="query", adapted=True):
     return wrong
 
 
-def task_loss_first_order(net, theta, task, steps, inner_lr):
-    return task_loss(net, theta, task, steps, inner_lr, adapt=adapt_with(create_graph=False))
+task_loss_first_order = notebook_solution(NOTEBOOK, "task_loss", adapt=adapt_with(create_graph=False))
 
 
 def meta_objective_with(reduce="mean", only=None, chained=False, first_order=False, item=False):

@@ -12,18 +12,12 @@ from course_lib.sequence_learners import shifted_label_inputs
 from course_lib.teaching.checks import nb05 as checks
 from course_lib.teaching.checks.common import ExerciseError
 from course_lib.teaching.checks.nb05 import _TinyRNN
-from exercise_checks import assert_rejected_in_plain_words, assert_unfinished_exercises_surface
+from exercise_checks import assert_rejected_in_plain_words, assert_unfinished_exercises_surface, notebook_solution
 
+NOTEBOOK = "05_black_box"  # the reference solutions are its own, defined from its source
 
-def shifted_reference(labels, is_query, ways):
-    out = torch.zeros(len(labels), ways)
-    out[1:] = F.one_hot(labels[:-1], ways).float() * (~is_query[:-1]).float()[:, None]
-    return out
-
-
-def ucb_reference(successes, counts, t, c=2.0):
-    n = counts.clamp(min=1)
-    return torch.where(counts == 0, torch.tensor(math.inf), successes / n + torch.sqrt(c * math.log(t) / n))
+shifted_reference = notebook_solution(NOTEBOOK, "shifted_label_inputs")
+ucb_reference = notebook_solution(NOTEBOOK, "ucb1_scores")
 
 
 WRONG_05 = [
@@ -67,19 +61,7 @@ def test_checks_agree_with_the_library():
 # ---------------- The build-it assignment
 
 
-def episode_sequence(pool, ways, shots, queries, generator):
-    """The notebook's reference: labels = the classes' random order, support shuffled, then queries shuffled."""
-    d = pool.shape[-1]
-    classes = torch.randperm(len(pool), generator=generator)[:ways]
-    examples = torch.stack([torch.randperm(pool.shape[1], generator=generator)[: shots + queries] for _ in classes])
-    points = pool[classes[:, None], examples]
-    labels = torch.arange(ways)[:, None].expand(-1, shots + queries)
-    support_order = torch.randperm(ways * shots, generator=generator)
-    query_order = torch.randperm(ways * queries, generator=generator)
-    x = torch.cat([points[:, :shots].reshape(-1, d)[support_order], points[:, shots:].reshape(-1, d)[query_order]])
-    targets = torch.cat([labels[:, :shots].reshape(-1)[support_order], labels[:, shots:].reshape(-1)[query_order]])
-    is_query = torch.arange(len(targets)) >= ways * shots
-    return torch.cat([x, shifted_label_inputs(targets, is_query, ways)], dim=1), targets, is_query
+episode_sequence = notebook_solution(NOTEBOOK, "episode_sequence")
 
 
 def episode_sequence_loop(pool, ways, shots, queries, generator):
@@ -172,14 +154,7 @@ def test_episode_sequence_rejects_typical_mistakes(wrong, words):
     assert_rejected_in_plain_words(checks, "check_episode_sequence", wrong, words)
 
 
-def training_step(model, optimizer, inputs, targets, is_query):
-    """The notebook's reference: cross-entropy on the query steps, one optimiser step."""
-    logits = model(inputs)
-    loss = F.cross_entropy(logits[is_query], targets[is_query])
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-    return loss.item(), (logits[is_query].argmax(-1) == targets[is_query]).float().mean().item()
+training_step = notebook_solution(NOTEBOOK, "training_step")
 
 
 def training_step_gather(model, optimizer, inputs, targets, is_query):
@@ -249,17 +224,7 @@ def test_training_step_rejects_typical_mistakes(bug, words):
     assert_rejected_in_plain_words(checks, "check_training_step", _step_variant(bug), words)
 
 
-def meta_train(model, pool, steps, *, ways, shots, queries, batch_size, lr, seed):
-    """The notebook's reference: one Adam, a fresh seeded batch per step."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    history = []
-    for step in range(steps):
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        batch = [episode_sequence(pool, ways, shots, queries, generator) for _ in range(batch_size)]
-        inputs, targets, is_query = (torch.stack(parts) for parts in zip(*batch))
-        loss, accuracy = training_step(model, optimizer, inputs, targets, is_query)
-        history.append(accuracy)
-    return history
+meta_train = notebook_solution(NOTEBOOK, "meta_train")
 
 
 def meta_train_one_generator(model, pool, steps, *, ways, shots, queries, batch_size, lr, seed):
@@ -330,18 +295,11 @@ def test_unfinished_exercises_surface():
 
 def test_meta_train_check_surfaces_an_unfinished_piece():
     """A student whose episode_sequence is still the placeholder sees its NotImplementedError from meta_train."""
-    global episode_sequence
-    finished = episode_sequence
-
     def unfinished(*args):
         raise NotImplementedError("Exercise: write this part")
 
-    episode_sequence = unfinished
-    try:
-        with pytest.raises(NotImplementedError):
-            checks.check_meta_train(meta_train)
-    finally:
-        episode_sequence = finished
+    with pytest.raises(NotImplementedError):
+        checks.check_meta_train(notebook_solution(NOTEBOOK, "meta_train", episode_sequence=unfinished))
 
 
 def test_the_tiny_model_is_a_sequence_model():

@@ -11,55 +11,17 @@ from course_lib import learned_losses as ll
 from course_lib import learned_optimizers as lo
 from course_lib.teaching.checks import nb06 as checks
 from course_lib.teaching.checks.common import ExerciseError
-from exercise_checks import assert_rejected_in_plain_words, assert_unfinished_exercises_surface
+from exercise_checks import assert_rejected_in_plain_words, assert_unfinished_exercises_surface, notebook_solution
 
-# ---------------------------------------------------------------- reference solutions (as in the notebook)
+# ---------------------------------------------------------------- the notebook's reference solutions
 
+NOTEBOOK = "06_learned_optimizers"  # defined from its source, each with the others it calls
 
-def preprocess_gradient(grad, p):
-    large = grad.abs() >= math.exp(-p)
-    log_part = torch.where(large, torch.log(grad.abs().clamp_min(math.exp(-p))) / p, -torch.ones_like(grad))
-    sign_part = torch.where(large, torch.sign(grad), math.exp(p) * grad)
-    return torch.stack([log_part, sign_part], dim=-1)
-
-
-def inner_sgd_step(loss_fn, theta, x, y, shapes, lr):
-    loss = loss_fn(ll.classifier_logits(theta, x, shapes), y).mean(dim=1).sum()
-    (grad,) = torch.autograd.grad(loss, theta, create_graph=True)
-    return theta - lr * grad
-
-
-def learned_update(net, grad, state):
-    features = preprocess_gradient(grad.reshape(-1), net.preprocess_p)
-    update, state = net(features, state)
-    return update.reshape(grad.shape), state
-
-
-def unroll(net, family, problems, theta, state, t0, K):
-    if not theta.requires_grad:
-        theta = theta.detach().requires_grad_(True)
-    losses = []
-    for t in range(t0, t0 + K):
-        (grad,) = torch.autograd.grad(family.loss(problems, theta, t).sum(), theta)
-        update, state = learned_update(net, grad, state)
-        theta = theta + update
-        losses.append(family.loss(problems, theta, t + 1))
-    return torch.stack(losses).mean(), theta, state
-
-
-def meta_train_iteration(net, family, problems, meta_optimizer, T, K, max_norm):
-    theta, state = problems.theta0, net.init_state(problems.theta0)
-    meta_losses = []
-    for t0 in range(0, T, K):
-        meta_loss, theta, state = unroll(net, family, problems, theta, state, t0, K)
-        meta_optimizer.zero_grad()
-        meta_loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), max_norm)
-        meta_optimizer.step()
-        meta_losses.append(meta_loss.item())
-        theta, state = theta.detach(), [(h.detach(), c.detach()) for h, c in state]
-    return meta_losses
-
+preprocess_gradient = notebook_solution(NOTEBOOK, "preprocess_gradient")
+inner_sgd_step = notebook_solution(NOTEBOOK, "inner_sgd_step")
+learned_update = notebook_solution(NOTEBOOK, "learned_update")
+unroll = notebook_solution(NOTEBOOK, "unroll")
+meta_train_iteration = notebook_solution(NOTEBOOK, "meta_train_iteration")
 
 CHECKS = ("check_gradient_preprocessing", "check_learned_loss_inner_step", "check_learned_update", "check_unroll",
           "check_truncated_meta_training")

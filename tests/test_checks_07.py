@@ -9,45 +9,26 @@ import torch.nn.functional as F
 from course_lib import vsml
 from course_lib.teaching.checks import nb07 as checks
 from course_lib.teaching.checks.common import ExerciseError
-from exercise_checks import assert_rejected_in_plain_words, assert_unfinished_exercises_surface
+from exercise_checks import assert_rejected_in_plain_words, assert_unfinished_exercises_surface, notebook_solution
 
-# ---------------------------------------------------------------- reference solutions (as in the notebook)
+# ---------------------------------------------------------------- the notebook's reference solutions
 
+NOTEBOOK = "07_vsml"  # defined from its source, each with the others it calls and its TICKS
 
-def messages(h, w_out, w_back):
-    return h.mean(dim=1) @ w_out, h.mean(dim=2) @ w_back
-
-
-def feedback_message(previous_logits, previous_labels, ways):
-    given = (previous_labels >= 0).to(previous_logits.dtype)[:, None]
-    onehot = F.one_hot(previous_labels.clamp(min=0), ways).to(previous_logits.dtype) * given
-    error = (torch.softmax(previous_logits, dim=-1) - onehot) * given
-    return torch.stack([onehot, error], dim=-1)
+messages = notebook_solution(NOTEBOOK, "messages")
+feedback_message = notebook_solution(NOTEBOOK, "feedback_message")
+count_variables = notebook_solution(NOTEBOOK, "count_layer_variables")
+vsml_step = notebook_solution(NOTEBOOK, "vsml_step")
+online_loss = notebook_solution(NOTEBOOK, "online_loss")
+label_leaks = notebook_solution(NOTEBOOK, "label_leaks")
 
 
-def count_variables(inputs, outputs, message_size, hidden):
-    meta = 2 * message_size * 4 * hidden + hidden * 4 * hidden + 4 * hidden + 2 * hidden * message_size
-    return meta, inputs * outputs * 2 * hidden
+# online_loss and label_leaks again, with keywords that each switch on one plausible mistake (for WRONG below).
 
 
-def vsml_step(omega, state, x, feedback, ticks=2):
-    h, c = state
-    size = omega["w_forward"].shape[0]
-    forward_in = F.pad(x[..., None], (0, size - 1))
-    backward_in = F.pad(feedback, (0, size - feedback.shape[-1]))
-    drive = ((forward_in @ omega["w_forward"])[:, :, None] + (backward_in @ omega["w_backward"])[:, None]
-             + omega["bias"])
-    for _ in range(ticks):
-        i, f, u, o = (drive + h @ omega["w_hidden"]).chunk(4, dim=-1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(u)
-        h = torch.sigmoid(o) * torch.tanh(c)
-    forward, _ = messages(h, omega["w_out"], omega["w_back"])
-    return forward[..., 0], (h, c)
-
-
-def online_loss(omega, xs, ys, ways, ticks=2, step=vsml_step, first_labels=None, reset=False, leak=False,
-                reduce=lambda logits, ys: F.cross_entropy(logits.flatten(0, 1), ys.flatten())):
-    """The reference; each keyword switches on one plausible mistake."""
+def online_loss_with(omega, xs, ys, ways, ticks=2, step=vsml_step, first_labels=None, reset=False, leak=False,
+                     reduce=lambda logits, ys: F.cross_entropy(logits.flatten(0, 1), ys.flatten())):
+    """online_loss as in the notebook by default."""
     tasks, length, inputs = xs.shape
     hidden = omega["w_hidden"].shape[0]
     zero = (xs.new_zeros(tasks, inputs, ways, hidden), xs.new_zeros(tasks, inputs, ways, hidden))
@@ -65,8 +46,8 @@ def online_loss(omega, xs, ys, ways, ticks=2, step=vsml_step, first_labels=None,
     return reduce(logits, ys), logits
 
 
-def label_leaks(run, xs, ys, include_t=True, steps=None, clone=True, shift=1, whole=False):
-    """The reference; each keyword switches on one plausible mistake."""
+def label_leaks_with(run, xs, ys, include_t=True, steps=None, clone=True, shift=1, whole=False):
+    """label_leaks as in the notebook by default."""
     logits = run(xs, ys)
     ways = logits.shape[-1]
     for t in range(ys.shape[1]) if steps is None else steps:
@@ -176,6 +157,8 @@ def test_alternative_correct_solutions_pass():
     checks.check_vsml_step(vsml_step_by_hand)
     checks.check_online_loss(online_loss_by_hand)
     checks.check_label_leak_test(label_leaks_from_the_tail)
+    checks.check_online_loss(online_loss_with)  # the mistakes' starting points are right as they stand
+    checks.check_label_leak_test(label_leaks_with)
     checks.check_vsml_messages(lambda h, wo, wb: ((h @ wo).mean(1), torch.einsum("tabh,hm->tam", h, wb) / h.shape[2]))
     checks.check_feedback_message(lambda z, y, ways: torch.where(
         (y >= 0)[:, None, None],
@@ -253,29 +236,29 @@ WRONG = [
                                                               om["w_out"], om["w_back"])[0][..., 0],
                                                      vsml_step(om, s, x, fb, ticks)[1]), "wrong axis"),
     ("check_vsml_step", lambda om, s, x, fb, ticks: _step_in_place(om, s, x, fb, ticks), "in place"),
-    ("check_online_loss", lambda *a: online_loss(*a, leak=True), "leaked"),
-    ("check_online_loss", lambda *a: online_loss(*a, first_labels=lambda ys: ys[:, -1]), "LAST label"),
-    ("check_online_loss", lambda *a: online_loss(*a, reset=True), "carry over"),
-    ("check_online_loss", lambda *a: online_loss(*a, first_labels=lambda ys: torch.zeros_like(ys[:, 0])),
+    ("check_online_loss", lambda *a: online_loss_with(*a, leak=True), "leaked"),
+    ("check_online_loss", lambda *a: online_loss_with(*a, first_labels=lambda ys: ys[:, -1]), "LAST label"),
+    ("check_online_loss", lambda *a: online_loss_with(*a, reset=True), "carry over"),
+    ("check_online_loss", lambda *a: online_loss_with(*a, first_labels=lambda ys: torch.zeros_like(ys[:, 0])),
      "no feedback"),
-    ("check_online_loss", lambda *a: online_loss(*a, reduce=lambda z, y: F.cross_entropy(z.flatten(0, 1), y.flatten(),
+    ("check_online_loss", lambda *a: online_loss_with(*a, reduce=lambda z, y: F.cross_entropy(z.flatten(0, 1), y.flatten(),
                                                                                         reduction="sum")), "summed"),
-    ("check_online_loss", lambda *a: online_loss(*a, reduce=lambda z, y: F.cross_entropy(z.flatten(0, 1).softmax(-1),
+    ("check_online_loss", lambda *a: online_loss_with(*a, reduce=lambda z, y: F.cross_entropy(z.flatten(0, 1).softmax(-1),
                                                                                         y.flatten())), "probabilities"),
-    ("check_online_loss", lambda *a: online_loss(*a, reduce=lambda z, y: F.cross_entropy(z[:, -1], y[:, -1])),
+    ("check_online_loss", lambda *a: online_loss_with(*a, reduce=lambda z, y: F.cross_entropy(z[:, -1], y[:, -1])),
      "last step"),
-    ("check_online_loss", lambda *a: online_loss(*a, reduce=lambda z, y: F.cross_entropy(z.flatten(0, 1),
+    ("check_online_loss", lambda *a: online_loss_with(*a, reduce=lambda z, y: F.cross_entropy(z.flatten(0, 1),
                                                                                         y.flatten()).item()),
      "no gradient"),
-    ("check_online_loss", lambda *a: online_loss(*a, reduce=lambda z, y: F.cross_entropy(z.flatten(0, 1).detach(),
+    ("check_online_loss", lambda *a: online_loss_with(*a, reduce=lambda z, y: F.cross_entropy(z.flatten(0, 1).detach(),
                                                                                         y.flatten())),
      "no gradient"),
-    ("check_label_leak_test", lambda run, xs, ys: label_leaks(run, xs, ys, whole=True), "honest learner leaky"),
-    ("check_label_leak_test", lambda run, xs, ys: not label_leaks(run, xs, ys), "honest learner leaky"),
-    ("check_label_leak_test", lambda run, xs, ys: label_leaks(run, xs, ys, steps=[0]), "from step 3 on"),
-    ("check_label_leak_test", lambda run, xs, ys: label_leaks(run, xs, ys, include_t=False), "INCLUDING step t"),
-    ("check_label_leak_test", lambda run, xs, ys: label_leaks(run, xs, ys, shift=0), "DIFFERENT class"),
-    ("check_label_leak_test", lambda run, xs, ys: label_leaks(run, xs, ys, clone=False), "in place"),
+    ("check_label_leak_test", lambda run, xs, ys: label_leaks_with(run, xs, ys, whole=True), "honest learner leaky"),
+    ("check_label_leak_test", lambda run, xs, ys: not label_leaks_with(run, xs, ys), "honest learner leaky"),
+    ("check_label_leak_test", lambda run, xs, ys: label_leaks_with(run, xs, ys, steps=[0]), "from step 3 on"),
+    ("check_label_leak_test", lambda run, xs, ys: label_leaks_with(run, xs, ys, include_t=False), "INCLUDING step t"),
+    ("check_label_leak_test", lambda run, xs, ys: label_leaks_with(run, xs, ys, shift=0), "DIFFERENT class"),
+    ("check_label_leak_test", lambda run, xs, ys: label_leaks_with(run, xs, ys, clone=False), "in place"),
 ]
 
 

@@ -10,54 +10,19 @@ import torch.nn.functional as F
 
 from course_lib.teaching.checks import nb08 as checks
 from course_lib.teaching.checks.common import ExerciseError
-from exercise_checks import assert_rejected_in_plain_words, assert_unfinished_exercises_surface
+from exercise_checks import assert_rejected_in_plain_words, assert_unfinished_exercises_surface, notebook_solution
 
-INPUT_DIM, NUM_CLASSES = 32, 10
+# ---------------------------------------------------------------- the notebook's reference solutions
 
-# ---------------------------------------------------------------- reference solutions (as in the notebook)
+NOTEBOOK = "08_gpicl"  # defined from its source, each with the others it calls and its INPUT_DIM, NUM_CLASSES
 
-
-def make_task_batch(x, classes, W, perm):
-    return x @ W, perm[classes]
-
-
-def build_tokens(inputs, labels, num_classes):
-    previous_label = torch.zeros(*labels.shape, num_classes)
-    previous_label[:, 1:] = F.one_hot(labels[:, :-1], num_classes).float()
-    return torch.cat([inputs, previous_label], dim=-1)
-
-
-def accuracy_by_position(logits, targets):
-    return (logits.argmax(-1) == targets).float().mean(0)
-
-
-def make_task(seed, data_dim, input_dim, num_classes):
-    generator = torch.Generator().manual_seed(int(seed))
-    W = torch.randn(data_dim, input_dim, generator=generator) / math.sqrt(data_dim)
-    perm = torch.randperm(num_classes, generator=generator)
-    return W, perm
-
-
-def sample_sequences(inputs, classes, task_seeds, seq_len, generator):
-    x, y = [], []
-    for seed in task_seeds.tolist():
-        W, perm = make_task(seed, inputs.shape[1], INPUT_DIM, NUM_CLASSES)
-        rows = torch.randint(len(inputs), (seq_len,), generator=generator)
-        projected, labels = make_task_batch(inputs[rows], classes[rows], W, perm)
-        x.append(projected)
-        y.append(labels)
-    return torch.stack(x), torch.stack(y)
-
-
-def position_study(learner, sample_tokens, pool_seeds, sequences, generator):
-    seen_seeds = pool_seeds[torch.randint(len(pool_seeds), (sequences,), generator=generator)]
-    unseen_seeds = int(pool_seeds.max()) + 1 + torch.arange(sequences)
-    curves = []
-    for seeds in (seen_seeds, unseen_seeds):
-        tokens, targets = sample_tokens(seeds)
-        with torch.no_grad():
-            curves.append(accuracy_by_position(learner(tokens), targets))
-    return tuple(curves)
+make_task_batch = notebook_solution(NOTEBOOK, "make_task_batch")
+build_tokens = notebook_solution(NOTEBOOK, "build_tokens")
+accuracy_by_position = notebook_solution(NOTEBOOK, "accuracy_by_position")
+make_task = notebook_solution(NOTEBOOK, "make_task")
+sample_sequences = notebook_solution(NOTEBOOK, "sample_sequences")
+position_study = notebook_solution(NOTEBOOK, "position_study")
+INPUT_DIM, NUM_CLASSES = (sample_sequences.__globals__[name] for name in ("INPUT_DIM", "NUM_CLASSES"))
 
 
 def run_all(task_batch=make_task_batch, tokens=build_tokens, accuracy=accuracy_by_position, task=make_task,

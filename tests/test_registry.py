@@ -8,6 +8,8 @@ capstone (notebook 09).
 
 from __future__ import annotations
 
+import types
+
 import pytest
 import torch
 
@@ -71,6 +73,24 @@ def test_a_registered_method_gets_a_capstone_row(toy, tmp_path):
     assert format_accuracy(cell["mean"], cell["ci95"]) in toy_line
     assert capstone.read_csv((out / "results.csv").read_text())["toy"][("mnist", "2-way 1-shot")][0] == pytest.approx(
         cell["mean"], abs=1e-6)
+
+
+def test_a_module_made_at_run_time_is_registered_trained_and_loaded(monkeypatch, tmp_path):
+    """A notebook's method is a module object, not an import path: its own namespace, registered as it is."""
+    import toy_method
+
+    monkeypatch.setattr(registry, "METHODS", {**registry.METHODS})
+    module = types.ModuleType("notebook_toy", "A toy method made in a notebook.")
+    module.__dict__.update({k: v for k, v in vars(toy_method).items() if not k.startswith("__")})
+    registry.register("notebook-toy", module)
+    registry.register("notebook-toy", module)  # rerunning the notebook's cell registers it again
+    assert registry.get("notebook-toy") is module
+    cli.main(["train", "notebook-toy", "--out", str(tmp_path / "run"), "--steps", "2", "--test-settings", "2x1",
+              "--test-episodes", "5", "--no-progress"])
+    model, payload = registry.load(tmp_path / "run")
+    assert payload["step"] == 2 and isinstance(model, torch.nn.Linear)
+    with pytest.raises(ValueError, match="already registered as notebook_toy"):
+        registry.register("notebook-toy", "toy_method")
 
 
 def test_a_module_without_the_whole_face_is_refused(monkeypatch):
