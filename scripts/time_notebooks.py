@@ -8,7 +8,7 @@
 Each notebook runs with nbclient in a fresh kernel. ``--in-place`` writes the
 executed notebook back (the committed outputs; progress bars print plain
 lines) and re-pairs it with its jupytext source, as ``make notebooks`` does.
-``--record`` stores the wall time, mode, device, torch threads and date in
+``--record`` stores the wall time, mode, device, torch threads, load average and date in
 ``docs/notebook_times.json`` and regenerates what sits between the markers in
 ``docs/instructor_notes.md`` (the table) and ``README.md`` (a summary);
 ``--check`` fails when either differs from what the record gives (a test runs it).
@@ -52,6 +52,8 @@ def cell_text(entry: dict | None) -> str:
     if not entry:
         return "not measured"
     where = entry["device"] if entry["device"] != "cpu" else f"{entry['threads']} threads"
+    if "load" in entry:  # other jobs on the machine slow a notebook down: say how busy it was
+        where += f", load {entry['load']:.1f}"
     return f"{entry['seconds']:.0f} ({where}, {entry['date']})"
 
 
@@ -160,14 +162,16 @@ def main(argv: list[str] | None = None) -> int:
     key = f"{mode}-{'cpu' if device.type == 'cpu' else 'gpu'}"
     print(f"mode {mode}, device {device}, {torch.get_num_threads()} torch threads")
     for name in args.names or notebook_names():
+        load_before = os.getloadavg()[1]
         seconds = execute(name, args.in_place)
+        load = (load_before + os.getloadavg()[1]) / 2  # the 5-minute load average, at the start and the end
         print(f"{name}: {seconds:.0f} s", flush=True)
         if args.record:
             record = json.loads(RECORD.read_text()) if RECORD.exists() else {}  # another run may have written
             record.setdefault(name, {})[key] = {
                 "seconds": round(seconds, 1), "device": str(device) if device.type != "cpu" else "cpu",
                 "threads": torch.get_num_threads(), "date": datetime.date.today().isoformat(),
-                "in_place": args.in_place}
+                "in_place": args.in_place, "load": round(load, 1)}
             write_json(RECORD, record)
             for path in GENERATED:
                 write_text(path, with_generated(path, path.read_text(), record))
