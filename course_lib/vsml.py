@@ -21,10 +21,19 @@ after the last micro-tick of a step:
 Means over cells make the same ``theta`` run any number of inputs and
 outputs, in any order. At step ``t`` the cells read ``x_t`` and the feedback
 about step ``t-1`` and predict ``m_b[0]`` BEFORE ``y_t`` is given; the
-meta-loss is the cross-entropy of these predictions over the stream. The
-other learners of a run (``config.learner``) are :class:`MetaRNN` and
+meta-loss is the cross-entropy of these predictions over the stream.
+
+``config.layers > 1`` stacks layers (each with its own ``theta``) into a
+network, as an MLP stacks dense layers: hidden unit ``j`` sends
+``tanh(m_j[0])`` up as the next layer's input ``x_j``, and the backward
+messages of that layer's cells out of unit ``j`` (times ``tanh'``) down as
+the error of the layer below. Each step first passes the error about
+``t-1`` down (top layer to second), then ``x_t`` up (:meth:`VSMLLearner.propagate`).
+
+The other learners of a run (``config.learner``) are :class:`MetaRNN` and
 :class:`FastWeightLearner`; ``config.mode = "clone"`` trains the cells to
-imitate SGD (:func:`clone_loss`). ``python -m course_lib train vsml`` trains a run.
+imitate SGD (:func:`clone_loss`), through every layer. ``python -m course_lib
+train vsml`` trains a run.
 """
 
 from __future__ import annotations
@@ -66,6 +75,8 @@ class VSMLConfig:
     stream_length: int = 100  # examples per online stream
     message_size: int = 8  # paper default
     hidden: int = 16  # LSTM hidden per cell (paper default)
+    layers: int = 1  # VSML layers stacked (1: the paper's single-layer setup); VSML only
+    hidden_units: int = 8  # units of each hidden layer (layers > 1)
     ticks: int = 2  # micro-ticks per example (paper default)
     feedback: str = "both"  # what enters as backward message: label, error or both
     metarnn_hidden: int = 128  # the Meta-RNN baseline's LSTM size
@@ -88,10 +99,12 @@ class VSMLConfig:
         checks += [
             (not (self.mode == "clone" and self.learner != "vsml"), "clone mode needs --learner vsml"),
             (not (self.mode == "clone" and self.feedback == "label"), "clone mode needs the error as feedback"),
+            (not (self.layers > 1 and self.learner != "vsml"), "--layers needs --learner vsml"),
             (bool(self.eval_names) and set(self.eval_names) <= set(DATASETS),
              f"eval_datasets must be a comma list of {DATASETS}, got {self.eval_datasets!r}"),
         ]
-        positive = ("input_size", "ways", "stream_length", "message_size", "hidden", "ticks", "metarnn_hidden",
+        positive = ("input_size", "ways", "stream_length", "message_size", "hidden", "layers", "hidden_units",
+                    "ticks", "metarnn_hidden",
                     "fastweight_size", "meta_batch", "truncation", "eval_input_size")
         checks += [(isinstance(fields[name], int) and fields[name] >= 1,
                     f"{name} must be a positive integer, got {fields[name]!r}") for name in positive]
@@ -194,33 +207,113 @@ def feedback_messages(previous_logits, previous_labels, ways: int, message_size:
 
 
 class VSMLLearner(nn.Module):
-    """One VSML layer as an online classifier (the paper's single-layer setup)."""
+    """A stack of ``config.layers`` VSML layers as an online classifier (one layer: the paper's setup).
+
+    Between two layers sit hidden units, as in an MLP: unit ``j`` adds up the
+    forward messages of its cells (component 0), squashes the total with tanh
+    and sends it up as the next layer's input; going down it adds up the
+    backward messages (component 1), multiplies by tanh' and sends that as
+    the lower layer's error. One number each way, as backprop's units pass.
+    The state is a flat tuple: ``(h, c)`` of every layer, bottom first, then
+    every hidden layer's activations ``[T, units]`` of the last step (the
+    backward pass reads them again).
+    """
 
     def __init__(self, config: VSMLConfig) -> None:
         super().__init__()
         self.config = config
-        self.layer = VSMLLayer(config.message_size, config.hidden)
+        self.layer = VSMLLayer(config.message_size, config.hidden)  # the output layer
         # Clone mode reads w_ab from the cell memory c_ab, an additive accumulator like an SGD weight.
         self.weight_readout = nn.Parameter(torch.randn(config.hidden) / math.sqrt(config.hidden))
+        # Below the output layer, input side first; each with its own theta (its job differs).
+        self.hidden_layers = nn.ModuleList(VSMLLayer(config.message_size, config.hidden)
+                                           for _ in range(config.layers - 1))
+
+    @property
+    def layers(self) -> list[VSMLLayer]:
+        return [*self.hidden_layers, self.layer]
+
+    def widths(self, inputs: int, outputs: int) -> list[int]:
+        return [inputs] + [self.config.hidden_units] * (self.config.layers - 1) + [outputs]
+
+    def initial_weights(self, inputs: int, outputs: int, device=None, dtype=None) -> list[torch.Tensor]:
+        """The weights the layers start from, ``[A_l, B_l]`` each: zero for the output layer; a fixed
+        random draw, variance 1 / A_l, for a hidden layer, whose units all-zero weights would keep
+        identical (a saddle of backprop, and a symmetry the shared theta cannot break)."""
+        widths = self.widths(inputs, outputs)
+        generator = torch.Generator().manual_seed(0)  # the same for every task: its projection is new anyway
+        weights = [torch.randn(a, b, generator=generator) / math.sqrt(a) for a, b in zip(widths[:-2], widths[1:-1])]
+        weights.append(torch.zeros(widths[-2], widths[-1]))
+        dtype = self.weight_readout.dtype if dtype is None else dtype
+        return [w.to(device=device or self.weight_readout.device, dtype=dtype) for w in weights]
 
     def initial_state(self, tasks: int, inputs: int, outputs: int, device=None, dtype=None):
-        return self.layer.initial_state(tasks, inputs, outputs, device, dtype)
+        widths = self.widths(inputs, outputs)
+        cells = []
+        for layer, w, a, b in zip(self.layers, self.initial_weights(inputs, outputs, device, dtype),
+                                  widths[:-1], widths[1:]):
+            h, c = layer.initial_state(tasks, a, b, device, dtype)
+            if w.any():  # the smallest cell memory that reads out as w_ab: c_ab = w_ab r / |r|^2
+                r = self.weight_readout.to(c.dtype)
+                c = c + w[..., None] * r / r.pow(2).sum()
+            cells += [h, c]
+        return (*cells, *zero_state(cells[0], [(tasks, width) for width in widths[1:-1]]))
+
+    def split(self, state):
+        """``(cells: (h, c) per layer, bottom first; activations: per hidden layer, at the last step)``."""
+        count = len(self.layers)
+        return [state[2 * i:2 * i + 2] for i in range(count)], list(state[2 * count:])
+
+    def summed(self, message: torch.Tensor, cells: int) -> torch.Tensor:
+        """A unit's total over its ``cells``: clone mode sums (as the cloned network adds w x over its
+        inputs), scratch mode keeps the mean (so the same theta reads any layer size)."""
+        return message * cells if self.config.mode == "clone" else message
 
     def step(self, state, x, previous_logits, previous_labels):
         """Read x_t [T, A] and feedback about t-1; return (logits for x_t [T, B], new state)."""
-        ways = state[0].shape[2]
-        forward_in = F.pad(x[..., None], (0, self.config.message_size - 1))  # [T, A, M], component 0 = x_a
-        backward_in = feedback_messages(previous_logits, previous_labels, ways, self.config.message_size,
-                                        self.config.feedback, x.dtype)
-        state, forward_out, _ = self.layer(state, forward_in, backward_in, self.config.ticks)
-        logits = forward_out[..., 0]
-        if self.config.mode == "clone":
-            logits = logits * x.shape[1]  # the cloned layer sums w_ab x_a: mean * A
-        return logits, state
+        ways = state[2 * len(self.layers) - 1].shape[2]
+        feedback = feedback_messages(previous_logits, previous_labels, ways, self.config.message_size,
+                                     self.config.feedback, x.dtype)
+        return self.propagate(state, x, feedback)[:2]
 
-    def weights(self, state) -> torch.Tensor:
-        """The weights the cells represent, ``[T, A, B]`` (clone mode)."""
-        return state[1] @ self.weight_readout
+    def propagate(self, state, x, feedback, teacher=None):
+        """One step of the network: ``(logits [T, B], state, sent)``; ``sent`` holds, per hidden layer (input
+        side first), its ``activations`` and the ``errors`` (before tanh') the layer above sent it, ``[T, units]``.
+        ``teacher`` (clone mode): the same two lists from SGD, which then cross the layer boundaries instead."""
+        cells, activations = self.split(state)
+        ticks, top, size = self.config.ticks, len(self.layers) - 1, self.config.message_size
+        errors_in, sent = [None] * top + [feedback], {"activations": [None] * top, "errors": [None] * top}
+        # Backward sweep, output layer down to the second: a layer reads the error from above next to the input
+        # it read last step (a weight's gradient is input times error) and sends the error w.r.t. that input down.
+        for i in range(top, 0, -1):
+            below = F.pad(activations[i - 1][..., None], (0, size - 1))
+            cells[i], _, backward_out = self.layers[i](cells[i], below, errors_in[i], ticks)
+            error = sent["errors"][i - 1] = self.summed(backward_out[..., 1], errors_in[i].shape[1])
+            if teacher is not None:
+                error = teacher["errors"][i - 1]
+            slope = 1 - activations[i - 1].pow(2)  # tanh'(a) = 1 - tanh(a)^2: the error w.r.t. the unit's total
+            errors_in[i - 1] = F.pad((error * slope)[..., None], (1, size - 2))  # component 1, as e at the top
+        # Forward sweep, input layer up: the first layer reads x_t and its error together (nothing below waits
+        # for its backward message); every layer reads the newest message from each side.
+        forward_in = F.pad(x[..., None], (0, size - 1))  # [T, A, M], component 0 = x_a
+        for i, layer in enumerate(self.layers):
+            cells[i], forward_out, _ = layer(cells[i], forward_in, errors_in[i], ticks)
+            total = self.summed(forward_out[..., 0], forward_in.shape[1])
+            if i < top:  # a hidden unit: its activation is the next layer's input
+                activation = sent["activations"][i] = torch.tanh(total)
+                if teacher is not None:
+                    activation = teacher["activations"][i]
+                activations[i] = activation
+                forward_in = F.pad(activation[..., None], (0, size - 1))
+        return total, (*[s for cell in cells for s in cell], *activations), sent
+
+    def weights(self, state, layer: int = -1) -> torch.Tensor:
+        """The weights the cells of a layer (default: the output layer) represent, ``[T, A, B]`` (clone mode)."""
+        return self.split(state)[0][layer][1] @ self.weight_readout
+
+    def activations(self, state) -> list[torch.Tensor]:
+        """The hidden units' activations at the last step, ``[T, units]`` per hidden layer."""
+        return self.split(state)[1]
 
 
 class FixedSizeLearner(nn.Module):
@@ -300,8 +393,9 @@ LEARNER_CLASSES = {"vsml": VSMLLearner, "metarnn": MetaRNN, "fastweight": FastWe
 
 
 def meta_parameter_count(model: nn.Module) -> int:
-    """The meta-parameters a learner uses (VSML's weight readout only in clone mode)."""
-    unused = getattr(model, "weight_readout", None) if model.config.mode == "scratch" else None
+    """The meta-parameters a learner uses (VSML's weight readout only in clone mode or to start hidden layers)."""
+    unused = getattr(model, "weight_readout", None) if model.config.mode == "scratch" and model.config.layers == 1 \
+        else None
     return sum(p.numel() for p in model.parameters() if p is not unused)
 
 
@@ -311,7 +405,8 @@ def count_variables(config: VSMLConfig, inputs: int | None = None) -> dict:
     inputs = inputs or config.input_size
     table = {}
     for name in LEARNERS:
-        model = LEARNER_CLASSES[name](dataclasses.replace(config, learner=name, mode="scratch", input_size=inputs))
+        model = LEARNER_CLASSES[name](dataclasses.replace(config, learner=name, mode="scratch", input_size=inputs,
+                                                          layers=config.layers if name == "vsml" else 1))
         meta = meta_parameter_count(model)
         learned = sum(s.numel() for s in model.initial_state(1, inputs, config.ways, device="cpu"))
         table[name] = {"meta_parameters": meta, "learned_variables": learned,
@@ -428,19 +523,64 @@ def sgd_trajectory(xs, ys, ways: int, lr: float):
     return torch.stack(weights, 1), torch.stack(logits, 1)
 
 
-def clone_loss(model: VSMLLearner, xs, ys, clone_lr: float, truncation: int | None = None, backward=True):
-    """Backprop cloning: teacher-forced on the true SGD trajectory.
+def mlp_sgd_trajectory(xs, ys, initial_weights, lr: float) -> dict:
+    """True online SGD on an MLP without biases, tanh between layers, from ``initial_weights`` (``[A, H], ...,
+    [H, B]``, the same for every stream). Per step t (each ``[T, L, ...]``, one entry per layer):
+    ``weights`` W_t (they predict x_t and were updated with (x_{t-1}, y_{t-1})), ``activations`` (hidden
+    layers), ``logits``, and ``input_errors``: for each layer above the first, W_{t-1} e_{t-1}, the error
+    w.r.t. its input that backprop sent down to make W_t."""
+    tasks, length, _ = xs.shape
+    ways = initial_weights[-1].shape[1]
+    w = [weight.expand(tasks, *weight.shape) for weight in initial_weights]
+    sent = [torch.zeros(tasks, weight.shape[0], device=xs.device, dtype=xs.dtype) for weight in initial_weights[1:]]
+    trace = {"weights": [], "activations": [], "logits": [], "input_errors": []}
+    for t in range(length):
+        inputs = [xs[:, t]]  # forward pass with W_t
+        for weight in w[:-1]:
+            inputs.append(torch.tanh(torch.einsum("ta,tab->tb", inputs[-1], weight)))
+        z = torch.einsum("ta,tab->tb", inputs[-1], w[-1])
+        trace["weights"].append(w)
+        trace["activations"].append(inputs[1:])
+        trace["logits"].append(z)
+        trace["input_errors"].append(sent)
+        error = torch.softmax(z, -1) - F.one_hot(ys[:, t], ways).to(xs.dtype)  # backward pass: W_{t+1}
+        new_w, sent = [None] * len(w), [None] * (len(w) - 1)
+        for i in range(len(w) - 1, -1, -1):
+            new_w[i] = w[i] - lr * inputs[i][:, :, None] * error[:, None, :]
+            if i > 0:
+                sent[i - 1] = torch.einsum("tab,tb->ta", w[i], error)  # with W_t, before its update
+                error = sent[i - 1] * (1 - inputs[i].pow(2))  # tanh' = 1 - tanh^2
+        w = new_w
+    return {"weights": [torch.stack(step, 1) for step in zip(*trace["weights"])],
+            "activations": [torch.stack(step, 1) for step in zip(*trace["activations"])],
+            "logits": torch.stack(trace["logits"], 1),
+            "input_errors": [torch.stack(step, 1) for step in zip(*trace["input_errors"])]}
 
-    The backward message carries the TEACHER's error e_{t-1}; the loss asks
-    the cell memory readout to equal the SGD weight W_t and the forward
-    message (times A) to equal the SGD logits W_t^T x_t, each error scaled
-    by the spread of its target (so the loss is about 1 for a learner stuck at W = 0).
+
+def clone_loss(model: VSMLLearner, xs, ys, clone_lr: float, truncation: int | None = None, backward=True):
+    """Backprop cloning: teacher-forced on the true SGD trajectory (of a linear layer, or an MLP).
+
+    The backward message into the output layer carries the TEACHER's error
+    e_{t-1}, and every number that crosses a hidden unit is the teacher's too
+    (so each layer learns its own part of backprop; compare_clone_to_sgd runs
+    them closed-loop). The loss asks every layer's cell memory readout to equal
+    SGD's weight W_t, the forward message (times A) to equal SGD's logits
+    W_t^T x_t (and each hidden unit's activation), and the backward message out
+    of each layer above the first (times B) to equal the error backprop sends
+    down; each error scaled by the spread of its target (so the loss is about 1
+    for a learner stuck at W = 0).
     """
-    ways = model.config.ways
-    target_w, target_z = sgd_trajectory(xs, ys, ways, clone_lr)
-    w_scale = target_w.pow(2).mean().clamp_min(1e-8)
-    z_scale = target_z.pow(2).mean().clamp_min(1e-8)
+    ways, message_size = model.config.ways, model.config.message_size
     tasks, length, inputs = xs.shape
+    teacher = mlp_sgd_trajectory(xs, ys, model.initial_weights(inputs, ways, xs.device, xs.dtype), clone_lr)
+    scale = {name: [target.pow(2).mean().clamp_min(1e-8) for target in teacher[name]]
+             for name in ("weights", "activations", "input_errors")}
+    z_scale = teacher["logits"].pow(2).mean().clamp_min(1e-8)
+
+    def error(values, name, t):
+        return sum((value - target[:, t]).pow(2).mean() / spread
+                   for value, target, spread in zip(values, teacher[name], scale[name]))
+
     truncation = truncation or length
     state = model.initial_state(tasks, inputs, ways, device=xs.device, dtype=xs.dtype)
     no_feedback = (None, torch.full((tasks,), -1, dtype=torch.long, device=xs.device))
@@ -448,10 +588,14 @@ def clone_loss(model: VSMLLearner, xs, ys, clone_lr: float, truncation: int | No
     for start in range(0, length, truncation):
         chunk = 0.0
         for t in range(start, min(length, start + truncation)):
-            previous = (target_z[:, t - 1], ys[:, t - 1]) if t > 0 else no_feedback
-            logits, state = model.step(state, xs[:, t], *previous)
-            chunk = chunk + (model.weights(state) - target_w[:, t]).pow(2).mean() / w_scale \
-                + (logits - target_z[:, t]).pow(2).mean() / z_scale
+            previous = (teacher["logits"][:, t - 1], ys[:, t - 1]) if t > 0 else no_feedback
+            feedback = feedback_messages(*previous, ways, message_size, model.config.feedback, xs.dtype)
+            forced = {"activations": [a[:, t] for a in teacher["activations"]],
+                      "errors": [e[:, t] for e in teacher["input_errors"]]}
+            logits, state, sent = model.propagate(state, xs[:, t], feedback, teacher=forced)
+            chunk = chunk + error([model.weights(state, i) for i in range(len(model.layers))], "weights", t) \
+                + (logits - teacher["logits"][:, t]).pow(2).mean() / z_scale \
+                + error(sent["activations"], "activations", t) + error(sent["errors"], "input_errors", t)
         chunk = chunk / length
         if backward and torch.is_grad_enabled():
             chunk.backward()
@@ -577,20 +721,47 @@ def evaluate_on(models: dict, source: StreamSource, config: VSMLConfig, input_si
 @torch.no_grad()
 def compare_clone_to_sgd(model: VSMLLearner, xs, ys, clone_lr: float) -> dict:
     """The cloned learner CLOSED-LOOP (its own errors as feedback) next to true SGD: the relative weight
-    error ``||W_vsml - W_sgd|| / ||W_sgd||`` (at the end, mean over steps), accuracies, logit correlation."""
-    target_w, target_z = sgd_trajectory(xs, ys, model.config.ways, clone_lr)
+    error ``||W_vsml - W_sgd|| / ||W_sgd||`` (at the end, mean over steps), accuracies, logit correlation.
+    With hidden layers, also per layer (``layer1_...`` is the input side): the same weight error, the error
+    of the learned update ``W_t - W_0`` relative to SGD's (1 = no better than not learning) and their
+    cosine at the end, and each hidden layer's activation correlation."""
+    start = model.initial_weights(xs.shape[2], model.config.ways, xs.device, xs.dtype)
+    teacher = mlp_sgd_trajectory(xs, ys, start, clone_lr)
     logits, _, _, states = run_stream(model, xs, ys, return_states=True)
-    weights = torch.stack([model.weights(s) for s in states], 1)  # W after reading step t
-    diff = (weights - target_w).flatten(2).norm(dim=-1)
-    norm = target_w.flatten(2).norm(dim=-1).clamp_min(1e-8)
-    relative = diff[:, 1:] / norm[:, 1:]
-    return {
-        "relative_weight_error_final": relative[:, -1].mean().item(),
-        "relative_weight_error_mean": relative.mean().item(),
+
+    def relative_error(i, origin=0.0):
+        weights = torch.stack([model.weights(s, i) for s in states], 1) - origin  # W after reading step t
+        target_w = teacher["weights"][i] - origin
+        diff = (weights - target_w).flatten(2).norm(dim=-1)
+        norm = target_w.flatten(2).norm(dim=-1).clamp_min(1e-8)
+        return diff[:, 1:] / norm[:, 1:]
+
+    def update_cosine(i):
+        learned, sgd = model.weights(states[-1], i) - start[i], teacher["weights"][i][:, -1] - start[i]
+        return F.cosine_similarity(learned.flatten(1), sgd.flatten(1), dim=-1).mean().item()
+
+    def correlation(a, b):
+        return torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1].item()
+
+    output = relative_error(-1)
+    result = {
+        "relative_weight_error_final": output[:, -1].mean().item(),
+        "relative_weight_error_mean": output.mean().item(),
         "vsml_accuracy": (logits.argmax(-1) == ys).float().mean().item(),
-        "sgd_accuracy": (target_z.argmax(-1) == ys).float().mean().item(),
-        "logit_correlation": torch.corrcoef(torch.stack([logits.flatten(), target_z.flatten()]))[0, 1].item(),
+        "sgd_accuracy": (teacher["logits"].argmax(-1) == ys).float().mean().item(),
+        "logit_correlation": correlation(logits, teacher["logits"]),
     }
+    if len(model.layers) > 1:
+        for i in range(len(model.layers)):
+            relative = relative_error(i)
+            result[f"layer{i + 1}_relative_weight_error_final"] = relative[:, -1].mean().item()
+            result[f"layer{i + 1}_relative_weight_error_mean"] = relative.mean().item()
+            result[f"layer{i + 1}_relative_update_error_final"] = relative_error(i, start[i])[:, -1].mean().item()
+            result[f"layer{i + 1}_update_cosine_final"] = update_cosine(i)
+        for i, target in enumerate(teacher["activations"]):
+            activations = torch.stack([model.activations(s)[i] for s in states], 1)
+            result[f"layer{i + 1}_activation_correlation"] = correlation(activations, target)
+    return result
 
 
 # ---------------- The face the registry reads (course_lib.registry); few-shot episodes as streams (notebook 09)
@@ -612,6 +783,8 @@ RUNS = (
     RunSpec("data/vsml/clone", "VSML, backprop cloning", _paper_scale(mode="clone"), SMOKE_RUN, job="vsml_clone"),
     RunSpec("data/vsml/metarnn", "Meta-RNN baseline", _paper_scale(learner="metarnn"), SMOKE_RUN, job="vsml_metarnn"),
     RunSpec("data/vsml/fastweight", "fast-weight learner"),
+    RunSpec("data/vsml/clone_2layer", "VSML, backprop cloning through a hidden layer"),
+    RunSpec("data/vsml/scratch_2layer", "two-layer VSML, meta-trained from scratch on digits"),
     RunSpec("data/vsml/large_omniglot/vsml", "VSML at the paper's meta-batch on Omniglot"),
     RunSpec("data/vsml/large_omniglot/metarnn", "Meta-RNN at the paper's meta-batch on Omniglot"),
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -74,10 +75,11 @@ def test_same_meta_parameters_run_two_input_sizes_on_both_devices():
         vsml.stream_logits(rnn, torch.randn(2, 5, 11), torch.zeros(2, 5, dtype=torch.long), 3)
 
 
-@pytest.mark.parametrize("mode", ["scratch", "clone"])
-def test_meta_gradient_matches_finite_differences(mode):
+@pytest.mark.parametrize("mode, layers", [("scratch", 1), ("clone", 1), ("scratch", 2), ("clone", 2)])
+def test_meta_gradient_matches_finite_differences(mode, layers):
     torch.manual_seed(0)
-    config = tiny_config(mode=mode, input_size=2, ways=2, message_size=2, hidden=2, stream_length=3)
+    config = tiny_config(mode=mode, input_size=2, ways=2, message_size=2, hidden=2, stream_length=3, layers=layers,
+                         hidden_units=2)
     model = vsml.VSMLLearner(config).double()
     names = [n for n, _ in model.named_parameters()]
     params = tuple(p.detach().clone().requires_grad_(True) for _, p in model.named_parameters())
@@ -139,6 +141,158 @@ def test_backprop_cloning_tracks_true_sgd():
     assert trained["logit_correlation"] > 0.8, trained
 
 
+def test_mlp_sgd_reference_matches_torch_autograd():
+    """The two-layer teacher is online SGD on an MLP (tanh hidden layer, no biases) as torch.optim runs it."""
+    g = torch.Generator().manual_seed(6)
+    xs = torch.randn(2, 9, 5, generator=g, dtype=torch.float64)
+    ys = torch.randint(0, 3, (2, 9), generator=g)
+    start = [torch.randn(5, 4, generator=g, dtype=torch.float64) / 2, torch.randn(4, 3, generator=g, dtype=torch.float64)]
+    teacher = vsml.mlp_sgd_trajectory(xs, ys, start, 0.3)
+    for s in range(2):
+        hidden = torch.nn.Linear(5, 4, bias=False, dtype=torch.float64)
+        output = torch.nn.Linear(4, 3, bias=False, dtype=torch.float64)
+        with torch.no_grad():
+            hidden.weight.copy_(start[0].T)
+            output.weight.copy_(start[1].T)
+        optimizer = torch.optim.SGD([*hidden.parameters(), *output.parameters()], lr=0.3)
+        sent = torch.zeros(4, dtype=torch.float64)
+        for t in range(9):
+            torch.testing.assert_close(teacher["weights"][0][s, t], hidden.weight.detach().T)
+            torch.testing.assert_close(teacher["weights"][1][s, t], output.weight.detach().T)
+            torch.testing.assert_close(teacher["input_errors"][0][s, t], sent)
+            activation = torch.tanh(hidden(xs[s, t][None]))
+            activation.retain_grad()
+            logits = output(activation)
+            torch.testing.assert_close(teacher["activations"][0][s, t], activation.detach()[0])
+            torch.testing.assert_close(teacher["logits"][s, t], logits.detach()[0])
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(logits, ys[s, t][None]).backward()
+            sent = activation.grad[0].clone()  # d loss / d (the output layer's input), with W_t
+            optimizer.step()
+    # One layer from W = 0 is the linear teacher the one-layer clone imitates.
+    linear = vsml.mlp_sgd_trajectory(xs, ys, [torch.zeros(5, 3, dtype=torch.float64)], 0.3)
+    target_w, target_z = vsml.sgd_trajectory(xs, ys, 3, 0.3)
+    torch.testing.assert_close(linear["weights"][0], target_w)
+    torch.testing.assert_close(linear["logits"], target_z)
+    assert linear["activations"] == [] and linear["input_errors"] == []
+
+
+# Computed with course_lib.vsml before the learner could stack layers (one VSMLLayer, no ``layers`` field).
+OLD_ONE_LAYER = {
+    "scratch": {"logits_sum": 272.2965852576019, "logits_abs": 283.55646458379624,
+                "logits_first": [-0.06591524977104753, 0.40783589900183, 0.7235654128700709, 2.5410277490843947,
+                                 0.40824422697527296, 2.575868707308109, 2.5327831728520613, 1.3412845490190433]},
+    "clone": {"logits_sum": 7.6478919339740985, "logits_abs": 48.742981759164486,
+              "logits_first": [0.017726212112322757, -0.02953488589596958, 0.42933098842716794, 0.19844497358846838,
+                               -0.174189150975465, 0.19498192564522768, 0.139801064569358, 0.08001025249216112],
+              "clone_loss": 0.22293725670290354,
+              "compare": {"relative_weight_error_final": 0.2018358608177596,
+                          "relative_weight_error_mean": 0.17490088274040858, "vsml_accuracy": 0.0833333358168602,
+                          "sgd_accuracy": 0.1944444477558136, "logit_correlation": 0.9054565733243928}},
+}
+
+
+@pytest.mark.parametrize("folder", ["scratch", "clone"])
+def test_the_one_layer_runs_compute_what_they_computed_before_layers_existed(folder):
+    """data/vsml/scratch and clone (config.json without ``layers``) load into the same model and give the
+    numbers the single-layer code gave on a fixed float64 stream."""
+    path = Path(__file__).resolve().parent.parent / "data" / "vsml" / folder
+    if not (path / "checkpoint.pt").is_file():
+        pytest.skip(f"data/vsml/{folder} is not in this checkout")
+    assert "layers" not in json.loads((path / "config.json").read_text())["config"]  # an old config
+    model, _ = registry.load(path)
+    assert model.config.layers == 1 and len(model.layers) == 1
+    model = model.double()
+    g = torch.Generator().manual_seed(2024)
+    xs = torch.randn(3, 12, 16, generator=g, dtype=torch.float64)
+    ys = torch.randint(0, 5, (3, 12), generator=g)
+    logits = vsml.run_stream(model, xs, ys)[0]
+    old = OLD_ONE_LAYER[folder]
+    first = logits[0, :4].flatten()[[0, 5, 9, 10, 14, 15, 17, 19]]
+    torch.testing.assert_close(first, torch.tensor(old["logits_first"], dtype=torch.float64), rtol=1e-9, atol=1e-12)
+    assert logits.sum().item() == pytest.approx(old["logits_sum"], rel=1e-9)
+    assert logits.abs().sum().item() == pytest.approx(old["logits_abs"], rel=1e-9)
+    if folder == "clone":
+        with torch.no_grad():
+            assert float(vsml.clone_loss(model, xs, ys, 0.1, backward=False)) == pytest.approx(old["clone_loss"],
+                                                                                                 rel=1e-9)
+        assert vsml.compare_clone_to_sgd(model, xs, ys, 0.1) == pytest.approx(old["compare"], rel=1e-6)
+
+
+def test_the_default_learner_builds_as_before():
+    torch.manual_seed(0)
+    model = vsml.VSMLLearner(vsml.VSMLConfig()).double()
+    assert sorted(n for n, _ in model.named_parameters()) == [
+        "layer.bias", "layer.w_back_out", "layer.w_backward", "layer.w_forward", "layer.w_hidden", "layer.w_out",
+        "weight_readout"]
+    g = torch.Generator().manual_seed(2024)
+    xs = torch.randn(3, 12, 16, generator=g, dtype=torch.float64)
+    ys = torch.randint(0, 5, (3, 12), generator=g)
+    assert vsml.run_stream(model, xs, ys)[0].sum().item() == pytest.approx(-2.716465354075051, rel=1e-9)
+
+
+def test_two_layers_pass_the_error_down_and_teacher_forcing_uses_it():
+    torch.manual_seed(0)
+    model = vsml.VSMLLearner(tiny_config(mode="clone", layers=2, hidden_units=3)).double()
+    g = torch.Generator().manual_seed(7)
+    state = model.initial_state(2, 4, 3)
+    assert [tuple(s.shape) for s in state] == [(2, 4, 3, 5)] * 2 + [(2, 3, 3, 5)] * 2 + [(2, 3)]
+    # The hidden layer starts holding its (non-zero) initial weights; the output layer starts at zero.
+    torch.testing.assert_close(model.weights(state, 0), model.initial_weights(4, 3)[0].expand(2, 4, 3).double())
+    assert not model.weights(state).any()
+    xs = torch.randn(2, 3, 4, generator=g, dtype=torch.float64)
+    ys = torch.randint(0, 3, (2, 3), generator=g)
+    _, state, _ = vsml.run_stream(model, xs, ys)
+    feedback = vsml.feedback_messages(torch.randn(2, 3, generator=g, dtype=torch.float64), ys[:, -1], 3, 4, "both",
+                                      torch.float64)
+    logits, after, sent = model.propagate(state, xs[:, 0], feedback)
+    assert sent["errors"][0].abs().sum() > 0 and sent["activations"][0].shape == (2, 3)
+    # The step written out: the error down through tanh' (clone mode sums over cells), then x_t up.
+    pad = torch.nn.functional.pad
+    (hidden_cells, output_cells), (activation,) = model.split(state)
+    output_cells, _, backward = model.layer(output_cells, pad(activation[..., None], (0, 3)), feedback, 2)
+    error = backward[..., 1] * 3
+    torch.testing.assert_close(error, sent["errors"][0])
+    error_in = pad((error * (1 - activation ** 2))[..., None], (1, 2))
+    hidden_cells, forward, _ = model.hidden_layers[0](hidden_cells, pad(xs[:, 0, :, None], (0, 3)), error_in, 2)
+    activation = torch.tanh(forward[..., 0] * 4)
+    output_cells, forward, _ = model.layer(output_cells, pad(activation[..., None], (0, 3)), feedback, 2)
+    torch.testing.assert_close(logits, forward[..., 0] * 3)
+    torch.testing.assert_close(sent["activations"][0], activation)
+    for a, b in zip(after, (*hidden_cells, *output_cells, activation)):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(model.activations(after)[0], sent["activations"][0])
+    # Forcing the learner's own messages changes nothing; forcing others changes the step.
+    forced = model.propagate(state, xs[:, 0], feedback, teacher=sent)
+    torch.testing.assert_close(forced[0], logits)
+    for a, b in zip(forced[1], after):
+        torch.testing.assert_close(a, b)
+    other = {"activations": [torch.zeros(2, 3, dtype=torch.float64)], "errors": [torch.ones(2, 3, dtype=torch.float64)]}
+    assert not torch.allclose(model.propagate(state, xs[:, 0], feedback, teacher=other)[0], logits)
+    # The error reaches the hidden layer: other feedback, other hidden cells.
+    no_feedback = model.propagate(state, xs[:, 0], torch.zeros_like(feedback))[1]
+    assert not torch.allclose(no_feedback[1], after[1])
+    # Any input size and number of classes with the same meta-parameters.
+    assert vsml.stream_logits(model, torch.randn(2, 5, 9, dtype=torch.float64), torch.zeros(2, 5, dtype=torch.long),
+                              4).shape == (2, 5, 4)
+
+
+def test_two_layer_clone_loss_falls():
+    """A few meta-steps of backprop cloning through a hidden layer lower the cloning loss."""
+    torch.manual_seed(0)
+    config = vsml.VSMLConfig(mode="clone", layers=2, hidden_units=4, input_size=4, ways=3, stream_length=12,
+                             message_size=4, hidden=8, clone_lr=0.3, lr=1e-2)
+    model = vsml.VSMLLearner(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    g = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(40):
+        xs = torch.randn(16, config.stream_length, config.input_size, generator=g)
+        ys = torch.randint(0, config.ways, (16, config.stream_length), generator=g)
+        losses.append(vsml.meta_step(model, optimizer, config, xs, ys)["loss"])
+    assert sum(losses[-5:]) / 5 < 0.25 * sum(losses[:5]) / 5, losses
+
+
 def _reference_online(xs, ys, ways, optimizer_class, lr, bias):
     """Online batch-1 training with torch.nn / torch.optim, one stream at a time."""
     out = []
@@ -188,6 +342,11 @@ def test_count_variables_inverts_the_ratio():
     assert table["vsml"]["ratio_learned_per_meta"] > 1 > table["metarnn"]["ratio_learned_per_meta"]
     assert table["metarnn"]["learned_variables"] == 2 * config.metarnn_hidden
     assert table["fastweight"]["learned_variables"] == config.fastweight_size * (config.fastweight_size + 1)
+    deeper = vsml.count_variables(dataclasses.replace(config, layers=2, hidden_units=8))
+    # A theta per layer, and the readout that starts the hidden layer from its weights.
+    assert deeper["vsml"]["meta_parameters"] == 2 * table["vsml"]["meta_parameters"] + config.hidden
+    assert deeper["vsml"]["learned_variables"] == (16 * 8 + 8 * 5) * 2 * config.hidden + 8
+    assert deeper["metarnn"] == table["metarnn"]
     bigger = vsml.count_variables(config, inputs=64)  # VSML's state grows with the layer, its theta does not
     assert bigger["vsml"]["meta_parameters"] == table["vsml"]["meta_parameters"]
     assert bigger["vsml"]["learned_variables"] == 4 * table["vsml"]["learned_variables"]
@@ -205,7 +364,8 @@ TINY = ["--meta-batch", "2", "--stream-length", "6", "--input-size", "4", "--eva
         "--metarnn-hidden", "8", "--fastweight-size", "4", "--eval-datasets", "digits"]
 EVAL = ["--test-episodes", "3", "--no-progress", "--smoke-data"]
 VARIANTS = {"vsml": [], "metarnn": ["--learner", "metarnn"], "fastweight": ["--learner", "fastweight"],
-            "clone": ["--mode", "clone"]}
+            "clone": ["--mode", "clone"], "vsml_2layer": ["--layers", "2", "--hidden-units", "3"],
+            "clone_2layer": ["--mode", "clone", "--layers", "2", "--hidden-units", "3"]}
 
 
 def run_cli(*argv):
@@ -224,7 +384,7 @@ def test_every_variant_resumes_exactly(tmp_path, variant):
     assert a["step"] == b["step"] == 4 and a["history"] == b["history"]
     for name, tensor in a["state_dict"].items():
         assert torch.equal(tensor, b["state_dict"][name]), name
-    assert ("accuracy" in a["history"]) == (variant != "clone")  # clone mode is teacher-forced: no accuracy
+    assert ("accuracy" in a["history"]) == ("clone" not in variant)  # clone mode is teacher-forced: no accuracy
 
 
 @pytest.mark.parametrize("learner", ["vsml", "metarnn"])
@@ -249,11 +409,16 @@ def test_a_run_writes_stream_results_and_reloads(tmp_path, capsys, learner):
     assert json.loads((out / "results.json").read_text())["test_episodes"] == 2
 
 
-def test_clone_mode_reports_the_closed_loop_comparison(tmp_path):
+@pytest.mark.parametrize("layers", [1, 2])
+def test_clone_mode_reports_the_closed_loop_comparison(tmp_path, layers):
     out = tmp_path / "run"
-    run_cli("train", "vsml", "--out", out, "--steps", 1, *TINY, "--mode", "clone", *EVAL)
+    run_cli("train", "vsml", "--out", out, "--steps", 1, *TINY, "--mode", "clone", "--layers", layers, *EVAL)
     clone = json.loads((out / "results.json").read_text())["results"]["clone"]
-    assert "relative_weight_error_final" in clone["digits (held-out examples), input size 7"]
+    row = clone["digits (held-out examples), input size 7"]
+    assert "relative_weight_error_final" in row
+    per_layer = ("layer1_relative_weight_error_final", "layer1_relative_update_error_final", "layer1_update_cosine_final",
+                 "layer2_relative_update_error_final", "layer1_activation_correlation")
+    assert all(key in row for key in per_layer) == (layers == 2)
     assert "Backprop cloning" in (out / "results.md").read_text()
 
 
@@ -265,6 +430,8 @@ def test_clone_mode_reports_the_closed_loop_comparison(tmp_path):
     (["--learner", "lstm"], "learner must be one of"),
     (["--mode", "clone", "--learner", "metarnn"], "clone mode needs --learner vsml"),
     (["--mode", "clone", "--feedback", "label"], "clone mode needs the error"),
+    (["--layers", "2", "--learner", "metarnn"], "--layers needs --learner vsml"),
+    (["--layers", "0"], "layers must be a positive integer"),
     (["--eval-datasets", "digits,svhn"], "eval_datasets must be"),
     (["--input-size", "0"], "input_size must be a positive integer"),
     (["--lr", "0"], "must be > 0"),
