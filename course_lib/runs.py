@@ -237,7 +237,8 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module, config: Any = None
     if payload["model_class"] != expected_class:
         raise CheckpointMismatchError(f"{path} holds a {payload['model_class']} but the model is a "
                                       f"{expected_class}: load it into the model it was trained with.")
-    if config is not None and (differences := config_differences(payload["config"], plain_config(config))):
+    if config is not None and (differences := config_differences(with_added_defaults(payload["config"], config),
+                                                                  plain_config(config))):
         raise CheckpointMismatchError(f"{path} was trained with another config ({'; '.join(differences)}). "
                                       "Build the model with the checkpoint's config, or retrain.")
     own, stored = model.state_dict(), payload["state_dict"]
@@ -257,6 +258,16 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module, config: Any = None
     payload["history"] = History.from_state_dict(payload.get("history", {}))
     payload.setdefault("extra", {})
     return payload
+
+
+def with_added_defaults(stored: dict, config: Any) -> dict:
+    """``stored`` plus the defaults of ``config``'s fields that it lacks: a field added to a Config after a
+    run was written defaults to what that run did, so the run still matches its own config."""
+    if not (dataclasses.is_dataclass(config) and not isinstance(config, type)):
+        return stored
+    added = {field.name: field.default for field in dataclasses.fields(config)
+             if field.name not in stored and field.default is not dataclasses.MISSING}
+    return {**stored, **added}
 
 
 def config_differences(stored: dict, wanted: dict, ignore: tuple[str, ...] = ()) -> list[str]:
@@ -320,7 +331,8 @@ class RunFolder:
         stored_method = self.record().get("method", method)
         if stored_method != method:
             raise RunError(f"--resume: {self.path} holds a {stored_method} run, not {method}")
-        differences = config_differences(self.stored_config(), plain_config(config), ignore=RESUMABLE_CHANGES)
+        differences = config_differences(with_added_defaults(self.stored_config(), config), plain_config(config),
+                                         ignore=RESUMABLE_CHANGES)
         if differences:
             raise RunError(f"--resume: {self.path} was trained with another config ({'; '.join(differences)}); "
                            "resume with the stored settings (only --steps may change) or start a new run folder")

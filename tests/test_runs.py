@@ -166,6 +166,23 @@ def test_resume_needs_a_checkpoint_and_the_same_config_but_steps(tmp_path):
         run.check("toy", Config(), resume=True, overwrite=True)
 
 
+@dataclasses.dataclass
+class ConfigWithANewField(Config):
+    loss_on: str = "all"  # added after the runs above were written; its default is what they did
+
+
+def test_a_field_added_later_takes_its_default_when_an_old_run_resumes(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    run.start("toy", Config(), "first")
+    save_checkpoint(run.checkpoint, make_mlp(), Config(), step=3)  # written before the field existed
+    run.check("toy", ConfigWithANewField(steps=20), resume=True)  # the default: the same run
+    load_checkpoint(run.checkpoint, make_mlp(), ConfigWithANewField())
+    with pytest.raises(RunError, match="loss_on: stored 'all' vs yours 'queries'"):
+        run.check("toy", ConfigWithANewField(loss_on="queries"), resume=True)
+    with pytest.raises(CheckpointMismatchError, match="loss_on"):
+        load_checkpoint(run.checkpoint, make_mlp(), ConfigWithANewField(loss_on="queries"))
+
+
 def test_a_corrupt_config_json_is_named(tmp_path):
     run = RunFolder(tmp_path)
     run.config_file.write_text("{not json")

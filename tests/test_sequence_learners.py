@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from course_lib import cli, registry, runs
 from course_lib import sequence_learners as S
@@ -209,6 +210,8 @@ def test_evaluation_tests_the_own_setting_and_asked_settings_with_as_many_ways()
     (["--ways", "1"], "ways must be >= 2"),
     (["--batch-size", "0"], "batch_size must be >= 1"),
     (["--protocol", "lakes"], "protocol must be"),
+    (["--loss-on", "support"], "loss_on must be"),
+    (["--encoder", "resnet"], "encoder must be"),
     (["--model", "transformer", "--hidden", "10", "--heads", "4"], "multiple of heads"),
 ])
 def test_bad_options_are_usage_errors_before_anything_is_loaded_or_written(tmp_path, monkeypatch, options, match):
@@ -226,7 +229,54 @@ def test_the_shipped_run_folders_load_with_their_own_config(folder):
     record = json.loads((REPO / folder / "config.json").read_text())
     assert record["method"] == "sequence" and payload["config"] == record["config"]
     assert isinstance(model, S.MODELS[record["config"]["model"]]) and payload["step"] > 0
-    assert record["command_now"].startswith("python -m course_lib train sequence")
+    assert record.get("command_now", record["command"]).startswith("python -m course_lib train sequence")
+    # runs older than these options: the conv encoder, the loss on every step
+    assert model.config.loss_on == record["config"].get("loss_on", "all")
+    assert model.config.encoder == record["config"].get("encoder", "conv")
+
+
+def test_loss_on_queries_scores_only_the_query_steps():
+    torch.manual_seed(0)
+    model = S.build(_config("lstm", ways=3, shots=2))
+    batch = S.stack_sequences([S.make_sequence(_episode(ways=3, shots=2, queries=1, seed=s),
+                                               torch.Generator().manual_seed(s)) for s in range(2)])
+    logits = S.sequence_logits(model, batch)
+    queries, _ = S.sequence_loss(model, batch, "queries")
+    every, _ = S.sequence_loss(model, batch, "all")
+    assert torch.allclose(queries, F.cross_entropy(logits[batch.is_query], batch.targets[batch.is_query]))
+    assert torch.allclose(every, F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten()))
+    # other targets at the support steps (the inputs, so the logits, unchanged): only "all" sees them
+    relabelled = dataclasses.replace(batch, targets=torch.where(batch.is_query, batch.targets, (batch.targets + 1) % 3))
+    assert torch.equal(S.sequence_loss(model, relabelled, "queries")[0], queries)
+    assert not torch.allclose(S.sequence_loss(model, relabelled, "all")[0], every)
+
+
+@pytest.mark.parametrize("model_name", ["lstm", "mann", "transformer"])
+def test_the_pixel_encoder_passes_the_flattened_image_and_learns_nothing(model_name):
+    torch.manual_seed(0)
+    conv, pixels = (S.build(_config(model_name, ways=3, shots=1, encoder=e)) for e in ("conv", "pixels"))
+    assert S.SequenceConfig().encoder == "conv" and isinstance(conv.encoder, S.SmallConvEncoder)
+    assert not list(pixels.encoder.parameters())
+    images = torch.rand(6, 1, 28, 28)
+    assert torch.equal(pixels.encoder(images), images.flatten(1))
+    seq = S.make_sequence(_episode(ways=3, shots=1, queries=1), torch.Generator().manual_seed(0))
+    assert S.sequence_logits(pixels, seq).shape == (6, 3)
+    assert pixels.learned_variables(4) >= conv.learned_variables(4)  # the MANN's keys are 784 numbers, not 8
+
+
+def test_the_trainer_scores_the_steps_its_config_names(monkeypatch):
+    scored, original = [], S.sequence_loss
+
+    def recording_loss(model, batch, loss_on="all"):
+        scored.append(loss_on)
+        return original(model, batch, loss_on)
+
+    monkeypatch.setattr(S, "sequence_loss", recording_loss)
+    for loss_on in ("all", "queries"):
+        config = _config("lstm", ways=2, shots=1, steps=1, loss_on=loss_on)
+        S.trainer(S.build(config), config, {"train": _tiny_dataset()}).step(0)
+    assert scored == ["all", "queries"]
+    assert S.SequenceConfig().loss_on == "all"  # the default: what runs trained before the option did
 
 
 class _PixelLogits(torch.nn.Module):
