@@ -32,7 +32,8 @@
 #   ratio $\lvert V_L \rvert / \lvert V_M \rvert$;
 # * build a VSML layer (its messages, its error feedback, one online step),
 #   meta-train it from scratch and compare it with tuned online SGD;
-# * explain backprop cloning and measure how closely a clone follows SGD;
+# * explain backprop cloning and measure how closely a clone follows SGD,
+#   in one layer and through a hidden layer;
 # * compare a meta-learned learning algorithm with tuned SGD, Adam and a
 #   Meta-RNN on unseen datasets and input sizes, saying what is held equal;
 # * explain the symmetries SymLA gives a reinforcement-learning agent, and
@@ -88,7 +89,7 @@ def load_run(name):
     return model, json.loads((folder / "results.json").read_text())
 
 
-RUN = {name: load_run(name) for name in ("scratch", "metarnn", "clone", "fastweight")}
+RUN = {name: load_run(name) for name in ("scratch", "metarnn", "clone", "fastweight", "clone_2layer", "scratch_2layer")}
 CONFIG = vsml.VSMLConfig(**RUN["scratch"][1]["config"]) if RUN["scratch"] else vsml.VSMLConfig(meta_batch=32)
 
 # %% [markdown]
@@ -181,10 +182,10 @@ display(Markdown(
 # $e_{t-1} = \operatorname{softmax}(\hat z_{t-1}) - \text{onehot}(y_{t-1})$:
 # the gradient of the cross-entropy with respect to the logits, exactly what
 # backprop sends into the layer. ($\overleftarrow{m}_a$ goes nowhere with one
-# layer; it lets layers stack.) Because the messages are means and $\omega$
-# does not mention $n_{\text{in}}$ or $n_{\text{out}}$, **the same $\omega$
-# runs a layer of any size**, and permuting the input units only permutes
-# their cells.
+# layer; with two, section 3 gives it backprop's job.) Because the messages
+# are means and $\omega$ does not mention $n_{\text{in}}$ or
+# $n_{\text{out}}$, **the same $\omega$ runs a layer of any size**, and
+# permuting the input units only permutes their cells.
 #
 # *The code:* a micro-tick is **one LSTM cell call over the whole grid of
 # cells** (one batched matmul `h @ W_h`); the input part of the gates is
@@ -366,6 +367,122 @@ display(Markdown(f"After {LIVE_STEPS} meta-steps the clone's final weight error 
                  f"{before['relative_weight_error_final']:.2f} to {after['relative_weight_error_final']:.2f} and "
                  f"the correlation of its logits with SGD's from {before['logit_correlation']:.2f} to "
                  f"{after['logit_correlation']:.2f}."))
+
+# %% [markdown]
+# ### Through a hidden layer
+#
+# *Why:* one layer of cells that clones SGD is a linear classifier. What
+# makes backprop *backprop* is that the error crosses a layer, and the
+# paper's claim is that VSML can do that too, with the backward messages
+# $\overleftarrow{m}_a$ that a single layer sends nowhere.
+#
+# *The idea:* stack two VSML layers, each with its own $\omega$, with
+# $n_h = 8$ hidden units between them ($16 \to 8 \to 5$, no biases). Hidden
+# unit $j$ passes one number up and one number down, the two numbers a
+# backprop unit passes:
+# $$x^{(2)}_j = \tanh\big(n_{\text{in}}\,\overrightarrow{m}^{(1)}_j[0]\big),\qquad
+#   e^{(1)}_j = \big(1 - (x^{(2)}_j)^2\big)\, n_{\text{out}}\,\overleftarrow{m}^{(2)}_j[1].$$
+# Layer 1 is the lower one: $x^{(2)}$ is layer 2's input, and $e^{(1)}_j$
+# enters layer 1's cells as the error component of their backward message,
+# as $e_{t-1}$ enters the top layer's. (A learner meta-trained from scratch
+# uses the means, without the factors $n$, as in section 2.) Backprop on the
+# same MLP computes $x^{(2)} = \tanh(W_1^\top x)$ and
+# $e^{(1)} = \tanh' \odot W_2 e$, so cloning asks both layers' weight
+# readouts to follow online SGD on the MLP from the same start (a fixed
+# random $W_1$, $W_2 = 0$), layer 1's forward sums to equal $W_1^\top x$ and
+# layer 2's backward sums to equal $W_2 e$. During cloning each layer reads
+# SGD's activations and errors at the hidden units (teacher forcing), so
+# each learns its own part. One step of the network is a backward sweep from
+# the top layer down, then a forward sweep up:
+
+# %%
+print(inspect.getsource(vsml.VSMLLearner.propagate))
+
+# %% [markdown]
+# The figure sets this clone beside the one-layer clone above. Left: the
+# teacher-forced cloning loss; the two-layer loss has three more terms (the
+# hidden weights, the hidden activations, the error sent down), so compare
+# the shapes, not the levels. Right: the closed-loop test on new streams, per
+# layer, the relative error of the learned update $W_T - W_0$ against SGD's,
+# $\lVert (W_T - W_0) - (W^{\text{SGD}}_T - W_0) \rVert / \lVert W^{\text{SGD}}_T - W_0 \rVert$
+# (a layer that never moves scores 1), and the cosine between the hidden
+# layer's update and SGD's.
+
+# %%
+HELD_OUT_DIGITS = "digits (held-out examples), input size 16"
+if RUN["clone"] and RUN["clone_2layer"]:
+    layer_runs = {}
+    for name in ("clone", "clone_2layer"):
+        config = RUN[name][1]["config"]
+        widths = " → ".join(str(w) for w in RUN[name][0].widths(config["input_size"], config["ways"]))
+        label = f"one layer ({widths})" if config.get("layers", 1) == 1 else f"through a hidden layer ({widths})"
+        layer_runs[label] = name
+        print(f"{label:36s}: {RUN[name][1]['steps_done']} meta-steps of {config['meta_batch']} streams, "
+              f"Adam step size {config['lr']:g}, cloned SGD's α = {config['clone_lr']:g}")
+    histories = {label: json.loads((RUNS / name / "history.json").read_text())["loss"]
+                 for label, name in layer_runs.items()}
+    HIDDEN = RUN["clone_2layer"][1]["results"]["clone"]
+    vsml_figures.layer_clone_figure(histories, HIDDEN)
+    plt.show()
+
+    def clone_span(key, rows=HIDDEN):
+        values = [entry[key] for entry in rows.values()]
+        return f"{min(values):.2f} to {max(values):.2f}"
+
+    behind = [100 * (entry["sgd_accuracy"] - entry["vsml_accuracy"]) for entry in HIDDEN.values()]
+    digits_2layer, digits_linear = HIDDEN[HELD_OUT_DIGITS], CLONE[HELD_OUT_DIGITS]
+    display(Markdown(
+        f"**What it shows.** The error does cross the hidden layer. Closed loop, on every test dataset and input "
+        f"size, the hidden layer's learned update points SGD's way (cosine "
+        f"{clone_span('layer1_update_cosine_final')}), the hidden activations correlate with true SGD's at "
+        f"{clone_span('layer1_activation_correlation')}, the logits with the MLP's at "
+        f"{clone_span('logit_correlation')}, and the clone's online accuracy is {min(behind):.1f} to "
+        f"{max(behind):.1f} points below true two-layer SGD's (held-out digits: "
+        f"{100 * digits_2layer['vsml_accuracy']:.1f} % against {100 * digits_2layer['sgd_accuracy']:.1f} %). "
+        f"But the hidden layer's update does not have SGD's size: its relative error is "
+        f"{clone_span('layer1_relative_update_error_final')}, barely below the 1 of a hidden layer that never "
+        f"learns. The output layer, too, follows SGD less closely than the one-layer clone does (weight error "
+        f"{clone_span('layer2_relative_weight_error_final')} against "
+        f"{clone_span('relative_weight_error_final', CLONE)}, after "
+        f"{RUN['clone_2layer'][1]['steps_done']} meta-steps against {RUN['clone'][1]['steps_done']}). So shared "
+        "cells can carry backprop's error through a layer and move that layer the right way; this short run does "
+        "not show that they reproduce backprop's hidden-layer updates, as the paper's claim would need. (Two-layer "
+        f"SGD with {RUN['clone_2layer'][1]['config']['hidden_units']} tanh units is itself below linear SGD on these "
+        f"streams, {100 * digits_2layer['sgd_accuracy']:.1f} % against {100 * digits_linear['sgd_accuracy']:.1f} % "
+        "on held-out digits: the test is how closely the clone follows it, not how well it scores.)"))
+
+# %% [markdown]
+# **From scratch, through a hidden layer.** The same two-layer network can be
+# meta-trained from scratch, as in section 4 (the online cross-entropy, the
+# same tasks). Next to it, the one-layer learner after the same number of
+# meta-steps:
+
+# %%
+if RUN["scratch_2layer"]:
+    scratch2 = RUN["scratch_2layer"][1]
+    scratch1 = json.loads(next((RUNS / "scratch_2layer").glob("results_1layer_*_steps.json")).read_text())
+    print(f"held equal: {scratch2['steps_done']} meta-steps of {scratch2['config']['meta_batch']} streams "
+          f"(the same tasks); {scratch2['test_episodes']} test streams per row")
+    print(f"{'test streams':44s} | {'2 layers':>12s} | {'1 layer':>12s} | {'tuned SGD':>12s}")
+
+    def accuracy_text(entry, name):
+        summary = next(v for k, v in entry.items() if k.split(" (")[0] == name)["all"]
+        return f"{100 * summary['mean']:.1f} ± {100 * summary['ci95']:.1f}"
+
+    for row, entry in scratch2["results"]["evaluation"].items():
+        one_layer = scratch1["results"]["evaluation"][row]
+        print(f"{row:44s} | {accuracy_text(entry, 'vsml'):>12s} | {accuracy_text(one_layer, 'vsml'):>12s} | "
+              f"{accuracy_text(entry, 'sgd'):>12s}")
+    digits_two, digits_one = (run["results"]["evaluation"][HELD_OUT_DIGITS] for run in (scratch2, scratch1))
+    variables_two, variables_one = (run["results"]["variables"]["vsml"] for run in (scratch2, scratch1))
+    display(Markdown(
+        f"After {scratch2['steps_done']} meta-steps the two-layer learner predicts "
+        f"{accuracy_text(digits_two, 'vsml')} % of held-out digits examples online, a little above chance "
+        f"({100 / scratch2['config']['ways']:.0f} %), where the one-layer learner on the same tasks is at "
+        f"{accuracy_text(digits_one, 'vsml')} %. With {variables_two['meta_parameters']:,} meta-parameters "
+        f"and {variables_two['learned_variables']:,} learned variables (one layer: "
+        f"{variables_one['meta_parameters']:,} and {variables_one['learned_variables']:,}), depth makes the "
+        "meta-learning problem harder and each meta-step dearer. A short run's result, not a verdict on deep VSML."))
 
 # %% [markdown]
 # ## 4. VSML learns its own learning algorithm
@@ -1119,6 +1236,15 @@ print(f"largest difference between the library's logits and yours, same omega, 8
 # network has weights. In numbers:
 
 # %%
+hidden_layer_line = ""
+if RUN["clone"] and RUN["clone_2layer"] and RUN["scratch_2layer"]:
+    hidden_layer_line = (
+        f"* **Through a hidden layer** the clone's error reaches the hidden units and moves their weights SGD's "
+        f"way (update cosine {clone_span('layer1_update_cosine_final')}), but not yet by SGD's amount (relative "
+        f"update error {clone_span('layer1_relative_update_error_final')}); meta-trained from scratch for "
+        f"{scratch2['steps_done']} meta-steps, the two-layer learner is near chance "
+        f"({accuracy_text(digits_two, 'vsml')} % on held-out digits, "
+        f"one layer after the same steps {accuracy_text(digits_one, 'vsml')} %).\n")
 if ROWS and len(LARGE) == 2 and symla_results is not None and RUN["clone"]:
     display(Markdown(
         f"* **Sharing flips the variable ratio**: VSML has {v16['ratio_learned_per_meta']:.2f} learned variables "
@@ -1127,6 +1253,7 @@ if ROWS and len(LARGE) == 2 and symla_results is not None and RUN["clone"]:
         f"* **The cells can implement backprop**: cloned on online SGD, they follow it closed loop on datasets and "
         f"an input size they never saw (logit correlation {min(corr):.2f} to {max(corr):.2f}, online accuracy "
         f"within {clone_gap:.1f} points).\n"
+        + hidden_layer_line +
         f"* **Meta-trained from scratch, they learn an algorithm of their own** that transfers: the small "
         f"digits-trained VSML learns faster than tuned SGD early in a stream ({GAPS[DIGITS]['VSML'][0]:+.1f} points "
         f"over the first 25 digits examples), and the Omniglot-trained one, at the paper's meta-batch, beats tuned "
@@ -1148,7 +1275,9 @@ if ROWS and len(LARGE) == 2 and symla_results is not None and RUN["clone"]:
 # in the last cell) and see which rows move; meta-train on Omniglot
 # (`--dataset omniglot`) and test on digits; feed only the label
 # (`--feedback label`) and see whether VSML still learns (it then has to
-# discover the error signal itself).
+# discover the error signal itself); continue a copy of
+# `data/vsml/clone_2layer` and see whether the hidden layer's update error
+# falls well below 1.
 #
 # **Next:** 08 · GPICL: when does a large in-context learner stop memorising
 # its tasks and start to generalise?
@@ -1157,12 +1286,17 @@ if ROWS and len(LARGE) == 2 and symla_results is not None and RUN["clone"]:
 # ## How this was made
 #
 # The runs this notebook loads are in `data/vsml/` (`scratch`, `metarnn`,
-# `fastweight`, `clone`, `large_omniglot/`, `symla/`). `data/vsml/README.md`
+# `fastweight`, `clone`, `clone_2layer`, `scratch_2layer`, `large_omniglot/`,
+# `symla/`). `data/vsml/README.md`
 # gives, for each, the command that made it, its meta-steps, wall time and
 # seconds per meta-step, and the machine: a 2-core CPU shared with other
 # training jobs, one torch thread, every run stopped by its time limit. The
 # seconds per meta-step in the run folders were measured on that loaded
-# machine, so they are not comparable with section 8's.
+# machine, so they are not comparable with section 8's. The two-layer runs
+# came later, with `--layers 2 --hidden-units 8`; the clone used 16 streams
+# per meta-step and an Adam step size of 0.01 to make more meta-steps in its
+# 15 minutes, and `scratch_2layer/results_1layer_247_steps.json` is the
+# one-layer learner trained on the same tasks for the same meta-steps.
 #
 # SymLA and its RL² GRU (`data/vsml/symla/symla`, `data/vsml/symla/rl2`)
 # were made by one command of the former command line,

@@ -528,3 +528,29 @@ def test_meta_step_cost_measures_time_and_saved_memory():
     assert wide["saved_for_backward_mb"] > 2 * small["saved_for_backward_mb"]  # the cell grid does
     rnn = vsml_cost.meta_step_cost(tiny_config(learner="metarnn", meta_batch=2), repeats=1)
     assert rnn["peak_gpu_mb"] is None and rnn["meta_parameters"] > 0
+
+
+def test_two_layer_cell_contributions_and_the_layer_clone_figure_headless():
+    """effective_weights reads the output layer of a two-layer learner; the figure draws from the files' layout."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    g = torch.Generator().manual_seed(5)
+    torch.manual_seed(0)
+    model = vsml.VSMLLearner(tiny_config(mode="scratch", layers=2, hidden_units=3))
+    xs, ys = torch.randn(6, 4, generator=g), torch.randint(0, 3, (6,), generator=g)
+    logits, _, _, states = vsml.run_stream(model, xs[None], ys[None], return_states=True)
+    trace = vsml_figures.stream_trace(model, xs, ys)
+    assert trace["weights"].shape == (6, 3, 3)  # the output layer's cells: hidden units x classes
+    torch.testing.assert_close(trace["weights"].mean(1), logits[0], atol=1e-5, rtol=1e-5)
+
+    layers = {"relative_update_error_final": 0.9, "update_cosine_final": 0.7, "relative_weight_error_final": 0.4}
+    row = {f"layer{l}_{key}": value for l in (1, 2) for key, value in layers.items()}
+    curves = {"one layer": [[s, 2.0 / (s + 1)] for s in range(0, 100, 10)],
+              "two layers": [[s, 3.0 / (s + 1)] for s in range(60)]}
+    rows = {f"{name} (held-out examples), input size 16": row for name in ("digits", "mnist")}  # the files' keys
+    fig = vsml_figures.layer_clone_figure(curves, rows) or plt.gcf()
+    assert len(fig.axes) == 2 and all(ax.get_ylabel() for ax in fig.axes) and len(fig.axes[1].get_xticklabels()) == 2
+    plt.close("all")

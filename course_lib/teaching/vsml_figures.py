@@ -1,20 +1,23 @@
-"""Notebook 07's look inside one stream: the effective weights and the prediction at every step.
+"""Notebook 07's figures of VSML learners: one stream step by step, and a clone through a hidden layer.
 
 :func:`stream_trace` runs a learner of :mod:`course_lib.vsml` on one stream and
 keeps, for every step, its prediction and the cell states read as an ``A x B``
 weight matrix; :func:`trace_figure` draws one step (the notebook's slider redraws it).
+:func:`layer_clone_figure` draws a two-layer clone's training curve and, per
+test-stream row, how closely each layer's learned update follows SGD's.
 """
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 
 from ..vsml import VSMLLearner, run_stream
 
 
 def effective_weights(model, state) -> torch.Tensor:
-    """The cell states read as a weight matrix ``[T, A, B]``.
+    """The output layer's cell states read as a weight matrix ``[T, A, B]``.
 
     Clone mode: the weight the cells were trained to carry, ``w_ab = c_ab . r``.
     Scratch mode: each cell's contribution to the logit of class ``b``,
@@ -25,7 +28,9 @@ def effective_weights(model, state) -> torch.Tensor:
         raise TypeError("effective weights exist for VSML learners only (their state is one cell per connection)")
     if model.config.mode == "clone":
         return model.weights(state)
-    return state[0] @ model.layer.w_out[:, 0]
+    cells, _ = model.split(state)
+    output_h = cells[-1][0]  # (h, c) per layer, input side first: the output layer's h
+    return output_h @ model.layer.w_out[:, 0]
 
 
 @torch.no_grad()
@@ -74,5 +79,47 @@ def trace_figure(trace: dict, step: int, title: str | None = None):
     axes[2].legend(fontsize=9, loc="lower right")
     if title:
         fig.suptitle(title, y=1.02)
+    fig.tight_layout()
+    return fig
+
+
+def _moving_mean(values, width: int) -> np.ndarray:
+    return np.convolve(np.asarray(values, dtype=float), np.ones(width) / width, mode="valid")
+
+
+def layer_clone_figure(loss_curves: dict, clone_rows: dict, width: int = 10):
+    """Two panels. Left: the cloning loss against meta-steps, one line per run of ``loss_curves``
+    (``{label: [[step, loss], ...]}``, a ``history.json``'s layout; a curve logged every step is drawn
+    faintly and as its mean over ``width`` steps). Right: per test-stream row of a two-layer clone's
+    ``results["clone"]``, closed loop, each layer's relative update error (1 = no better than not learning
+    the layer) and the cosine between the hidden layer's update and SGD's."""
+    fig, axes = plt.subplots(1, 2, figsize=(11.5, 3.9), gridspec_kw={"width_ratios": [1, 1.35]})
+    for k, (label, curve) in enumerate(loss_curves.items()):
+        steps, losses = np.array(curve, dtype=float).T
+        if len(steps) > 2 * width and np.median(np.diff(steps)) == 1:
+            axes[0].plot(steps, losses, color=f"C{k}", alpha=0.25, linewidth=0.8)
+            axes[0].plot(steps[width - 1:], _moving_mean(losses, width), color=f"C{k}",
+                         label=f"{label} (mean of {width})")
+        else:
+            axes[0].plot(steps, losses, color=f"C{k}", label=label)
+    axes[0].set_yscale("log")
+    axes[0].set(xlabel="meta-step", ylabel="cloning loss (log scale)")
+    axes[0].set_title("teacher-forced cloning loss", fontsize=10)
+    axes[0].legend(fontsize=9)
+
+    names = list(clone_rows)
+    x = np.arange(len(names))
+    bars = (("layer2_relative_update_error_final", "output layer: update error", "C0", None),
+            ("layer1_relative_update_error_final", "hidden layer: update error", "C1", None),
+            ("layer1_update_cosine_final", "hidden layer: cosine to SGD's", "C2", "//"))
+    for k, (key, label, colour, hatch) in enumerate(bars):
+        axes[1].bar(x + (k - 1) * 0.27, [clone_rows[n][key] for n in names], 0.27, color=colour, hatch=hatch,
+                    edgecolor="white" if hatch else None, label=label)
+    axes[1].axhline(1.0, color="black", linestyle="--", linewidth=1, label="a layer not learned")
+    short = [f"{n.split(' (')[0]}\n{n.rsplit(' ', 1)[1]} inputs" for n in names]
+    axes[1].set_xticks(x, short, fontsize=9)
+    axes[1].set(ylim=(0, 1.55), yticks=np.arange(0, 1.21, 0.2), ylabel="relative error of $W_T - W_0$, or cosine")
+    axes[1].set_title("closed loop on new streams: each layer's learned update vs SGD's", fontsize=10)
+    axes[1].legend(fontsize=9, ncol=2, loc="upper center")
     fig.tight_layout()
     return fig
