@@ -139,7 +139,9 @@ def table(root: Path) -> str:
 
 # The few-shot table of notebook 05 (black-box learners), saved by its full-mode run.
 BLACK_BOX_TABLE = "data/black_box/05_black_box_full.json"
-BLACK_BOX_MODELS = {"LSTM": "lstm", "memory-augmented LSTM": "mann", "in-context transformer": "transformer"}
+# display name -> the run folders' prefix: data/black_box/{prefix}_{W}way_{K}shot
+BLACK_BOX_MODELS = {"LSTM": "lstm", "LSTM + matching read-out": "mann", "LSTM on pixels": "lstm_q",
+                    "in-context transformer": "transformer"}
 CS330_BARS = {"2-way 1-shot": "> 90 %", "2-way 2-shot": "> 90 %", "3-way 1-shot": "≈ 80 %", "4-way 1-shot": "> 60 %"}
 
 
@@ -151,7 +153,10 @@ def _black_box_command(root: Path, model: str, setting: str) -> tuple[str, str]:
     steps = read_checkpoint(folder / "checkpoint.pt")["step"]
     record = json.loads((folder / "config.json").read_text())
     # A converted run keeps the command that wrote it; "command_now" is today's command for the same run.
-    return record.get("command_now", record["command"]), f"{steps:,}"
+    command = record.get("command_now", record["command"])
+    for later in record.get("later_commands", []):  # resumes, each shown as its own code span
+        command += f"`, then `{later}"
+    return command, f"{steps:,}"
 
 
 def black_box_table(root: Path) -> str:

@@ -198,7 +198,7 @@ assert a["mean"] == b["mean"], "a pixel permutation changed a pixel-space neares
 # * **MAML, first-order MAML, Reptile** adapt from the learned
 #   initialisation with batch statistics of $\mathcal{S}$; their 5-output
 #   heads cannot take 10 ways.
-# * **Black-box learners** of notebook 05 (memory-augmented LSTM, LSTM,
+# * **Black-box learners** of notebook 05 (LSTM + matching read-out, LSTM,
 #   transformer) have one checkpoint per setting, trained on 2-4 ways: they
 #   take only **2-way 1-shot**, which is why that column exists.
 # * **VSML** (07) and **GPICL** (08) read each image through a random
@@ -816,7 +816,7 @@ if RECORD is not None and SYMLA is not None and SYMLA.is_file():
 # (`hardware`). Every cell has 1,000 episodes. The checkpoints are the
 # course's shipped runs, each a short CPU run: ProtoNet 10,371 of the
 # paper's 20,000 episodes, MAML 2,729 of 60,000 meta-iterations (8 tasks
-# instead of 32), Reptile 1,208 of 100,000, the memory-augmented LSTM 2,000
+# instead of 32), Reptile 1,208 of 100,000, the LSTM + matching read-out 2,000
 # steps and the transformer 10,000, VSML 12 minutes, GPICL 116 minutes; on
 # the shared data ProtoNet 2,000 episodes, MAML 1,775 meta-iterations,
 # VSML 15 minutes, GPICL 35 minutes. `data/capstone/README.md` lists every

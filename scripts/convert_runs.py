@@ -56,7 +56,7 @@ def flag(name: str, value) -> str:
 # Notebook 05: data/black_box/*.pt -> data/black_box/NAME/ (sequence learners and RL²)
 # --------------------------------------------------------------------------
 
-SEQUENCE_NAMES = {"lstm": "LSTM", "mann": "memory-augmented LSTM", "transformer": "in-context transformer"}
+SEQUENCE_NAMES = {"lstm": "LSTM", "mann": "LSTM + matching read-out", "transformer": "in-context transformer"}
 PLATEAU = {  # file name -> the command that wrote it (data/black_box/README.md)
     "transformer_2way_1shot_embed_norm": "python -m course_lib.sequence_learners --model transformer --ways 2 "
     "--shots 1 --steps 20000 --embed-norm --checkpoint data/black_box/plateau/transformer_2way_1shot_embed_norm.pt",
