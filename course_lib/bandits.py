@@ -366,7 +366,7 @@ class A2CConfig:
     hidden: int = 48
     task: str = "independent"  # or "dependent"
     batch_size: int = 256
-    lr: float = 3e-3
+    meta_lr: float = 3e-3  # Adam on the agent's weights
     gamma: float = 0.99  # within one task; the agent's state is reset between tasks
     gae_lambda: float = 0.3
     entropy_start: float = 0.05  # the entropy bonus goes linearly from entropy_start at step 0 ...
@@ -381,8 +381,8 @@ class A2CConfig:
                             ("seed", 0)):
             if getattr(self, name) < least:
                 raise ValueError(f"{name} must be >= {least}, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not self.meta_lr > 0:
+            raise ValueError(f"meta_lr must be > 0, got {self.meta_lr}")
         if not (0 < self.gamma <= 1 and 0 <= self.gae_lambda <= 1):
             raise ValueError(f"need 0 < gamma <= 1 and 0 <= gae_lambda <= 1, got {self.gamma}, {self.gae_lambda}")
         if min(self.entropy_start, self.entropy_end, self.value_coef) < 0 or not self.value_scale > 0:
@@ -542,7 +542,7 @@ def trainer(model: nn.Module, config: A2CConfig, data: dict | None = None, devic
     model.cpu().train()
     if getattr(config, "init_from", ""):
         model.load_state_dict(read_checkpoint(_checkpoint_path(config.init_from))["state_dict"])
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.meta_lr)
     tasks = task_distribution(config)
 
     def step(i: int) -> dict[str, float]:
@@ -642,7 +642,7 @@ RUNS = (
             ("--task", "dependent", "--arms", "2", "--horizon", "10", "--steps", "1500"), ("--steps", "3"),
             job="rl2_dependent"),
     RunSpec("data/black_box/rl2_dependent2_T100", "RL², 2 dependent arms, 100 pulls",
-            ("--task", "dependent", "--arms", "2", "--horizon", "100", "--steps", "3000", "--lr", "0.001",
+            ("--task", "dependent", "--arms", "2", "--horizon", "100", "--steps", "3000", "--meta-lr", "0.001",
              "--value-scale", "10"), ("--steps", "3"), job="rl2_dependent_T100"),
     RunSpec("data/vsml/symla/rl2", "RL², SymLA's baseline (notebook 07)"),
 )

@@ -27,7 +27,8 @@ import torch
 
 from . import registry
 from .evaluation import format_accuracy
-from .runs import CheckpointMismatchError, History, RunError, RunFolder, load_checkpoint, save_checkpoint, train_loop
+from .runs import (RENAMED_FIELDS, CheckpointMismatchError, History, RunError, RunFolder, load_checkpoint,
+                   save_checkpoint, train_loop, with_added_defaults)
 from .runtime import get_device, machine_description, seed_everything
 
 SHARED = ("steps", "seed")  # Config fields that are shared flags
@@ -61,6 +62,17 @@ def _option(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
+class _RenamedOption(argparse.Action):
+    """A Config field's former option (``--lr``): a usage error that gives its name now (``--meta-lr``)."""
+
+    def __init__(self, option_strings, dest, now: str, **kwargs) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.now = now
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        raise RunError(f"{option_string} is now called {self.now}: write {self.now} {values}")
+
+
 def _add_config_options(parser: argparse.ArgumentParser, config_class) -> None:
     hints = typing.get_type_hints(config_class)
     for field in dataclasses.fields(config_class):
@@ -70,6 +82,10 @@ def _add_config_options(parser: argparse.ArgumentParser, config_class) -> None:
         if how is not None and field.name not in SHARED:
             parser.add_argument(_option(field.name), dest=field.name, default=None,
                                 help=f"(default {field.default})", **how)
+    names = {field.name for field in dataclasses.fields(config_class)}
+    for old, new in RENAMED_FIELDS.items():  # without it, argparse would read --lr as --lr-halve-every
+        if new in names and old not in names:
+            parser.add_argument(_option(old), action=_RenamedOption, now=_option(new), help=argparse.SUPPRESS)
 
 
 def build_parser(method: str | None = None, add_help: bool = True) -> argparse.ArgumentParser:
@@ -99,9 +115,9 @@ def build_parser(method: str | None = None, add_help: bool = True) -> argparse.A
 
 
 def config_from_args(args, config_class, stored: dict | None = None):
-    """The stored config (resume, eval) or the defaults, with the given options on top."""
+    """The stored config (resume, eval; in today's field names) or the defaults, with the given options on top."""
     known = {field.name for field in dataclasses.fields(config_class)}
-    values = {k: v for k, v in (stored or {}).items() if k in known}
+    values = {k: v for k, v in with_added_defaults(stored or {}, config_class).items() if k in known}
     values.update({k: getattr(args, k) for k in known if getattr(args, k, None) is not None})
     try:
         return config_class(**values)
@@ -196,7 +212,9 @@ def train(args, command: str) -> dict:
               f"python -m course_lib train {args.method} --out {args.out} --resume", file=sys.stderr)
         raise SystemExit(130) from None
     run.write_history(history)
-    return _evaluate(args, method, run, config, settings, device, data, train_seconds=time.time() - started)
+    seconds, steps = time.time() - started, (history.steps_done or start) - start
+    timing = {"ms_per_step": round(1000 * seconds / steps, 2)} if steps and not start else {}  # the run's mean
+    return _evaluate(args, method, run, config, settings, device, data, train_seconds=seconds, timing=timing)
 
 
 def evaluate(args, command: str) -> dict:
@@ -207,7 +225,8 @@ def evaluate(args, command: str) -> dict:
     return _evaluate(args, method, run, config, settings, device, data, train_seconds=0.0)
 
 
-def _evaluate(args, method, run: RunFolder, config, settings, device, data, train_seconds: float) -> dict:
+def _evaluate(args, method, run: RunFolder, config, settings, device, data, train_seconds: float,
+              timing: dict | None = None) -> dict:
     model = method.build(config)
     payload = load_checkpoint(run.checkpoint, model, map_location=device)
     model.to(device).eval()
@@ -215,10 +234,13 @@ def _evaluate(args, method, run: RunFolder, config, settings, device, data, trai
     results = method.evaluate(model, config, data, device, settings=settings, episodes=args.test_episodes,
                               progress=not args.no_progress)
     entries = {name: getattr(result, "as_dict", lambda: result)() for name, result in results.items()}
+    if not timing:  # eval, or a resumed run: keep the time per step measured by the invocation that began at step 0
+        timing = {key: value for key, value in (run.results() or {}).items() if key == "ms_per_step"}
     meta = {"method": args.method, "steps_done": int(payload["step"] or 0), "config": dataclasses.asdict(config),
             "test_episodes": args.test_episodes,
             **getattr(method, "evaluation_details", lambda settings: {})(settings),
             "machine": machine_description(device), "train_seconds_this_invocation": round(train_seconds, 1),
+            **(timing or {}),
             "eval_seconds": round(time.time() - started, 1),
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     paper = paper_numbers(method, config)

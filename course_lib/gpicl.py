@@ -44,7 +44,7 @@ from torch import nn
 from .data import load_digits, load_mnist_test, omniglot_splits, standardise
 from .episodes import step_generator
 from .evaluation import format_accuracy, mean_confidence_interval
-from .runs import RunSpec, Trainer, read_checkpoint
+from .runs import RunSpec, Trainer, read_checkpoint, with_added_defaults
 
 INF = "inf"
 MODELS = ("transformer", "lstm")
@@ -60,11 +60,11 @@ EVALUATION_SEED = 1234
 
 
 def check_optimisation(config) -> None:
-    """The optimiser settings GPICL and in-context regression share: steps, warm-up, lr, clipping."""
+    """The optimiser settings GPICL and in-context regression share: steps, warm-up, meta_lr, clipping."""
     if config.steps < 0 or config.warmup < 0:
         raise ValueError("steps and warmup must be >= 0")
-    if not config.lr > 0 or config.clip < 0:
-        raise ValueError(f"lr must be > 0 and clip >= 0, got lr={config.lr}, clip={config.clip}")
+    if not config.meta_lr > 0 or config.clip < 0:
+        raise ValueError(f"meta_lr must be > 0 and clip >= 0, got meta_lr={config.meta_lr}, clip={config.clip}")
 
 
 @dataclass
@@ -86,7 +86,7 @@ class GPICLConfig:
     train_dataset: str = "mnist"  # meta-training images: "mnist" (test images 0-8,999) or "omniglot" (background)
     batch_size: int = 128  # sequences per model per step
     steps: int = 20000
-    lr: float = 5e-4
+    meta_lr: float = 5e-4
     warmup: int = 500  # steps of linear learning-rate warm-up
     clip: float = 1.0  # gradient norm clipping per model (0: off)
     amp: bool = True  # bf16 autocast on CUDA
@@ -521,7 +521,7 @@ def load_data(config: GPICLConfig, smoke: bool = False, device="cpu") -> dict[st
 def adam_step_(model: nn.Module, optimizer, losses: torch.Tensor, config, step: int) -> None:
     """One Adam step of the stacked models on the sum of their ``[M]`` losses, each gradient clipped on its own."""
     for group in optimizer.param_groups:
-        group["lr"] = config.lr * min(1.0, (step + 1) / max(1, config.warmup))  # linear warm-up
+        group["lr"] = config.meta_lr * min(1.0, (step + 1) / max(1, config.warmup))  # linear warm-up
     optimizer.zero_grad(set_to_none=True)
     losses.sum().backward()
     if config.clip:
@@ -547,7 +547,7 @@ def trainer(model: nn.Module, config: GPICLConfig, data: dict, device: torch.dev
     device = torch.device(device)
     model.to(device).train()
     tasks = data["train"].to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=device.type == "cuda")
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.meta_lr, fused=device.type == "cuda")
     pools, fractions, names = config.pools, config.biased_fractions, config.run_names
 
     def step(i: int) -> dict[str, float]:
@@ -702,7 +702,7 @@ class GPICLPredictor:
 def load_weights(path, device="cpu") -> tuple[nn.Module, GPICLConfig]:
     """One model of a sweep from its ``weights.pt`` (bf16), as a stack of one (float32, eval mode), and its config."""
     payload = read_checkpoint(path)
-    config = GPICLConfig(**payload["config"])
+    config = GPICLConfig(**with_added_defaults(payload["config"], GPICLConfig))
     model = build_model(config, num_models=1)
     if isinstance(model, StackedTransformer):
         state = {k: v.float().unsqueeze(0) for k, v in payload["state_dict"].items()}

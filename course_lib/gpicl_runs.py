@@ -24,7 +24,7 @@ from .gpicl import (EVAL_NAMES, LAST_POSITIONS, GPICLConfig, StackedTransformer,
 from .icl_regression import RegressionConfig
 from .icl_regression import build as build_regression
 from .runs import (CHECKPOINT_FILE, HISTORY_FILE, RESULTS_FILE, History, RunError, RunFolder, atomic_write,
-                   load_checkpoint, read_checkpoint, read_json, write_json, write_text)
+                   load_checkpoint, read_checkpoint, read_json, with_added_defaults, write_json, write_text)
 
 HISTORY_WINDOW = 10  # tasks_<n>/history.json: one point per 10 training steps
 FINAL_LOSS_STEPS = 50  # "final loss": the mean training loss of the last 50 steps
@@ -65,6 +65,7 @@ def sweep_summary(folder: Path | str) -> dict:
         raise RunError(f"{run.path} holds no {RESULTS_FILE} and {HISTORY_FILE}: train it first "
                        f"(python -m course_lib train gpicl --out {run.path} ...)")
     history = History.from_state_dict(read_json(run.path / HISTORY_FILE))
+    config = GPICLConfig(**with_added_defaults(record["config"], GPICLConfig))
     rows = [{"run": name, "num_tasks": row["num_tasks"], "biased_fraction": row["biased_fraction"],
              "batch_size": row["batch_size"], "steps": results["steps_done"],
              "final_loss": final_loss(history, name), "parameters": row["parameters"],
@@ -74,7 +75,7 @@ def sweep_summary(folder: Path | str) -> dict:
             "machine": results["machine"], "device": results["machine"]["device"], "command": record["command"],
             "later_commands": record.get("later_commands", []), "test_episodes": results["test_episodes"],
             "eval_seconds": results["eval_seconds"], "finished": results["finished"], "config": record["config"],
-            "histories": model_histories(history, GPICLConfig(**record["config"]).run_names)}
+            "histories": model_histories(history, config.run_names)}
 
 
 def model_markdown(row: dict, config: GPICLConfig) -> str:
@@ -94,7 +95,7 @@ def write_model_folders(folder: Path | str, keep_weights=()) -> list[dict]:
     folder = Path(folder)
     diagram = sweep_summary(folder)
     histories, stored = diagram.pop("histories"), diagram.pop("config")
-    config, rows = GPICLConfig(**stored), diagram["rows"]
+    config, rows = GPICLConfig(**with_added_defaults(stored, GPICLConfig)), diagram["rows"]
     write_json(folder / "phase_diagram.json", diagram)
     write_text(folder / "phase_diagram.md", phase_diagram_markdown(rows, config, diagram))
     about_the_run = {k: v for k, v in diagram.items() if k != "rows"}
@@ -133,7 +134,7 @@ def load_run(folder: Path | str) -> dict:
 
 def _from_checkpoint(path: Path, config_class, build) -> tuple[nn.Module, object]:
     """The models of a run's ``checkpoint.pt``, and their config."""
-    config = config_class(**read_checkpoint(path)["config"])
+    config = config_class(**with_added_defaults(read_checkpoint(path)["config"], config_class))
     model = build(config)
     load_checkpoint(path, model, config)
     return model, config
@@ -174,7 +175,7 @@ def load_regression_run(folder: Path | str) -> dict:
     folder = Path(folder)
     results, history = read_json(folder / RESULTS_FILE), read_json(folder / HISTORY_FILE)
     if "rows" not in results:  # a run folder of python -m course_lib train icl-regression
-        config = RegressionConfig(**results["config"])
+        config = RegressionConfig(**with_added_defaults(results["config"], RegressionConfig))
         results = {**results, "rows": list(results["results"].values()), "steps": results["steps_done"],
                    "eval_sequences": results["test_episodes"]}
         records = History.from_state_dict(history).records
@@ -198,7 +199,7 @@ def load_regression_models(folder: Path | str) -> tuple[StackedTransformer, Regr
         model, config = _from_checkpoint(folder / CHECKPOINT_FILE, RegressionConfig, build_regression)
         return model.eval(), config
     payload = read_checkpoint(folder / "weights.pt")
-    config = RegressionConfig(**payload["config"])
+    config = RegressionConfig(**with_added_defaults(payload["config"], RegressionConfig))
     model = build_regression(config)
     model.load_state_dict({k: v.float() for k, v in payload["state_dict"].items()})
     return model.eval(), config

@@ -47,7 +47,7 @@ class RegressionConfig:
     ffn_mult: int = 2
     batch_size: int = 128  # sequences per model per step
     steps: int = 5000
-    lr: float = 1e-3
+    meta_lr: float = 1e-3
     warmup: int = 100  # steps of linear learning-rate warm-up
     clip: float = 1.0  # gradient norm clipping per model (0: off)
     seed: int = 0
@@ -159,7 +159,7 @@ def trainer(model: gpicl.StackedTransformer, config: RegressionConfig, data: dic
     """One step: every model draws a batch from its own pool, from ``(config.seed, i)`` only (a resumed run
     trains exactly as an uninterrupted one); logs each model's loss (``loss_1``, ``loss_inf``, ...)."""
     model.to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.meta_lr)
     pools, names = data["pools"], [f"loss_{n}" for n in config.pools]
 
     def step(i: int) -> dict[str, float]:

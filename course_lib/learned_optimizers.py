@@ -39,7 +39,7 @@ class LearnedOptimizerConfig:
     horizon: int = 100  # T: optimizee steps per sampled optimizee
     unroll: int = 20  # K: truncation length of backpropagation through time
     optimizees_per_batch: int = 8  # optimizees trained in parallel (Monte-Carlo estimate of E_f)
-    lr: float = 1e-3  # Adam on omega
+    meta_lr: float = 1e-3  # Adam on omega
     meta_grad_clip: float = 1.0  # clip the norm of each meta-gradient
     second_order: bool = False  # True: keep d grad_t / d omega (the paper drops it)
     optimizee: str = "mlp"  # the family of the command line: "quadratic" or "mlp" (:func:`load_data`)
@@ -53,8 +53,8 @@ class LearnedOptimizerConfig:
                 raise ValueError(f"{name} must be >= {least}, got {getattr(self, name)}")
         if self.horizon % self.unroll:
             raise ValueError(f"horizon ({self.horizon}) must be a multiple of unroll ({self.unroll})")
-        if not (self.lr > 0 and self.preprocess_p > 0 and self.meta_grad_clip >= 0):
-            raise ValueError("lr and preprocess_p must be > 0 and meta_grad_clip >= 0")
+        if not (self.meta_lr > 0 and self.preprocess_p > 0 and self.meta_grad_clip >= 0):
+            raise ValueError("meta_lr and preprocess_p must be > 0 and meta_grad_clip >= 0")
         if self.optimizee not in ("quadratic", "mlp"):
             raise ValueError(f"optimizee must be quadratic or mlp, got {self.optimizee!r}")
 
@@ -294,7 +294,7 @@ def trainer(model: LSTMOptimizer, config: LearnedOptimizerConfig, data: dict, de
     model.cpu().train()
     family = data["train"]
     c = model.config
-    meta_optimizer = meta_optimizer or torch.optim.Adam(model.parameters(), lr=c.lr)
+    meta_optimizer = meta_optimizer or torch.optim.Adam(model.parameters(), lr=c.meta_lr)
 
     def step(i: int) -> dict[str, float]:
         problems = meta_training_batch(family, c, i)

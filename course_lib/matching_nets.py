@@ -39,7 +39,7 @@ class MatchingNetConfig:
     shots: int = 1
     queries: int = 15
     steps: int = 20000
-    lr: float = 1e-3
+    meta_lr: float = 1e-3
     lr_halve_every: int = 2000
     seed: int = 0
     channels_last: bool = True

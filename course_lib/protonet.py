@@ -43,7 +43,7 @@ class ProtoNetConfig:
     shots: int = 5
     queries: int = 5
     steps: int = 20000
-    lr: float = 1e-3
+    meta_lr: float = 1e-3
     lr_halve_every: int = 2000
     seed: int = 0
     channels_last: bool = True  # faster convolutions on CPUs and recent GPUs
@@ -65,8 +65,8 @@ def check_episode_config(config) -> None:
             raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
     if config.ways < 2:
         raise ValueError(f"ways must be >= 2 (one class is no classification task), got {config.ways}")
-    if config.steps < 0 or not config.lr > 0:
-        raise ValueError(f"steps must be >= 0 and lr > 0, got steps={config.steps}, lr={config.lr}")
+    if config.steps < 0 or not config.meta_lr > 0:
+        raise ValueError(f"steps must be >= 0 and meta_lr > 0, got steps={config.steps}, meta_lr={config.meta_lr}")
 
 
 # The model and its loss
@@ -146,15 +146,15 @@ def episode_loss(model: nn.Module, episode: Episode) -> tuple[torch.Tensor, torc
 
 
 def learning_rate(config, step: int) -> float:
-    """Step schedule of Snell et al.: ``lr * 0.5 ** (step // lr_halve_every)``."""
-    return config.lr * 0.5 ** (step // config.lr_halve_every)
+    """Step schedule of Snell et al.: ``meta_lr * 0.5 ** (step // lr_halve_every)``."""
+    return config.meta_lr * 0.5 ** (step // config.lr_halve_every)
 
 
 def trainer(model: nn.Module, config, data: dict, device: torch.device | str = "cpu",
             loss_fn: Callable[[nn.Module, Episode], tuple[torch.Tensor, torch.Tensor]] = episode_loss) -> Trainer:
     """One step of episodic training: draw the episode of ``(config.seed, i)``, one Adam step on its loss."""
     model.to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.meta_lr)
     sampler = FastEpisodeSampler(data["train"], config.ways, config.shots, config.queries, device=device)
 
     def step(i: int) -> dict[str, float]:
@@ -208,7 +208,7 @@ Config, build = ProtoNetConfig, ProtoNet
 PAPER = {  # Omniglot, Vinyals protocol (Snell et al. 2017, Table 1)
     "5-way 1-shot": 0.988, "5-way 5-shot": 0.997, "20-way 1-shot": 0.960, "20-way 5-shot": 0.989,
 }
-PAPER_OPTIONS = ("--ways", "60", "--shots", "5", "--queries", "5", "--steps", "20000", "--lr", "1e-3",
+PAPER_OPTIONS = ("--ways", "60", "--shots", "5", "--queries", "5", "--steps", "20000", "--meta-lr", "1e-3",
                  "--lr-halve-every", "2000", "--seed", "0")
 SMOKE_OPTIONS = ("--ways", "5", "--steps", "3")
 RUNS = (

@@ -74,7 +74,7 @@ def _module_name(module: str | ModuleType) -> str:
 
 def load(folder, device="cpu"):
     """``(model, checkpoint payload)`` of a run folder, built from its own stored method and config."""
-    from .runs import RunError, RunFolder, load_checkpoint
+    from .runs import RunError, RunFolder, load_checkpoint, with_added_defaults
 
     run = RunFolder(folder)
     if not run.checkpoint.is_file():
@@ -83,6 +83,6 @@ def load(folder, device="cpu"):
     if name is None:
         raise RunError(f"{run.config_file} does not say which method trained {run.path}")
     method = get(name)
-    model = method.build(method.Config(**run.stored_config()))
+    model = method.build(method.Config(**with_added_defaults(run.stored_config(), method.Config)))
     payload = load_checkpoint(run.checkpoint, model, map_location=device)
     return model.to(device).eval(), payload

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import os
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -31,6 +32,8 @@ CHECKPOINT_FORMAT = "course_lib.checkpoint/1"
 CONFIG_FILE, CHECKPOINT_FILE, HISTORY_FILE = "config.json", "checkpoint.pt", "history.json"
 RESULTS_FILE, RESULTS_MARKDOWN = "results.json", "results.md"
 RESUMABLE_CHANGES = ("steps",)  # the config fields a resumed run may change
+# A Config field's former name -> its name now: a stored config with the former name still loads and resumes.
+RENAMED_FIELDS = {"lr": "meta_lr"}  # the meta-parameters' learning rate, as MAML names it
 
 
 class RunError(ValueError):
@@ -227,8 +230,9 @@ def read_checkpoint(path: str | Path, map_location: torch.device | str = "cpu") 
 def load_checkpoint(path: str | Path, model: torch.nn.Module, config: Any = None, *,
                     optimizer: torch.optim.Optimizer | None = None, map_location: torch.device | str = "cpu",
                     restore_rng: bool = False) -> dict:
-    """Load a checkpoint of :func:`save_checkpoint` into ``model``, after checking that it holds the same
-    model class, ``config`` (if given) and tensor shapes; return its payload (``history`` a :class:`History`)."""
+    """Load a checkpoint of :func:`save_checkpoint` into ``model`` (and ``optimizer``, when resuming), after
+    checking that it holds the same model class, ``config`` (if given) and tensor shapes; return its payload
+    (``history`` a :class:`History`)."""
     path = Path(path)
     payload = read_checkpoint(path, map_location)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
@@ -251,8 +255,13 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module, config: Any = None
             f"{path} does not fit this {expected_class} ({'; '.join(problems[:5])}"
             f"{' ...' if len(problems) > 5 else ''}): it was saved from a different architecture.")
     model.load_state_dict(stored)
-    if optimizer is not None and "optimizer" in payload:
-        optimizer.load_state_dict(payload["optimizer"])
+    if optimizer is not None:  # a resume
+        if "optimizer" in payload:
+            optimizer.load_state_dict(payload["optimizer"])
+        else:  # saved without it: the run goes on, but not as an uninterrupted one would have
+            print(f"warning: {path} holds no optimizer state, so {type(optimizer).__name__} restarts from zero "
+                  "(no moments, no step count): this continuation is not exactly the run an uninterrupted "
+                  "training would have given", file=sys.stderr)
     if restore_rng and "rng" in payload:
         torch.set_rng_state(payload["rng"].cpu())
     payload["history"] = History.from_state_dict(payload.get("history", {}))
@@ -261,12 +270,20 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module, config: Any = None
 
 
 def with_added_defaults(stored: dict, config: Any) -> dict:
-    """``stored`` plus the defaults of ``config``'s fields that it lacks: a field added to a Config after a
-    run was written defaults to what that run did, so the run still matches its own config."""
-    if not (dataclasses.is_dataclass(config) and not isinstance(config, type)):
+    """``stored`` in the terms of ``config`` (a Config class or instance) today: a field renamed since the
+    run was written (:data:`RENAMED_FIELDS`) under its new name, and the defaults of the fields it lacks (a
+    field added to a Config later defaults to what that run did), so that the run still matches its own config."""
+    if not dataclasses.is_dataclass(config):
         return stored
-    added = {field.name: field.default for field in dataclasses.fields(config)
-             if field.name not in stored and field.default is not dataclasses.MISSING}
+    fields = {field.name: field for field in dataclasses.fields(config)}
+    renames = {old: new for old, new in RENAMED_FIELDS.items() if old in stored and new in fields and old not in fields}
+    for old, new in renames.items():
+        if new in stored:
+            raise RunError(f"a stored config holds both {old!r} and {new!r}, the name {old!r} has now: keep only "
+                           f"{new!r} (python scripts/convert_runs.py renames {old!r} in shipped config.json files)")
+    stored = {renames.get(key, key): value for key, value in stored.items()}
+    added = {name: field.default for name, field in fields.items()
+             if name not in stored and field.default is not dataclasses.MISSING}
     return {**stored, **added}
 
 

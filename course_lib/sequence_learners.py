@@ -7,10 +7,12 @@ examples in a random order, then the queries, each step an image with the label 
 
 so the model must guess y_t before it is told: "learning" the task is whatever its state keeps of
 the (x_{t-1}, y_{t-1}) pairs. A query's label is never given (the label slot after a query is zeros,
-as at t = 0). Three models share a small convolutional encoder (``SequenceConfig.model``):
+as at t = 0). Four models share a small convolutional encoder (``SequenceConfig.model``):
 
 * ``lstm``, :class:`LSTMLearner`: an LSTM, its state the learned variables;
 * ``mann``, :class:`MemoryAugmentedLSTM`: the LSTM plus a memory of (key, label) pairs read by content;
+* ``lrua``, :class:`SantoroMANN`: Santoro et al.'s MANN, an LSTM controller that writes to and reads from
+  an external memory with least-recently-used access;
 * ``transformer``, :class:`InContextTransformer`: a causal convolution of width 2 puts (x_{t-1}, y_{t-1})
   and x_t in one token (as in SNAIL), then causal self-attention (its growing key/value cache learns).
 
@@ -26,6 +28,7 @@ the query steps only. The run in ``data/black_box/lstm_2way_1shot``, then CS330'
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -46,7 +49,7 @@ ENCODERS = ("conv", "pixels")
 class SequenceConfig:
     """One sequence learner and its meta-training (defaults: notebook 05's runs)."""
 
-    model: str = "lstm"  # "lstm", "mann" or "transformer" (:data:`MODELS`)
+    model: str = "lstm"  # "lstm", "mann", "lrua" or "transformer" (:data:`MODELS`)
     ways: int = 2
     shots: int = 1
     queries: int = 1  # per class, at the end of each training sequence
@@ -62,10 +65,14 @@ class SequenceConfig:
     embed_norm: bool = False  # a layer norm on the image embedding (notebook 05 shows why not)
     encoder: str = "conv"  # "conv" (:class:`SmallConvEncoder`) or "pixels" (the flattened image, as in CS330)
     loss_on: str = "all"  # the steps the loss scores: "all" or "queries" (:func:`sequence_loss`)
+    memory_slots: int = 128  # lrua: N, the memory's slots (Santoro et al.: 128)
+    memory_width: int = 40  # lrua: the numbers in a slot (Santoro et al.: 40)
+    read_heads: int = 4  # lrua: n, the keys read (and written) per step (Santoro et al.: 4)
+    usage_decay: float = 0.95  # lrua: gamma, how much of the last step's usage is kept
 
     def __post_init__(self) -> None:
-        if self.model not in ("lstm", "mann", "transformer"):
-            raise ValueError(f"model must be lstm, mann or transformer, got {self.model!r}")
+        if self.model not in ("lstm", "mann", "lrua", "transformer"):
+            raise ValueError(f"model must be lstm, mann, lrua or transformer, got {self.model!r}")
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
         if self.encoder not in ENCODERS:
@@ -73,13 +80,19 @@ class SequenceConfig:
         if self.loss_on not in LOSS_ON:
             raise ValueError(f"loss_on must be one of {LOSS_ON}, got {self.loss_on!r}")
         for name, least in (("ways", 2), ("shots", 1), ("queries", 1), ("embed", 1), ("hidden", 1), ("layers", 1),
-                            ("heads", 1), ("batch_size", 1), ("steps", 0), ("seed", 0)):
+                            ("heads", 1), ("batch_size", 1), ("steps", 0), ("seed", 0), ("memory_slots", 1),
+                            ("memory_width", 1), ("read_heads", 1)):
             if getattr(self, name) < least:
                 raise ValueError(f"{name} must be >= {least}, got {getattr(self, name)}")
         if self.model == "transformer" and self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.usage_decay <= 1:
+            raise ValueError(f"usage_decay must be in [0, 1] (it scales the last step's usage), got {self.usage_decay}")
+        if self.model == "lrua" and self.read_heads > self.memory_slots:
+            raise ValueError(f"read_heads ({self.read_heads}) must be at most memory_slots ({self.memory_slots}): "
+                             "each step writes to the read_heads least-used slots; raise --memory-slots")
 
 
 # ---------------- Episodes as sequences
@@ -259,7 +272,106 @@ class MemoryAugmentedLSTM(nn.Module):
         return 2 * self.config.layers * self.config.hidden + (self.key.out_features + self.config.ways) * (length - 1)
 
 
-MODELS = {"lstm": LSTMLearner, "mann": MemoryAugmentedLSTM, "transformer": InContextTransformer}
+def least_used_weights(usage: torch.Tensor, n: int) -> torch.Tensor:
+    """w^lu, ``[B, N] -> [B, N]``: 1 at the ``n`` slots of least usage, 0 elsewhere.
+
+    The paper marks slot i when w^u(i) <= m(w^u, n), the n-th smallest usage; when usages tie (all
+    slots at t = 0) that marks more than n slots, so ties go to the lower slot index: exactly n marks."""
+    order = torch.argsort(usage, dim=-1, stable=True)  # stable: equal usages keep the index order
+    return torch.zeros_like(usage).scatter_(-1, order[:, :n], 1.0)
+
+
+class MemoryState(NamedTuple):
+    """What :class:`SantoroMANN` carries from step t to t + 1 (all zeros before the first step)."""
+
+    controller: tuple[torch.Tensor, torch.Tensor]  # (h_t, c_t), each [layers, B, hidden]
+    read: torch.Tensor  # r_t, one vector per head: [B, n, W]
+    read_weights: torch.Tensor  # w^r_t: [B, n, N]
+    usage: torch.Tensor  # w^u_t: [B, N]
+    memory: torch.Tensor  # M_t: [B, N, W]
+
+
+class SantoroMANN(nn.Module):
+    """Santoro et al. (2016)'s memory-augmented neural network with least-recently-used access (LRUA).
+
+    An LSTM controller reads a memory M of N slots of W numbers with n keys, and writes each key either
+    to the slot it read last step (to bind the label that arrives one step later to that image) or to
+    an unused slot (for a new image). With e_t = [enc(x_t), onehot(y_{t-1})] and heads j = 1..n:
+
+        (h_t, c_t) = LSTM([e_t, r^1_{t-1}, ..., r^n_{t-1}], (h_{t-1}, c_{t-1}))
+        k^j_t = tanh(W^j_k h_t + b^j_k),          alpha^j_t = W^j_a h_t + b^j_a
+        w^lu_{t-1}(i) = 1 if slot i is one of the n least used (smallest w^u_{t-1}(i)), else 0
+        w^{w,j}_t = sigmoid(alpha^j_t) w^{r,j}_{t-1} + (1 - sigmoid(alpha^j_t)) w^lu_{t-1}
+        M'_{t-1} = M_{t-1} with its least-used slot (smallest w^u_{t-1}) set to zero
+        M_t(i) = M'_{t-1}(i) + sum_j w^{w,j}_t(i) k^j_t
+        w^{r,j}_t(i) = softmax_i( cos(k^j_t, M_t(i)) ),    r^j_t = sum_i w^{r,j}_t(i) M_t(i)
+        w^u_t = gamma w^u_{t-1} + sum_j w^{r,j}_t + sum_j w^{w,j}_t
+        logits_t = W_o [h_t, r^1_t, ..., r^n_t] + b_o
+
+    as the paper's section 3.2: no sharpening of the read, the key is what is written, and every head
+    shares the one w^lu of n slots. Every state starts at zero for each sequence: the memory is learned
+    within a sequence, not a parameter.
+    ``config.layers`` stacks LSTM layers (the paper has one); h_t is the top layer's.
+    """
+
+    def __init__(self, config: SequenceConfig) -> None:
+        super().__init__()
+        self.config = config
+        n, W = config.read_heads, config.memory_width
+        self.encoder, dim = image_encoder(config)
+        self.controller = nn.LSTM(dim + config.ways + n * W, config.hidden, num_layers=config.layers,
+                                  batch_first=True)
+        self.key = nn.Linear(config.hidden, n * W)  # k^j_t of every head j, before the tanh
+        self.gate = nn.Linear(config.hidden, n)  # alpha^j_t of every head j
+        self.head = nn.Linear(config.hidden + n * W, config.ways)
+
+    def initial_state(self, batch_size: int) -> MemoryState:
+        """All zeros, on the device and in the dtype of the weights."""
+        c, B = self.config, batch_size
+        n, N, W = c.read_heads, c.memory_slots, c.memory_width
+        zeros = self.head.weight.new_zeros
+        return MemoryState((zeros(c.layers, B, c.hidden), zeros(c.layers, B, c.hidden)),
+                           zeros(B, n, W), zeros(B, n, N), zeros(B, N), zeros(B, N, W))
+
+    def step(self, e: torch.Tensor, state: MemoryState) -> MemoryState:
+        """One step of the equations above: ``e`` = e_t ``[B, dim + ways]``, ``state`` that of step t - 1."""
+        B, n = e.shape[0], self.config.read_heads
+        out, controller = self.controller(torch.cat([e, state.read.flatten(1)], -1).unsqueeze(1), state.controller)
+        h = out[:, 0]
+        keys = torch.tanh(self.key(h)).view(B, n, -1)  # k^j_t: [B, n, W]
+        gate = torch.sigmoid(self.gate(h)).unsqueeze(-1)  # sigmoid(alpha^j_t): [B, n, 1]
+        # write: to the slots read last step, or to the least used ones, by the usage up to step t - 1
+        least_used = least_used_weights(state.usage, n).unsqueeze(1)  # w^lu_{t-1}: [B, 1, N]
+        write_weights = gate * state.read_weights + (1 - gate) * least_used  # w^{w,j}_t: [B, n, N]
+        emptied = state.memory * (1 - least_used_weights(state.usage, 1)).unsqueeze(-1)  # M'_{t-1}
+        memory = emptied + write_weights.transpose(1, 2) @ keys  # M_t(i) = M'(i) + sum_j w^{w,j}_t(i) k^j_t
+        # read the memory just written, by cosine similarity to each key
+        similarity = F.normalize(keys, dim=-1) @ F.normalize(memory, dim=-1).transpose(1, 2)  # [B, n, N]
+        read_weights = similarity.softmax(-1)  # w^{r,j}_t
+        read = read_weights @ memory  # r^j_t: [B, n, W]
+        usage = self.config.usage_decay * state.usage + read_weights.sum(1) + write_weights.sum(1)
+        return MemoryState(controller, read, read_weights, usage, memory)
+
+    def forward(self, images: torch.Tensor, label_inputs: torch.Tensor) -> torch.Tensor:
+        e = torch.cat([_encode(self.encoder, images), label_inputs], dim=-1)  # e_t for every t: [B, L, dim + ways]
+        state = self.initial_state(e.shape[0])
+        logits = []
+        for t in range(e.shape[1]):  # the memory changes at every step: a loop (the sequences are short)
+            state = self.step(e[:, t], state)
+            h_top = state.controller[0][-1]
+            logits.append(self.head(torch.cat([h_top, state.read.flatten(1)], dim=-1)))
+        return torch.stack(logits, dim=1)
+
+    def learned_variables(self, length: int) -> int:
+        """Everything :class:`MemoryState` carries: the LSTM's h and c, the n read vectors and n read weightings,
+        the usage and the N x W memory; fixed, whatever the sequence length."""
+        c = self.config
+        n, N, W = c.read_heads, c.memory_slots, c.memory_width
+        return 2 * c.layers * c.hidden + n * W + n * N + N + N * W
+
+
+MODELS = {"lstm": LSTMLearner, "mann": MemoryAugmentedLSTM, "lrua": SantoroMANN,
+          "transformer": InContextTransformer}
 
 
 def build(config: SequenceConfig) -> nn.Module:
@@ -396,15 +508,18 @@ def prediction_trace(model: nn.Module, sequence: LabelSequence) -> torch.Tensor:
 
 Config = SequenceConfig
 PAPER: dict[str, float] = {}  # notebook 05 compares with the CS330 homework's bars, not a paper's table
-LABELS = {"lstm": "LSTM", "mann": "LSTM + matching read-out", "transformer": "in-context transformer"}
-STEPS = {"lstm": 2000, "mann": 2000, "transformer": 10000}  # CS330 HW1's budget; the transformer needs more
+LABELS = {"lstm": "LSTM", "mann": "LSTM + matching read-out", "lrua": "MANN (Santoro et al., LRU access)",
+          "transformer": "in-context transformer"}
+STEPS = {"lstm": 2000, "mann": 2000, "lrua": 2000,
+         "transformer": 10000}  # CS330 HW1's budget; the transformer needs more
 RUNS = tuple(
     RunSpec(f"data/black_box/{model}_{ways}way_{shots}shot", f"{LABELS[model]}, {ways}-way {shots}-shot",
             ("--model", model, "--ways", str(ways), "--shots", str(shots), "--steps", str(STEPS[model]),
              "--seed", "1" if (model, ways) == ("transformer", 4) else "0"),  # seed 0 stayed at chance (README)
             ("--steps", "3"), job=f"{model}_{ways}w{shots}s",
             capstone=model if (ways, shots) == (2, 1) else "")  # the only setting of the capstone among these
-    for model in MODELS for ways, shots in ((2, 1), (2, 2), (3, 1), (4, 1))
+    for model in MODELS if model != "lrua"  # lrua: not trained yet, no run folder
+    for ways, shots in ((2, 1), (2, 2), (3, 1), (4, 1))
 ) + tuple(  # CS330's plain LSTM: the flattened image, two layers, the loss on the queries
     RunSpec(f"data/black_box/lstm_q_{ways}way_1shot", f"LSTM on pixels (CS330), {ways}-way 1-shot",
             ("--model", "lstm", "--encoder", "pixels", "--layers", "2", "--loss-on", "queries", "--ways", str(ways),

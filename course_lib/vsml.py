@@ -84,7 +84,7 @@ class VSMLConfig:
     meta_batch: int = 128  # streams (tasks) in parallel per meta-step
     truncation: int = 100  # truncated BPTT window (steps); >= stream_length means full BPTT
     steps: int = 100000  # meta-steps (--max-minutes usually stops first)
-    lr: float = 3e-3  # Adam on the meta-parameters (with gradient clipping); there is no inner rate
+    meta_lr: float = 3e-3  # Adam on the meta-parameters (with gradient clipping); there is no inner rate
     grad_clip: float = 1.0
     clone_lr: float = 0.1  # the SGD learning rate that clone mode imitates
     eval_input_size: int = 32  # the "different input size" of the test streams (VSML only)
@@ -112,7 +112,8 @@ class VSMLConfig:
             (isinstance(self.steps, int) and self.steps >= 0, f"steps must be >= 0, got {self.steps!r}"),
             (self.ways >= 2, f"ways must be at least 2, got {self.ways}"),
             (self.message_size >= 2, "message_size must be at least 2 (label and error components)"),
-            (self.lr > 0 and self.clone_lr > 0 and self.grad_clip > 0, "lr, clone_lr and grad_clip must be > 0"),
+            (self.meta_lr > 0 and self.clone_lr > 0 and self.grad_clip > 0,
+             "meta_lr, clone_lr and grad_clip must be > 0"),
             (isinstance(self.seed, int) and self.seed >= 0, "seed must be a non-negative integer"),
         ]
         for ok, message in checks:
@@ -816,7 +817,7 @@ def load_data(config: VSMLConfig, smoke: bool = False) -> dict:
 
 def trainer(model: nn.Module, config: VSMLConfig, data: dict, device="cpu") -> Trainer:
     """Adam on the meta-parameters; meta-step ``i`` reads streams drawn from ``step_generator(seed, i)``."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.meta_lr)
     source = data["train"].to(device)
 
     def step(i: int) -> dict[str, float]:

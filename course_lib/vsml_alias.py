@@ -1,6 +1,7 @@
 """The former command line of notebook 07, so that the commands recorded in ``data/vsml/*/config.json``
 still run: ``python -m course_lib.vsml train ...`` is ``python -m course_lib train vsml ...``
-(``--eval-only``: ``eval``; ``--model``: ``--learner``; ``--eval-streams``: ``--test-episodes``)."""
+(``--eval-only``: ``eval``; ``--model``: ``--learner``; ``--eval-streams``: ``--test-episodes``;
+``--lr``: ``--meta-lr``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 
 from . import cli
 
-RENAMED = {"--model": "--learner", "--eval-streams": "--test-episodes"}
+RENAMED = {"--model": "--learner", "--eval-streams": "--test-episodes", "--lr": "--meta-lr"}
 
 
 def main(argv: list[str] | None = None):

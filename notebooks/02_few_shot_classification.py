@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python (meta-learning course)
 #     language: python
@@ -536,7 +536,7 @@ display(Markdown(
 # **Try it.** Find an alphabet where pixel nearest neighbour fails and the
 # pretrained embedding does not; read the probabilities of a query the
 # fine-tuned head gets wrong; compare with the meta-train split. Change
-# `HEAD_STEPS` or `PRETRAIN_STEPS` and rerun the table.
+# `HEAD_STEPS` or `PRETRAIN_STEPS`: which rows of the table move?
 
 # %% [markdown]
 # ## 7. Build it: an episode sampler and the test protocol

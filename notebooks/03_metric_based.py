@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python (meta-learning course)
 #     language: python
@@ -199,8 +199,8 @@ print("attention", tuple(a.shape), "| each row sums to one:", torch.allclose(a.s
 # `protonet.train` is the whole meta-training loop: each step draws one
 # episode from the meta-training classes and takes one Adam step on its query
 # loss (learning rate $10^{-3}$, halved every 2,000 episodes, as Snell et
-# al.). Episode $t$ depends only on the seed and $t$, so a run resumed from
-# its checkpoint sees the same episodes and ends with the same weights. The
+# al.). Episode $t$ depends only on the seed and $t$: the same seed gives the
+# same episodes and the same weights, however the training is split up. The
 # papers train for tens of thousands of 60-way episodes; a short run shows
 # the loop: a ProtoNet on 20-way 5-shot episodes with $Q = 5$ queries per
 # class, and a Matching net on 5-way 1-shot episodes.
@@ -713,7 +713,7 @@ if lake_protonet is not None:
 #
 # Section 4 trained with the library's loop; now you write it. You build three
 # functions, each followed by a check; then one cell trains a ProtoNet with
-# them, smaller than section 4's so that it trains in minutes on a laptop CPU,
+# them, smaller than section 4's so that it trains within the notebook,
 # and scores it on test episodes of characters it never saw.
 #
 # **Part 1: the training step.** Given an `episode` (its fields:
@@ -895,6 +895,8 @@ display(Markdown(
 # **Live cells.** Sections 4, 5, 8, 10 and 11 train and evaluate in the notebook;
 # `COURSE_MODE=full` sets the budgets the cells print, `COURSE_MODE=smoke` tiny
 # ones for the tests. The committed outputs are a full-mode run on a CPU.
+# Section 11's network is sized so that its training cell takes minutes on a
+# laptop CPU.
 #
 # **`data/protonet/`**: the ProtoNet of sections 5-7, trained with the papers'
 # protocol by the course's command line (the same training step as section 4;

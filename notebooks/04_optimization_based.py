@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python (meta-learning course)
 #     language: python
@@ -94,7 +94,7 @@ MODE, DEVICE = cl.notebook_setup(seed=0)
 # $\mathbb{E}[A \sin(x - b)] = -\frac{2}{\pi}\,\mathbb{E}[A] \cos x$.
 #
 # A meta-iteration takes milliseconds, so we train MAML live; the figures use the run in
-# `data/maml/sinusoid/`, trained to the paper's budget, when it is there.
+# `data/maml/sinusoid/`, trained for as many meta-iterations as the paper, when it is there.
 
 # %%
 root = runtime.repo_root()
@@ -294,7 +294,7 @@ print("vmap over 4 tasks == a Python loop over them (second-order meta-gradient)
 # query pass's; Reptile keeps nothing. Below, one meta-gradient on an Omniglot meta-batch, for few
 # and more inner steps: **time**, the median of a few repetitions after a warm-up; **memory**, the peak
 # size of the tensors autograd keeps for the backward pass (`maml_cost.SavedTensorMeter`, a
-# `saved_tensors_hooks` counting each storage once; on a GPU also `torch.cuda.max_memory_allocated`).
+# `saved_tensors_hooks` counting each storage once; for CUDA tensors also `torch.cuda.max_memory_allocated`).
 
 # %%
 splits = data.omniglot_splits("vinyals")
@@ -397,10 +397,11 @@ print(inspect.getsource(maml.MetaLearner.__init__))
 # %% [markdown]
 # ## 6. The family on sinusoids
 #
-# Which of the five adapts best? Each was meta-trained on section 1's sinusoids to the paper's budget
-# (Reptile with $J = 5$ steps of a larger $\alpha$: with one it would be joint training). Below, the
-# query MSE on the same 600 test sines after every number of inner steps, computed from each run's
-# checkpoint, then the stored results. The stars are Finn et al.'s (2017) MAML and pretraining after 1
+# Which of the five adapts best? Each was meta-trained on section 1's sinusoids for the paper's number
+# of meta-iterations (Reptile with $J = 5$ steps of a larger $\alpha$: with one it would be joint
+# training). Below, the
+# query MSE on the same 600 test sines after every number of inner steps, computed from each trained
+# model, then the results stored with each run. The stars are Finn et al.'s (2017) MAML and pretraining after 1
 # and 10 steps for $K = 5$, read off their figure: a reference, not a target, as we use $K = 10$.
 
 # %%
@@ -463,8 +464,8 @@ if stored_mse:
 # Finn et al.'s Omniglot setting: the Vinyals split with rotations (notebook 03), 28x28, Conv4-64
 # with batch norm, $J = 1$ step of $\alpha = 0.4$ (three at test), $B = 32$, $\beta = 10^{-3}$, 60,000
 # meta-iterations. Their code draws $K$ query examples per class (one, for 1-shot); we use 15, the
-# Stanford CS330 homework's choice. At section 4's cost per meta-gradient, the paper's budget is a GPU
-# job; here a few meta-iterations with a smaller meta-batch show the loop.
+# Stanford CS330 homework's choice. At section 4's cost per meta-gradient, the paper's 60,000
+# meta-iterations are far more than a cell can run; here a few with a smaller meta-batch show the loop.
 
 # %%
 LIVE_ITERATIONS = cl.by_mode(smoke=2, full=40)
@@ -497,10 +498,10 @@ plt.show()
 # ## 8. Omniglot against the papers
 #
 # The runs in `data/maml/` are this training step run much longer, with 8 tasks per meta-batch and a
-# fraction of the papers' meta-iterations: read every row with its budget. Each is evaluated on 1,000
+# fraction of the papers' meta-iterations: read every row with its number of meta-iterations. Each is evaluated on 1,000
 # test episodes of unseen classes (15 queries per class for 5-way, 5 for 20-way; the same episodes for
 # every run), with training's batch statistics (`bn=query`) and with the support set's (`bn=support`,
-# section 9). The cell re-evaluates each checkpoint on the first episodes, as a check.
+# section 9). The cell evaluates each trained model again on the first episodes, as a check.
 
 # %%
 RUN_NAMES = ["maml_5w1s", "fomaml_5w1s", "reptile_5w1s", "maml_20w1s"]
@@ -626,7 +627,7 @@ if {"MAML", "first-order MAML"} <= set(training_curves) & set(seconds_per_step):
 # ### How many inner steps?
 #
 # MAML was meta-trained with one inner step and is tested with three (Finn et al. used five of each for
-# 20-way; our 20-way run, started from the 5-way run's weights, kept its inner loop). Below, test accuracy after each inner step from
+# 20-way; our 20-way run kept the 5-way run's inner loop). Below, test accuracy after each inner step from
 # each run's `results.json`, and the 5-way model adapted live for 10 steps, further than it was
 # trained for. At step 0 it is at chance: an episode's labels are a random permutation.
 
@@ -1051,14 +1052,15 @@ display(Markdown(" ".join(summary)))
 # `python -m course_lib train maml ...`; each run folder's `config.json` holds its exact command, and
 # `data/maml/README.md` lists them all with the machine and every deviation from the papers. The
 # Omniglot runs used a 2-core CPU, one thread, shared with other jobs, each stopped by its time budget
-# (`--max-minutes`): MAML 2,729 meta-iterations in 50 minutes, first-order MAML 3,658 in 40 (after
-# the MAML run, under `nice`), Reptile 1,208 in 25, 20-way MAML 1,406 in 45, started from the 5-way
-# checkpoint with `--init-from`. Their histories (`history.json`, also in `checkpoint.pt`) log the
+# (`--max-minutes`); the README has each run's meta-iterations and wall time (first-order MAML and
+# Reptile were resumed once). The 20-way MAML run started from the 5-way checkpoint with `--init-from`. Their histories (`history.json`, also in `checkpoint.pt`) log the
 # training query accuracy of every 20th meta-iteration; Reptile's logs its training loss only. The
 # time axis of section 8 is the meta-iteration times each run's mean milliseconds per meta-iteration
 # (`ms_per_step` in `results.json`), so it is as comparable as the load on that shared CPU was. The five
 # sinusoid runs are 70,000 meta-iterations each (`--task sinusoid --variant VARIANT --steps 70000
 # --test-episodes 600`), 5 to 7 minutes each on one CPU thread. Finn et al.'s sinusoid points
-# (section 6) are read off their K = 5 learning-curve figure, so they are approximate. Our
+# (section 6) are read off their K = 5 learning-curve figure, so they are approximate. At the cost per
+# meta-gradient of section 4, the papers' Omniglot budgets (60,000 meta-iterations of 32 tasks) are GPU
+# jobs, which is why the runs here stop at a fraction of them. Our
 # meta-gradient's speed and memory against `higher`, `torchopt` and `learn2learn` are in
 # `data/maml/peers_cpu.md` (made by `speed/maml_peers.py`).

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python (meta-learning course)
 #     language: python
@@ -708,7 +708,7 @@ RL2_RUNS = {
     # name: (task, arms, horizon, steps, other options)
     "independent5_T10": ("independent", 5, 10, 10000, {}),
     "dependent2_T10": ("dependent", 2, 10, 1500, {}),
-    "dependent2_T100": ("dependent", 2, 100, 3000, {"lr": 1e-3, "value_scale": 10.0}),
+    "dependent2_T100": ("dependent", 2, 100, 3000, {"meta_lr": 1e-3, "value_scale": 10.0}),
 }
 
 
@@ -729,7 +729,7 @@ for name in RL2_RUNS:
         rl2_histories[name] = bandits.train(agents[name], config)
     else:
         agents[name], payload = registry.load(folder)
-        assert payload["config"] == dataclasses.asdict(config), f"{folder.name} holds another config"
+        assert runs.with_added_defaults(payload["config"], config) == dataclasses.asdict(config), f"{folder.name} holds another config"
         rl2_histories[name] = payload["history"]
     how = f"trained {config.steps} updates (smoke)" if smoke else f"loaded data/black_box/{folder.name}"
     print(f"RL² {name:18s}: {how}")
@@ -1002,7 +1002,7 @@ display(Markdown(
 # ## 7. Build it: a meta-LSTM that learns new classes in context
 #
 # Now you build section 2's LSTM learner yourself, end to end, small
-# enough to meta-train in a few minutes on a laptop CPU. Section 2's plain
+# enough to meta-train within the notebook. Section 2's plain
 # LSTM needed raw pixels and thousands of steps at chance on Omniglot; here
 # each example is a point in $\mathbb{R}^d$, read as it is (nothing to
 # collapse), and the LSTM leaves its plateau early. The lesson is the same: meta-training fits the weights
@@ -1305,9 +1305,11 @@ display(Markdown(
 # ```bash
 # python -m course_lib train rl2 --task independent --arms 5 --horizon 10 --steps 10000 --out data/black_box/rl2_independent5_T10
 # python -m course_lib train rl2 --task dependent --arms 2 --horizon 10 --steps 1500 --out data/black_box/rl2_dependent2_T10
-# python -m course_lib train rl2 --task dependent --arms 2 --horizon 100 --steps 3000 --lr 0.001 --value-scale 10 --out data/black_box/rl2_dependent2_T100
+# python -m course_lib train rl2 --task dependent --arms 2 --horizon 100 --steps 3000 --meta-lr 0.001 --value-scale 10 --out data/black_box/rl2_dependent2_T100
 # ```
 #
 # Independent arms at $T = 100$, from scratch or from the $T = 10$ agent
 # (`--init-from`), ended at or below the $T = 10$ agent played for 100
-# pulls; with `--lr 0.003` the policy collapsed onto one arm (entropy 0).
+# pulls; with `--meta-lr 0.003` the policy collapsed onto one arm (entropy 0).
+#
+# Section 7's learner is sized to meta-train in a few minutes on a laptop CPU.

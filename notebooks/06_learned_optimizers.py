@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python (meta-learning course)
 #     language: python
@@ -29,7 +29,7 @@
 # - count learned variables per meta-parameter for both methods and place
 #   them on the spectrum of learned learning algorithms;
 # - build a learned optimizer yourself (its update, an unroll, the
-#   truncated-BPTT loop), meta-train it in minutes and measure it against
+#   truncated-BPTT loop), meta-train it in the notebook and measure it against
 #   tuned SGD and Adam on held-out quadratics.
 #
 # Notation: [docs/notation.md](../docs/notation.md)
@@ -203,7 +203,7 @@ print("... and torch.optim.SGD to float precision:", torch.allclose(fixed, torch
 T = cl.by_mode(smoke=20, full=100)  # meta-training horizon
 K = cl.by_mode(smoke=10, full=20)  # truncation length
 QUAD_CONFIG = lo.LearnedOptimizerConfig(horizon=T, unroll=K, optimizees_per_batch=cl.by_mode(smoke=4, full=32),
-                                        lr=3e-3, optimizee="quadratic", steps=cl.by_mode(smoke=3, full=200), seed=0)
+                                        meta_lr=3e-3, optimizee="quadratic", steps=cl.by_mode(smoke=3, full=200), seed=0)
 
 torch.manual_seed(0)
 quad_net = lo.LSTMOptimizer(QUAD_CONFIG)
@@ -307,8 +307,8 @@ display(Markdown(f"Over a truncation of $U = {K}$ steps the exact meta-gradient'
 # ## 5. A small MLP on images
 #
 # The paper's second optimizee is an MLP with 20 sigmoid hidden units on MNIST
-# (minibatches of 128, $T = 100$). To fit a CPU we pool the MNIST test digits
-# to $8\times8$: an MLP 64-20-10. A seeded split gives 8,000
+# (minibatches of 128, $T = 100$). To keep meta-training small we pool the
+# MNIST test digits to $8\times8$: an MLP 64-20-10. A seeded split gives 8,000
 # **meta-training images** (meta-training, tuning) and 2,000 **held-out
 # images** (evaluation). An optimizee is an initialisation and its own
 # minibatch stream, the same for every optimizer.
@@ -329,10 +329,10 @@ mlp_train, mlp_test = mlp_family("train"), mlp_family("test", part="held-out")
 print(mlp_train.name, "|", mlp_train.num_parameters, "parameters")
 
 MLP_CONFIG = lo.LearnedOptimizerConfig(horizon=T, unroll=K, optimizees_per_batch=cl.by_mode(smoke=2, full=4),
-                                       lr=3e-3, optimizee="mlp", steps=cl.by_mode(smoke=2, full=150), seed=1)
+                                       meta_lr=3e-3, optimizee="mlp", steps=cl.by_mode(smoke=2, full=150), seed=1)
 torch.manual_seed(1)
 mlp_net = lo.LSTMOptimizer(MLP_CONFIG)
-meta_optimizer = torch.optim.Adam(mlp_net.parameters(), lr=MLP_CONFIG.lr)
+meta_optimizer = torch.optim.Adam(mlp_net.parameters(), lr=MLP_CONFIG.meta_lr)
 mlp_history = lo.meta_train(mlp_net, mlp_train, MLP_CONFIG.steps, meta_optimizer=meta_optimizer)
 checkpoint = cl.runtime.cache_dir() / "checkpoints" / f"06_lstm_optimizer_mlp_{MODE}.pt"
 runs.save_checkpoint(checkpoint, mlp_net, MLP_CONFIG, history=mlp_history, optimizer=meta_optimizer,
@@ -343,9 +343,10 @@ plots.plot_history(mlp_history, ["meta_loss", "final_loss"], logy=True,
 plt.show()
 
 # %% [markdown]
-# The cell saved a checkpoint (`runs.save_checkpoint`: weights, config,
-# history and the meta-optimizer's state, enough to resume); a fresh network
-# loaded from it is the one used from here on.
+# The cell saved the learned optimizer with `runs.save_checkpoint` (weights,
+# config, history and the meta-optimizer's state, enough to continue its
+# meta-training); a fresh network loaded from that file is the one used from
+# here on.
 
 # %%
 mlp_net = lo.LSTMOptimizer(MLP_CONFIG)
@@ -763,8 +764,8 @@ display(Markdown(f"The LSTM optimizer has {meta_weights:,} meta-parameters, the 
 # %% [markdown]
 # ## 11. Build it: a learned optimizer of your own
 #
-# Now build sections 1 and 2 yourself, at a size that meta-trains in a minute
-# or two on a laptop CPU: a **one-layer** coordinatewise LSTM, meta-trained by
+# Now build sections 1 and 2 yourself, at a size that meta-trains within the
+# notebook: a **one-layer** coordinatewise LSTM, meta-trained by
 # truncated BPTT on the 10-d quadratics of section 3, then tested on the
 # held-out quadratics of section 3 against tuned SGD and Adam (the step sizes
 # tuned there). You write three functions, each followed by a check:
@@ -916,7 +917,7 @@ print(inspect.getsource(lo.trainer))
 # %%
 BUILD_STEPS = cl.by_mode(smoke=3, full=200)  # meta-training iterations, fresh optimizees each
 BUILD_CONFIG = lo.LearnedOptimizerConfig(horizon=T, unroll=K, optimizees_per_batch=cl.by_mode(smoke=4, full=32),
-                                         lr=3e-3, optimizee="quadratic", seed=0)
+                                         meta_lr=3e-3, optimizee="quadratic", seed=0)
 MAX_NORM = 1.0  # clip each meta-gradient's norm
 
 
@@ -935,7 +936,7 @@ class YourRule:
 
 torch.manual_seed(0)
 your_net = CoordinatewiseLSTM()
-your_meta_optimizer = torch.optim.Adam(your_net.parameters(), lr=BUILD_CONFIG.lr)
+your_meta_optimizer = torch.optim.Adam(your_net.parameters(), lr=BUILD_CONFIG.meta_lr)
 your_meta_losses = []
 for iteration in cl.runtime.progress_bar(range(BUILD_STEPS), desc="meta-train your LSTM on 10-d quadratics"):
     problems = lo.meta_training_batch(quadratics, BUILD_CONFIG, iteration)  # the same draws as section 3's
@@ -1031,13 +1032,14 @@ display(Markdown(
 # minutes in full mode (200 iterations of 32 quadratics, 150 of 4 MLPs, 400
 # meta-steps of 8 noisy-label tasks), plus one to two minutes for section
 # 11's assignment (200 iterations of 32 quadratics with the one-layer LSTM).
+# Section 5 pools the digits to 8x8 to keep the MLP's meta-training that short.
 # Section 5's checkpoint is `checkpoints/06_lstm_optimizer_mlp_<mode>.pt` in
 # the course cache. The same
 # MLP meta-training runs in a run folder that checkpoints, resumes exactly
 # (`--resume`) and evaluates against the tuned baselines:
 #
 # ```bash
-# python -m course_lib train learned-optimizer --optimizee mlp --optimizees-per-batch 4 --lr 3e-3 \
+# python -m course_lib train learned-optimizer --optimizee mlp --optimizees-per-batch 4 --meta-lr 3e-3 \
 #     --seed 1 --steps 150 --out runs/lstm_optimizer_mlp
 # ```
 #

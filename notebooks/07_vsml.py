@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python (meta-learning course)
 #     language: python
@@ -341,10 +341,10 @@ if RUN["clone"]:
 # %%
 LIVE_STEPS = cl.by_mode(smoke=5, full=400)
 live_config = vsml.VSMLConfig(mode="clone", input_size=4, ways=3, stream_length=20, message_size=4, hidden=8,
-                              clone_lr=0.3, lr=1e-2)
+                              clone_lr=0.3, meta_lr=1e-2)
 torch.manual_seed(0)
 live = vsml.VSMLLearner(live_config)
-optimizer = torch.optim.Adam(live.parameters(), lr=live_config.lr)
+optimizer = torch.optim.Adam(live.parameters(), lr=live_config.meta_lr)
 
 
 def gaussian_streams(n, generator):
@@ -418,7 +418,7 @@ if RUN["clone"] and RUN["clone_2layer"]:
         label = f"one layer ({widths})" if config.get("layers", 1) == 1 else f"through a hidden layer ({widths})"
         layer_runs[label] = name
         print(f"{label:36s}: {RUN[name][1]['steps_done']} meta-steps of {config['meta_batch']} streams, "
-              f"Adam step size {config['lr']:g}, cloned SGD's α = {config['clone_lr']:g}")
+              f"Adam step size {config['meta_lr']:g}, cloned SGD's α = {config['clone_lr']:g}")
     histories = {label: json.loads((RUNS / name / "history.json").read_text())["loss"]
                  for label, name in layer_runs.items()}
     HIDDEN = RUN["clone_2layer"][1]["results"]["clone"]
@@ -567,10 +567,9 @@ if ROWS:
 
 # %% [markdown]
 # The Meta-RNN and the fast-weight learner are much cheaper per meta-step
-# than VSML (section 8). Each was therefore trained first for VSML's number
-# of meta-steps (the same tasks), evaluated, and then trained on for about
-# VSML's wall time; the tables above show the longer runs. At equal
-# meta-steps:
+# than VSML (section 8), so each is compared with VSML twice: trained for as
+# long as VSML, which gives it many more meta-steps (the tables above), and
+# at VSML's number of meta-steps (the same tasks). At equal meta-steps:
 
 # %%
 EARLY = {}
@@ -651,10 +650,9 @@ if ROWS:
         + ") and generalises as well, but like the Meta-RNN it is tied to 16 inputs."))
 
 # %% [markdown]
-# These numbers are reproducible from the checkpoints: the cell below
-# re-evaluates the VSML checkpoint on the held-out digits streams with the
-# seed and stream count of its results file (8 streams in smoke mode, so the
-# numbers differ there).
+# These numbers can be checked: the cell below evaluates the trained VSML
+# learner again on the held-out digits streams with the seed and stream count
+# of its results file (8 streams in smoke mode, so the numbers differ there).
 
 # %%
 if RUN["scratch"]:
@@ -897,9 +895,9 @@ sequence_figures.step_widget(lambda t: vsml_figures.trace_figure(trace, t), step
 # ## 8. What a meta-step costs
 #
 # *Why:* every learned variable is a state that backpropagation through the
-# stream must keep. `vsml_cost.meta_step_cost` measures, on the machine that
-# runs this notebook, the median wall time of one meta-step (forward and
-# backward through a whole stream) and the memory autograd keeps for the
+# stream must keep. `vsml_cost.meta_step_cost` measures, live, the median
+# time of one meta-step (forward and backward through a whole stream) and
+# the memory autograd keeps for the
 # backward pass, counted tensor by tensor with `saved_tensors_hooks`. Full
 # mode measures section 4's configuration (32 streams of 100 examples); VSML
 # also at 32 and 64 inputs, where its grid of cells grows.
@@ -1110,8 +1108,7 @@ print(f"does your online_loss leak a label into a prediction? {leaks}")
 # streams, the online accuracy of your learned algorithm against online SGD
 # on a linear classifier whose learning rate is tuned on other streams. A
 # good layer clears the bar `ACCURACY_BAR` (printed with the result) and is
-# level with SGD or above it; the untrained layer is at chance. It takes a
-# few minutes at most on a laptop CPU.
+# level with SGD or above it; the untrained layer is at chance.
 
 # %%
 META_STEPS, META_BATCH = cl.by_mode(smoke=3, full=400), cl.by_mode(smoke=4, full=16)
@@ -1271,11 +1268,11 @@ if ROWS and len(LARGE) == 2 and symla_results is not None and RUN["clone"]:
         f"{format_accuracy(*mean_confidence_interval(BUILT_SGD.mean(1)))}."))
 
 # %% [markdown]
-# **Try it.** Train a copy of `data/vsml/scratch` for longer (the command is
-# in the last cell) and see which rows move; meta-train on Omniglot
-# (`--dataset omniglot`) and test on digits; feed only the label
-# (`--feedback label`) and see whether VSML still learns (it then has to
-# discover the error signal itself); continue a copy of
+# **Try it** (the commands are in the last cell and in `data/vsml/README.md`).
+# Train a copy of `data/vsml/scratch` for longer and see which rows move;
+# meta-train on Omniglot and test on digits; feed only the label and see
+# whether VSML still learns (it then has to discover the error signal
+# itself); continue a copy of
 # `data/vsml/clone_2layer` and see whether the hidden layer's update error
 # falls well below 1.
 #
@@ -1296,7 +1293,13 @@ if ROWS and len(LARGE) == 2 and symla_results is not None and RUN["clone"]:
 # came later, with `--layers 2 --hidden-units 8`; the clone used 16 streams
 # per meta-step and an Adam step size of 0.01 to make more meta-steps in its
 # 15 minutes, and `scratch_2layer/results_1layer_247_steps.json` is the
-# one-layer learner trained on the same tasks for the same meta-steps.
+# one-layer learner trained on the same tasks for the same meta-steps. The
+# Meta-RNN and the fast-weight learner were first trained for VSML's number of
+# meta-steps and evaluated (`results_969_steps.json`), then resumed
+# (`--resume`) for about VSML's wall time. Section 9's build-it cell takes a
+# few minutes at most on a laptop CPU. The Try-it options: `--dataset
+# omniglot` to meta-train on Omniglot, `--feedback label` to feed only the
+# label.
 #
 # SymLA and its RL² GRU (`data/vsml/symla/symla`, `data/vsml/symla/rl2`)
 # were made by one command of the former command line,

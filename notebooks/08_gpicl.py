@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python (meta-learning course)
 #     language: python
@@ -164,8 +164,8 @@ checks.check_task_batch(make_task_batch)
 # and $y_{t-1}$ sit in *different* tokens, so the transformer must first
 # learn an attention head that copies the previous token into the current
 # one; until then the loss sits on a plateau at $\ln 10$, which a probe with
-# the paper's tokens did not leave within thousands of steps. A CPU budget of
-# minutes cannot wait, so every run here uses **pair tokens**,
+# the paper's tokens did not leave within thousands of steps. Runs as short
+# as ours cannot wait that long, so every run here uses **pair tokens**,
 # $$\text{token}_t = \big[x_t,\ \text{onehot}(y_{t-1}),\ x_{t-1}\big],$$
 # one labelled pair per token (as in SNAIL's width-2 convolution and notebook
 # 05's transformer). They add no information (nothing from position $t$ on
@@ -224,7 +224,7 @@ for model_name in ("transformer", "lstm"):
 #
 # Raventós, Paul, Chen & Ganguli (2023, "Pretraining task diversity and the
 # emergence of non-Bayesian in-context learning for regression") found the
-# same transition in a task family small enough for a CPU. A task is a
+# same transition in a much smaller task family. A task is a
 # weight vector $w \in \mathbb{R}^d$; a sequence holds
 # $x_t \sim \mathcal N(0, I_d)$ and $y_t = w^\top x_t + \varepsilon_t$,
 # $\varepsilon_t \sim \mathcal N(0, \sigma^2)$; the transformer (pair
@@ -528,7 +528,7 @@ display(Markdown(
     f"On the plateau: M = {pools_in(sweep_run['rows'], 'on the plateau')}."))
 
 # %% [markdown]
-# The in-context learners are far from good (the paper's GPU-sized models
+# The in-context learners are far from good (the paper's far larger models
 # reach much more), but they learn from the sequence alone. The pools on the
 # plateau are a statement about the training budget, not the models: with a
 # larger batch they learn in context too (section 4).
@@ -576,13 +576,13 @@ print("accuracy at t = 1, 5, 10, 20, 50:", [f"{100 * float(curve[t - 1]):.0f} %"
 # ### A smaller sweep, live
 #
 # A smaller sweep with the course's command line (`cli.main`): three pool
-# sizes, a smaller model, a few minutes in full mode (a few steps in smoke
-# mode). Compare its trend, not its numbers, with the sweep above.
+# sizes, a smaller model, a short run. Compare its trend, not its numbers,
+# with the sweep above.
 
 # %%
 LIVE = runtime.cache_dir() / "gpicl" / f"08_live_{MODE}"
 live_args = ["train", "gpicl", "--num-tasks", "4,256,1024", "--pair-tokens", "--out", str(LIVE), "--overwrite",
-             "--device", str(DEVICE), "--threads", "1", "--no-progress", "--seed", "0", "--lr", "1e-3",
+             "--device", str(DEVICE), "--threads", "1", "--no-progress", "--seed", "0", "--meta-lr", "1e-3",
              "--warmup", "50"]
 live_args += cl.by_mode(
     smoke=["--d-model", "16", "--layers", "1", "--heads", "2", "--seq-len", "16", "--batch-size", "4",
@@ -955,7 +955,7 @@ print(inspect.getsource(gpicl.ProjectedTasks.sample_batch))
 BUILD_POOLS = (8, 2**16)
 build_config = gpicl.GPICLConfig(
     num_tasks=",".join(map(str, BUILD_POOLS)), pair_tokens=True, input_dim=INPUT_DIM, num_classes=NUM_CLASSES,
-    lr=2e-3, warmup=50, seed=0,
+    meta_lr=2e-3, warmup=50, seed=0,
     **cl.by_mode(smoke=dict(d_model=16, layers=1, heads=2, seq_len=12, batch_size=4, steps=3),
                  full=dict(d_model=32, layers=2, heads=4, seq_len=40, batch_size=32, steps=1200)))
 pools = [torch.arange(M) for M in BUILD_POOLS]  # the seed set of each pool
@@ -972,7 +972,7 @@ threads = torch.get_num_threads()
 torch.set_num_threads(1)  # matrices this small run faster on one thread than on several that wait for each other
 torch.manual_seed(build_config.seed)
 pool_models = gpicl.build_model(build_config)  # one transformer per pool, stacked
-optimizer = torch.optim.Adam(pool_models.parameters(), lr=build_config.lr)
+optimizer = torch.optim.Adam(pool_models.parameters(), lr=build_config.meta_lr)
 generator = torch.Generator().manual_seed(build_config.seed)
 started = time.perf_counter()
 for step in runtime.progress_bar(range(build_config.steps), desc="two pools"):
@@ -1131,8 +1131,8 @@ display(Markdown(
     f"parameters, is what the paper finds makes a general-purpose in-context learner."))
 
 # %% [markdown]
-# **Try it** (commands in `data/gpicl/README.md`). Rerun the sweep with batch
-# 128 for every pool and see whether $M = 256$ still only identifies its
+# **Try it** (commands in `data/gpicl/README.md`). Train the sweep again with
+# batch 128 for every pool and see whether $M = 256$ still only identifies its
 # tasks; train the regression sweep longer and see whether $M = 16$ ends at
 # dMMSE; train the LSTM of section 5; train without pair tokens and watch
 # the plateau.
@@ -1148,5 +1148,6 @@ display(Markdown(
 # and times, the resumed runs, and the runs tried and not kept (the GPU probe
 # with the paper's tokens, the Omniglot run at batch 32). The live sweep
 # calls `cli.main`, what `python -m course_lib train gpicl` runs, with
-# `--max-minutes 3.5` in full mode: its step count depends on the machine's
-# load.
+# `--max-minutes 3.5` in full mode (a few steps in smoke mode): its step
+# count depends on the machine's load. The paper's tokens were set aside
+# because a run of a few CPU minutes cannot wait out their plateau.

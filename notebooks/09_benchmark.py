@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python (meta-learning course)
 #     language: python
@@ -199,7 +199,7 @@ assert a["mean"] == b["mean"], "a pixel permutation changed a pixel-space neares
 #   initialisation with batch statistics of $\mathcal{S}$; their 5-output
 #   heads cannot take 10 ways.
 # * **Black-box learners** of notebook 05 (LSTM + matching read-out, LSTM,
-#   transformer) have one checkpoint per setting, trained on 2-4 ways: they
+#   transformer) have one trained model per setting, trained on 2-4 ways: they
 #   take only **2-way 1-shot**, which is why that column exists.
 # * **VSML** (07) and **GPICL** (08) read each image through a random
 #   projection, a new one per episode; GPICL's logits are restricted to the
@@ -477,8 +477,8 @@ if RECORD is not None:
 # %% [markdown]
 # What the test does **not** show:
 #
-# * **Not a ranking of algorithms.** Each checkpoint is a short CPU run,
-#   far below its paper's budget, with one training seed; the intervals
+# * **Not a ranking of algorithms.** Each row's model is trained for a
+#   fraction of its paper's budget, with one training seed; the intervals
 #   are over episodes, not over seeds. The plain LSTM never left its plateau
 #   (notebook 05), so its row says nothing about LSTMs.
 # * **The shared-data rows fix the data, not the budget**, and the
@@ -496,7 +496,8 @@ if RECORD is not None:
 # small face (`Config`, `build`, `load_data`, `trainer`, `evaluate`,
 # `predictor`, `PAPER`, `RUNS`, `describe`, and `capstone_row` for a row in
 # the table), registered under a name. Then the course's command line
-# trains it, checkpoints and resumes it, and the capstone scores it on the
+# trains it, saves its state so that training can stop and continue, and the
+# capstone scores it on the
 # same episodes as every other row. Here you add a method the course does
 # not have: **cosine prototypes with a learned scale**, the classifier of
 # Gidaris & Komodakis (2018) and of Chen et al.'s "Baseline++" (2019), used
@@ -582,13 +583,14 @@ class CosineProtoNet(protonet.FewShotModel):
 # %% [markdown]
 # **Part 2: the training step.** `trainer(model, config, data, device)`
 # returns `runs.Trainer(step, optimizer)`: the course's training loop calls
-# `step(i)` for $i = 0, 1, \dots$, checkpoints the optimizer, and may stop and
-# resume at any step. Step $i$ trains on one `config.ways`-way
+# `step(i)` for $i = 0, 1, \dots$, saves the optimizer's state, and may stop
+# and continue from any step. Step $i$ trains on one `config.ways`-way
 # `config.shots`-shot episode of `data["train"]` with `config.queries`
 # queries per class (`episodes.FastEpisodeSampler`, as in notebook 03), with
 # one Adam optimizer of learning rate `config.lr`, and returns
-# `{"loss": ...}` (more numbers are welcome: the loop records them). A
-# resumed run must train on exactly the episodes an uninterrupted one would.
+# `{"loss": ...}` (more numbers are welcome: the loop records them). A run
+# that stops and continues must train on exactly the episodes an
+# uninterrupted one would.
 
 # %%
 def trainer(model, config, data, device="cpu"):
@@ -674,9 +676,9 @@ print("registered:", ", ".join(registry.names()))
 # %% [markdown]
 # **Train it with the course's command line.** `cli.main` takes the words
 # a terminal would pass to the course's command line (`train
-# cosine-protonet --out FOLDER ...`); called from Python, it finds the
-# method this notebook registered. It trains on one CPU thread, writes the
-# run folder (checkpoint, history, results), and scores the checkpoint on
+# cosine-protonet ...`, options as in the next cell); called from Python, it finds the
+# method this notebook registered. It trains, writes the run folder (the
+# trained model, its history and results), and scores the trained model on
 # test episodes of the evaluation alphabets.
 
 # %%
@@ -800,9 +802,9 @@ if RECORD is not None and SYMLA is not None and SYMLA.is_file():
 # ends on; general-purpose in-context learners at the scale of the papers
 # (notebook 08) are one attempt at it.
 #
-# **Try it.** Rerun one row with more episodes, give your method of
+# **Try it.** Score one row on more episodes, give your method of
 # section 7 more training episodes and every cell of the table, or train
-# the Reptile checkpoint to the paper's budget and see how much of its gap
+# Reptile to the paper's budget and see how much of its gap
 # to MAML was training time. `data/capstone/README.md` has the commands.
 
 # %% [markdown] jupyter={"source_hidden": true}
@@ -824,4 +826,5 @@ if RECORD is not None and SYMLA is not None and SYMLA.is_file():
 # of the Try-it: more episodes for one row
 # (`python -m course_lib.capstone --methods maml --episodes 1000 --out runs/capstone`)
 # and Reptile at the paper's budget
-# (`ONLY=reptile_5w1s ROOT=data scripts/train_all.sh` on a GPU).
+# (`ONLY=reptile_5w1s ROOT=data scripts/train_all.sh` on a GPU). Section 7's
+# build-it run trains on one CPU thread.

@@ -1,4 +1,5 @@
-"""Convert shipped runs to today's run-folder layout, once: ``python scripts/convert_runs.py``.
+"""Convert shipped runs to today's run-folder layout, once: ``python scripts/convert_runs.py`` (or only the
+conversions named: ``python scripts/convert_runs.py convert_meta_lr``).
 
 Each conversion is a function of the repository root that does what is left
 to do and nothing else, so running the script again changes nothing. Files
@@ -9,6 +10,7 @@ atomically; no number of a shipped result is recomputed.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -86,8 +88,9 @@ def sequence_command(config: dict, out: str) -> str:
 
 
 def rl2_command(config: dict, out: str) -> str:
+    config = renamed(config, "lr", "meta_lr")  # a checkpoint's config keeps the name it was saved with
     flags = [flag(k, config[k]) for k in ("task", "arms", "horizon", "steps")]
-    flags += [flag(k, config[k]) for k, default in (("lr", 3e-3), ("value_scale", 1.0)) if config[k] != default]
+    flags += [flag(k, config[k]) for k, default in (("meta_lr", 3e-3), ("value_scale", 1.0)) if config[k] != default]
     return f"python -m course_lib train rl2 {' '.join(flags)} --out {out}"
 
 
@@ -334,13 +337,65 @@ def convert_capstone(root: Path = ROOT) -> None:
             print(f"{path.relative_to(root)}: in_distribution {part['result']['in_distribution']}")
 
 
-CONVERSIONS = (convert_capstone, convert_black_box, convert_symla, convert_vsml, convert_maml)
+# --------------------------------------------------------------------------
+# Every method: the meta-parameters' learning rate is meta_lr (it was lr outside MAML)
+# --------------------------------------------------------------------------
+
+META_LR_FILES = ("config.json", "results*.json", "phase_diagram.json")  # the files that record a config or command
+META_LR_LEFT_OUT = ("data/maml/", "data/black_box/", "data/cache/")  # MAML has it; black_box: with its sequences
+FORMER_LR_OPTION = re.compile(r"(?<=\s)--lr(?=[\s=]|$)")  # not --lr-halve-every
 
 
-def main() -> None:
-    for conversion in CONVERSIONS:
-        conversion(ROOT)
+def meta_lr_record(record: dict) -> dict:
+    """A stored record with ``lr`` -> ``meta_lr`` in its ``config`` (and the GPICL plateau's per-batch-size
+    ``groups``) and ``--lr`` -> ``--meta-lr`` in its commands; the runs load either way (course_lib.runs
+    RENAMED_FIELDS), this makes what they show today's names."""
+    def config(stored: dict) -> dict:
+        return renamed(stored, "lr", "meta_lr") if "meta_lr" not in stored else stored
+
+    def command(text: str) -> str:
+        return FORMER_LR_OPTION.sub("--meta-lr", text)
+
+    record = dict(record)
+    if isinstance(record.get("config"), dict):
+        record["config"] = config(record["config"])
+    if isinstance(record.get("groups"), dict):
+        record["groups"] = {name: config(stored) for name, stored in record["groups"].items()}
+    for key in ("command", "command_now"):
+        if isinstance(record.get(key), str):
+            record[key] = command(record[key])
+    if isinstance(record.get("later_commands"), list):
+        record["later_commands"] = [command(text) for text in record["later_commands"]]
+    return record
+
+
+def convert_meta_lr(root: Path = ROOT) -> None:
+    paths = sorted({path for pattern in META_LR_FILES for path in (root / "data").rglob(pattern)})
+    for path in paths:
+        if path.relative_to(root).as_posix().startswith(META_LR_LEFT_OUT):
+            continue
+        text = path.read_text(encoding="utf-8")
+        record = json.loads(text)
+        if not isinstance(record, dict) or (converted := meta_lr_record(record)) == record:
+            continue
+        # the file's own layout (indent 1 or 2), so that the diff shows only the renamed names
+        indent = next((i for i in (2, 1) if json.dumps(record, indent=i) + "\n" == text), 2)
+        write_text(path, json.dumps(converted, indent=indent) + "\n")
+        print(f"{path.relative_to(root)}: lr -> meta_lr, --lr -> --meta-lr")
+
+
+CONVERSIONS = (convert_capstone, convert_black_box, convert_symla, convert_vsml, convert_maml, convert_meta_lr)
+
+
+def main(names: list[str] | None = None) -> None:
+    """Every conversion, or those named (``python scripts/convert_runs.py convert_meta_lr``)."""
+    names = names or [conversion.__name__ for conversion in CONVERSIONS]
+    known = {conversion.__name__: conversion for conversion in CONVERSIONS}
+    for name in names:
+        if name not in known:
+            raise SystemExit(f"unknown conversion {name!r}; the conversions: {', '.join(known)}")
+        known[name](ROOT)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -60,6 +60,9 @@ def test_resume_is_exact(tmp_path, method):
     record = json.loads((halves / "config.json").read_text())
     assert "--steps 2" in record["command"] and len(record["later_commands"]) == 1
     assert record["config"]["steps"] == 4
+    # the time per step is measured by an invocation that starts at step 0; a resume keeps that measurement
+    assert "ms_per_step" in json.loads((straight / "results.json").read_text())
+    assert "ms_per_step" in json.loads((halves / "results.json").read_text())
 
 
 @pytest.mark.real_data("omniglot")
@@ -73,9 +76,11 @@ def test_a_run_folder_holds_config_checkpoint_history_and_results(tmp_path, caps
     assert results["steps_done"] == 3 and set(results["results"]) == {"5-way 1-shot", "20-way 1-shot"}
     assert results["results"]["5-way 1-shot"]["episodes"] == 3 and results["machine"]["device"]
     assert results["test_queries_per_class"] == {"5-way": 15, "20-way": 5}
+    assert results["ms_per_step"] > 0  # trained in one invocation: the mean time per step is measured
     assert "5-way 1-shot" in (out / "results.md").read_text() and "paper" in capsys.readouterr().out
     run_cli("eval", "protonet", "--out", out, *EVAL)
-    assert json.loads((out / "results.json").read_text())["test_episodes"] == 2
+    after_eval = json.loads((out / "results.json").read_text())
+    assert after_eval["test_episodes"] == 2 and after_eval["ms_per_step"] == results["ms_per_step"]
     assert json.loads((out / "config.json").read_text())["later_commands"][0].startswith("python -m course_lib eval")
 
 
@@ -96,6 +101,8 @@ def test_training_again_without_resume_is_refused_and_overwrite_replaces(tmp_pat
     (["--shots", "0"], "shots must be >= 1"),
     (["--queries", "0"], "queries must be >= 1"),
     (["--lr-halve-every", "0"], "lr_halve_every must be >= 1"),
+    (["--meta-lr", "0"], "meta_lr > 0"),
+    (["--lr", "1e-3"], "--lr is now called --meta-lr: write --meta-lr 1e-3"),  # not read as --lr-halve-every
     (["--protocol", "lakes"], "protocol must be"),
     (["--steps", "-3"], "steps must be >= 0"),
     (["--test-settings", "5by1"], "not WAYSxSHOTS"),

@@ -170,7 +170,7 @@ def test_task_ids_pools_inf_and_biased_batches():
 def test_a_tiny_model_memorises_one_task():
     tasks = toy_tasks(n=40, side=5, input_dim=16)
     config = GPICLConfig(d_model=32, layers=1, heads=2, ffn_mult=2, input_dim=16, seq_len=20, batch_size=16,
-                         steps=60, lr=3e-3, warmup=5, num_tasks="1")
+                         steps=60, meta_lr=3e-3, warmup=5, num_tasks="1")
     torch.manual_seed(0)
     model = gpicl.build(config)
     history = train_loop(gpicl.trainer(model, config, {"train": tasks}).step, config.steps, progress=False)

@@ -151,7 +151,7 @@ def test_a_truncated_checkpoint_under_resume_is_an_error_that_names_it(tmp_path)
 def test_training_learns_a_single_task():
     """Oracle: with one task in the pool the Bayes-optimal error is the noise floor; training must approach it."""
     config = icl.RegressionConfig(dim=2, points=4, d_model=16, heads=2, layers=1, batch_size=32, steps=150,
-                                  lr=3e-3, warmup=10, num_tasks="1")
+                                  meta_lr=3e-3, warmup=10, num_tasks="1")
     torch.manual_seed(0)
     model = icl.build(config)
     history = train_loop(icl.trainer(model, config, icl.load_data(config)).step, config.steps, progress=False)

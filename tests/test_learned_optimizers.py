@@ -23,7 +23,7 @@ def digits_family() -> lo.MLPFamily:
 
 
 def tiny_config(**changes) -> lo.LearnedOptimizerConfig:
-    base = dict(hidden_size=4, num_layers=2, horizon=6, unroll=3, optimizees_per_batch=2, lr=1e-2)
+    base = dict(hidden_size=4, num_layers=2, horizon=6, unroll=3, optimizees_per_batch=2, meta_lr=1e-2)
     return lo.LearnedOptimizerConfig(**{**base, **changes})
 
 
@@ -264,7 +264,7 @@ def test_first_order_meta_gradient_drops_exactly_the_gradient_path():
 def test_meta_training_lowers_the_meta_loss_on_quadratics():
     """A short run on 10-d quadratics: the later meta-losses are lower than the first ones."""
     torch.manual_seed(0)
-    config = lo.LearnedOptimizerConfig(horizon=20, unroll=10, optimizees_per_batch=16, lr=1e-2)
+    config = lo.LearnedOptimizerConfig(horizon=20, unroll=10, optimizees_per_batch=16, meta_lr=1e-2)
     net = lo.LSTMOptimizer(config)
     history = lo.meta_train(net, lo.QuadraticFamily(), 30, progress=False)
     values = history["meta_loss"][1]
@@ -284,12 +284,12 @@ def test_meta_training_resumes_from_its_checkpoint(tmp_path):
     torch.manual_seed(0)
     first = lo.LSTMOptimizer(config)
     path = tmp_path / "checkpoint.pt"
-    meta_optimizer = torch.optim.Adam(first.parameters(), lr=config.lr)
+    meta_optimizer = torch.optim.Adam(first.parameters(), lr=config.meta_lr)
     history = lo.meta_train(first, family, 2, meta_optimizer=meta_optimizer, progress=False)
     runs.save_checkpoint(path, first, config, history=history, optimizer=meta_optimizer, step=2)
 
     resumed = lo.LSTMOptimizer(config)
-    meta_optimizer = torch.optim.Adam(resumed.parameters(), lr=config.lr)
+    meta_optimizer = torch.optim.Adam(resumed.parameters(), lr=config.meta_lr)
     payload = runs.load_checkpoint(path, resumed, config, optimizer=meta_optimizer)
     assert payload["step"] == 2 and len(payload["history"]["meta_loss"][1]) == 2
     history = lo.meta_train(resumed, family, 3, history=payload["history"], meta_optimizer=meta_optimizer,
@@ -413,7 +413,7 @@ def test_command_line_meta_trains_resumes_and_matches_the_library(tmp_path):
 
 @pytest.mark.parametrize("options, match", [
     (["--steps", "-3"], "steps must be >= 0"), (["--horizon", "10", "--unroll", "3"], "multiple of unroll"),
-    (["--optimizee", "resnet"], "optimizee must be"), (["--lr", "0"], "lr and preprocess_p must be > 0")])
+    (["--optimizee", "resnet"], "optimizee must be"), (["--meta-lr", "0"], "meta_lr and preprocess_p must be > 0")])
 def test_bad_options_are_usage_errors_before_anything_is_written(tmp_path, monkeypatch, options, match):
     monkeypatch.setattr(lo, "load_data", lambda *a, **k: pytest.fail("data was loaded"))
     with pytest.raises(SystemExit, match=match):

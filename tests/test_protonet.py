@@ -98,7 +98,7 @@ def test_fast_sampler_draws_valid_disjoint_episodes():
 
 
 def test_learning_rate_halves_on_schedule():
-    config = tiny_config(lr=1e-3, lr_halve_every=2000)
+    config = tiny_config(meta_lr=1e-3, lr_halve_every=2000)
     assert [protonet.learning_rate(config, s) for s in (0, 1999, 2000, 4000)] == [1e-3, 1e-3, 5e-4, 2.5e-4]
 
 

@@ -8,6 +8,7 @@ capstone (notebook 09).
 
 from __future__ import annotations
 
+import json
 import types
 
 import pytest
@@ -44,6 +45,29 @@ def test_a_registered_method_is_listed_trained_resumed_tabled_and_given_a_job(to
                     "--steps", "100"]) in cli.jobs(tmp_path / "runs")
     model, payload = registry.load(folder)
     assert payload["step"] == 6 and isinstance(model, torch.nn.Linear)
+
+
+def test_a_run_written_with_a_former_field_name_resumes_exactly_and_loads(toy, tmp_path, capsys):
+    """A run folder from before ``lr`` became ``meta_lr`` (runs.RENAMED_FIELDS) trains on with its own value."""
+    common = ["--test-settings", "2x1", "--test-episodes", "5", "--no-progress"]
+    old, straight = tmp_path / "old", tmp_path / "straight"
+    cli.main(["train", "toy", "--out", str(old), "--steps", "3", "--meta-lr", "0.2", *common])
+    payload = torch.load(old / "checkpoint.pt", weights_only=True)  # written as the former name had it
+    payload["config"] = {("lr" if k == "meta_lr" else k): v for k, v in payload["config"].items()}
+    torch.save(payload, old / "checkpoint.pt")
+    record = json.loads((old / "config.json").read_text())
+    record["config"] = payload["config"]
+    (old / "config.json").write_text(json.dumps(record))
+    assert registry.load(old)[0].weight.shape == (4, 4)  # loads as it is
+    capsys.readouterr()
+    cli.main(["train", "toy", "--out", str(old), "--steps", "6", "--resume", *common])
+    assert "optimizer state" not in capsys.readouterr().err
+    cli.main(["train", "toy", "--out", str(straight), "--steps", "6", "--meta-lr", "0.2", *common])
+    a, b = (torch.load(f / "checkpoint.pt", weights_only=True)["state_dict"] for f in (old, straight))
+    assert all(torch.equal(a[k], b[k]) for k in a)  # 0.2, not the default 0.1
+    assert json.loads((old / "config.json").read_text())["config"]["meta_lr"] == 0.2
+    model, payload = registry.load(old)
+    assert payload["step"] == 6
 
 
 def test_a_registered_method_gets_a_capstone_row(toy, tmp_path):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +18,7 @@ from course_lib.runs import CheckpointMismatchError, History, RunError, RunFolde
 @dataclasses.dataclass
 class Config:
     hidden: int = 4
-    lr: float = 0.1
+    meta_lr: float = 0.1
     steps: int = 10
 
 
@@ -114,7 +116,7 @@ def test_a_wrong_checkpoint_is_refused_with_a_reason_that_names_it(tmp_path, pro
     if problem == "class":
         target = torch.nn.Linear(3, 2)
     elif problem == "config":
-        config = Config(lr=0.5)
+        config = Config(meta_lr=0.5)
     elif problem == "shape":
         target = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2))
     elif problem == "bare":
@@ -158,8 +160,8 @@ def test_resume_needs_a_checkpoint_and_the_same_config_but_steps(tmp_path):
     run.start("toy", Config(), "first")
     save_checkpoint(run.checkpoint, make_mlp(), Config(), step=3)
     run.check("toy", Config(steps=99), resume=True)  # more steps: fine
-    with pytest.raises(RunError, match="lr: stored 0.1 vs yours 0.5"):
-        run.check("toy", Config(lr=0.5), resume=True)
+    with pytest.raises(RunError, match="meta_lr: stored 0.1 vs yours 0.5"):
+        run.check("toy", Config(meta_lr=0.5), resume=True)
     with pytest.raises(RunError, match="holds a toy run, not other"):
         run.check("other", Config(), resume=True)
     with pytest.raises(RunError, match="choose one"):
@@ -181,6 +183,86 @@ def test_a_field_added_later_takes_its_default_when_an_old_run_resumes(tmp_path)
         run.check("toy", ConfigWithANewField(loss_on="queries"), resume=True)
     with pytest.raises(CheckpointMismatchError, match="loss_on"):
         load_checkpoint(run.checkpoint, make_mlp(), ConfigWithANewField(loss_on="queries"))
+
+
+def old_run(folder, meta_lr: float = 0.3) -> RunFolder:
+    """A run folder written before ``lr`` was renamed ``meta_lr``: config.json and checkpoint.pt say ``lr``."""
+    run, old = RunFolder(folder), {"hidden": 4, "lr": meta_lr, "steps": 10}  # a dict keeps the name it is given
+    model = make_mlp()
+    optimizer = torch.optim.Adam(model.parameters(), lr=meta_lr)
+    save_checkpoint(run.checkpoint, model, old, optimizer=optimizer, step=3)
+    runs.write_json(run.config_file, {"method": "toy", "config": old, "command": "train toy --lr 0.3"})
+    return run
+
+
+def test_a_stored_config_with_a_former_field_name_loads_under_the_new_name(tmp_path):
+    run = old_run(tmp_path / "run", meta_lr=0.3)
+    assert runs.RENAMED_FIELDS["lr"] == "meta_lr"
+    assert Config(**runs.with_added_defaults(run.stored_config(), Config)) == Config(meta_lr=0.3)  # the value moves
+    load_checkpoint(run.checkpoint, make_mlp(), Config(meta_lr=0.3))
+    with pytest.raises(CheckpointMismatchError, match="meta_lr: stored 0.3 vs yours 0.1"):  # not the default
+        load_checkpoint(run.checkpoint, make_mlp(), Config())
+
+
+def test_a_run_with_a_former_field_name_resumes_and_records_the_new_name(tmp_path):
+    run = old_run(tmp_path / "run", meta_lr=0.3)
+    run.check("toy", Config(meta_lr=0.3, steps=20), resume=True)
+    with pytest.raises(RunError, match="meta_lr: stored 0.3 vs yours 0.1"):
+        run.check("toy", Config(steps=20), resume=True)
+    run.start("toy", Config(meta_lr=0.3, steps=20), "resumed", resume=True)
+    assert run.record()["config"] == {"hidden": 4, "meta_lr": 0.3, "steps": 20}
+
+
+def test_a_config_that_still_has_the_former_name_keeps_it():
+    @dataclasses.dataclass
+    class StillLr:  # e.g. a Config whose lr is not renamed (no meta_lr field)
+        lr: float = 0.1
+
+    assert runs.with_added_defaults({"lr": 0.3}, StillLr) == {"lr": 0.3}
+
+
+def test_a_stored_config_with_both_names_is_refused_with_what_to_do(tmp_path):
+    with pytest.raises(RunError, match="holds both 'lr' and 'meta_lr'.*keep only 'meta_lr'"):
+        runs.with_added_defaults({"hidden": 4, "lr": 0.3, "meta_lr": 0.3, "steps": 10}, Config)
+    run = RunFolder(tmp_path / "run")
+    save_checkpoint(run.checkpoint, make_mlp(), {"hidden": 4, "lr": 0.3, "meta_lr": 0.3, "steps": 10}, step=3)
+    runs.write_json(run.config_file, {"method": "toy", "config": {}, "command": "first"})
+    with pytest.raises(RunError, match="keep only 'meta_lr'"):
+        run.check("toy", Config(meta_lr=0.3), resume=True)
+
+
+def test_resuming_a_checkpoint_without_optimizer_state_warns_once_and_loading_for_evaluation_is_silent(
+        tmp_path, capsys):
+    path = save_checkpoint(tmp_path / "checkpoint.pt", make_mlp(), Config(), step=3)  # no optimizer saved
+    load_checkpoint(path, make_mlp(), Config())  # evaluation: no optimizer asked for
+    assert capsys.readouterr().err == ""
+    model = make_mlp()
+    load_checkpoint(path, model, Config(), optimizer=torch.optim.Adam(model.parameters(), lr=0.1))
+    err = capsys.readouterr().err
+    assert err.count("warning") == 1 and "holds no optimizer state" in err and "not exactly" in err
+    assert str(path) in err and "Adam" in err
+    with_state = save_checkpoint(tmp_path / "with_state.pt", model, Config(), step=3,
+                                 optimizer=torch.optim.Adam(model.parameters(), lr=0.1))
+    load_checkpoint(with_state, make_mlp(), Config(), optimizer=torch.optim.Adam(make_mlp().parameters(), lr=0.1))
+    assert capsys.readouterr().err == ""
+
+
+def test_the_conversion_script_renames_configs_and_commands_once():
+    spec = importlib.util.spec_from_file_location(
+        "convert_runs", Path(__file__).resolve().parent.parent / "scripts" / "convert_runs.py")
+    convert = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(convert)
+    old = {"config": {"lr": 0.001, "lr_halve_every": 2000, "seed": 0}, "groups": {"16": {"lr": 0.001}},
+           "command": "python -m course_lib.train protonet --lr 1e-3 --lr-halve-every 2000 --out x",
+           "later_commands": ["python -m course_lib train protonet --lr=1e-3"], "results": {"SGD": {"lr": 0.1}}}
+    new = convert.meta_lr_record(old)
+    assert new == {"config": {"meta_lr": 0.001, "lr_halve_every": 2000, "seed": 0},
+                   "groups": {"16": {"meta_lr": 0.001}},
+                   "command": "python -m course_lib.train protonet --meta-lr 1e-3 --lr-halve-every 2000 --out x",
+                   "later_commands": ["python -m course_lib train protonet --meta-lr=1e-3"],
+                   "results": {"SGD": {"lr": 0.1}}}  # a baseline's lr is not the meta-parameters'
+    assert list(new["config"]) == ["meta_lr", "lr_halve_every", "seed"]  # in its place
+    assert convert.meta_lr_record(new) == new  # a second run changes nothing
 
 
 def test_a_corrupt_config_json_is_named(tmp_path):

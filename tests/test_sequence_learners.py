@@ -109,7 +109,7 @@ def test_shifted_label_inputs_hide_labels_after_queries():
     assert inputs.tolist() == [[0, 0], [0, 1], [1, 0], [0, 0]]
 
 
-@pytest.mark.parametrize("model_name", ["lstm", "mann", "transformer"])
+@pytest.mark.parametrize("model_name", list(S.MODELS))  # lrua: Santoro's MANN
 def test_models_are_causal_and_have_the_right_shapes(model_name):
     torch.manual_seed(0)
     model = S.build(_config(model_name, ways=3, shots=2)).eval()

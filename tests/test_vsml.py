@@ -121,7 +121,7 @@ def test_backprop_cloning_tracks_true_sgd():
     """A tiny clone trained for a few hundred steps follows SGD closed-loop on new streams."""
     torch.manual_seed(0)
     config = vsml.VSMLConfig(mode="clone", input_size=4, ways=3, stream_length=20, message_size=4, hidden=8,
-                             clone_lr=0.3, lr=1e-2)
+                             clone_lr=0.3, meta_lr=1e-2)
     model = vsml.VSMLLearner(config)
     g = torch.Generator().manual_seed(0)
 
@@ -131,7 +131,7 @@ def test_backprop_cloning_tracks_true_sgd():
 
     test_xs, test_ys = streams(64, torch.Generator().manual_seed(99))
     untrained = vsml.compare_clone_to_sgd(model, test_xs, test_ys, config.clone_lr)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.meta_lr)
     for _ in range(400):
         xs, ys = streams(32, g)
         vsml.meta_step(model, optimizer, config, xs, ys)
@@ -281,9 +281,9 @@ def test_two_layer_clone_loss_falls():
     """A few meta-steps of backprop cloning through a hidden layer lower the cloning loss."""
     torch.manual_seed(0)
     config = vsml.VSMLConfig(mode="clone", layers=2, hidden_units=4, input_size=4, ways=3, stream_length=12,
-                             message_size=4, hidden=8, clone_lr=0.3, lr=1e-2)
+                             message_size=4, hidden=8, clone_lr=0.3, meta_lr=1e-2)
     model = vsml.VSMLLearner(config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.meta_lr)
     g = torch.Generator().manual_seed(0)
     losses = []
     for _ in range(40):
@@ -434,7 +434,7 @@ def test_clone_mode_reports_the_closed_loop_comparison(tmp_path, layers):
     (["--layers", "0"], "layers must be a positive integer"),
     (["--eval-datasets", "digits,svhn"], "eval_datasets must be"),
     (["--input-size", "0"], "input_size must be a positive integer"),
-    (["--lr", "0"], "must be > 0"),
+    (["--meta-lr", "0"], "meta_lr, clone_lr and grad_clip must be > 0"),
     (["--resume"], "holds no checkpoint.pt"),
 ])
 def test_bad_options_are_refused_before_any_data_is_loaded_or_file_written(tmp_path, monkeypatch, options, match):
@@ -463,9 +463,10 @@ def test_the_old_command_line_translates_to_the_new_one(monkeypatch):
 
     seen = []
     monkeypatch.setattr(cli, "main", lambda argv: seen.append(argv))
-    vsml_alias.main(["train", "--model", "metarnn", "--eval-streams", "256", "--out", "x", "--resume"])
+    vsml_alias.main(["train", "--model", "metarnn", "--eval-streams", "256", "--lr", "3e-3", "--out", "x", "--resume"])
     vsml_alias.main(["train", "--out", "x", "--eval-only", "--eval-datasets", "digits"])
-    assert seen == [["train", "vsml", "--learner", "metarnn", "--test-episodes", "256", "--out", "x", "--resume"],
+    assert seen == [["train", "vsml", "--learner", "metarnn", "--test-episodes", "256", "--meta-lr", "3e-3",
+                     "--out", "x", "--resume"],
                     ["eval", "vsml", "--out", "x", "--eval-datasets", "digits"]]
     with pytest.raises(SystemExit, match="--eval-length is gone"):
         vsml_alias.main(["train", "--out", "x", "--eval-length", "50"])
@@ -478,9 +479,10 @@ def test_every_shipped_run_loads_through_the_registry(folder):
     if not run.checkpoint.is_file():
         pytest.skip(f"{folder} is not in this checkout")
     model, payload = registry.load(run.path)
-    config = vsml.VSMLConfig(**payload["config"])
-    assert type(model) is vsml.LEARNER_CLASSES[config.learner] and payload["step"] > 0
-    assert run.record()["method"] == "vsml" and run.record()["config"] == payload["config"]
+    stored = runs.with_added_defaults(payload["config"], vsml.VSMLConfig)  # the checkpoint's own names: lr
+    config = vsml.VSMLConfig(**stored)
+    assert type(model) is vsml.LEARNER_CLASSES[config.learner] and payload["step"] > 0 and model.config == config
+    assert run.record()["method"] == "vsml" and runs.with_added_defaults(run.record()["config"], config) == stored
     results = run.results()
     assert results["steps_done"] == payload["step"]
     assert config.learner in next(iter(results["results"]["evaluation"].values()))

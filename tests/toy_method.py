@@ -23,7 +23,7 @@ class Config:
     classes: int = 20
     ways: int = 2
     steps: int = 10
-    lr: float = 0.1
+    meta_lr: float = 0.1
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -75,7 +75,7 @@ def capstone_row(run: RunSpec, model, payload: dict) -> dict:
 
 
 def trainer(model, config: Config, data: dict, device="cpu") -> Trainer:
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.meta_lr)
 
     def step(i: int) -> dict[str, float]:
         generator = torch.Generator().manual_seed(config.seed * 1000 + i)

@@ -19,7 +19,7 @@ def meta_step_cost(config: VSMLConfig, repeats: int = 3, device="cpu", seed: int
     device = torch.device(device)
     torch.manual_seed(seed)
     model = LEARNER_CLASSES[config.learner](config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.meta_lr)
     g = torch.Generator().manual_seed(seed)
     xs = torch.randn(config.meta_batch, config.stream_length, config.input_size, generator=g).to(device)
     ys = torch.randint(0, config.ways, (config.meta_batch, config.stream_length), generator=g).to(device)
