@@ -58,7 +58,7 @@ class SequenceConfig:
     layers: int = 1  # LSTM layers / transformer blocks
     heads: int = 4
     batch_size: int = 32
-    lr: float = 1e-3
+    meta_lr: float = 1e-3
     steps: int = 3000
     seed: int = 0
     protocol: str = "lake"
@@ -86,8 +86,8 @@ class SequenceConfig:
                 raise ValueError(f"{name} must be >= {least}, got {getattr(self, name)}")
         if self.model == "transformer" and self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not self.meta_lr > 0:
+            raise ValueError(f"meta_lr must be > 0, got {self.meta_lr}")
         if not 0 <= self.usage_decay <= 1:
             raise ValueError(f"usage_decay must be in [0, 1] (it scales the last step's usage), got {self.usage_decay}")
         if self.model == "lrua" and self.read_heads > self.memory_slots:
@@ -407,7 +407,7 @@ def sequence_loss(model: nn.Module, batch: LabelSequence, loss_on: str = "all") 
 def trainer(model: nn.Module, config: SequenceConfig, data: dict, device: torch.device | str = "cpu") -> Trainer:
     """One step: ``batch_size`` sequences drawn from ``(config.seed, i)``, one Adam step on their loss."""
     model.to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.meta_lr)
     sampler = EpisodeSampler(data["train"], config.ways, config.shots, config.queries)
 
     def step(i: int) -> dict[str, float]:

@@ -1,6 +1,6 @@
 """The former command line of notebook 03, kept so that the commands recorded
 in the shipped run folders still run: ``python -m course_lib.train METHOD ...``
-is ``python -m course_lib train METHOD ...`` (``--eval-only``: ``eval``)."""
+is ``python -m course_lib train METHOD ...`` (``--eval-only``: ``eval``; ``--lr``: ``--meta-lr``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 from . import cli
 
-RENAMED = {"--halve-every": "--lr-halve-every"}
+RENAMED = {"--halve-every": "--lr-halve-every", "--lr": "--meta-lr"}
 
 
 def main(argv: list[str] | None = None):

@@ -203,7 +203,7 @@ def sequence_learner(model: str, ways: int, shots: int):
     folder = BLACK_BOX / f"{model}_{ways}way_{shots}shot"
     if not cl.is_smoke() and (folder / runs.CHECKPOINT_FILE).is_file():
         learner, payload = registry.load(folder, device=DEVICE)
-        assert seq.SequenceConfig(**payload["config"]) == config, f"{folder.name} holds another config"
+        assert learner.config == config, f"{folder.name} holds another config"  # in today's field names
         assert payload["step"] == config.steps, f"{folder.name} is a partial run: see data/black_box/README.md"
         return learner, payload["history"], f"loaded data/black_box/{folder.name}"
     learner, history = train_live(config)
@@ -373,7 +373,7 @@ def pixel_lstm(ways: int):
     folder = BLACK_BOX / f"lstm_q_{ways}way_1shot"
     if not cl.is_smoke() and (folder / runs.CHECKPOINT_FILE).is_file():
         learner, payload = registry.load(folder, device=DEVICE)
-        assert seq.SequenceConfig(**payload["config"]) == config, f"{folder.name} holds another config"
+        assert learner.config == config, f"{folder.name} holds another config"  # in today's field names
         return learner, payload["history"], f"loaded data/black_box/{folder.name} ({payload['step']:,} steps)"
     learner, history = train_live(config)
     return learner, history, f"trained {config.steps} steps"
@@ -729,7 +729,7 @@ for name in RL2_RUNS:
         rl2_histories[name] = bandits.train(agents[name], config)
     else:
         agents[name], payload = registry.load(folder)
-        assert runs.with_added_defaults(payload["config"], config) == dataclasses.asdict(config), f"{folder.name} holds another config"
+        assert agents[name].config == config, f"{folder.name} holds another config"  # in today's field names
         rl2_histories[name] = payload["history"]
     how = f"trained {config.steps} updates (smoke)" if smoke else f"loaded data/black_box/{folder.name}"
     print(f"RL² {name:18s}: {how}")

@@ -547,7 +547,7 @@ class CosineConfig:
     shots: int = 5
     queries: int = 5
     steps: int = 400
-    lr: float = 1e-3
+    meta_lr: float = 1e-3
     initial_scale: float = 10.0
     seed: int = 0
     image_size: int = 28
@@ -559,8 +559,8 @@ class CosineConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.ways < 2:
             raise ValueError(f"ways must be >= 2 (one class is no classification task), got {self.ways}")
-        if self.steps < 0 or not self.lr > 0 or not self.initial_scale > 0:
-            raise ValueError("steps must be >= 0, lr and initial_scale > 0")
+        if self.steps < 0 or not self.meta_lr > 0 or not self.initial_scale > 0:
+            raise ValueError("steps must be >= 0, meta_lr and initial_scale > 0")
 
 
 class CosineProtoNet(protonet.FewShotModel):
@@ -587,7 +587,7 @@ class CosineProtoNet(protonet.FewShotModel):
 # and continue from any step. Step $i$ trains on one `config.ways`-way
 # `config.shots`-shot episode of `data["train"]` with `config.queries`
 # queries per class (`episodes.FastEpisodeSampler`, as in notebook 03), with
-# one Adam optimizer of learning rate `config.lr`, and returns
+# one Adam optimizer of learning rate `config.meta_lr`, and returns
 # `{"loss": ...}` (more numbers are welcome: the loop records them). A run
 # that stops and continues must train on exactly the episodes an
 # uninterrupted one would.
@@ -597,7 +597,7 @@ def trainer(model, config, data, device="cpu"):
     """One step of episodic training of ``model``: the query cross-entropy of the episode of (seed, step)."""
     # BEGIN SOLUTION: one optimizer for the run, holding every meta-parameter, the scale too; each step a fresh episode decided by the seed and the step alone; the loss scores the queries against prototypes of the support set
     model.to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.meta_lr)
     sampler = episodes.FastEpisodeSampler(data["train"], config.ways, config.shots, config.queries, device=device)
 
     def step(i):

@@ -342,7 +342,7 @@ def convert_capstone(root: Path = ROOT) -> None:
 # --------------------------------------------------------------------------
 
 META_LR_FILES = ("config.json", "results*.json", "phase_diagram.json")  # the files that record a config or command
-META_LR_LEFT_OUT = ("data/maml/", "data/black_box/", "data/cache/")  # MAML has it; black_box: with its sequences
+META_LR_LEFT_OUT = ("data/maml/", "data/cache/")  # MAML has had it from the start; the cache records no runs
 FORMER_LR_OPTION = re.compile(r"(?<=\s)--lr(?=[\s=]|$)")  # not --lr-halve-every
 
 
@@ -353,8 +353,8 @@ def meta_lr_record(record: dict) -> dict:
     def config(stored: dict) -> dict:
         return renamed(stored, "lr", "meta_lr") if "meta_lr" not in stored else stored
 
-    def command(text: str) -> str:
-        return FORMER_LR_OPTION.sub("--meta-lr", text)
+    def command(text: str) -> str:  # a former entry point (python -m course_lib.train) reads --lr itself: history
+        return text if text.startswith("python -m course_lib.") else FORMER_LR_OPTION.sub("--meta-lr", text)
 
     record = dict(record)
     if isinstance(record.get("config"), dict):

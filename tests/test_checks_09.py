@@ -306,7 +306,7 @@ class Config:  # the notebook's config, as the check uses it
     shots: int = 5
     queries: int = 5
     steps: int = 400
-    lr: float = 1e-3
+    meta_lr: float = 1e-3
     seed: int = 0
 
 
@@ -315,7 +315,7 @@ def make_trainer(parameters=lambda model: model.parameters(), clear=True, suppor
     def trainer(model, config, data, device="cpu"):
         if train_mode:
             model.train()
-        optimizer = torch.optim.Adam(parameters(model), lr=config.lr)
+        optimizer = torch.optim.Adam(parameters(model), lr=config.meta_lr)
         sampler = episodes.FastEpisodeSampler(data["train"], config.ways, config.shots, config.queries)
         once = torch.Generator().manual_seed(config.seed)
 
@@ -331,7 +331,7 @@ def make_trainer(parameters=lambda model: model.parameters(), clear=True, suppor
             else:
                 loss = F.cross_entropy(model(episode.support_x, episode.support_y, episode.query_x), episode.query_y)
             if optimizer_per_step:
-                optimizer = torch.optim.Adam(parameters(model), lr=config.lr)
+                optimizer = torch.optim.Adam(parameters(model), lr=config.meta_lr)
             if clear and not zero_after_backward:
                 optimizer.zero_grad()
             loss.backward()
@@ -348,7 +348,7 @@ def make_trainer(parameters=lambda model: model.parameters(), clear=True, suppor
 def trainer_plain_sampler(model, config, data, device="cpu"):
     """An alternative: the slower EpisodeSampler, SGD with momentum, and the accuracy recorded too."""
     model.train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.meta_lr, momentum=0.9)
     sampler = episodes.EpisodeSampler(data["train"], config.ways, config.shots, config.queries)
 
     def step(i):
@@ -474,20 +474,20 @@ class FaceConfig:
     shots: int = 1
     queries: int = 1
     steps: int = 1
-    lr: float = 1e-3
+    meta_lr: float = 1e-3
     seed: int = 0
     image_size: int = 28
     channels_last: bool = False
 
     def __post_init__(self):
-        if self.ways < 2 or self.shots < 1 or self.queries < 1 or self.steps < 0 or not self.lr > 0:
+        if self.ways < 2 or self.shots < 1 or self.queries < 1 or self.steps < 0 or not self.meta_lr > 0:
             raise ValueError("bad config")
 
 
 @dataclass
 class LaxConfig(FaceConfig):
     def __post_init__(self):
-        if self.shots < 1 or self.queries < 1 or self.steps < 0 or not self.lr > 0:
+        if self.shots < 1 or self.queries < 1 or self.steps < 0 or not self.meta_lr > 0:
             raise ValueError("bad config")
 
 

@@ -131,8 +131,8 @@ def test_eval_needs_a_trained_run(tmp_path):
 def test_the_old_entry_point_translates_to_the_new_one(monkeypatch):
     seen = []
     monkeypatch.setattr(cli, "main", lambda argv: seen.append(argv))
-    train.main(["protonet", "--out", "x", "--halve-every", "5", "--eval-only"])
-    assert seen == [["eval", "protonet", "--out", "x", "--lr-halve-every", "5"]]
+    train.main(["protonet", "--out", "x", "--halve-every", "5", "--lr", "1e-3", "--eval-only"])
+    assert seen == [["eval", "protonet", "--out", "x", "--lr-halve-every", "5", "--meta-lr", "1e-3"]]
 
 
 def test_list_names_every_method():

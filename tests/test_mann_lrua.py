@@ -206,7 +206,7 @@ def test_a_short_training_learns_to_match_a_query_to_its_support_image():
     chance to mostly right, which only reading the support set (the memory) can do."""
     torch.manual_seed(0)
     config = S.SequenceConfig(model="lrua", encoder="pixels", ways=2, shots=1, hidden=32, memory_slots=16,
-                              memory_width=8, read_heads=2, batch_size=16, lr=3e-3, steps=500)
+                              memory_width=8, read_heads=2, batch_size=16, meta_lr=3e-3, steps=500)
     model, data = S.build(config), _squares()
     held_out = S.sample_sequences(EpisodeSampler(data, 2, 1, 1), 200, torch.Generator().manual_seed(99))
     with torch.no_grad():

@@ -257,7 +257,7 @@ def check_trainer(trainer: Callable, config_class: type) -> None:
 
     def start(seed: int):
         model = _RecordingCosineNet().eval()  # as an evaluation leaves it
-        config = config_class(ways=3, shots=2, queries=2, steps=3, lr=0.05, seed=seed)
+        config = config_class(ways=3, shots=2, queries=2, steps=3, meta_lr=0.05, seed=seed)
         made = run_student(name, trainer, model, config, data, "cpu")
         fail_if(name, not (callable(getattr(made, "step", None)) and hasattr(made, "optimizer")),
                 "return runs.Trainer(step, optimizer): the training loop calls step(i), and checkpoints the "
@@ -390,7 +390,7 @@ def check_method_face(method) -> None:
     config = run_student(name, method.Config)
     fail_if(name, not all(hasattr(config, field) for field in ("steps", "seed")),
             "Config needs the fields steps and seed: the command line's --steps and --seed set them")
-    for bad in ({"ways": 1}, {"shots": 0}, {"queries": 0}, {"steps": -1}, {"lr": 0.0}):
+    for bad in ({"ways": 1}, {"shots": 0}, {"queries": 0}, {"steps": -1}, {"meta_lr": 0.0}):
         try:
             method.Config(**bad)
         except (ValueError, TypeError):
