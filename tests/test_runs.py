@@ -292,3 +292,32 @@ def test_a_config_that_is_not_plain_is_refused_and_nothing_is_written(tmp_path):
         with pytest.raises(TypeError):
             save_checkpoint(tmp_path / "model.pt", make_mlp(), bad)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_dropping_the_optimizer_state_keeps_the_weights_and_makes_resume_warn(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location(
+        "drop_optimizer_state", Path(__file__).resolve().parent.parent / "scripts" / "drop_optimizer_state.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    model = make_mlp()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    model(torch.ones(2, 3)).sum().backward()
+    optimizer.step()  # Adam now holds two moments per weight
+    path = save_checkpoint(tmp_path / "checkpoint.pt", model, Config(), step=3, optimizer=optimizer)
+    before = torch.load(path, weights_only=True)
+    script.main([str(path)])
+    after = torch.load(path, weights_only=True)
+    assert "optimizer" in before and "optimizer" not in after
+    assert {k: v for k, v in before.items() if k != "optimizer"}.keys() == after.keys()
+    for name, tensor in before["state_dict"].items():
+        assert torch.equal(tensor, after["state_dict"][name]), name
+    assert not script.drop_optimizer_state(path)  # a second run changes nothing
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+    capsys.readouterr()
+    load_checkpoint(path, make_mlp(), Config(), optimizer=torch.optim.Adam(make_mlp().parameters(), lr=0.1))
+    assert "holds no optimizer state" in capsys.readouterr().err
+    (tmp_path / "notes.txt").write_text("not a checkpoint")
+    with pytest.raises(CheckpointMismatchError, match="not a readable checkpoint"):
+        script.main([str(path), str(tmp_path / "notes.txt")])
+    with pytest.raises(SystemExit, match="does not exist"):
+        script.main([str(tmp_path / "missing.pt")])

@@ -128,6 +128,8 @@ RUNS = (
     _omniglot_run("fomaml_5w1s", "fomaml", 5, 60000, "first-order MAML", "same data, 5-way 1-shot",
                   META_BATCH_DIFFERS, capstone="fomaml"),
     _omniglot_run("reptile_5w1s", "reptile", 5, 100000, "Reptile", "same data, 5-way 1-shot", capstone="reptile"),
+    _omniglot_run("anil_5w1s", "anil", 5, 60000, "ANIL", "same data, 5-way 1-shot"),  # its paper: no Omniglot number
+    _omniglot_run("metasgd_5w1s", "metasgd", 5, 60000, "Meta-SGD", "same data, 5-way 1-shot", META_BATCH_DIFFERS),
     _omniglot_run("maml_20w1s", "maml", 20, 60000, "MAML (second order)", "same data, 20-way 1-shot",
                   META_BATCH_DIFFERS + "; {inner_steps} inner step(s) of {inner_lr} in training and "
                   "{test_inner_steps} at test instead of the paper's 5 of 0.1; started from `{init_from}` "
