@@ -162,7 +162,8 @@ checks.check_shifted_label_inputs(shifted_label_inputs)
 #   controller learns where to write (learned keys, least-recently-used
 #   slots) and reads the retrieved vector back as input. Our store is
 #   written by a fixed rule and its read bypasses the LSTM: the model sits
-#   between notebook 03's metric learners and a pure black box.
+#   between notebook 03's metric learners and a pure black box. Santoro
+#   et al.'s MANN comes later in this section.
 #
 # Each (model, setting) is meta-trained with Adam on batches of $B = 32$
 # sequences with one query per class (`seq.train`; `seq.trainer` is one
@@ -177,7 +178,7 @@ SMOKE_STEPS = 3
 EPISODES = cl.by_mode(smoke=20, full=1000)
 BLACK_BOX = (runtime.repo_root() or runtime.cache_dir()) / "data" / "black_box"
 NAMES = {"lstm": "LSTM", "mann": "LSTM + matching read-out", "transformer": "in-context transformer",
-         "lstm_q": "LSTM on pixels"}
+         "lstm_q": "LSTM on pixels", "lrua": "MANN (LRU access)"}
 
 
 # The 4-way transformer uses seed 1: with seed 0 it never left chance (section 3 shows both).
@@ -363,14 +364,15 @@ if diagnosis:
 # on episodes of the *training* alphabets.
 
 # %%
-PIXEL_STEPS = {2: 20000, 3: 20000, 4: 30000}  # the 4-way run ended before its last step (README)
+PIXEL_STEPS = {2: 40000, 3: 40000, 4: 60000}  # each run folder's config; README: where each stopped
 
 
-def pixel_lstm(ways: int):
-    """CS330's LSTM: the trained run folder in full mode, else meta-train here."""
-    config = seq.SequenceConfig(model="lstm", ways=ways, shots=1, encoder="pixels", layers=2, loss_on="queries",
-                                steps=cl.by_mode(smoke=SMOKE_STEPS, full=PIXEL_STEPS[ways]))
-    folder = BLACK_BOX / f"lstm_q_{ways}way_1shot"
+def pixel_learner(model: str, ways: int, folder_name: str, steps: int, **options):
+    """A learner on CS330's input (pixels, the loss on the queries): its trained run folder in full mode, else
+    meta-train here."""
+    config = seq.SequenceConfig(model=model, ways=ways, shots=1, encoder="pixels", loss_on="queries",
+                                steps=cl.by_mode(smoke=SMOKE_STEPS, full=steps), **options)
+    folder = BLACK_BOX / folder_name
     if not cl.is_smoke() and (folder / runs.CHECKPOINT_FILE).is_file():
         learner, payload = registry.load(folder, device=DEVICE)
         assert learner.config == config, f"{folder.name} holds another config"  # in today's field names
@@ -386,20 +388,26 @@ def left_chance_at(history, ways: int, width: int = 200):
     return steps[above[0] + min(width, len(accuracy)) - 1] if len(above) else None
 
 
-background, plateau_steps = {}, {}
-for ways in (2, 3, 4):
-    learners["lstm_q", ways, 1], histories["lstm_q", ways, 1], how = pixel_lstm(ways)
-    plateau_steps[ways] = left_chance_at(histories["lstm_q", ways, 1], ways)
+def test_on_both_alphabets(key: str, ways: int, how: str):
+    """Add ``learners[key, ways, 1]``'s accuracy on the test alphabets to ``table``; return it on the training ones."""
     setting = baselines.setting_name(ways, 1)
-    classifier = seq.SequenceClassifier(learners["lstm_q", ways, 1], seed=0)
-    table.add(NAMES["lstm_q"], setting, evaluation.evaluate_few_shot(classifier, test_samplers[ways, 1], EPISODES,
-                                                                    seed=0, progress=False))
-    background[setting] = evaluation.evaluate_few_shot(
+    classifier = seq.SequenceClassifier(learners[key, ways, 1], seed=0)
+    table.add(NAMES[key], setting, evaluation.evaluate_few_shot(classifier, test_samplers[ways, 1], EPISODES, seed=0,
+                                                                progress=False))
+    on_training = evaluation.evaluate_few_shot(
         classifier, episodes.EpisodeSampler(meta_train, ways=ways, shots=1, queries=1), EPISODES, seed=0,
         progress=False)
-    print(f"{NAMES['lstm_q']:24s} {setting}: {how}; {models.count_parameters(learners['lstm_q', ways, 1]):,} "
-          f"meta-parameters; test alphabets {table[NAMES['lstm_q'], setting]}, training alphabets "
-          f"{background[setting]}")
+    print(f"{NAMES[key]:24s} {setting}: {how}; {models.count_parameters(learners[key, ways, 1]):,} "
+          f"meta-parameters; test alphabets {table[NAMES[key], setting]}, training alphabets {on_training}")
+    return on_training
+
+
+background, plateau_steps = {}, {}
+for ways in (2, 3, 4):
+    learners["lstm_q", ways, 1], histories["lstm_q", ways, 1], how = pixel_learner(
+        "lstm", ways, f"lstm_q_{ways}way_1shot", PIXEL_STEPS[ways], layers=2)
+    plateau_steps[ways] = left_chance_at(histories["lstm_q", ways, 1], ways)
+    background[baselines.setting_name(ways, 1)] = test_on_both_alphabets("lstm_q", ways, how)
 against_bars(table, NAMES["lstm_q"])
 
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.4))
@@ -450,6 +458,88 @@ the training alphabets. And the bars are not like-for-like: CS330 splits Omniglo
 so its test characters share alphabets with training ones, while Lake's protocol tests on 20 alphabets never
 seen in meta-training. A black-box learner must discover the comparison that a metric learner is given; until it
 does, gradient descent is free to destroy what it will need, and the more ways, the longer the search."""))
+
+# %% [markdown]
+# ### Santoro et al.'s MANN: a memory the network learns to address
+#
+# The matching read-out of section 2 is written by a fixed rule. In Santoro
+# et al.'s memory-augmented neural network (`seq.SantoroMANN`,
+# `model="lrua"`) an LSTM controller decides what to write and where, and
+# reads the memory back as its own input. With $e_t = [x_t, \ell_t]$ (the
+# pixels and the label slot), $n$ heads and a memory $M$ of $N$ slots:
+#
+# $$\begin{aligned}
+# (h_t, c_t) &= \text{LSTM}\big([e_t, r^1_{t-1}, \dots, r^n_{t-1}], (h_{t-1}, c_{t-1})\big),\qquad
+#   k^j_t = \tanh(W^j_k h_t),\\
+# w^{w,j}_t &= \sigma(\alpha^j_t)\, w^{r,j}_{t-1} + \big(1 - \sigma(\alpha^j_t)\big)\, w^{lu}_{t-1},\qquad
+#   M_t(i) = M'_{t-1}(i) + \textstyle\sum_j w^{w,j}_t(i)\, k^j_t,\\
+# w^{r,j}_t(i) &= \operatorname{softmax}_i \cos\big(k^j_t, M_t(i)\big),\qquad
+#   r^j_t = \textstyle\sum_i w^{r,j}_t(i)\, M_t(i),\qquad
+#   \text{logits}_t = W_o [h_t, r^1_t, \dots, r^n_t].
+# \end{aligned}$$
+#
+# The write goes either to the slot read last step (the label of an image
+# arrives one step after the image, and binds to the key just read) or to
+# the least-used slots $w^{lu}$ (a new image); $M'$ is $M$ with its least
+# used slot emptied. Nothing in it compares a query with the support set:
+# the controller must learn to store, address and read. The runs use
+# CS330's input and the paper's memory (128 slots of 40, 4 heads, a
+# controller of 128 units).
+
+# %%
+LRUA_STEPS = {2: 20000, 3: 40000, 4: 40000}  # each run folder's config
+lrua_ways = [w for w in (2, 3, 4)
+             if cl.is_smoke() or (BLACK_BOX / f"lrua_{w}way_1shot" / runs.CHECKPOINT_FILE).is_file()]
+lrua_background = {}
+for ways in lrua_ways:
+    learners["lrua", ways, 1], histories["lrua", ways, 1], how = pixel_learner(
+        "lrua", ways, f"lrua_{ways}way_1shot", LRUA_STEPS[ways])
+    lrua_background[baselines.setting_name(ways, 1)] = test_on_both_alphabets("lrua", ways, how)
+against_bars(table, NAMES["lrua"])
+
+fig, ax = plt.subplots(figsize=(6, 3.2))
+for ways in lrua_ways:
+    for model, style in (("lrua", "-"), ("lstm_q", "--")):
+        steps, accuracy = histories[model, ways, 1]["query_accuracy"]
+        ax.plot(steps[: len(smooth(accuracy, 200))], smooth(accuracy, 200), linestyle=style,
+                color=f"C{ways - 2}", label=f"{NAMES[model]}, {ways}-way")
+ax.set_xlabel("meta-training step")
+ax.set_ylabel("query accuracy\n(training batches)")
+ax.set_title("MANN (solid) and the LSTM on pixels (dashed)")
+ax.legend(fontsize=8)
+fig.tight_layout()
+plt.show()
+
+# %%
+lrua_plateau = {ways: left_chance_at(histories["lrua", ways, 1], ways) for ways in lrua_ways}
+
+
+def steps_text(step) -> str:
+    return "never" if step is None else f"{step:,} steps"
+
+
+def lrua_row(ways: int) -> str:
+    setting = baselines.setting_name(ways, 1)
+    mann, lstm = table[NAMES["lrua"], setting], table[NAMES["lstm_q"], setting]
+    return (f"{setting}: {mann} against the LSTM's {lstm} ({verdict(mann, CS330_BARS[setting])} the CS330 bar "
+            f"of {100 * CS330_BARS[setting]:.0f} %); training alphabets {lrua_background[setting]}; leaves chance "
+            f"after {steps_text(lrua_plateau[ways])} (the LSTM: {steps_text(plateau_steps[ways])})")
+
+
+sooner = [w for w in lrua_ways if lrua_plateau[w] is not None
+          and (plateau_steps[w] is None or lrua_plateau[w] < plateau_steps[w])]
+better = [w for w in lrua_ways if table[NAMES["lrua"], baselines.setting_name(w, 1)].mean
+          - table[NAMES["lrua"], baselines.setting_name(w, 1)].ci95
+          > table[NAMES["lstm_q"], baselines.setting_name(w, 1)].mean]
+display(Markdown(
+    f"**The MANN against the LSTM on the same input.**{SMOKE_NOTE}\n\n"
+    + "\n".join(f"* {lrua_row(w)};" for w in lrua_ways)
+    + f"\n\nThe MANN leaves chance sooner at {', '.join(f'{w}-way' for w in sooner) or 'no setting'}, and its "
+    f"test accuracy is above the LSTM's (beyond its own interval) at "
+    f"{', '.join(f'{w}-way' for w in better) or 'no setting'}. A memory the controller addresses shortens the "
+    "search for *how* to use the label slot; it does not close the gap between training and new alphabets, "
+    "which is about the features it learns from raw pixels. Section 5 counts what the memory adds: learned "
+    "variables, at the cost of few weights."))
 
 # %% [markdown]
 # ### Accuracy by position in the sequence
@@ -896,6 +986,10 @@ for model in ("lstm", "lstm_q", "mann", "transformer"):
         length = ways * (shots + 1)
         rows.append((f"{NAMES[model]} ({ways}-way {shots}-shot, T={length})", models.count_parameters(learner),
                      learner.learned_variables(length)))
+for ways in (w for w in (2, 4) if w in lrua_ways):
+    learner, length = learners["lrua", ways, 1], 2 * ways
+    rows.append((f"{NAMES['lrua']} ({ways}-way 1-shot, T={length})", models.count_parameters(learner),
+                 learner.learned_variables(length)))
 for name in ("independent5_T10", "dependent2_T10"):
     rows.append((f"RL² GRU ({name})", models.count_parameters(agents[name]), agents[name].learned_variables()))
 ratios = [learned / meta for _, meta, learned in rows]
@@ -1270,7 +1364,10 @@ display(Markdown(
     f"On 4-way 1-shot Omniglot the in-context transformer reaches {table[NAMES['transformer'], four_way]} and the "
     f"LSTM + matching read-out {table[NAMES['mann'], four_way]}; the plain LSTM stays at "
     f"{table[NAMES['lstm'], four_way]} (chance: {chance:.0f} %) when its encoder collapses, and reaches "
-    f"{table[NAMES['lstm_q'], four_way]} on pixels after a plateau that grows with the ways. Attention learns, after a plateau, the look-up that the "
+    f"{table[NAMES['lstm_q'], four_way]} on pixels after a plateau that grows with the ways"
+    + (f"; Santoro et al.'s MANN, on the same pixels, {table[NAMES['lrua'], four_way]}"
+       if (NAMES["lrua"], four_way) in table else "")
+    + ". Attention learns, after a plateau, the look-up that the "
     "read-out builds in (a step back towards notebook 03's metric learners). "
     f"RL² meta-trained on 10-pull bandits collects {reward('independent5_T10', 'RL²')} on five independent arms, "
     f"against {reward('independent5_T10', 'Thompson sampling')} for Thompson sampling and "
@@ -1299,7 +1396,8 @@ display(Markdown(
 # The few-shot and plateau runs (commands, CPU times, where each stopped,
 # the layer norm of the first version of this notebook), the LSTM-on-pixels
 # runs `lstm_q_*` and the diagnosis table (`scripts/lstm_diagnosis.py`,
-# saved as `lstm_q_2way_1shot/diagnosis.json`): `data/black_box/README.md`. The RL² agents,
+# saved as `lstm_q_2way_1shot/diagnosis.json`), Santoro et al.'s MANN
+# `lrua_*`: `data/black_box/README.md`. The RL² agents,
 # 256 bandits per update, a few minutes of one CPU core each:
 #
 # ```bash

@@ -435,10 +435,10 @@ def test_the_two_figures_from_a_record():
 # The rows of the registered methods' shipped runs
 # --------------------------------------------------------------------------
 
-SHIPPED = ("protonet", "matching-net-scaled", "maml", "fomaml", "mann", "transformer", "vsml", "gpicl",
+SHIPPED = ("protonet", "matching-net-scaled", "maml", "fomaml", "mann", "transformer", "lstm", "lrua", "vsml", "gpicl",
            "protonet-background", "maml-background", "vsml-omniglot", "gpicl-omniglot")
 SHARED = {"pretrained-centroid", "pretrained-finetune", "protonet-background", "maml-background", "lstm", "mann",
-          "transformer", "vsml-omniglot", "gpicl-omniglot"}  # meta-trained on Omniglot background only
+          "lrua", "transformer", "vsml-omniglot", "gpicl-omniglot"}  # meta-trained on Omniglot background only
 
 
 def test_every_registered_method_that_names_a_row_describes_it():

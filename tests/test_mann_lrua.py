@@ -234,7 +234,9 @@ def test_bad_memory_options_are_usage_errors_before_anything_is_loaded(tmp_path,
 
 
 def test_the_new_fields_do_not_change_the_other_models_or_the_runs():
-    assert all(run.options[run.options.index("--model") + 1] != "lrua" for run in S.RUNS if "--model" in run.options)
+    lrua_runs = [run.folder for run in S.RUNS if "--model" in run.options
+                 and run.options[run.options.index("--model") + 1] == "lrua"]
+    assert lrua_runs == [f"data/black_box/lrua_{ways}way_1shot" for ways in (2, 3, 4)]  # only its own folders
     # a run stored before these fields existed gets their defaults, and still matches its config
     config = S.SequenceConfig(model="lstm", encoder="pixels", layers=2)
     old_record = {field: value for field, value in plain_config(config).items()
