@@ -62,6 +62,9 @@ def _option(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
+RENAMED_OPTIONS = {_option(old): _option(new) for old, new in RENAMED_FIELDS.items()}  # --lr -> --meta-lr
+
+
 class _RenamedOption(argparse.Action):
     """A Config field's former option (``--lr``): a usage error that gives its name now (``--meta-lr``)."""
 

@@ -8,7 +8,7 @@ import sys
 
 from . import cli
 
-RENAMED = {"--halve-every": "--lr-halve-every", "--lr": "--meta-lr"}
+RENAMED = {"--halve-every": "--lr-halve-every", **cli.RENAMED_OPTIONS}
 
 
 def main(argv: list[str] | None = None):

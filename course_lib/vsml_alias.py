@@ -9,7 +9,7 @@ import sys
 
 from . import cli
 
-RENAMED = {"--model": "--learner", "--eval-streams": "--test-episodes", "--lr": "--meta-lr"}
+RENAMED = {"--model": "--learner", "--eval-streams": "--test-episodes", **cli.RENAMED_OPTIONS}
 
 
 def main(argv: list[str] | None = None):

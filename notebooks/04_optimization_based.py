@@ -641,8 +641,6 @@ def points_from(result, reference):
 
 if all(run in trained and trained[run][2] is not None for run in ("maml_5w1s", "anil_5w1s", "metasgd_5w1s")):
     maml_accuracy = test_accuracy("maml_5w1s")
-    minutes = {run: trained[run][2]["steps_done"] * trained[run][2].get("ms_per_step", float("nan")) / 60000
-               for run in ("maml_5w1s", "anil_5w1s", "metasgd_5w1s")}  # meta-iterations x mean time per one
     anil_accuracy, anil_steps = test_accuracy("anil_5w1s"), trained["anil_5w1s"][2]["steps_done"]
     metasgd_accuracy, metasgd_steps = test_accuracy("metasgd_5w1s"), trained["metasgd_5w1s"][2]["steps_done"]
     anil_reading = ("the convolutions can be reused across tasks rather than adapted, Raghu et al.'s finding on "
@@ -650,9 +648,7 @@ if all(run in trained and trained[run][2] is not None for run in ("maml_5w1s", "
                     else "adapting the convolutions too is worth that much here (Raghu et al. found the gap small "
                     "on MiniImageNet)")
     display(Markdown(
-        f"**ANIL and Meta-SGD** trained for {minutes['anil_5w1s']:.0f} and {minutes['metasgd_5w1s']:.0f} minutes "
-        f"on one CPU thread (MAML: {minutes['maml_5w1s']:.0f}). ANIL adapts only the output layer in the inner "
-        f"loop, and after {anil_steps:,} meta-iterations it is at {evaluation.format_accuracy(*anil_accuracy)}, "
+        f"**ANIL and Meta-SGD.** ANIL adapts only the output layer in the inner loop, and after {anil_steps:,} meta-iterations it is at {evaluation.format_accuracy(*anil_accuracy)}, "
         f"{points_from(anil_accuracy, maml_accuracy)} MAML's {evaluation.format_accuracy(*maml_accuracy)}: "
         f"{anil_reading}. Meta-SGD also learns a step size for every weight; after {metasgd_steps:,} "
         f"meta-iterations it is at {evaluation.format_accuracy(*metasgd_accuracy)}, "

@@ -388,7 +388,7 @@ def left_chance_at(history, ways: int, width: int = 200):
     return steps[above[0] + min(width, len(accuracy)) - 1] if len(above) else None
 
 
-def test_on_both_alphabets(key: str, ways: int, how: str):
+def score_on_both_alphabets(key: str, ways: int, how: str):
     """Add ``learners[key, ways, 1]``'s accuracy on the test alphabets to ``table``; return it on the training ones."""
     setting = baselines.setting_name(ways, 1)
     classifier = seq.SequenceClassifier(learners[key, ways, 1], seed=0)
@@ -407,7 +407,7 @@ for ways in (2, 3, 4):
     learners["lstm_q", ways, 1], histories["lstm_q", ways, 1], how = pixel_learner(
         "lstm", ways, f"lstm_q_{ways}way_1shot", PIXEL_STEPS[ways], layers=2)
     plateau_steps[ways] = left_chance_at(histories["lstm_q", ways, 1], ways)
-    background[baselines.setting_name(ways, 1)] = test_on_both_alphabets("lstm_q", ways, how)
+    background[baselines.setting_name(ways, 1)] = score_on_both_alphabets("lstm_q", ways, how)
 against_bars(table, NAMES["lstm_q"])
 
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.4))
@@ -482,9 +482,9 @@ does, gradient descent is free to destroy what it will need, and the more ways, 
 # arrives one step after the image, and binds to the key just read) or to
 # the least-used slots $w^{lu}$ (a new image); $M'$ is $M$ with its least
 # used slot emptied. Nothing in it compares a query with the support set:
-# the controller must learn to store, address and read. The runs use
-# CS330's input and the paper's memory (128 slots of 40, 4 heads, a
-# controller of 128 units).
+# the controller must learn to store, address and read. It reads CS330's
+# input (the pixels; the loss on the queries) with the paper's memory:
+# 128 slots of 40 numbers, 4 heads, a controller of 128 units.
 
 # %%
 LRUA_STEPS = {2: 20000, 3: 40000, 4: 40000}  # each run folder's config
@@ -494,7 +494,7 @@ lrua_background = {}
 for ways in lrua_ways:
     learners["lrua", ways, 1], histories["lrua", ways, 1], how = pixel_learner(
         "lrua", ways, f"lrua_{ways}way_1shot", LRUA_STEPS[ways])
-    lrua_background[baselines.setting_name(ways, 1)] = test_on_both_alphabets("lrua", ways, how)
+    lrua_background[baselines.setting_name(ways, 1)] = score_on_both_alphabets("lrua", ways, how)
 against_bars(table, NAMES["lrua"])
 
 fig, ax = plt.subplots(figsize=(6, 3.2))
