@@ -65,6 +65,7 @@ class SequenceConfig:
     embed_norm: bool = False  # a layer norm on the image embedding (notebook 05 shows why not)
     encoder: str = "conv"  # "conv" (:class:`SmallConvEncoder`) or "pixels" (the flattened image, as in CS330)
     loss_on: str = "all"  # the steps the loss scores: "all" or "queries" (:func:`sequence_loss`)
+    rotations: bool = False  # training characters also rotated by 90, 180, 270 degrees, as new classes
     memory_slots: int = 128  # lrua: N, the memory's slots (Santoro et al.: 128)
     memory_width: int = 40  # lrua: the numbers in a slot (Santoro et al.: 40)
     read_heads: int = 4  # lrua: n, the keys read (and written) per step (Santoro et al.: 4)
@@ -522,9 +523,11 @@ RUNS = tuple(
     RunSpec(f"data/black_box/{prefix}_{ways}way_1shot", f"{label}, {ways}-way 1-shot",
             ("--model", model, "--encoder", "pixels", *options, "--loss-on", "queries", "--ways", str(ways),
              "--shots", "1", "--steps", str(steps)), ("--steps", "3"), job=f"{prefix}_{ways}w1s",
-            capstone=model if ways == 2 else "")  # 2-way 1-shot: the only setting of the capstone among these
+            capstone=model if ways == 2 and prefix != "lstm_qr" else "")  # 2-way 1-shot: the capstone's setting
     for prefix, model, label, options, plan in (
         ("lstm_q", "lstm", "LSTM on pixels (CS330)", ("--layers", "2"), ((2, 40000), (3, 40000), (4, 60000))),
+        ("lstm_qr", "lstm", "LSTM on pixels, rotated training characters", ("--layers", "2", "--rotations"),
+         ((2, 40000), (3, 40000), (4, 60000))),
         ("lrua", "lrua", "MANN (LRU access) on pixels", (), ((2, 20000), (3, 40000), (4, 40000))))
     for ways, steps in plan
 ) + tuple(RunSpec(f"data/black_box/plateau/{name}", "the loss plateau (notebook 05)")
@@ -533,11 +536,14 @@ TEST_QUERIES = 1  # per class, as in training and in CS330
 
 
 def load_data(config: SequenceConfig, smoke: bool = False) -> dict[str, LabelledImages]:
-    """Omniglot's training and test classes under ``config.protocol``, 28x28, no rotations
-    (``smoke``: the first 40 classes of each)."""
+    """Omniglot's training and test classes under ``config.protocol``, 28x28 (``smoke``: the first 40
+    classes of each). ``config.rotations`` turns each training character into four classes (Santoro et al.'s
+    augmentation, against overfitting the training alphabets); the test characters stay upright."""
     splits = omniglot_splits(config.protocol, rotations=False)
     if smoke:
         splits = {k: v.subset_classes(range(min(40, v.num_classes))) for k, v in splits.items()}
+    if config.rotations:
+        splits["train"] = splits["train"].with_rotations()
     return splits
 
 
@@ -579,6 +585,7 @@ def capstone_row(run: RunSpec, model: nn.Module, payload: dict) -> dict:
 
 def describe(config: SequenceConfig) -> str:
     options = [", layer norm on the embedding" * config.embed_norm, ", pixels" * (config.encoder == "pixels"),
-               ", loss on the queries" * (config.loss_on == "queries")]
+               ", loss on the queries" * (config.loss_on == "queries"),
+               ", rotated training characters" * config.rotations]
     return (f"{config.model}, Omniglot ({config.protocol} split), {config.ways}-way {config.shots}-shot "
             f"sequences{''.join(options)}")

@@ -335,3 +335,17 @@ def test_a_checkpoint_with_the_other_embedding_norm_is_refused(tmp_path):
     runs.save_checkpoint(path, S.build(config), config, step=0)
     with pytest.raises(ValueError, match="embed_norm"):
         runs.load_checkpoint(path, S.build(config), dataclasses.replace(config, embed_norm=True))
+
+
+def test_rotations_add_three_rotated_classes_per_training_character_and_leave_the_test_upright(monkeypatch):
+    splits = {"train": _tiny_dataset(), "test": _tiny_dataset()}
+    monkeypatch.setattr(S, "omniglot_splits", lambda protocol, rotations: dict(splits))
+    plain = S.load_data(S.SequenceConfig())
+    rotated = S.load_data(S.SequenceConfig(rotations=True))
+    assert rotated["test"] is plain["test"]
+    assert rotated["train"].num_classes == 4 * plain["train"].num_classes
+    original = plain["train"].images[plain["train"].labels == 1][0]
+    for turns in range(4):  # class 4c + r is class c turned r times by 90 degrees
+        image = rotated["train"].images[rotated["train"].labels == 4 + turns][0]
+        assert torch.equal(image, torch.rot90(original, turns, dims=(1, 2)))
+    assert "rotated" in S.describe(S.SequenceConfig(rotations=True)) and "rotated" not in S.describe(S.SequenceConfig())
