@@ -610,9 +610,8 @@ def reward_table(policies: dict, tasks: TaskDistribution[BanditTask], horizon: i
         probs = probs.gather(1, order)
     out = {}
     for name, result in compare_policies(policies, probs, horizon, seed=seed).items():
-        rewards = result.total_reward.double()
-        out[name] = {"mean": rewards.mean().item(),
-                     "ci95": 1.959963984540054 * rewards.std().item() / math.sqrt(len(rewards)), "bandits": count}
+        mean, ci95 = mean_confidence_interval(result.total_reward)
+        out[name] = {"mean": mean, "ci95": ci95, "bandits": count}
     return out
 
 

@@ -49,7 +49,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from .data import standardise
 from .episodes import step_generator
-from .evaluation import Z_95
+from .evaluation import mean_confidence_interval
 from .runs import RunError, RunSpec, Trainer
 from .runtime import progress_bar
 
@@ -672,10 +672,9 @@ def linear_online_logits(xs, ys, ways: int, optimizer: str, lr: float) -> torch.
 
 
 def _mean_ci(per_stream: torch.Tensor) -> dict:
-    """Mean and 95% CI half-width (normal approximation) over streams."""
-    n = len(per_stream)
-    ci = Z_95 * per_stream.std(correction=1).item() / math.sqrt(n) if n > 1 else math.nan
-    return {"mean": per_stream.mean().item(), "ci95": ci}
+    """Mean and 95% CI half-width over streams (:func:`~course_lib.evaluation.mean_confidence_interval`)."""
+    mean, ci95 = mean_confidence_interval(per_stream)
+    return {"mean": mean, "ci95": ci95}
 
 
 def summarise(correct: torch.Tensor) -> dict:
