@@ -194,10 +194,15 @@ def class_tensor(dataset: LabelledImages, per_class: int, device: torch.device) 
     return cache[key]
 
 
+def step_seed(seed: int, step: int) -> int:
+    """The seed of draw ``step`` of a run seeded ``seed``: distinct for every (seed, step) the course uses."""
+    return seed * 1_000_003 + step
+
+
 def step_generator(seed: int, step: int) -> torch.Generator:
     """The generator of training step ``step``: a function of (seed, step) only,
     so a resumed run draws exactly the tasks an uninterrupted one would."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+    return torch.Generator().manual_seed(step_seed(seed, step))
 
 
 # A second task family, to show the interface is not about images

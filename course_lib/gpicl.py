@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import load_digits, load_mnist_test, omniglot_splits, standardise
-from .episodes import step_generator
+from .episodes import step_generator, step_seed
 from .evaluation import format_accuracy, mean_confidence_interval
 from .runs import RunSpec, Trainer, read_checkpoint, with_added_defaults
 
@@ -680,7 +680,7 @@ class GPICLPredictor:
 
     def reset(self, seed: int) -> None:
         self.generator = torch.Generator().manual_seed(seed)
-        self.counter = seed * 1_000_003
+        self.counter = step_seed(seed, 0)  # each call projects with a new task: counter + 1, + 2, ...
 
     def __call__(self, support_x, support_y, query_x):
         c = self.shape

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import OMNIGLOT_SPLIT_SEED, OMNIGLOT_VINYALS_TRAIN_CLASSES, LabelledImages
-from ..episodes import Episode, EpisodeSampler
+from ..episodes import Episode, EpisodeSampler, step_seed
 from ..runs import atomic_write
 
 SETTINGS: tuple[tuple[int, int], ...] = ((5, 1), (5, 5), (2, 1), (10, 10))
@@ -51,7 +51,7 @@ def base_of(test_set: str) -> str:
 
 def episode_seed(test_set: str, ways: int, shots: int, seed: int = EPISODE_SEED) -> int:
     """The generator seed of one (base test set, setting): a fixed function of the names only."""
-    return seed * 1_000_003 + zlib.crc32(f"{base_of(test_set)}/{ways}w{shots}s".encode()) % 1_000_000
+    return step_seed(seed, zlib.crc32(f"{base_of(test_set)}/{ways}w{shots}s".encode()) % 1_000_000)
 
 
 def digits_to_28(images: torch.Tensor) -> torch.Tensor:
