@@ -141,7 +141,8 @@ def table(root: Path) -> str:
 BLACK_BOX_TABLE = "data/black_box/05_black_box_full.json"
 # display name -> the run folders' prefix: data/black_box/{prefix}_{W}way_{K}shot
 BLACK_BOX_MODELS = {"LSTM": "lstm", "LSTM + matching read-out": "mann", "LSTM on pixels": "lstm_q",
-                    "in-context transformer": "transformer", "MANN (LRU access)": "lrua"}
+                    "LSTM on pixels, rotations": "lstm_qr", "in-context transformer": "transformer",
+                    "MANN (LRU access)": "lrua"}
 CS330_BARS = {"2-way 1-shot": "> 90 %", "2-way 2-shot": "> 90 %", "3-way 1-shot": "≈ 80 %", "4-way 1-shot": "> 60 %"}
 
 

@@ -527,7 +527,7 @@ RUNS = tuple(
     for prefix, model, label, options, plan in (
         ("lstm_q", "lstm", "LSTM on pixels (CS330)", ("--layers", "2"), ((2, 40000), (3, 40000), (4, 60000))),
         ("lstm_qr", "lstm", "LSTM on pixels, rotated training characters", ("--layers", "2", "--rotations"),
-         ((2, 40000), (3, 40000), (4, 60000))),
+         ((2, 40000), (3, 160000), (4, 100000))),
         ("lrua", "lrua", "MANN (LRU access) on pixels", (), ((2, 20000), (3, 40000), (4, 40000))))
     for ways, steps in plan
 ) + tuple(RunSpec(f"data/black_box/plateau/{name}", "the loss plateau (notebook 05)")
