@@ -1458,8 +1458,9 @@ display(Markdown(
 # The few-shot and plateau runs (commands, CPU times, where each stopped,
 # the layer norm of the first version of this notebook), the LSTM-on-pixels
 # runs `lstm_q_*` and the diagnosis table (`scripts/lstm_diagnosis.py`,
-# saved as `lstm_q_2way_1shot/diagnosis.json`), Santoro et al.'s MANN
-# `lrua_*`: `data/black_box/README.md`. The RL² agents,
+# saved as `lstm_q_2way_1shot/diagnosis.json`), the same LSTM with rotated
+# training characters `lstm_qr_*`, Santoro et al.'s MANN `lrua_*`:
+# `data/black_box/README.md`. The RL² agents,
 # 256 bandits per update, a few minutes of one CPU core each:
 #
 # ```bash
