@@ -514,8 +514,8 @@ if rotated_background:
 
 The gap between the training and the test alphabets is narrower with rotations at
 {", ".join(narrower) or "no setting"}: there the extra characters acted against overfitting. The plateau was
-longer with rotations at {", ".join(longer) or "no setting"} and not at the others (one run per setting, so
-that is no trend). The model and its {models.count_parameters(learners["lstm_qr", ways, 1]):,} meta-parameters
+longer with rotations at {", ".join(longer) or "no setting"} and not at the others: with one model per setting,
+that is no trend. The model and its {models.count_parameters(learners["lstm_qr", ways, 1]):,} meta-parameters
 are unchanged: only the task distribution grew."""))
 
 # %% [markdown]
