@@ -720,7 +720,8 @@ PAPER: dict[str, float] = {}  # the paper reports curves at GPU scale, no number
 SMOKE_SWEEP = ("--steps", "2", "--batch-size", "4")
 RUNS = (
     RunSpec("data/gpicl/sweep_cpu", "GPICL phase diagram, CPU-sized, batch 32", capstone="gpicl"),
-    RunSpec("data/gpicl/sweep_cpu_b128", "GPICL, the largest pools at batch 128"),
+    RunSpec("data/gpicl/sweep_cpu_b128_small_pools", "GPICL phase diagram at batch 128, M = 4 to 4,096"),
+    RunSpec("data/gpicl/sweep_cpu_b128", "GPICL phase diagram at batch 128, M = 16,384 to inf"),
     RunSpec("data/gpicl/omniglot_cpu", "GPICL on Omniglot background characters", capstone="gpicl-omniglot"),
     RunSpec("data/gpicl/plateau_cpu", "GPICL's loss plateau"),
     RunSpec("data/gpicl/sweep", "GPICL phase diagram at the paper's budget",

@@ -5,7 +5,8 @@ folder (:mod:`course_lib.runs`). :func:`write_model_folders` adds what notebook 
 and the capstone read: ``phase_diagram.json`` / ``.md`` (one row per model) and
 ``tasks_<n>/`` (the curves as means over 10 steps, ``results.json`` / ``.md`` and,
 for the pool sizes named, the model's bf16 ``weights.pt``). The folders shipped in
-``data/gpicl`` have that layout; :func:`load_run` reads a sweep in either form.
+``data/gpicl`` have that layout; :func:`load_run` reads a sweep in either form, and
+:func:`load_sweep` joins sweeps trained apart into one phase diagram.
 The second half does the same for in-context regression
 (:mod:`course_lib.icl_regression`), whose run folder ships its models as one bf16 ``weights.pt``.
 """
@@ -127,6 +128,47 @@ def load_run(folder: Path | str) -> dict:
         histories = diagram.pop("histories")
     return {**diagram, "config": record.get("config"), "command": record["command"],
             "later_commands": record.get("later_commands", []), "histories": histories, "folder": str(folder)}
+
+
+SAME_TRAINING = ("model", "pair_tokens", "d_model", "layers", "heads", "ffn_mult", "input_dim", "num_classes",
+                 "seq_len", "train_dataset", "batch_size", "meta_lr", "warmup", "clip")
+
+
+def pool_order(num_tasks) -> float:
+    """Sort key of a pool size: the number, with "inf" (a fresh task per sequence) last."""
+    return math.inf if num_tasks == "inf" else int(num_tasks)
+
+
+def load_sweep(*folders: Path | str) -> dict:
+    """One phase diagram from sweeps trained apart: :func:`load_run` of each folder, the rows merged in order
+    of pool size (each row's ``folder`` says where its files are). A diagram compares pool sizes only, so the
+    folders must agree on everything else (``SAME_TRAINING``, the steps and the number of test sequences)."""
+    runs = [load_run(folder) for folder in folders]
+    if not runs:
+        raise ValueError("load_sweep needs at least one folder")
+    first, settings = runs[0], [with_added_defaults(run["config"], GPICLConfig) for run in runs]
+    for run, setting in zip(runs[1:], settings[1:]):
+        for key in SAME_TRAINING:
+            if setting[key] != settings[0][key]:
+                raise ValueError(f"{run['folder']} trained with {key} = {setting[key]!r} and {first['folder']} "
+                                 f"with {settings[0][key]!r}: one phase diagram must differ in the number of "
+                                 "tasks only")
+    for run in runs:
+        for key in ("steps", "batch_size"):
+            if {row[key] for row in run["rows"]} != {first["rows"][0][key]}:
+                raise ValueError(f"{run['folder']}: models with {key} other than {first['rows'][0][key]:,} "
+                                 f"({first['folder']}); one phase diagram must differ in the number of tasks only")
+    sequences = {e["sequences"] for run in runs for row in run["rows"] for e in row["evaluation"].values()}
+    if len(sequences) > 1:
+        raise ValueError(f"the folders were evaluated on different numbers of sequences per set: {sorted(sequences)}")
+    rows = sorted(({**row, "folder": run["folder"]} for run in runs for row in run["rows"]),
+                  key=lambda row: pool_order(row["num_tasks"]))
+    if len({row["run"] for row in rows}) < len(rows):
+        raise ValueError("two folders trained the same pool size: " + ", ".join(str(f) for f in folders))
+    pools = [row["num_tasks"] for row in rows]
+    return {**first, "rows": rows, "config": {**first["config"], "num_tasks": pools},
+            "histories": {name: curve for run in runs for name, curve in run["histories"].items()},
+            "folders": [run["folder"] for run in runs]}
 
 
 # -------------------- Weights: a checkpoint's models, one model of a stack in bf16

@@ -523,7 +523,7 @@ RUNS = tuple(
     RunSpec(f"data/black_box/{prefix}_{ways}way_1shot", f"{label}, {ways}-way 1-shot",
             ("--model", model, "--encoder", "pixels", *options, "--loss-on", "queries", "--ways", str(ways),
              "--shots", "1", "--steps", str(steps)), ("--steps", "3"), job=f"{prefix}_{ways}w1s",
-            capstone=model if ways == 2 and prefix != "lstm_qr" else "")  # 2-way 1-shot: the capstone's setting
+            capstone=model if ways == 2 and prefix != "lstm_q" else "")  # 2-way 1-shot: the capstone's setting
     for prefix, model, label, options, plan in (
         ("lstm_q", "lstm", "LSTM on pixels (CS330)", ("--layers", "2"), ((2, 40000), (3, 40000), (4, 60000))),
         ("lstm_qr", "lstm", "LSTM on pixels, rotated training characters", ("--layers", "2", "--rotations"),
@@ -575,6 +575,7 @@ def capstone_row(run: RunSpec, model: nn.Module, payload: dict) -> dict:
     """What the capstone's table says about a checkpoint: it answers episodes of its own setting only."""
     c = model.config
     data = "Omniglot background (Lake)" if c.protocol == "lake" else f"Omniglot ({c.protocol} split)"
+    data += ", each character also rotated 90/180/270 degrees" * c.rotations
     return {"trained_on": f"{data}, {c.ways}-way {c.shots}-shot episodes", "family": "black-box",
             "meta_parameters": count_parameters(model),
             "learned_variables": lambda ways, shots: model.learned_variables(ways * shots + 1),

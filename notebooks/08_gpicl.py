@@ -57,6 +57,7 @@ import inspect
 import json
 import math
 import time
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -209,8 +210,9 @@ print("\n".join(line for line in source.splitlines()[:12]))
 # the numbers kept about the sequence so far (section 5).
 
 # %%
-SWEEP = (runtime.repo_root() or runtime.cache_dir()) / "data" / "gpicl" / "sweep_cpu"
-sweep_run = gpicl_runs.load_run(SWEEP)
+GPICL_DATA = (runtime.repo_root() or runtime.cache_dir()) / "data" / "gpicl"
+# eight pool sizes at batch 128; load_sweep refuses folders that differ in anything but their pools
+sweep_run = gpicl_runs.load_sweep(GPICL_DATA / "sweep_cpu_b128_small_pools", GPICL_DATA / "sweep_cpu_b128")
 config = gpicl.GPICLConfig(**sweep_run["config"])
 for model_name in ("transformer", "lstm"):
     size = gpicl.model_size(gpicl.build_model(gpicl.GPICLConfig(**{**sweep_run["config"], "model": model_name}), 1))
@@ -276,7 +278,7 @@ plt.show()
 # distance between the model's predictions and each oracle's on new tasks.
 
 # %%
-REGRESSION = SWEEP.parent / "regression_cpu"
+REGRESSION = GPICL_DATA / "regression_cpu"
 
 
 def log2_tasks(rows):
@@ -409,8 +411,8 @@ display(Markdown(
 # ### The classification sweep
 #
 # The same story with images: one transformer per pool size $M$, all trained
-# with the same steps, batch $B$ and learning rate (`data/gpicl/sweep_cpu/`),
-# each evaluated on sequences of
+# with the same steps, batch $B = 128$ and learning rate, each evaluated on
+# sequences of
 #
 # * **seen tasks**: tasks from its own pool, on the held-out MNIST images,
 # * **unseen tasks**: new projections and permutations (ids $\ge 2^{50}$),
@@ -529,9 +531,9 @@ display(Markdown(
 
 # %% [markdown]
 # The in-context learners are far from good (the paper's far larger models
-# reach much more), but they learn from the sequence alone. The pools on the
-# plateau are a statement about the training budget, not the models: with a
-# larger batch they learn in context too (section 4).
+# reach much more), but they learn from the sequence alone. With a smaller
+# batch the right edge of this diagram looks very different, for a reason
+# that has nothing to do with generalisation (section 4).
 #
 # The transition comes much earlier than the paper's $M \approx 2^{13}$. Our
 # model is far smaller (section 2; theirs has millions of parameters) and
@@ -557,9 +559,13 @@ checks.check_accuracy_by_position(accuracy_by_position)
 
 # %%
 # of the models whose weights are stored, the one that generalised best (see data/gpicl/README.md)
-general = max((r for r in sweep_run["rows"] if (SWEEP / r["run"] / "weights.pt").is_file()),
+def weights_file(row):
+    return Path(row["folder"]) / row["run"] / "weights.pt"
+
+
+general = max((r for r in sweep_run["rows"] if weights_file(r).is_file()),
               key=lambda r: r["evaluation"]["unseen_tasks"]["last_accuracy"])
-model, model_config = gpicl_runs.load_model(SWEEP / general["run"] / "weights.pt", DEVICE)
+model, model_config = gpicl_runs.load_model(weights_file(general), DEVICE)
 test_tasks = gpicl.ProjectedTasks(mnist.images[9000:], mnist.labels[9000:], 10, model_config.input_dim,
                                   device=DEVICE, name="MNIST (last 1,000 test images)", stats=train_tasks.stats)
 sequences = cl.by_mode(smoke=32, full=512)
@@ -601,13 +607,15 @@ display(Markdown(f"This run: {live_rows[0]['steps']:,} steps per model in {live_
 # %% [markdown]
 # In full mode, expect the left half of the diagram: $M = 4$ memorised,
 # $M = 256$ starting to identify its tasks, $M = 1{,}024$ still on the plateau,
-# which the sweep's $M = 1{,}024$ model left only after thousands of steps.
+# which the sweep's models took far more steps and a larger batch to leave
+# (section 4).
 
 # %% [markdown]
 # ## 4. The loss plateau
 #
-# Training loss of every model of the sweep (mean over positions, averaged
-# over 10 steps). Dotted: $\ln 10$, the loss of a uniform prediction.
+# Training loss of every model of the sweep (batch 128; mean over positions,
+# averaged over 10 steps). Dotted: $\ln 10$, the loss of a uniform
+# prediction.
 
 # %%
 def smooth(values, width=10):
@@ -644,17 +652,71 @@ ax.axhline(math.log(10), color="black", linestyle=":", linewidth=1)
 ax.set_xlabel("training step")
 ax.set_ylabel("training loss (nats)")
 ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1))
-ax.set_title("the sweep: training loss", fontsize=10)
+ax.set_title("the sweep (batch 128): training loss", fontsize=10)
 plt.tight_layout()
 plt.show()
+left_steps = {row["num_tasks"]: plateau_end(sweep_run["histories"][row["run"]]) for row in sweep_run["rows"]}
+
+# %%
+def pools_text(pools):
+    return ", ".join(f"{m:,}" if m != "inf" else "∞" for m in pools) or "none"
+
+
+still_on = [m for m, step in left_steps.items() if step is None]
+display(Markdown(
+    f"The fewer the tasks, the sooner the loss leaves $\\ln 10$: M = 4 at step {left_steps[4]:,}, M = 256 at "
+    f"step {left_steps[256]:,}, M = 4,096 at step {left_steps[4096]:,}"
+    + (f"; M = {pools_text(still_on)} never left it. " if still_on else
+       f", and every pool had left it by step {max(left_steps.values()):,}. ")
+    + "During the plateau the loss shows nothing, yet the model must be changing: the transition, when it "
+      "comes, is sudden."))
 
 # %% [markdown]
-# The fewer the tasks, the sooner the loss leaves $\ln 10$: a handful is
-# memorised at once, $M = 256$ needs a few hundred steps, the in-context
-# learners thousands, and the largest pools never leave it. During the
-# plateau the loss shows nothing, yet the model must be changing: the
-# transition, when it comes, is sudden.
+# ### The same sweep at batch 32
 #
+# How long the plateau lasts depends on the training budget, and the batch
+# size is part of it. The same eight pools, model, learning rate and
+# sequences, trained with **batch 32** instead of 128:
+
+# %%
+batch32 = gpicl_runs.load_run(GPICL_DATA / "sweep_cpu")
+assert [r["num_tasks"] for r in batch32["rows"]] == [r["num_tasks"] for r in sweep_run["rows"]]
+phase_diagram(batch32["rows"], f"the same sweep at batch 32, {batch32['rows'][0]['steps']:,} steps each "
+                               "(dotted: chance)")
+plt.show()
+display(Markdown(regime_table(batch32["rows"])))
+for row32, row128 in zip(batch32["rows"], sweep_run["rows"]):
+    print(f"M = {row32['num_tasks']!s:>6}, loss below 0.95 ln 10: batch 32 "
+          f"{left_at(batch32['histories'][row32['run']], 32)}; batch 128 "
+          f"{left_at(sweep_run['histories'][row128['run']], 128)}")
+
+# %%
+collapsed = [r["num_tasks"] for r in batch32["rows"] if regime(r["evaluation"]) == "on the plateau"]
+seen32 = batch32["rows"][0]["steps"] * 32
+left128 = [left_steps[m] * 128 for m in collapsed if left_steps[m] is not None]
+left32 = {r["num_tasks"]: plateau_end(batch32["histories"][r["run"]]) for r in batch32["rows"]}
+both = [m for m in left32 if left32[m] is not None and left_steps[m] is not None]
+if both and all(left_steps[m] <= left32[m] and 128 * left_steps[m] > 32 * left32[m] for m in both):
+    m = both[-1]
+    per_sequence = (f"Where both batch sizes left it (M = {pools_text(both)}), batch 128 needed no more steps "
+                    f"but more sequences: at M = {m:,}, {left_steps[m]:,} steps ({128 * left_steps[m]:,} sequences) "
+                    f"against {left32[m]:,} ({32 * left32[m]:,}). A larger batch does not make a sequence count "
+                    "for more; it makes each step's gradient less noisy, and at the largest pools that was the "
+                    "difference between leaving the plateau and staying on it. ")
+else:
+    per_sequence = "Compare steps and sequences where both batch sizes left it in the list above. "
+display(Markdown(
+    f"At batch 32 the largest pools, M = {pools_text(collapsed)}, never left $\\ln 10$: "
+    f"{batch32['rows'][0]['steps']:,} steps, {seen32:,} sequences, and still at chance on every test set. "
+    + (f"At batch 128 the same pools left the plateau after {min(left128):,}-{max(left128):,} sequences, "
+       "fewer than batch 32 saw, and learn in context like M = 1,024 and 4,096. " if left128 else "")
+    + per_sequence
+    + "Read at batch 32 alone, the diagram says that too many tasks make the model fail. **The right edge "
+      "was the plateau, not a failure to generalise**: with enough tasks memorising is off the table, and "
+      "once the plateau is crossed, what remains is learning in context. A phase diagram compares pool "
+      "sizes only where everything else is equal, the batch included."))
+
+# %% [markdown]
 # The paper names two ways to shorten the plateau: a **larger batch**, and a
 # **biased batch**, a fraction of the sequences from one fixed task (which
 # the model can memorise: a signal to follow). `data/gpicl/plateau_cpu/`
@@ -664,7 +726,7 @@ plt.show()
 # of a model that memorised the fixed task and is at chance on the rest.
 
 # %%
-PLATEAU = SWEEP.parent / "plateau_cpu"
+PLATEAU = GPICL_DATA / "plateau_cpu"
 
 
 def plateau_figure(plateau):
@@ -697,8 +759,9 @@ def plateau_figure(plateau):
 if (PLATEAU / "plateau.json").is_file():
     plateau_figure(json.loads((PLATEAU / "plateau.json").read_text()))
     plt.show()
-    print(f"the sweep's M = 4096 model (batch 32): loss below 0.95 ln 10 "
-          f"{left_at(sweep_run['histories']['tasks_4096'], 32)}")
+    print(f"the sweep's M = 4096 model, batch 32: loss below 0.95 ln 10 "
+          f"{left_at(batch32['histories']['tasks_4096'], 32)}; batch 128: "
+          f"{left_at(sweep_run['histories']['tasks_4096'], 128)}")
 else:
     print(f"no run in {PLATEAU}")
 
@@ -720,7 +783,7 @@ else:
 # and it transfers to datasets it never saw:
 
 # %%
-OMNIGLOT_RUN = SWEEP.parent / "omniglot_cpu"
+OMNIGLOT_RUN = GPICL_DATA / "omniglot_cpu"
 if (OMNIGLOT_RUN / "phase_diagram.json").is_file():
     omniglot_run = gpicl_runs.load_run(OMNIGLOT_RUN)
     row = omniglot_run["rows"][0]
@@ -730,45 +793,6 @@ if (OMNIGLOT_RUN / "phase_diagram.json").is_file():
     print(", ".join(f"{gpicl.EVAL_NAMES[k]} {gpicl.accuracy_cell(v)}" for k, v in row["evaluation"].items()))
 else:
     print(f"no run in {OMNIGLOT_RUN}")
-
-# %% [markdown]
-# ### The largest pools again, with a larger batch
-#
-# If the right edge of the phase diagram is a plateau problem, a larger batch
-# should move it. `data/gpicl/sweep_cpu_b128/` trains the three pools that
-# never left the plateau ($M = 16{,}384$, $65{,}536$, $\infty$) again, changing
-# one thing: **batch 128 instead of 32**. Its table, when each model left the
-# plateau, and the phase diagram with them added (squares):
-
-# %%
-SWEEP_B128 = SWEEP.parent / "sweep_cpu_b128"
-if (SWEEP_B128 / "phase_diagram.json").is_file():
-    large = gpicl_runs.load_run(SWEEP_B128)
-    display(Markdown(regime_table(large["rows"])))
-    for row in large["rows"]:
-        print(f"M = {row['num_tasks']!s:>6}, loss below 0.95 ln 10: batch 128 "
-              f"{left_at(large['histories'][row['run']], 128)}; batch 32 "
-              f"{left_at(sweep_run['histories'][row['run']], 32)}")
-    ax = phase_diagram(sweep_run["rows"], "phase diagram: batch 32 (circles) and, for the largest pools, "
-                                          "batch 128 (squares)")
-    at = dict(zip((r["run"] for r in sweep_run["rows"]), log2_tasks(sweep_run["rows"])))
-    for name, colour in EVAL_COLOURS.items():
-        ax.errorbar([at[r["run"]] + 0.2 for r in large["rows"]],
-                    [100 * r["evaluation"][name]["last_accuracy"] for r in large["rows"]],
-                    yerr=[100 * r["evaluation"][name]["last_ci95"] for r in large["rows"]],
-                    marker="s", markerfacecolor="white", linestyle="none", capsize=3, color=colour)
-    plt.show()
-else:
-    print(f"no run in {SWEEP_B128}")
-
-# %% [markdown]
-# All three left the plateau after fewer sequences than batch 32 saw without
-# leaving it, and learn in context as well as the $M = 1{,}024$ and $4{,}096$
-# models, as accurate on seen as on unseen tasks (they no longer tell their
-# own tasks apart). **So the right edge of the phase diagram was the plateau,
-# not a failure to generalise**: with enough tasks memorising is off the
-# table, and once the plateau is crossed, what remains is learning in
-# context.
 
 # %% [markdown]
 # ## 5. State size and the variable ratio
@@ -1110,7 +1134,6 @@ display(Markdown(
 # %%
 learning_pools = [r for r in sweep_run["rows"] if regime(r["evaluation"]) == "learns in context"]
 ridge_like = [r for r in regression_run["rows"] if r["num_tasks"] == "inf" or r["num_tasks"] >= 64]
-left_b128 = [plateau_end(large["histories"][r["run"]]) for r in large["rows"]]
 display(Markdown(
     f"* On classification the same transformer memorised M = {pools_in(sweep_run['rows'], 'memorised')}, "
     f"identified its tasks at M = {pools_in(sweep_run['rows'], 'identifies its tasks')}, and learned in context "
@@ -1123,17 +1146,17 @@ display(Markdown(
     f"regression from M = 64 on (distance to ridge {span([mean(r, 'new', 'model_to_ridge') for r in ridge_like])}): "
     f"the non-Bayesian learner that also works on new tasks. At M = 16 longer training pulled it towards "
     f"memorising, as in-context learning fades in Singh et al. (2023).\n"
-    f"* The price is a plateau at ln 10 before learning appears: with batch 32 the largest pools did not leave "
-    f"it in {sweep_run['rows'][0]['steps']:,} steps; with batch 128 they left it after "
-    f"{min(left_b128):,}-{max(left_b128):,} steps and learned in context like the others.\n"
+    f"* The price is a plateau at ln 10 before learning appears: with batch 32, M = {pools_text(collapsed)} did "
+    f"not leave it in {seen32:,} sequences and the diagram's right edge fell to chance; with batch 128 they "
+    f"left it after {min(left128):,}-{max(left128):,} sequences and learned in context like the others.\n"
     f"* After T = {config.seq_len} examples the transformer holds {ratio_transformer:.3f} learned variables per "
     f"meta-parameter, {ratio_transformer / ratio_lstm:.0f} times an LSTM with as many parameters: state, not "
     f"parameters, is what the paper finds makes a general-purpose in-context learner."))
 
 # %% [markdown]
-# **Try it** (commands in `data/gpicl/README.md`). Train the sweep again with
-# batch 128 for every pool and see whether $M = 256$ still only identifies its
-# tasks; train the regression sweep longer and see whether $M = 16$ ends at
+# **Try it** (commands in `data/gpicl/README.md`). Train the sweep with
+# batch 64 and find the pool size from which the plateau outlasts the
+# budget; train the regression sweep longer and see whether $M = 16$ ends at
 # dMMSE; train the LSTM of section 5; train without pair tokens and watch
 # the plateau.
 #
@@ -1146,7 +1169,10 @@ display(Markdown(
 # The runs loaded here are the folders of `data/gpicl/`, trained on a 2-core
 # CPU with one thread; `data/gpicl/README.md` has their commands, step counts
 # and times, the resumed runs, and the runs tried and not kept (the GPU probe
-# with the paper's tokens, the Omniglot run at batch 32). The live sweep
+# with the paper's tokens, the Omniglot run at batch 32). The batch-128 sweep
+# is two folders trained apart with the same settings,
+# `sweep_cpu_b128_small_pools/` (M = 4 to 4,096) and `sweep_cpu_b128/`
+# (M = 16,384, 65,536 and ∞); the batch-32 sweep is `sweep_cpu/`. The live sweep
 # calls `cli.main`, what `python -m course_lib train gpicl` runs, with
 # `--max-minutes 3.5` in full mode (a few steps in smoke mode): its step
 # count depends on the machine's load. The paper's tokens were set aside

@@ -481,8 +481,9 @@ if RECORD is not None:
 # * **Not a ranking of algorithms.** Each row's model is trained for a
 #   fraction of its paper's budget, with one training seed; the intervals
 #   are over episodes, not over seeds. The `lstm` row is CS330's LSTM on
-#   pixels; with a learned image encoder the same LSTM never left its
-#   plateau (notebook 05).
+#   pixels, its training characters also rotated as Santoro et al. do;
+#   with a learned image encoder the same LSTM never left its plateau
+#   (notebook 05).
 # * **The shared-data rows fix the data, not the budget**, and the
 #   notebooks' own rows mix the algorithm with its data.
 # * **Empty cells are not zeros**: a method that cannot take a setting
@@ -820,10 +821,10 @@ if RECORD is not None and SYMLA is not None and SYMLA.is_file():
 # (`hardware`). Every cell has 1,000 episodes. The checkpoints are the
 # course's shipped runs, each a short CPU run: ProtoNet 10,371 of the
 # paper's 20,000 episodes, MAML 2,729 of 60,000 meta-iterations (8 tasks
-# instead of 32), Reptile 1,208 of 100,000 and first-order MAML 3,658 of
-# 60,000 (both rows predate the runs' continuation to 2,496 and 5,992), the
-# LSTM + matching read-out 2,000 steps, the transformer 10,000, the LSTM on
-# pixels 40,000 and the MANN 20,000, VSML 12 minutes, GPICL 116 minutes; on
+# instead of 32), Reptile 2,496 of 100,000 and first-order MAML 5,992 of
+# 60,000, the LSTM + matching read-out 2,000 steps, the transformer 10,000,
+# the LSTM on pixels (with rotated training characters) 40,000 and the MANN
+# 20,000, VSML 12 minutes, GPICL 116 minutes; on
 # the shared data ProtoNet 2,000 episodes, MAML 1,775 meta-iterations,
 # VSML 15 minutes, GPICL 35 minutes. `data/capstone/README.md` lists every
 # command, the episodes per cell and the time per episode, and the commands

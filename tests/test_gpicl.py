@@ -368,6 +368,27 @@ def test_the_shipped_sweep_loads_as_notebook_08_reads_it():
     assert loaded == config and gpicl.model_size(model)["parameters"] == run["rows"][3]["parameters"]
 
 
+def test_one_phase_diagram_joins_sweeps_that_differ_only_in_their_pools():
+    """Notebook 08's headline diagram: the two batch-128 folders as one sweep of eight pools; the batch-32
+    sweep beside them is refused, because the diagram would then mix batch sizes."""
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parents[1] / "data" / "gpicl"
+    small, large = data / "sweep_cpu_b128_small_pools", data / "sweep_cpu_b128"
+    if not (small / "phase_diagram.json").is_file() or not (large / "phase_diagram.json").is_file():
+        pytest.skip("the batch-128 sweeps are not in this checkout")
+    sweep = gpicl_runs.load_sweep(small, large)
+    assert [r["num_tasks"] for r in sweep["rows"]] == [4, 16, 256, 1024, 4096, 16384, 65536, "inf"]
+    assert {r["batch_size"] for r in sweep["rows"]} == {128} and len({r["steps"] for r in sweep["rows"]}) == 1
+    assert set(sweep["histories"]) == {r["run"] for r in sweep["rows"]}
+    assert all(Path(r["folder"]).name == (large.name if pool_is_large else small.name)
+               for r, pool_is_large in zip(sweep["rows"], [False] * 5 + [True] * 3))
+    with pytest.raises(ValueError, match="batch_size"):
+        gpicl_runs.load_sweep(small, data / "sweep_cpu")
+    with pytest.raises(ValueError, match="same pool size"):
+        gpicl_runs.load_sweep(large, large)
+
+
 @pytest.mark.real_data("mnist")
 @pytest.mark.real_data("omniglot")
 def test_omniglot_meta_training_keeps_every_evaluation_set_out_of_training():
