@@ -165,8 +165,8 @@ def load_sweep(*folders: Path | str) -> dict:
                   key=lambda row: pool_order(row["num_tasks"]))
     if len({row["run"] for row in rows}) < len(rows):
         raise ValueError("two folders trained the same pool size: " + ", ".join(str(f) for f in folders))
-    pools = [row["num_tasks"] for row in rows]
-    return {**first, "rows": rows, "config": {**first["config"], "num_tasks": pools},
+    shared = {key: value for key, value in first.items() if key not in ("folder", "command", "later_commands")}
+    return {**shared, "rows": rows, "config": {**first["config"], "num_tasks": [row["num_tasks"] for row in rows]},
             "histories": {name: curve for run in runs for name, curve in run["histories"].items()},
             "folders": [run["folder"] for run in runs]}
 

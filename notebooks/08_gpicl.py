@@ -271,11 +271,10 @@ ax.legend(fontsize=9)
 plt.show()
 
 # %% [markdown]
-# One transformer per pool size $M$, all trained for the same number of steps
-# (`data/gpicl/regression_cpu/`), reloaded and evaluated again next to both
-# oracles (in full mode on the sequences of its `results.json`: the numbers
-# agree up to bf16 rounding). Right: the paper's test, the mean squared
-# distance between the model's predictions and each oracle's on new tasks.
+# One transformer per pool size $M$, all trained for the same number of
+# steps, scored next to both oracles on the same sequences. Right: the
+# paper's test, the mean squared distance between the model's predictions and
+# each oracle's on new tasks.
 
 # %%
 REGRESSION = GPICL_DATA / "regression_cpu"
@@ -513,9 +512,12 @@ def regime_table(rows):
     return "\n".join(lines)
 
 
+def pools_text(pools):
+    return ", ".join(f"{m:,}" if m != "inf" else "∞" for m in pools) or "none"
+
+
 def pools_in(rows, name):
-    return ", ".join(f"{r['num_tasks']:,}" if r["num_tasks"] != "inf" else "∞" for r in rows
-                     if regime(r["evaluation"]) == name) or "none"
+    return pools_text([r["num_tasks"] for r in rows if regime(r["evaluation"]) == name])
 
 
 learners = [r for r in sweep_run["rows"] if regime(r["evaluation"]) == "learns in context"]
@@ -658,10 +660,6 @@ plt.show()
 left_steps = {row["num_tasks"]: plateau_end(sweep_run["histories"][row["run"]]) for row in sweep_run["rows"]}
 
 # %%
-def pools_text(pools):
-    return ", ".join(f"{m:,}" if m != "inf" else "∞" for m in pools) or "none"
-
-
 still_on = [m for m, step in left_steps.items() if step is None]
 display(Markdown(
     f"The fewer the tasks, the sooner the loss leaves $\\ln 10$: M = 4 at step {left_steps[4]:,}, M = 256 at "
@@ -1172,7 +1170,10 @@ display(Markdown(
 # with the paper's tokens, the Omniglot run at batch 32). The batch-128 sweep
 # is two folders trained apart with the same settings,
 # `sweep_cpu_b128_small_pools/` (M = 4 to 4,096) and `sweep_cpu_b128/`
-# (M = 16,384, 65,536 and ∞); the batch-32 sweep is `sweep_cpu/`. The live sweep
+# (M = 16,384, 65,536 and ∞); the batch-32 sweep is `sweep_cpu/`. The
+# regression models are `regression_cpu/`, reloaded from their bf16 weights
+# and scored again in full mode on the sequences of its `results.json` (the
+# numbers agree with it up to bf16 rounding). The live sweep
 # calls `cli.main`, what `python -m course_lib train gpicl` runs, with
 # `--max-minutes 3.5` in full mode (a few steps in smoke mode): its step
 # count depends on the machine's load. The paper's tokens were set aside
