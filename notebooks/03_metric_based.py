@@ -245,8 +245,8 @@ plt.show()
 # ## 5. Trained models on the same test episodes
 #
 # On classes never seen: pixel nearest neighbour, the two live models and a
-# ProtoNet trained with the papers' protocol (60-way 5-shot episodes,
-# `data/protonet/`), on the same $E$ test episodes, $Q = 15$.
+# ProtoNet trained with the papers' protocol (60-way 5-shot episodes), on
+# the same $E$ test episodes, $Q = 15$.
 
 # %%
 TRAINED = root / "data" / "protonet" if root is not None else None
@@ -489,9 +489,8 @@ display(Markdown(
 # %% [markdown]
 # ## 9. Rotations and the split
 #
-# Two choices of the protocol need longer runs than a notebook cell. Three
-# ProtoNets in `data/protonet_ablations/`, trained with the same budget,
-# each change one thing:
+# Two choices of the protocol move the accuracies papers report. Three
+# ProtoNets, trained alike, each change one thing:
 #
 # * `reference`: the Vinyals split with rotations (the standard protocol);
 # * `no_rotations`: the same without rotations (a quarter of the classes);

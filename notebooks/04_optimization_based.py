@@ -93,8 +93,8 @@ MODE, DEVICE = cl.notebook_setup(seed=0)
 # task, it learns the mean task, and the phases do not average out:
 # $\mathbb{E}[A \sin(x - b)] = -\frac{2}{\pi}\,\mathbb{E}[A] \cos x$.
 #
-# A meta-iteration takes milliseconds, so we train MAML live; the figures use the run in
-# `data/maml/sinusoid/`, trained for as many meta-iterations as the paper, when it is there.
+# A meta-iteration takes milliseconds, so we train MAML live; where a model meta-trained for as many
+# meta-iterations as the paper is present, the figures use it.
 
 # %%
 root = runtime.repo_root()
@@ -497,11 +497,11 @@ plt.show()
 # %% [markdown]
 # ## 8. Omniglot against the papers
 #
-# The runs in `data/maml/` are this training step run much longer, with 8 tasks per meta-batch and a
-# fraction of the papers' meta-iterations: read every row with its number of meta-iterations. Each is evaluated on 1,000
+# The models of this section were meta-trained with this training step, with 8 tasks per meta-batch and a
+# fraction of the papers' meta-iterations: read every row with its number of meta-iterations. Each is scored on 1,000
 # test episodes of unseen classes (15 queries per class for 5-way, 5 for 20-way; the same episodes for
-# every run), with training's batch statistics (`bn=query`) and with the support set's (`bn=support`,
-# section 9). The cell evaluates each trained model again on the first episodes, as a check.
+# every model), with training's batch statistics (`bn=query`) and with the support set's (`bn=support`,
+# section 9). The cell checks each model live on the first of those episodes.
 
 # %%
 RUN_NAMES = ["maml_5w1s", "fomaml_5w1s", "reptile_5w1s", "anil_5w1s", "metasgd_5w1s", "maml_20w1s"]

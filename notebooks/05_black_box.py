@@ -167,7 +167,7 @@ checks.check_shifted_label_inputs(shifted_label_inputs)
 #
 # Each (model, setting) is meta-trained with Adam on batches of $B = 32$
 # sequences with one query per class (`seq.train`; `seq.trainer` is one
-# step). Full mode loads the runs in `data/black_box/`; smoke mode trains a
+# step). Full mode loads models meta-trained this way; smoke mode trains a
 # few steps.
 
 # %%
@@ -668,7 +668,7 @@ table
 # chance either way, even trained far longer (its encoder collapsed:
 # section 2). The seed alone can decide: the 4-way transformer
 # never left chance with seed 0, and did with seed 1 (the table's model).
-# The curves: the runs in `data/black_box/plateau/` beside the table's.
+# The curves: the training losses of these variants beside the table's models.
 
 # %%
 PLATEAU_RUNS = {  # label: (run folder, config)

@@ -668,9 +668,9 @@ if RUN["scratch"]:
           f"{100 * results['results']['evaluation'][row]['vsml']['all']['mean']:.2f}%)")
 
 # %% [markdown]
-# ### A larger run: the paper's meta-batch, many more tasks
+# ### The paper's meta-batch, many more tasks
 #
-# The runs above are small: 32 streams per meta-step, tasks made from ten
+# The learners above are small: 32 streams per meta-step, tasks made from ten
 # digit classes. The paper meta-trains with 128 streams per meta-step on far
 # more tasks. Here VSML and the Meta-RNN are each meta-trained on
 # **Omniglot's 964 background characters** (every stream: 5 random
@@ -1269,12 +1269,11 @@ if ROWS and len(LARGE) == 2 and symla_results is not None and RUN["clone"]:
 
 # %% [markdown]
 # **Try it** (the commands are in the last cell and in `data/vsml/README.md`).
-# Train a copy of `data/vsml/scratch` for longer and see which rows move;
-# meta-train on Omniglot and test on digits; feed only the label and see
-# whether VSML still learns (it then has to discover the error signal
-# itself); continue a copy of
-# `data/vsml/clone_2layer` and see whether the hidden layer's update error
-# falls well below 1.
+# Meta-train the VSML of section 4 for longer and see which rows move; meta-train on
+# Omniglot and test on digits; feed only the label and see whether VSML
+# still learns (it then has to discover the error signal itself); continue
+# the two-layer clone of section 3 and see whether the hidden layer's update
+# error falls well below 1.
 #
 # **Next:** 08 · GPICL: when does a large in-context learner stop memorising
 # its tasks and start to generalise?

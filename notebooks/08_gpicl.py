@@ -717,8 +717,8 @@ display(Markdown(
 # %% [markdown]
 # The paper names two ways to shorten the plateau: a **larger batch**, and a
 # **biased batch**, a fraction of the sequences from one fixed task (which
-# the model can memorise: a signal to follow). `data/gpicl/plateau_cpu/`
-# tests both at $M = 4{,}096$ with the sweep's model: batch 16 and 64, each
+# the model can memorise: a signal to follow). Four models test both at
+# $M = 4{,}096$ with the sweep's model: batch 16 and 64, each
 # with uniform tasks and with a quarter of the batch from task 0, with equal
 # training time per batch size. Dashed: $0.75 \ln 10 \approx 1.73$, the loss
 # of a model that memorised the fixed task and is at chance on the rest.
@@ -1170,7 +1170,8 @@ display(Markdown(
 # with the paper's tokens, the Omniglot run at batch 32). The batch-128 sweep
 # is two folders trained apart with the same settings,
 # `sweep_cpu_b128_small_pools/` (M = 4 to 4,096) and `sweep_cpu_b128/`
-# (M = 16,384, 65,536 and ∞); the batch-32 sweep is `sweep_cpu/`. The
+# (M = 16,384, 65,536 and ∞); the batch-32 sweep is `sweep_cpu/`, and the
+# larger and biased batches of section 4 are `plateau_cpu/`. The
 # regression models are `regression_cpu/`, reloaded from their bf16 weights
 # and scored again in full mode on the sequences of its `results.json` (the
 # numbers agree with it up to bf16 rounding). The live sweep
