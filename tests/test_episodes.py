@@ -275,3 +275,24 @@ def test_sampler_on_a_dataset_kept_on_the_gpu():
     assert episode.support_x.device.type == "cuda" and episode.classes.device.type == "cuda"
     original = dataset.labels[torch.tensor(drawn(episode.support_x.cpu()), device="cuda")]
     assert torch.equal(original, episode.classes[episode.support_y])
+
+
+def test_the_sampler_shift_script_compares_each_stored_setting_under_both_samplers(capsys):
+    """scripts/sampler_shift.py, the evidence for merging the two samplers: MAML's rows are its
+    support-statistics entries (what its predictor computes), and every stored setting gets a row."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("sampler_shift", root / "scripts" / "sampler_shift.py")
+    shift = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shift)
+
+    maml = json.loads((root / "data/maml/maml_5w1s/results.json").read_text())["results"]
+    assert shift.stored_settings("data/maml/maml_5w1s", "maml") == {"5-way 1-shot": maml["5-way 1-shot bn=support"]}
+    stored = json.loads((root / "data/protonet/results.json").read_text())["results"]
+    shift.main(["--runs", "data/protonet", "--episodes", "2"])
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| data/protonet |")]
+    assert [row[1] for row in rows] == list(stored)
+    assert all(row[2] == f"{100 * stored[row[1]]['mean']:.2f} ± {100 * stored[row[1]]['ci95']:.2f} %" for row in rows)
