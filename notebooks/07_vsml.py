@@ -670,7 +670,7 @@ if RUN["scratch"]:
 # %% [markdown]
 # ### The paper's meta-batch, many more tasks
 #
-# The learners above are small: 32 streams per meta-step, tasks made from ten
+# The meta-training above is small: 32 streams per meta-step, tasks made from ten
 # digit classes. The paper meta-trains with 128 streams per meta-step on far
 # more tasks. Here VSML and the Meta-RNN are each meta-trained on
 # **Omniglot's 964 background characters** (every stream: 5 random

@@ -717,8 +717,8 @@ display(Markdown(
 # %% [markdown]
 # The paper names two ways to shorten the plateau: a **larger batch**, and a
 # **biased batch**, a fraction of the sequences from one fixed task (which
-# the model can memorise: a signal to follow). Four models test both at
-# $M = 4{,}096$ with the sweep's model: batch 16 and 64, each
+# the model can memorise: a signal to follow). Four transformers of the sweep's
+# size, trained at $M = 4{,}096$, test both: batch 16 and 64, each
 # with uniform tasks and with a quarter of the batch from task 0, with equal
 # training time per batch size. Dashed: $0.75 \ln 10 \approx 1.73$, the loss
 # of a model that memorised the fixed task and is at chance on the rest.

@@ -8,7 +8,7 @@ its stored test settings twice, with the same checkpoint, count and seed: once w
 its ``results.json`` used (which must reproduce the stored number) and once with
 ``EpisodeSampler``. It prints a Markdown table; it writes nothing.
 
-    COURSE_DATA_DIR=../shared/data python scripts/sampler_shift.py              # every run (about 40 min on one CPU thread)
+    COURSE_DATA_DIR=../shared/data python scripts/sampler_shift.py              # every run (about 80 min on one CPU thread)
     python scripts/sampler_shift.py --runs data/protonet --episodes 200        # a quick look
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -38,11 +39,12 @@ def shipped_runs() -> list[str]:
 
 
 def stored_settings(folder: str, method: str) -> dict[str, dict]:
-    """``{"5-way 1-shot": stored entry}``; MAML's entries with the support set's batch statistics, as its predictor."""
-    results = json.loads((ROOT / folder / "results.json").read_text())["results"]
-    if method == "maml":
-        return {name.removesuffix(" bn=support"): entry for name, entry in results.items() if name.endswith("bn=support")}
-    return {name: entry for name, entry in results.items() if "bn=" not in name}
+    """``{"5-way 1-shot": stored entry}``. MAML's are those with the support set's batch statistics, what its
+    predictor computes: named "... bn=support" when it trained with other statistics, else plainly."""
+    stored = json.loads((ROOT / folder / "results.json").read_text())
+    suffix = " bn=support" if method == "maml" and stored["config"]["bn"] != "support" else ""
+    settings = [name for name in stored["results"] if "bn=" not in name]
+    return {setting: stored["results"][setting + suffix] for setting in settings}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
         data = method.load_data(model.config)
         predict = method.predictor(model)
         for setting, stored in stored_settings(folder, method_name).items():
-            ways, shots = int(setting.split("-way")[0]), int(setting.split(" ")[1].split("-shot")[0])
+            ways, shots = map(int, re.fullmatch(r"(\d+)-way (\d+)-shot", setting).groups())
             count = args.episodes or stored["episodes"]
             start = time.perf_counter()
             scores = [evaluate_few_shot(predict, sampler(data["test"], ways, shots, test_queries(ways)),

@@ -277,12 +277,18 @@ def test_sampler_on_a_dataset_kept_on_the_gpu():
     assert torch.equal(original, episode.classes[episode.support_y])
 
 
-def test_the_sampler_shift_script_compares_each_stored_setting_under_both_samplers(capsys):
+def test_the_sampler_shift_script_compares_each_stored_setting_under_both_samplers(capsys, tmp_path):
     """scripts/sampler_shift.py, the evidence for merging the two samplers: MAML's rows are its
-    support-statistics entries (what its predictor computes), and every stored setting gets a row."""
+    support-statistics entries (what its predictor computes), every stored setting gets a row, and
+    its two columns are the two samplers' scores of the same checkpoint."""
     import importlib.util
     import json
     from pathlib import Path
+
+    from course_lib import registry
+    from course_lib.episodes import FastEpisodeSampler
+    from course_lib.evaluation import evaluate_few_shot
+    from course_lib.protonet import load_data
 
     root = Path(__file__).resolve().parent.parent
     spec = importlib.util.spec_from_file_location("sampler_shift", root / "scripts" / "sampler_shift.py")
@@ -291,8 +297,18 @@ def test_the_sampler_shift_script_compares_each_stored_setting_under_both_sample
 
     maml = json.loads((root / "data/maml/maml_5w1s/results.json").read_text())["results"]
     assert shift.stored_settings("data/maml/maml_5w1s", "maml") == {"5-way 1-shot": maml["5-way 1-shot bn=support"]}
+    trained_with_support = {"config": {"bn": "support"}, "results": {"5-way 1-shot": {"mean": 0.9}}}
+    (tmp_path / "results.json").write_text(json.dumps(trained_with_support))
+    assert shift.stored_settings(str(tmp_path), "maml") == {"5-way 1-shot": {"mean": 0.9}}
+
     stored = json.loads((root / "data/protonet/results.json").read_text())["results"]
     shift.main(["--runs", "data/protonet", "--episodes", "2"])
-    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| data/protonet |")]
-    assert [row[1] for row in rows] == list(stored)
-    assert all(row[2] == f"{100 * stored[row[1]]['mean']:.2f} ± {100 * stored[row[1]]['ci95']:.2f} %" for row in rows)
+    rows = {line.split(" | ")[1]: line.split(" | ") for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| data/protonet |")}
+    assert list(rows) == list(stored)
+    assert all(row[2] == f"{100 * stored[s]['mean']:.2f} ± {100 * stored[s]['ci95']:.2f} %" for s, row in rows.items())
+    model, _ = registry.load(root / "data/protonet")
+    test = load_data(model.config)["test"]
+    for sampler, column in ((FastEpisodeSampler, 3), (EpisodeSampler, 4)):
+        score = evaluate_few_shot(model.predict, sampler(test, 20, 1, 5), 2, seed=0, progress=False)
+        assert rows["20-way 1-shot"][column].startswith(f"{100 * score.mean:.2f} "), (sampler.__name__, column)
